@@ -1,0 +1,77 @@
+# minikvm top-level build: plain GNU make, automatic header dependencies.
+# Targets: all (default), check, unit, integration, bench, install, clean.
+# Switch off -Werror with `make WERROR=0`.
+
+PREFIX   ?= /usr/local
+CC       ?= gcc
+WERROR   ?= 1
+O        := build
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
+            -fno-strict-aliasing -D_GNU_SOURCE -I. -MMD -MP
+ifeq ($(WERROR),1)
+CFLAGS   += -Werror
+endif
+LDLIBS   := -lpthread
+
+# Everything except the program entry points goes into one archive that
+# the VMM, the tools and the unit tests link against.
+CORE_DIRS := vmm hw block net migration
+CORE_SRCS := $(filter-out vmm/main.c,$(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c)))
+CORE_OBJS := $(CORE_SRCS:%.c=$(O)/%.o)
+LIB       := $(O)/libminikvm.a
+
+TOOL_SRCS := $(wildcard tools/*.c)
+TOOLS     := $(TOOL_SRCS:tools/%.c=$(O)/%)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
+UNIT_LIBS := -lcmocka
+
+all: $(O)/minikvm $(TOOLS) guest
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(CORE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+# Devices register themselves from constructors that nothing references,
+# so programs take the whole archive.
+$(O)/minikvm: $(O)/vmm/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
+
+$(O)/%: $(O)/tools/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
+
+$(O)/tests/%: $(O)/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS) $(LDLIBS)
+
+-include tests/guest/guest.mk
+
+unit: $(UNIT_BINS)
+	@tests/run-unit $(UNIT_BINS)
+
+integration: all
+	@tests/integration/run
+
+check: all unit integration
+
+bench: all
+	@tests/bench/run
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/minikvm
+	install -m 755 $(O)/minikvm $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(GUEST_KIT) $(DESTDIR)$(PREFIX)/share/minikvm/
+
+clean:
+	rm -rf $(O)
+
+.PHONY: all unit integration check bench install clean guest
+.SECONDARY:
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,44 @@
+/* Device self-registration. Each hw/ file declares its init function with
+ * DEVICE_INIT(level, fn); the VM calls them in level order after the core
+ * (memory, vCPUs, irqchip) is up. vmm/ never names a device. */
+#ifndef VMM_DEVICE_H
+#define VMM_DEVICE_H
+
+struct vm;
+
+enum device_level {
+	DEVICE_LEVEL_BUS = 0,		/* PCI host bridge, ISA bus */
+	DEVICE_LEVEL_PLATFORM = 1,	/* chipset functions, RTC, PM, fw_cfg */
+	DEVICE_LEVEL_DEVICE = 2,	/* serial, i8042, PCI devices */
+	DEVICE_LEVEL_LATE = 3,		/* things that look at all devices */
+	DEVICE_LEVEL_COUNT
+};
+
+struct device_init {
+	const char *name;
+	enum device_level level;
+	/* Returns 0, or a negative errno on a configuration error (the VMM
+	 * then stops at startup with the message the device logged). */
+	int (*init)(struct vm *vm);
+	struct device_init *next;
+};
+
+void device_register_init(struct device_init *d);
+/* Runs all inits, level by level; returns the first error. */
+int devices_init(struct vm *vm);
+
+#define DEVICE_INIT(lvl, fn)						\
+	static struct device_init device_init_##fn = {			\
+		.name = #fn, .level = (lvl), .init = (fn) };		\
+	__attribute__((constructor)) static void device_reg_##fn(void)	\
+	{ device_register_init(&device_init_##fn); }
+
+/* Reset hooks run on a guest reset (triple fault, i8042 0xFE, 0xCF9). */
+struct reset_hook {
+	void (*reset)(void *opaque);
+	void *opaque;
+	struct reset_hook *next;
+};
+void vm_register_reset(struct vm *vm, void (*fn)(void *), void *opaque);
+
+#endif

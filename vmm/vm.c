@@ -1,0 +1,246 @@
+/* The VM: KVM VM creation with the in-kernel irqchip and PIT, RAM slots,
+ * interrupt lines, and the lifecycle (run, reset, power-off, fatal) that
+ * the main thread drives while vCPU and event-loop threads do the work. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
+#include "vmm/vm.h"
+#include "vmm/kvm.h"
+#include "vmm/vcpu.h"
+#include "vmm/log.h"
+#include "vmm/event_loop.h"
+#include "vmm/platform.h"
+
+/* Below the 16 MiB firmware window, where QEMU puts them too. */
+#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
+#define KVM_TSS_ADDR          0xfeffd000ULL
+#define MAX_SLOTS             256
+
+static uint64_t slot_used[MAX_SLOTS / 64];
+
+int vm_map_memory(struct vm *vm, uint64_t gpa, uint64_t size, void *hva, bool readonly)
+{
+	struct kvm_userspace_memory_region r = {
+		.guest_phys_addr = gpa, .memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+		.flags = readonly ? KVM_MEM_READONLY : 0,
+	};
+
+	for (unsigned slot = 0; slot < MAX_SLOTS; slot++) {
+		if (slot_used[slot / 64] & (1ULL << (slot % 64)))
+			continue;
+		r.slot = slot;
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+			return -errno;
+		slot_used[slot / 64] |= 1ULL << (slot % 64);
+		return slot;
+	}
+	return -ENOSPC;
+}
+
+int vm_unmap_memory(struct vm *vm, int slot)
+{
+	struct kvm_userspace_memory_region r = { .slot = slot, .memory_size = 0 };
+
+	if (slot < 0 || slot >= MAX_SLOTS || !(slot_used[slot / 64] & (1ULL << (slot % 64))))
+		return -EINVAL;
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return -errno;
+	slot_used[slot / 64] &= ~(1ULL << (slot % 64));
+	return 0;
+}
+
+/* RAM below 640 KiB, from 1 MiB to the PCI hole, and above 4 GiB. The
+ * 0xC0000-0xFFFFF window belongs to the chipset (PAM) device. */
+static int vm_map_ram(struct vm *vm)
+{
+	struct guest_memory *m = &vm->mem;
+	int r = vm_map_memory(vm, 0, VGA_HOLE_START, m->host, false);
+
+	if (r >= 0 && m->below_4g > MiB)
+		r = vm_map_memory(vm, MiB, m->below_4g - MiB, m->host + MiB, false);
+	if (r >= 0 && m->above_4g)
+		r = vm_map_memory(vm, HIGH_RAM_START, m->above_4g, m->host + m->below_4g, false);
+	return r < 0 ? r : 0;
+}
+
+static void kvm_irq_set(void *opaque, unsigned gsi, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		log_guest(LOG_GUEST_ERRORS, "KVM_IRQ_LINE %u: %s", gsi, strerror(errno));
+}
+
+struct irq_line vm_irq_line(struct vm *vm, unsigned gsi)
+{
+	return (struct irq_line){ .set_level = kvm_irq_set, .opaque = vm, .gsi = gsi };
+}
+
+int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct kvm_msi msi = {
+		.address_lo = (uint32_t)addr, .address_hi = addr >> 32, .data = data,
+	};
+
+	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
+}
+
+static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ KVM_IDENTITY_MAP_ADDR }) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+		snprintf(err, errlen, "cannot set up the TSS area: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP) < 0) {
+		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return -1;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	int max_vcpus;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->ncpus = cfg->ncpus;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->kvm_fd = kvm_open_checked("/dev/kvm", err, errlen);
+	if (vm->kvm_fd < 0)
+		return -1;
+	max_vcpus = kvm_check_extension(vm->kvm_fd, KVM_CAP_MAX_VCPUS);
+	if (!max_vcpus)
+		max_vcpus = kvm_check_extension(vm->kvm_fd, KVM_CAP_NR_VCPUS);
+	if ((int)vm->ncpus > max_vcpus) {
+		snprintf(err, errlen, "-smp %u exceeds this host's KVM limit of %d vCPUs",
+			 vm->ncpus, max_vcpus);
+		return -1;
+	}
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0 || vm->vcpu_mmap_size <= 0) {
+		snprintf(err, errlen, "KVM_CREATE_VM: %s", strerror(errno));
+		return -1;
+	}
+	if (memory_alloc(&vm->mem, cfg->ram_size, err, errlen) < 0)
+		return -1;
+	if (vm_map_ram(vm) < 0) {
+		snprintf(err, errlen, "cannot map guest RAM into KVM: %s", strerror(errno));
+		return -1;
+	}
+	if (vm_create_irqchip(vm, err, errlen) < 0)
+		return -1;
+	vm->io = io_bus_new();
+	vm->loop = event_loop_new();
+	vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+	if (!vm->io || !vm->loop || !vm->vcpus) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if (vcpu_create(vm, i, err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+static void vm_post(struct vm *vm, enum vm_exit_reason why, int code)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (why == VM_RESET) {
+		vm->reset_requested = true;
+	} else if (vm->exit_reason == VM_RUNNING || why == VM_FATAL) {
+		vm->exit_reason = why;
+		vm->exit_code = code;
+	}
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_request_poweroff(struct vm *vm, int exit_code) { vm_post(vm, VM_POWEROFF, exit_code); }
+void vm_request_reset(struct vm *vm) { vm_post(vm, VM_RESET, 0); }
+void vm_request_quit(struct vm *vm) { vm_post(vm, VM_QUIT, 0); }
+void vm_request_fatal(struct vm *vm) { vm_post(vm, VM_FATAL, EXIT_GUEST_FATAL); }
+
+/* Guest reset: park every vCPU, reset devices, reload the boot payload,
+ * return vCPUs to their power-on state and let them go. */
+static int vm_do_reset(struct vm *vm)
+{
+	vcpus_pause(vm);
+	for (struct reset_hook *h = vm->reset_hooks; h; h = h->next)
+		h->reset(h->opaque);
+	if (vm->reload_boot) {
+		char err[256];
+		if (vm->reload_boot(vm, err, sizeof(err)) < 0) {
+			log_error("reset: %s", err);
+			return -1;
+		}
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if (vcpu_reset(vm->vcpus[i]) < 0) {
+			log_error("reset: vCPU %u: %s", i, strerror(errno));
+			return -1;
+		}
+	}
+	vcpus_resume(vm);
+	return 0;
+}
+
+int vm_run(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if (vcpu_reset(vm->vcpus[i]) < 0) {
+			log_error("vCPU %u: cannot load the initial state: %s", i, strerror(errno));
+			return EXIT_GUEST_FATAL;
+		}
+	}
+	if (event_loop_start(vm->loop) < 0) {
+		log_error("cannot start the event loop thread");
+		return EXIT_CONFIG_ERROR;
+	}
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		if (vcpu_start(vm->vcpus[i]) < 0) {
+			log_error("cannot start vCPU %u thread", i);
+			return EXIT_CONFIG_ERROR;
+		}
+	}
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		while (vm->exit_reason == VM_RUNNING && !vm->reset_requested)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		if (vm->exit_reason != VM_RUNNING)
+			break;
+		vm->reset_requested = false;
+		if (vm->cfg->no_reboot) {
+			vm->exit_reason = VM_POWEROFF;
+			vm->exit_code = 0;
+			break;
+		}
+		pthread_mutex_unlock(&vm->lock);
+		if (vm_do_reset(vm) < 0)
+			vm_request_fatal(vm);
+		pthread_mutex_lock(&vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	vcpus_pause(vm);
+	return vm->exit_code;
+}
