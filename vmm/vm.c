@@ -91,6 +91,37 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
+/* The PC's ISA wiring: IRQ0 (the PIT) reaches IOAPIC pin 2, as the MADT
+ * override IRQ0 -> GSI 2 says; the cascade pin 2 has no PIC route; the
+ * other ISA IRQs go to both PICs and the same IOAPIC pin; GSIs 16-23
+ * only to the IOAPIC. KVM's default table routes GSI 0 to pin 0. */
+static int vm_setup_irq_routing(struct vm *vm)
+{
+	struct {
+		struct kvm_irq_routing hdr;
+		struct kvm_irq_routing_entry e[64];
+	} r = { 0 };
+	unsigned n = 0;
+
+	for (unsigned gsi = 0; gsi < 16; gsi++) {
+		if (gsi == 2)
+			continue;
+		r.e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+				       gsi % 8 } };
+	}
+	for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+		if (gsi == 2)
+			continue;
+		r.e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } };
+	}
+	r.hdr.nr = n;
+	return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r);
+}
+
 static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -102,6 +133,10 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 	}
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP) < 0) {
 		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return -1;
+	}
+	if (vm_setup_irq_routing(vm) < 0) {
+		snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
 		return -1;
 	}
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {

@@ -1,0 +1,48 @@
+/* The PC machine assembly order: KVM VM and RAM, then for a direct kernel
+ * boot the ACPI and MP tables and the kernel itself, then every device
+ * (which may look at the boot mode), then the vCPUs. */
+#include <stdio.h>
+#include "vmm/machine.h"
+#include "vmm/vm.h"
+#include "vmm/acpi.h"
+#if __has_include("vmm/mptable.h")
+#include "vmm/mptable.h"
+#define HAVE_MPTABLE 1
+#endif
+#include "vmm/boot.h"
+
+/* Tables and kernel are written into guest RAM; on a guest reset they are
+ * written again, as firmware would reload them. */
+static int machine_load_direct_boot(struct vm *vm, char *err, size_t errlen)
+{
+	struct acpi_config acpi;
+
+	acpi_config_default(&acpi, vm->ncpus);
+	if (acpi_install(&vm->mem, &acpi) < 0) {
+		snprintf(err, errlen, "cannot build the ACPI tables");
+		return -1;
+	}
+#ifdef HAVE_MPTABLE
+	if (mptable_install(&vm->mem, vm->ncpus) < 0) {
+		snprintf(err, errlen, "cannot build the MP table");
+		return -1;
+	}
+#endif
+	return boot_load_kernel(vm, err, errlen);
+}
+
+int machine_create(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen)
+{
+	if (vm_create(vm, cfg, err, errlen) < 0)
+		return -1;
+	if (cfg->kernel) {
+		if (machine_load_direct_boot(vm, err, errlen) < 0)
+			return -1;
+		vm->reload_boot = machine_load_direct_boot;
+	}
+	if (devices_init(vm) < 0) {
+		snprintf(err, errlen, "device setup failed (see above)");
+		return -1;
+	}
+	return vm_create_vcpus(vm, err, errlen);
+}
