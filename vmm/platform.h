@@ -39,6 +39,9 @@
 #define ACPI_SCI_IRQ     9
 #define ACPI_SMI_CMD     0xb2
 #define ACPI_S5_SLP_TYP  0	/* value written to SLP_TYP for S5 (DSDT _S5) */
+#define ACPI_ENABLE_CMD  0xf1	/* FADT ACPI_ENABLE: written to SMI_CMD, sets SCI_EN */
+#define ACPI_DISABLE_CMD 0xf0	/* FADT ACPI_DISABLE: clears SCI_EN */
+#define ACPI_PM_TMR_BITS 24	/* PM timer width: FADT TMR_VAL_EXT must be 0 */
 
 /* Interrupt controllers */
 #define IOAPIC_BASE      0xfec00000ULL
@@ -57,7 +60,9 @@
 #define BIOS_AREA_START  0xe0000ULL	/* legacy BIOS window, 128 KiB */
 #define BIOS_AREA_SIZE   0x20000ULL
 #define ACPI_TABLES_ADDR 0xe0000ULL	/* direct boot: RSDP lives here */
-#define MPTABLE_ADDR     0x9fc00ULL	/* direct boot: in the EBDA */
+#define MPTABLE_ADDR     0x9fc00ULL	/* direct boot: MP floating pointer, EBDA */
+#define ACPI_TABLES_END  0xf0000ULL	/* direct boot: ACPI tables end below */
+#define MPTABLE_CONFIG_ADDR 0xf0000ULL	/* direct boot: MP configuration table */
 #define EBDA_START       0x9fc00ULL
 #define VGA_HOLE_START   0xa0000ULL
 
