@@ -60,6 +60,10 @@ integration: all
 
 check: all unit integration
 
+# The demo: boot the test kit, which prints what it finds and powers off.
+demo: all
+	$(O)/minikvm -m 128 -smp 2 -kernel $(O)/guest/testkit.elf -nographic -nodefaults -serial stdio
+
 bench: all
 	@tests/bench/run
 
@@ -71,7 +75,7 @@ install: all
 clean:
 	rm -rf $(O)
 
-.PHONY: all unit integration check bench install clean guest
+.PHONY: all unit integration check demo bench install clean guest
 .SECONDARY:
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
