@@ -78,8 +78,9 @@ size_t vmstate_save(const struct vmstate_desc *d, const void *opaque, uint8_t *b
 	return pos;
 }
 
-int vmstate_load(const struct vmstate_desc *d, void *opaque, size_t obj_size,
-		 const uint8_t *buf, size_t len, char *err, size_t errlen)
+static int vmstate_load_copy(const struct vmstate_desc *d, void *opaque, size_t obj_size,
+			     const uint8_t *buf, size_t len, char *err, size_t errlen,
+			     bool apply)
 {
 	size_t pos = 0;
 	uint8_t *copy;
@@ -115,10 +116,22 @@ int vmstate_load(const struct vmstate_desc *d, void *opaque, size_t obj_size,
 		snprintf(err, errlen, "%s: inconsistent state rejected", d->name);
 		ret = -EINVAL;
 	}
-	if (!ret)
+	if (!ret && apply)
 		memcpy(opaque, copy, obj_size);
 	free(copy);
 	return ret;
+}
+
+int vmstate_load(const struct vmstate_desc *d, void *opaque, size_t obj_size,
+		 const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	return vmstate_load_copy(d, opaque, obj_size, buf, len, err, errlen, true);
+}
+
+int vmstate_validate(const struct vmstate_desc *d, const void *opaque, size_t obj_size,
+		     const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	return vmstate_load_copy(d, (void *)opaque, obj_size, buf, len, err, errlen, false);
 }
 
 int vmstate_dump(const struct vmstate_desc *d, const uint8_t *buf, size_t len, FILE *out)

@@ -76,6 +76,9 @@ size_t vmstate_save(const struct vmstate_desc *d, const void *opaque, uint8_t *b
  * Returns 0 or -EINVAL (with a message naming the field in err). */
 int vmstate_load(const struct vmstate_desc *d, void *opaque, size_t obj_size,
 		 const uint8_t *buf, size_t len, char *err, size_t errlen);
+/* The same checks as vmstate_load without applying anything. */
+int vmstate_validate(const struct vmstate_desc *d, const void *opaque, size_t obj_size,
+		     const uint8_t *buf, size_t len, char *err, size_t errlen);
 /* Print "name.field = value" lines for a serialized section. */
 int vmstate_dump(const struct vmstate_desc *d, const uint8_t *buf, size_t len, FILE *out);
 
