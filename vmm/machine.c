@@ -5,10 +5,7 @@
 #include "vmm/machine.h"
 #include "vmm/vm.h"
 #include "vmm/acpi.h"
-#if __has_include("vmm/mptable.h")
 #include "vmm/mptable.h"
-#define HAVE_MPTABLE 1
-#endif
 #include "vmm/boot.h"
 
 /* Tables and kernel are written into guest RAM; on a guest reset they are
@@ -22,12 +19,10 @@ static int machine_load_direct_boot(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot build the ACPI tables");
 		return -1;
 	}
-#ifdef HAVE_MPTABLE
 	if (mptable_install(&vm->mem, vm->ncpus) < 0) {
 		snprintf(err, errlen, "cannot build the MP table");
 		return -1;
 	}
-#endif
 	return boot_load_kernel(vm, err, errlen);
 }
 
