@@ -15,6 +15,7 @@ for c in serial cmos timers kvmclock smp pci acpi demo all; do
 done
 KIT_TAG=minikvm-pvh- KIT_ELF=build/guest/testkit-pvh.elf run "$VMM" pci,kvmclock,acpi
 KIT_TAG=minikvm-mb- KIT_ELF=build/guest/testkit-mb.elf run "$VMM" pci,kvmclock,acpi
+KIT_TAG=minikvm-bz- KIT_ELF=build/guest/testkit.bzImage run "$VMM" pci,timers,acpi
 KIT_TAG=minikvm-smp1- run "${VMM/-smp 2/-smp 1}" smp,timers cpus=1
 KIT_TAG=minikvm-smp8- run "${VMM/-smp 2/-smp 8}" smp cpus=8
 
