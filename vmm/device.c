@@ -20,10 +20,8 @@ int devices_init(struct vm *vm)
 			if ((int)d->level != level)
 				continue;
 			int ret = d->init(vm);
-			if (ret < 0) {
-				log_error("device %s failed to initialise", d->name);
-				return ret;
-			}
+			if (ret < 0)
+				return ret;	/* the device printed why */
 		}
 	}
 	return 0;

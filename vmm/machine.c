@@ -36,7 +36,7 @@ int machine_create(struct vm *vm, const struct vm_config *cfg, char *err, size_t
 		vm->reload_boot = machine_load_direct_boot;
 	}
 	if (devices_init(vm) < 0) {
-		snprintf(err, errlen, "device setup failed (see above)");
+		err[0] = 0;	/* the device already printed one line */
 		return -1;
 	}
 	return vm_create_vcpus(vm, err, errlen);

@@ -65,7 +65,8 @@ int main(int argc, char **argv)
 	atexit(chardev_cleanup_all);
 	chardev_set_quit_handler(quit_from_console, &the_vm);
 	if (machine_create(&the_vm, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "minikvm: %s\n", err);
+		if (err[0])
+			fprintf(stderr, "minikvm: %s\n", err);
 		return EXIT_CONFIG_ERROR;
 	}
 	status = vm_run(&the_vm);

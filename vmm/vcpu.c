@@ -411,16 +411,31 @@ int vcpu_start(struct vcpu *v)
 	return 0;
 }
 
-void vcpus_pause(struct vm *vm)
+/* Ask every vCPU to leave KVM_RUN and park, without waiting. */
+static void vcpus_request_pause_locked(struct vm *vm)
 {
-	pthread_mutex_lock(&pause_lock);
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		struct vcpu *v = vm->vcpus[i];
+		if (!v)
+			continue;
 		__atomic_store_n(&v->pause_requested, true, __ATOMIC_RELEASE);
 		v->run->immediate_exit = 1;
 		if (v->thread_started)
 			pthread_kill(v->thread, VCPU_KICK_SIGNAL);
 	}
+}
+
+void vcpus_request_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&pause_lock);
+	vcpus_request_pause_locked(vm);
+	pthread_mutex_unlock(&pause_lock);
+}
+
+void vcpus_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&pause_lock);
+	vcpus_request_pause_locked(vm);
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		while (vm->vcpus[i]->thread_started && !vm->vcpus[i]->paused)
 			pthread_cond_wait(&pause_cond, &pause_lock);

@@ -30,6 +30,9 @@ int vcpu_start(struct vcpu *v);
 /* Pause all vCPUs (returns when every one is out of KVM_RUN) / resume. */
 void vcpus_pause(struct vm *vm);
 void vcpus_resume(struct vm *vm);
+/* Stop vCPUs from entering the guest again, without waiting: used when a
+ * reset or power-off is requested, so no vCPU runs past that point. */
+void vcpus_request_pause(struct vm *vm);
 void vcpu_dump_state(struct vcpu *v);
 
 #endif

@@ -200,6 +200,10 @@ int vm_create_vcpus(struct vm *vm, char *err, size_t errlen)
 
 static void vm_post(struct vm *vm, enum vm_exit_reason why, int code)
 {
+	/* The guest must not run past a reset or power-off request (firmware
+	 * follows its 0xCF9 write with instructions it never expects to run). */
+	if (vm->vcpus)
+		vcpus_request_pause(vm);
 	pthread_mutex_lock(&vm->lock);
 	if (why == VM_RESET) {
 		vm->reset_requested = true;
