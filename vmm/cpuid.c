@@ -3,6 +3,8 @@
 #include <string.h>
 #include "vmm/cpuid.h"
 #include "vmm/config.h"
+#include "vmm/log.h"
+#include "vmm/platform.h"
 
 enum cpuid_reg { R_EAX, R_EBX, R_ECX, R_EDX };
 
@@ -127,7 +129,9 @@ static void cpuid_topology(struct kvm_cpuid2 *c, unsigned cpu_index, unsigned nc
 	struct kvm_cpuid_entry2 *e;
 
 	if ((e = cpuid_find(c, 1, 0))) {
-		e->ebx = (e->ebx & 0x0000ffff) | (cpu_index << 24) |
+		/* the 8-bit initial APIC ID: its low byte when the x2APIC ID
+		 * (leaf 0xB/0x1F EDX) is wider, like hardware and QEMU */
+		e->ebx = (e->ebx & 0x0000ffff) | ((cpu_index & 0xff) << 24) |
 			 ((logical > 255 ? 255 : logical) << 16);
 		e->ecx |= 1u << 31;			/* hypervisor */
 		if (logical > 1)
@@ -176,9 +180,32 @@ static void cpuid_kvm_signature(struct kvm_cpuid2 *c)
 		e->eax = 0x40000001;
 }
 
+#define CPUID_1_ECX_X2APIC	(1u << 21)
+
+/* APIC IDs are vCPU indexes: beyond 254 the guest must see x2APIC (KVM
+ * emulates it whenever the irqchip is in the kernel). On by default in
+ * that case; refused if "-cpu ...,-x2apic" turned it off. */
+static int cpuid_check_x2apic(struct kvm_cpuid2 *c, unsigned ncpus, bool user_disabled,
+			      char *err, size_t errlen)
+{
+	struct kvm_cpuid_entry2 *e = cpuid_find(c, 1, 0);
+
+	if (ncpus <= XAPIC_ID_LIMIT || !e)
+		return 0;
+	if (user_disabled) {
+		snprintf(err, errlen, "-smp %u needs x2apic (APIC IDs above 254), "
+			 "but -cpu turns it off", ncpus);
+		return -1;
+	}
+	e->ecx |= CPUID_1_ECX_X2APIC;
+	return 0;
+}
+
 int cpuid_setup(struct kvm_cpuid2 *c, unsigned cpu_index, unsigned ncpus,
 		const struct vm_config *cfg, char *err, size_t errlen)
 {
+	bool x2apic_off = false;
+
 	cpuid_topology(c, cpu_index, ncpus, cfg);
 	cpuid_kvm_signature(c);
 	for (unsigned i = 0; cfg && i < cfg->n_cpu_edits; i++) {
@@ -188,12 +215,17 @@ int cpuid_setup(struct kvm_cpuid2 *c, unsigned cpu_index, unsigned ncpus,
 			snprintf(err, errlen, "-cpu: unknown feature '%s'", cfg->cpu_edits[i].name);
 			return -1;
 		}
-		if (!(e = cpuid_find(c, f->function, f->index)))
-			continue;	/* leaf absent: the feature is already off */
-		if (cfg->cpu_edits[i].enable)
-			*entry_reg(e, f->reg) |= 1u << f->bit;
-		else
-			*entry_reg(e, f->reg) &= ~(1u << f->bit);
+		e = cpuid_find(c, f->function, f->index);
+		if (!cfg->cpu_edits[i].enable) {
+			if (e)
+				*entry_reg(e, f->reg) &= ~(1u << f->bit);
+		} else if (!e || !(*entry_reg(e, f->reg) & (1u << f->bit))) {
+			/* As QEMU: a feature KVM cannot give stays off, with a warning. */
+			if (cpu_index == 0)
+				log_warn("host doesn't support requested feature: %s", f->name);
+		}
+		if (f->function == 1 && f->reg == R_ECX && (1u << f->bit) == CPUID_1_ECX_X2APIC)
+			x2apic_off = !cfg->cpu_edits[i].enable;
 	}
-	return 0;
+	return cpuid_check_x2apic(c, ncpus, x2apic_off, err, errlen);
 }

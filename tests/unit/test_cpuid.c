@@ -87,6 +87,16 @@ static void test_feature_edits(void **state)
 	assert_false(cpuid_find(c, 0x40000001, 0)->eax & (1u << 6));
 	assert_true(cpuid_find(c, 1, 0)->ecx & (1u << 21));	/* untouched */
 
+	/* enabling keeps a supported bit and cannot invent an unsupported one */
+	cfg.n_cpu_edits = 2;
+	strcpy(cfg.cpu_edits[0].name, "x2apic");
+	cfg.cpu_edits[0].enable = true;
+	strcpy(cfg.cpu_edits[1].name, "avx2");
+	cfg.cpu_edits[1].enable = true;
+	assert_int_equal(cpuid_setup(c, 0, 1, &cfg, err, sizeof(err)), 0);
+	assert_true(cpuid_find(c, 1, 0)->ecx & (1u << 21));
+	assert_false(cpuid_find(c, 7, 0)->ebx & (1u << 5));
+
 	strcpy(cfg.cpu_edits[0].name, "warp-drive");
 	assert_int_equal(cpuid_setup(c, 0, 1, &cfg, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "warp-drive"));
