@@ -12,6 +12,10 @@
  *   programs (10, 10, 11, 11), level/active-high/shared; _SRS accepts it.
  *   Slot 1 INTA (the PIIX4 PM function) goes to LNKS, the SCI (IRQ 9),
  *   as QEMU does. The same GSIs are valid in PIC and IOAPIC mode.
+ * - CPUs: vCPU i has APIC ID and ACPI UID i. The MADT lists IDs 0..254 as
+ *   Processor Local APIC entries and IDs from 255 on as Processor Local
+ *   x2APIC entries with a Local x2APIC NMI for them (ACPI 6.x 5.2.12.12),
+ *   as QEMU and real firmware do; MADT revision 1 like QEMU's pc.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -520,6 +524,12 @@ static void dsdt_link(struct buf *b, const char *name, unsigned uid, unsigned gs
 	aml_close(b, dev);
 }
 
+/* Processor devices C000..C3FF: "C" and three hex digits give unique
+ * 4-character names for up to 4096 CPUs (ACPI_MAX_CPUS is 1024). About
+ * 30 bytes each: with the MADT, 1024 CPUs take about 48 KiB of the 64 KiB
+ * direct-boot area. */
+_Static_assert(ACPI_MAX_CPUS <= 0x1000, "CPU device names have 3 hex digits");
+
 static void dsdt_cpus(struct buf *b, unsigned ncpus)
 {
 	for (unsigned i = 0; i < ncpus; i++) {
@@ -669,7 +679,10 @@ static void build_fadt(struct buf *b, const struct acpi_config *cfg, uint64_t fa
 	table_end(b, start);
 }
 
-enum madt_type { MADT_LAPIC = 0, MADT_IOAPIC = 1, MADT_ISO = 2, MADT_LAPIC_NMI = 4 };
+enum madt_type {
+	MADT_LAPIC = 0, MADT_IOAPIC = 1, MADT_ISO = 2, MADT_LAPIC_NMI = 4,
+	MADT_X2APIC = 9, MADT_X2APIC_NMI = 0xa,
+};
 #define MADT_PCAT_COMPAT 1u
 #define MPS_LEVEL_HIGH	0x000d		/* polarity 01 active-high, trigger 11 level */
 #define ACPI_IOAPIC_ID	0		/* as QEMU; the KVM IOAPIC's ID register */
@@ -684,6 +697,51 @@ static void madt_override(struct buf *b, uint8_t irq, uint32_t gsi, uint16_t fla
 	buf_u16(b, flags);
 }
 
+/* One processor: xAPIC entry while the ID fits 8 bits (0xff is the
+ * broadcast ID), x2APIC entry from 255 on. The ACPI processor UID is the
+ * vCPU index, as the DSDT processor device's _UID. */
+static void madt_cpu(struct buf *b, uint32_t uid, uint32_t apic_id)
+{
+	if (apic_id < XAPIC_ID_LIMIT) {
+		buf_u8(b, MADT_LAPIC);
+		buf_u8(b, 8);
+		buf_u8(b, uid);
+		buf_u8(b, apic_id);
+		buf_u32(b, 1);		/* enabled */
+	} else {
+		buf_u8(b, MADT_X2APIC);
+		buf_u8(b, 16);
+		buf_u16(b, 0);		/* reserved */
+		buf_u32(b, apic_id);
+		buf_u32(b, 1);		/* enabled */
+		buf_u32(b, uid);
+	}
+}
+
+#define MADT_ALL_XAPIC_UIDS	0xff
+#define MADT_ALL_X2APIC_UIDS	0xffffffffu
+#define MADT_LINT1		1
+
+/* NMI on LINT1 of every processor: one entry per kind of processor entry
+ * (a Local APIC NMI only covers xAPIC entries, a Local x2APIC NMI only
+ * x2APIC entries). */
+static void madt_nmis(struct buf *b, unsigned ncpus)
+{
+	buf_u8(b, MADT_LAPIC_NMI);
+	buf_u8(b, 6);
+	buf_u8(b, MADT_ALL_XAPIC_UIDS);
+	buf_u16(b, 0);			/* conforming */
+	buf_u8(b, MADT_LINT1);
+	if (ncpus <= XAPIC_ID_LIMIT)
+		return;
+	buf_u8(b, MADT_X2APIC_NMI);
+	buf_u8(b, 12);
+	buf_u16(b, 0);			/* conforming */
+	buf_u32(b, MADT_ALL_X2APIC_UIDS);
+	buf_u8(b, MADT_LINT1);
+	buf_zero(b, 3);			/* reserved */
+}
+
 static void build_madt(struct buf *b, const struct acpi_config *cfg)
 {
 	static const uint8_t level_irqs[] = { 5, ACPI_SCI_IRQ, 10, 11 };
@@ -691,13 +749,8 @@ static void build_madt(struct buf *b, const struct acpi_config *cfg)
 
 	buf_u32(b, LAPIC_BASE);
 	buf_u32(b, MADT_PCAT_COMPAT);
-	for (unsigned i = 0; i < cfg->ncpus; i++) {
-		buf_u8(b, MADT_LAPIC);
-		buf_u8(b, 8);
-		buf_u8(b, i);		/* ACPI processor UID */
-		buf_u8(b, i);		/* APIC ID */
-		buf_u32(b, 1);		/* enabled */
-	}
+	for (unsigned i = 0; i < cfg->ncpus; i++)
+		madt_cpu(b, i, i);	/* APIC ID = vCPU index, as CPUID says */
 	buf_u8(b, MADT_IOAPIC);
 	buf_u8(b, 12);
 	buf_u8(b, ACPI_IOAPIC_ID);
@@ -708,12 +761,7 @@ static void build_madt(struct buf *b, const struct acpi_config *cfg)
 	madt_override(b, PIT_IRQ, 2, 0);
 	for (size_t i = 0; i < sizeof(level_irqs); i++)
 		madt_override(b, level_irqs[i], level_irqs[i], MPS_LEVEL_HIGH);
-
-	buf_u8(b, MADT_LAPIC_NMI);
-	buf_u8(b, 6);
-	buf_u8(b, 0xff);		/* all processors */
-	buf_u16(b, 0);			/* conforming */
-	buf_u8(b, 1);			/* LINT1 */
+	madt_nmis(b, cfg->ncpus);
 	table_end(b, start);
 }
 

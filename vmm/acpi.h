@@ -11,9 +11,12 @@
 
 struct guest_memory;
 
-/* xAPIC IDs are 8 bits and 0xff is the broadcast ID: 255 vCPUs at most
- * (IDs 0..254) until x2APIC entries are written. */
-#define ACPI_MAX_CPUS 255
+/* vCPU i has APIC ID i. xAPIC IDs are 8 bits and 0xff is the broadcast
+ * ID: IDs 0..254 get MADT Processor Local APIC entries, IDs from 255 on
+ * (XAPIC_ID_LIMIT, vmm/platform.h) Processor Local x2APIC entries.
+ * ACPI_MAX_CPUS is the KVM and -smp limit; the tables for that many CPUs
+ * still fit the direct-boot area. */
+#define ACPI_MAX_CPUS 1024
 
 /* Serial ports described in the DSDT (acpi_config.com_mask bits). */
 #define ACPI_COM1 (1u << 0)

@@ -15,6 +15,8 @@
 #define MINIKVM_VERSION "0.1.0"
 #define DEFAULT_RAM (128ULL << 20)
 #define MAX_SMP 1024
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 struct cli_ctx {
 	struct vm_config *cfg;
@@ -146,7 +148,7 @@ static int opt_smp_kv(struct cli_ctx *c, const char *key, const char *val)
 	struct vm_config *cfg = c->cfg;
 
 	if (!val || parse_uint(val, MAX_SMP, &n) < 0 || n == 0)
-		return cli_error(c, "-smp: invalid value for %s: '%s'", key ? key : "cpus",
+		return cli_error(c, "-smp: invalid value for %s: '%s' (1 to " STR(MAX_SMP) ")", key ? key : "cpus",
 				 val ? val : "");
 	if (!key || !strcmp(key, "cpus"))
 		cfg->ncpus = n;

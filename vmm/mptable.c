@@ -2,7 +2,9 @@
  * assignments mirror the ACPI MADT/DSDT of acpi.c: ISA IRQ n on IOAPIC pin
  * n except IRQ 0 on pin 2 (IRQ 2 is the cascade and has no entry), IRQs
  * 5, 9, 10, 11 level/active-high like QEMU's pc; PCI slot S pin P on the
- * PIIX PIRQ (S + P - 1) & 3 default IRQ, slot 1 INTA on the SCI (IRQ 9). */
+ * PIIX PIRQ (S + P - 1) & 3 default IRQ, slot 1 INTA on the SCI (IRQ 9).
+ * Above MPTABLE_MAX_CPUS CPUs (8-bit APIC IDs run out) there is no MP
+ * table; the ACPI MADT's x2APIC entries describe the machine. */
 #include <errno.h>
 #include <string.h>
 
@@ -165,13 +167,26 @@ static void build_floating_pointer(uint8_t *f)
 	f[10] = checksum(f, MPF_LEN);
 }
 
+/* Too many CPUs for 8-bit APIC IDs: no MP table, the ACPI MADT alone
+ * describes the processors. */
+static int mptable_omit(struct guest_memory *mem)
+{
+	uint8_t *mpf = gpa_to_hva(mem, MPTABLE_ADDR, MPF_LEN);
+
+	if (mpf)
+		memset(mpf, 0, MPF_LEN);
+	return 0;
+}
+
 int mptable_install(struct guest_memory *mem, unsigned ncpus)
 {
 	size_t len = mptable_config_size(ncpus);
 	uint8_t *mpf, *mpc;
 
-	if (!len)
+	if (ncpus == 0)
 		return -EINVAL;
+	if (ncpus > MPTABLE_MAX_CPUS)
+		return mptable_omit(mem);
 	if (MPTABLE_CONFIG_ADDR + len > BIOS_AREA_START + BIOS_AREA_SIZE)
 		return -EINVAL;
 	mpf = gpa_to_hva(mem, MPTABLE_ADDR, MPF_LEN);

@@ -10,7 +10,10 @@
 
 struct guest_memory;
 
-#define MPTABLE_MAX_CPUS	255	/* 8-bit local APIC IDs 0..254 */
+/* The MP spec has 8-bit APIC IDs only: CPUs 0..253 with the IOAPIC at ID
+ * ncpus (at most 254, never the 0xff broadcast ID). With more CPUs there is
+ * no MP table at all: the guest uses the ACPI MADT (Linux prefers it). */
+#define MPTABLE_MAX_CPUS	254
 #define MPTABLE_PCI_BUS_ID	0
 #define MPTABLE_ISA_BUS_ID	1
 
@@ -18,9 +21,11 @@ struct guest_memory;
  * of range). */
 size_t mptable_config_size(unsigned ncpus);
 
-/* Writes both structures; returns 0, -EINVAL (ncpus 0 or too many) or
- * -EFAULT (the areas are not guest RAM). The EBDA and BIOS area are
- * already E820_RESERVED in the layout of memory.c. */
+/* Writes both structures; returns 0, -EINVAL (ncpus 0) or -EFAULT (the
+ * areas are not guest RAM). For more than MPTABLE_MAX_CPUS CPUs it writes
+ * no table, only clears the floating pointer slot (so a stale "_MP_" from
+ * before a reset cannot be found), and returns 0. The EBDA and BIOS area
+ * are already E820_RESERVED in the layout of memory.c. */
 int mptable_install(struct guest_memory *mem, unsigned ncpus);
 
 #endif

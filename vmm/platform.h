@@ -47,6 +47,7 @@
 #define IOAPIC_BASE      0xfec00000ULL
 #define LAPIC_BASE       0xfee00000ULL
 #define IOAPIC_PINS      24
+#define XAPIC_ID_LIMIT   255	/* APIC IDs from 255 on need x2APIC (0xff: broadcast) */
 
 /* PCI: host bridge i440FX 00:00.0, PIIX3 ISA 00:01.0, PIIX4 PM 00:01.3 */
 #define PCI_MMIO_START   0xc0000000ULL

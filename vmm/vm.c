@@ -135,6 +135,25 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		return -1;
 	}
+	/* APIC IDs are vCPU indexes: from 255 on the in-kernel LAPICs need
+	 * 32-bit x2APIC IDs, and 0xff must stop meaning broadcast in x2APIC
+	 * mode (QEMU asks for the same two flags in that case). */
+	if (vm->ncpus > XAPIC_ID_LIMIT) {
+		uint64_t x2apic = KVM_X2APIC_API_USE_32BIT_IDS |
+				  KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK;
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_X2APIC_API, .args[0] = x2apic };
+		int have = kvm_check_extension(vm->vm_fd, KVM_CAP_X2APIC_API);
+
+		if (((uint64_t)have & x2apic) != x2apic) {
+			snprintf(err, errlen, "-smp %u needs x2APIC IDs above 254, but this "
+				 "host's KVM lacks KVM_CAP_X2APIC_API", vm->ncpus);
+			return -1;
+		}
+		if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+			snprintf(err, errlen, "KVM_ENABLE_CAP(X2APIC_API): %s", strerror(errno));
+			return -1;
+		}
+	}
 	if (vm_setup_irq_routing(vm) < 0) {
 		snprintf(err, errlen, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
 		return -1;

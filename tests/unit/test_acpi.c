@@ -86,11 +86,16 @@ static uint64_t find_rsdp(const struct space *s)
 
 /* ---- tiny AML parser: structure check and \_S5_ lookup ---- */
 
+#define MAX_DEVICES 2048
+
 struct aml_walk {
 	const uint8_t *base;
 	int s5_found;
 	uint64_t s5[4];
 	unsigned devices, names;
+	char dev_names[MAX_DEVICES][5];	/* last NameSeg of each Device */
+	int64_t dev_uid[MAX_DEVICES];	/* its _UID, -1 if none */
+	int cur_dev;			/* Device being walked, -1 at top */
 };
 
 static size_t pkglength(const uint8_t *p, size_t avail, size_t *len)
@@ -190,6 +195,13 @@ static size_t term(struct aml_walk *w, const uint8_t *p, size_t avail, uint64_t 
 
 		n = 1 + namestring(p + 1, avail - 1, name);
 		w->names++;
+		if (!strcmp(name, "_UID") && w->cur_dev >= 0) {
+			uint64_t uid;
+
+			term(w, p + n, avail - n, &uid);
+			assert_int_equal(w->dev_uid[w->cur_dev], -1);	/* one _UID */
+			w->dev_uid[w->cur_dev] = (int64_t)uid;
+		}
 		if (!strcmp(name, "\\_S5_")) {
 			const uint8_t *pk = p + n;
 
@@ -237,10 +249,22 @@ static size_t term(struct aml_walk *w, const uint8_t *p, size_t avail, uint64_t 
 			i += term(w, p + i, n - i, &size);
 			assert_int_equal(size, n - i);
 		} else {				/* Scope, Device, Method */
+			int outer = w->cur_dev;
+
 			i += namestring(p + i, n - i, name);
 			if (op == 0x14)
 				i++;			/* method flags */
+			if (op == 0x5b) {
+				unsigned d = w->devices - 1;
+				size_t nl = strlen(name);
+
+				assert_true(d < MAX_DEVICES && nl >= 4);
+				memcpy(w->dev_names[d], name + nl - 4, 5);
+				w->dev_uid[d] = -1;
+				w->cur_dev = d;
+			}
 			term_list(w, p + i, n - i);
+			w->cur_dev = outer;
 		}
 		break;
 	}
@@ -253,9 +277,36 @@ static size_t term(struct aml_walk *w, const uint8_t *p, size_t avail, uint64_t 
 	return n;
 }
 
+/* Processor devices: "C" and 3 upper-case hex digits naming their _UID,
+ * one for each CPU; every Device name in the DSDT is distinct. */
+static void check_dsdt_cpus(const struct aml_walk *w, unsigned ncpus)
+{
+	unsigned cpus = 0;
+	uint8_t *seen = calloc(ncpus, 1);
+
+	assert_non_null(seen);
+	for (unsigned d = 0; d < w->devices; d++) {
+		const char *nm = w->dev_names[d];
+		char expect[8];
+
+		for (unsigned e = 0; e < d; e++)
+			assert_string_not_equal(nm, w->dev_names[e]);
+		if (nm[0] != 'C' || !strncmp(nm, "COM", 3))
+			continue;
+		assert_true(w->dev_uid[d] >= 0 && w->dev_uid[d] < (int64_t)ncpus);
+		snprintf(expect, sizeof(expect), "C%03X", (unsigned)w->dev_uid[d]);
+		assert_string_equal(nm, expect);
+		assert_int_equal(seen[w->dev_uid[d]], 0);
+		seen[w->dev_uid[d]] = 1;
+		cpus++;
+	}
+	assert_int_equal(cpus, ncpus);
+	free(seen);
+}
+
 static void check_dsdt(const uint8_t *dsdt, unsigned ncpus)
 {
-	struct aml_walk w = { .base = dsdt };
+	struct aml_walk w = { .base = dsdt, .cur_dev = -1 };	/* ~26 KiB */
 	uint32_t len = le(dsdt + 4, 4);
 
 	assert_int_equal(dsdt[8], 2);			/* 64-bit integers */
@@ -267,6 +318,7 @@ static void check_dsdt(const uint8_t *dsdt, unsigned ncpus)
 	assert_int_equal(w.devices, 12 + ncpus);
 	assert_non_null(memmem(dsdt, len, "_PRT", 4));
 	assert_non_null(memmem(dsdt, len, "\x0c\x41\xd0\x0a\x03", 5));	/* PNP0A03 */
+	check_dsdt_cpus(&w, ncpus);
 }
 
 /* ---- whole table set, reached from the RSDP ---- */
@@ -322,10 +374,14 @@ static void check_fadt(const struct space *s, uint8_t *f, struct found *out)
 	assert_int_equal(le(f + 224, 8), ACPI_GPE0_BASE);
 }
 
+/* CPU i has APIC ID and UID i: IDs 0..254 as Processor Local APIC
+ * entries (type 0), in order, then the others as Processor Local x2APIC
+ * entries (type 9), with a Local x2APIC NMI (type 0xA) only then. */
 static void check_madt(uint8_t *m, unsigned ncpus)
 {
 	uint32_t len = le(m + 4, 4), off = 44;
-	unsigned lapics = 0, ioapics = 0, nmis = 0, isos = 0;
+	unsigned lapics = 0, x2apics = 0, ioapics = 0, nmis = 0, x2nmis = 0, isos = 0;
+	unsigned want_lapics = ncpus < XAPIC_ID_LIMIT ? ncpus : XAPIC_ID_LIMIT;
 	int iso_flags[16];
 
 	memset(iso_flags, -1, sizeof(iso_flags));
@@ -337,10 +393,20 @@ static void check_madt(uint8_t *m, unsigned ncpus)
 		switch (type) {
 		case 0:
 			assert_int_equal(elen, 8);
+			assert_int_equal(x2apics, 0);		/* xAPIC entries first */
 			assert_int_equal(m[off + 2], lapics);	/* UID */
 			assert_int_equal(m[off + 3], lapics);	/* APIC ID */
+			assert_true(m[off + 3] < 0xff);		/* never broadcast */
 			assert_int_equal(le(m + off + 4, 4), 1);
 			lapics++;
+			break;
+		case 9:
+			assert_int_equal(elen, 16);
+			assert_int_equal(le(m + off + 2, 2), 0);	/* reserved */
+			assert_int_equal(le(m + off + 4, 4), XAPIC_ID_LIMIT + x2apics);
+			assert_int_equal(le(m + off + 8, 4), 1);	/* enabled */
+			assert_int_equal(le(m + off + 12, 4), XAPIC_ID_LIMIT + x2apics);
+			x2apics++;
 			break;
 		case 1:
 			assert_int_equal(elen, 12);
@@ -366,15 +432,25 @@ static void check_madt(uint8_t *m, unsigned ncpus)
 			assert_int_equal(m[off + 5], 1);	/* LINT1 */
 			nmis++;
 			break;
+		case 0xa:
+			assert_int_equal(elen, 12);
+			assert_int_equal(le(m + off + 2, 2), 0);	/* flags: conforming */
+			assert_int_equal(le(m + off + 4, 4), 0xffffffffu);	/* all CPUs */
+			assert_int_equal(m[off + 8], 1);		/* LINT1 */
+			assert_int_equal(le(m + off + 9, 3), 0);
+			x2nmis++;
+			break;
 		default:
 			fail_msg("unexpected MADT entry %u", type);
 		}
 		off += elen;
 	}
 	assert_int_equal(off, len);
-	assert_int_equal(lapics, ncpus);
+	assert_int_equal(lapics, want_lapics);
+	assert_int_equal(x2apics, ncpus - want_lapics);
 	assert_int_equal(ioapics, 1);
 	assert_int_equal(nmis, 1);
+	assert_int_equal(x2nmis, x2apics ? 1 : 0);
 	assert_int_equal(isos, 5);
 	assert_int_equal(iso_flags[0], 0);
 	assert_int_equal(iso_flags[5], 0xd);
@@ -433,6 +509,7 @@ static void direct_boot_ncpus(unsigned ncpus)
 	struct guest_memory m;
 	struct acpi_config cfg;
 	struct space s;
+	struct found f;
 	uint64_t rsdp;
 
 	fake_ram(&m, RAM_SIZE);
@@ -441,7 +518,15 @@ static void direct_boot_ncpus(unsigned ncpus)
 	s = ram_space(&m);
 	rsdp = find_rsdp(&s);
 	assert_int_equal(rsdp, ACPI_TABLES_ADDR);
-	check_all(&s, rsdp, ncpus);
+	f = check_all(&s, rsdp, ncpus);
+	/* every table inside [ACPI_TABLES_ADDR, ACPI_TABLES_END) */
+	uint8_t *tables[] = { f.fadt, f.madt, f.dsdt, f.facs };
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t gpa = tables[i] - m.host;
+
+		assert_true(gpa >= ACPI_TABLES_ADDR);
+		assert_true(gpa + le(tables[i] + 4, 4) <= ACPI_TABLES_END);
+	}
 	/* nothing written at or beyond ACPI_TABLES_END */
 	for (uint64_t a = ACPI_TABLES_END; a < BIOS_AREA_START + BIOS_AREA_SIZE; a++)
 		assert_int_equal(m.host[a], 0);
@@ -459,6 +544,9 @@ static void test_direct_1cpu(void **state)   { direct_boot_ncpus(1); }
 static void test_direct_2cpus(void **state)  { direct_boot_ncpus(2); }
 static void test_direct_8cpus(void **state)  { direct_boot_ncpus(8); }
 static void test_direct_255cpus(void **state) { direct_boot_ncpus(255); }
+static void test_direct_256cpus(void **state) { direct_boot_ncpus(256); }
+static void test_direct_300cpus(void **state) { direct_boot_ncpus(300); }
+static void test_direct_1024cpus(void **state) { direct_boot_ncpus(ACPI_MAX_CPUS); }
 
 static int all_zero(const uint8_t *p, size_t len)
 {
@@ -644,6 +732,9 @@ static void fw_cfg_ncpus(unsigned ncpus)
 
 static void test_fw_cfg_1cpu(void **state)   { fw_cfg_ncpus(1); }
 static void test_fw_cfg_255cpus(void **state) { fw_cfg_ncpus(255); }
+static void test_fw_cfg_256cpus(void **state) { fw_cfg_ncpus(256); }
+static void test_fw_cfg_300cpus(void **state) { fw_cfg_ncpus(300); }
+static void test_fw_cfg_1024cpus(void **state) { fw_cfg_ncpus(ACPI_MAX_CPUS); }
 
 /* The two outputs describe the same tables, only relocated. */
 static void test_fw_cfg_matches_direct(void **state)
@@ -690,7 +781,7 @@ static void iasl_check(const char *dir, const char *name, const uint8_t *t)
 	assert_int_not_equal(run(cmd), 0);
 }
 
-static void test_iasl(void **state)
+static void iasl_ncpus(unsigned ncpus)
 {
 	char dir[] = "/tmp/test_acpi.XXXXXX", cmd[600];
 	struct guest_memory m;
@@ -701,10 +792,10 @@ static void test_iasl(void **state)
 	if (run("command -v iasl > /dev/null 2>&1") != 0)
 		skip();
 	fake_ram(&m, RAM_SIZE);
-	acpi_config_default(&cfg, 4);
+	acpi_config_default(&cfg, ncpus);
 	assert_int_equal(acpi_install(&m, &cfg), 0);
 	s = ram_space(&m);
-	f = check_all(&s, ACPI_TABLES_ADDR, 4);
+	f = check_all(&s, ACPI_TABLES_ADDR, ncpus);
 	assert_non_null(mkdtemp(dir));
 	iasl_check(dir, "dsdt", f.dsdt);
 	iasl_check(dir, "facp", f.fadt);
@@ -714,6 +805,14 @@ static void test_iasl(void **state)
 		 "grep -q 'EisaId (\"PNP0A03\")' %s/dsdt.dsl && "
 		 "grep -q 'Device (LNKA)' %s/dsdt.dsl", dir, dir, dir);
 	assert_int_equal(run(cmd), 0);
+	/* iasl decodes the x2APIC entries with the IDs we wrote */
+	if (ncpus > XAPIC_ID_LIMIT) {
+		snprintf(cmd, sizeof(cmd), "test $(grep -c 'Subtable Type : 09' %s/apic.dsl) -eq %u"
+			 " && grep -q 'Processor x2Apic ID : %08X' %s/apic.dsl"
+			 " && grep -q 'Subtable Type : 0A' %s/apic.dsl",
+			 dir, ncpus - XAPIC_ID_LIMIT, ncpus - 1, dir, dir);
+		assert_int_equal(run(cmd), 0);
+	}
 	snprintf(cmd, sizeof(cmd), "cd %s && iasl -p recompiled dsdt.dsl > recompile.log 2>&1",
 		 dir);
 	assert_int_equal(run(cmd), 0);
@@ -722,6 +821,9 @@ static void test_iasl(void **state)
 	free(m.host);
 }
 
+static void test_iasl(void **state)        { iasl_ncpus(4); }
+static void test_iasl_300cpus(void **state) { iasl_ncpus(300); }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -729,13 +831,20 @@ int main(void)
 		cmocka_unit_test(test_direct_2cpus),
 		cmocka_unit_test(test_direct_8cpus),
 		cmocka_unit_test(test_direct_255cpus),
+		cmocka_unit_test(test_direct_256cpus),
+		cmocka_unit_test(test_direct_300cpus),
+		cmocka_unit_test(test_direct_1024cpus),
 		cmocka_unit_test(test_refuses_bad_config),
 		cmocka_unit_test(test_refuses_missing_ram),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_fw_cfg_1cpu),
 		cmocka_unit_test(test_fw_cfg_255cpus),
+		cmocka_unit_test(test_fw_cfg_256cpus),
+		cmocka_unit_test(test_fw_cfg_300cpus),
+		cmocka_unit_test(test_fw_cfg_1024cpus),
 		cmocka_unit_test(test_fw_cfg_matches_direct),
 		cmocka_unit_test(test_iasl),
+		cmocka_unit_test(test_iasl_300cpus),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -103,6 +103,32 @@ static void test_feature_edits(void **state)
 	free(c);
 }
 
+/* APIC ID 300: leaf 1 keeps its low 8 bits, the x2APIC leaves all of it;
+ * x2APIC is turned on, and "-x2apic" is refused with that many CPUs. */
+static void test_x2apic_ids(void **state)
+{
+	struct kvm_cpuid2 *c = fake_host();
+	struct vm_config cfg = { .n_cpu_edits = 1 };
+	char err[128];
+
+	cpuid_find(c, 1, 0)->ecx &= ~(1u << 21);
+	assert_int_equal(cpuid_setup(c, 300, 1024, NULL, err, sizeof(err)), 0);
+	assert_int_equal(cpuid_find(c, 1, 0)->ebx >> 24, 300 & 0xff);
+	assert_int_equal((cpuid_find(c, 1, 0)->ebx >> 16) & 0xff, 255);
+	assert_int_equal(cpuid_find(c, 0xb, 0)->edx, 300);
+	assert_int_equal(cpuid_find(c, 0xb, 1)->edx, 300);
+	assert_int_equal(cpuid_find(c, 0xb, 1)->ebx, 1024);
+	assert_true(cpuid_find(c, 1, 0)->ecx & (1u << 21));
+
+	strcpy(cfg.cpu_edits[0].name, "x2apic");
+	cfg.cpu_edits[0].enable = false;
+	assert_int_equal(cpuid_setup(c, 0, 256, &cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "x2apic"));
+	assert_int_equal(cpuid_setup(c, 0, 255, &cfg, err, sizeof(err)), 0);
+	assert_false(cpuid_find(c, 1, 0)->ecx & (1u << 21));
+	free(c);
+}
+
 static void test_known_features(void **state)
 {
 	assert_true(cpuid_feature_known("x2apic"));
@@ -118,6 +144,7 @@ int main(void)
 		cmocka_unit_test(test_apic_id_and_hypervisor_bit),
 		cmocka_unit_test(test_kvm_signature),
 		cmocka_unit_test(test_feature_edits),
+		cmocka_unit_test(test_x2apic_ids),
 		cmocka_unit_test(test_known_features),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
