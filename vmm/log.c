@@ -42,7 +42,7 @@ int log_parse_mask(const char *list)
 
 int log_set_file(const char *path)
 {
-	FILE *f = fopen(path, "a");
+	FILE *f = fopen(path, "w");	/* QEMU truncates -D files too */
 
 	if (!f)
 		return -1;

@@ -190,6 +190,24 @@ static int vcpu_apply_boot_state(struct vcpu *v)
 	return ioctl(v->fd, KVM_SET_REGS, &regs);
 }
 
+/* Paravirtual MSRs a previous boot may have enabled (kvmclock, async PF,
+ * steal time, PV EOI): off again at reset, or KVM keeps writing into RAM
+ * the new boot owns. Set one by one: a host may lack some of them. The
+ * wall-clock MSR is not here: writing it makes KVM write at that address. */
+static void vcpu_reset_pv_msrs(struct vcpu *v)
+{
+	static const uint32_t pv_msrs[] = {
+		0x4b564d01, 0x12,	/* MSR_KVM_SYSTEM_TIME_NEW, MSR_KVM_SYSTEM_TIME */
+		0x4b564d02,		/* MSR_KVM_ASYNC_PF_EN */
+		0x4b564d03,		/* MSR_KVM_STEAL_TIME */
+		0x4b564d04,		/* MSR_KVM_PV_EOI_EN */
+	};
+	static const uint64_t zero;
+
+	for (size_t i = 0; i < sizeof(pv_msrs) / sizeof(pv_msrs[0]); i++)
+		vcpu_set_msrs(v, &pv_msrs[i], &zero, 1);
+}
+
 int vcpu_reset(struct vcpu *v)
 {
 	struct vcpu_power_on *p = &power_on_state[v->index];
@@ -205,6 +223,7 @@ int vcpu_reset(struct vcpu *v)
 	    vcpu_initial_msrs(v) < 0 ||
 	    ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
 		return -1;
+	vcpu_reset_pv_msrs(v);
 	if (v->index == 0 && v->vm->boot.mode != BOOT_FIRMWARE)
 		return vcpu_apply_boot_state(v);
 	return 0;

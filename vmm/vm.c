@@ -122,6 +122,35 @@ static int vm_setup_irq_routing(struct vm *vm)
 	return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r);
 }
 
+/* The interrupt controllers and PIT as created: restored on every reset,
+ * since KVM has no reset for them and a rebooting guest must not find the
+ * masks and modes its previous boot left. */
+static struct kvm_irqchip power_on_chips[3];
+static struct kvm_pit_state2 power_on_pit;
+
+static int vm_save_power_on_irqchip(struct vm *vm, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < 3; i++) {
+		power_on_chips[i].chip_id = i;
+		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &power_on_chips[i]) < 0)
+			goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &power_on_pit) < 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot read the interrupt controller state: %s", strerror(errno));
+	return -1;
+}
+
+static int vm_reset_irqchip(struct vm *vm)
+{
+	for (unsigned i = 0; i < 3; i++)
+		if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &power_on_chips[i]) < 0)
+			return -1;
+	return ioctl(vm->vm_fd, KVM_SET_PIT2, &power_on_pit);
+}
+
 static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -162,7 +191,7 @@ static int vm_create_irqchip(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "KVM_CREATE_PIT2: %s", strerror(errno));
 		return -1;
 	}
-	return 0;
+	return vm_save_power_on_irqchip(vm, err, errlen);
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen)
@@ -244,6 +273,10 @@ void vm_request_fatal(struct vm *vm) { vm_post(vm, VM_FATAL, EXIT_GUEST_FATAL); 
 static int vm_do_reset(struct vm *vm)
 {
 	vcpus_pause(vm);
+	if (vm_reset_irqchip(vm) < 0) {
+		log_error("reset: interrupt controllers: %s", strerror(errno));
+		return -1;
+	}
 	for (struct reset_hook *h = vm->reset_hooks; h; h = h->next)
 		h->reset(h->opaque);
 	if (vm->reload_boot) {

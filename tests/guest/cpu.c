@@ -1,8 +1,9 @@
 /* cpu.c: the kit's CPL0 side. Per-CPU GDT/TSS, the IDT, LAPIC enable,
- * kvmclock registration, the drop to CPL3, the `ud2` service handler and
- * fatal exception reports. Every instruction here is emulated on the
- * target machines (~0.6M instr/s) and some are missing (XSAVE, INT3, CLAC,
- * `int N`), so this file stays short and plain. */
+ * kvmclock registration, the boot-time record of the PIC masks and the
+ * kvmclock MSR, the drop to CPL3, the `ud2` service handler (rdmsr, wrmsr,
+ * park, load an empty IDT) and fatal exception reports. Every instruction
+ * here is emulated on the target machines (~0.6M instr/s) and some are
+ * missing (XSAVE, INT3, CLAC, `int N`), so this file stays short and plain. */
 #include "tests/guest/kit.h"
 
 struct tss {
@@ -51,6 +52,8 @@ struct pvclock pvclock_pages[MAX_CPUS];
 
 u32 boot_magic, boot_info;
 bool kvmclock_on;
+u64 boot_kvmclock_msr;
+u8 boot_pic_imr[2];
 volatile u64 irq_counts[256];
 volatile u64 rtc_pf_count, rtc_uf_count;
 volatile u32 ap_next_index = 1;
@@ -146,9 +149,13 @@ static u64 user_stack_top(u32 idx)
 /* BSP, from entry64 in boot.S */
 void boot_main(void)
 {
+	boot_pic_imr[0] = inb(0x21);
+	boot_pic_imr[1] = inb(0xa1);
 	pic_disable();
 	idt_init();
 	kvmclock_on = cpu_has_kvmclock();
+	if (kvmclock_on)	/* 0 after power-on and after a reset */
+		boot_kvmclock_msr = rdmsr(MSR_KVM_SYSTEM_TIME_NEW);
 	cpu_setup(0);
 	enter_user(user_main, user_stack_top(0), 0);
 }
@@ -197,6 +204,12 @@ void exception_dispatch(struct exc_frame *f)
 	case SVC_HALT:
 		for (;;)
 			asm volatile("cli; hlt");
+	case SVC_LIDT_EMPTY: {
+		struct desc_ptr empty = { 0, 0 };
+
+		asm volatile("lidt %0" :: "m"(empty));
+		break;
+	}
 	default:
 		fatal_exception(f);
 	}

@@ -100,7 +100,7 @@ int case_cmos(void)
 
 	info("IRQ8 (GSI %u): %lu interrupts, %lu periodic (expected ~%lu), %lu update-ended "
 	     "in %lu ms", gsi, irqs, pf, expect, uf, dt / 1000000);
-	if (pf < expect * 6 / 10 || pf > expect * 14 / 10)
+	if (pf < expect / 4 || pf > expect * 14 / 10)
 		return fail("periodic interrupts: %lu in %lu ms, expected ~%lu", pf,
 			    dt / 1000000, expect);
 	if (uf < 1 || uf > 2)
@@ -112,9 +112,12 @@ int case_cmos(void)
 }
 
 /* ---------------- timers ---------------- */
+/* Periodic timers lose ticks while the host does not run the vCPU (KVM
+ * does not reinject them), so a loaded host may see far fewer: accept a
+ * quarter of the expected count, never more than 40% extra. */
 static int count_check(const char *what, u64 got, u64 expect)
 {
-	if (got < expect * 6 / 10 || got > expect * 14 / 10)
+	if (got < expect / 4 || got > expect * 14 / 10)
 		return fail("%s: %lu interrupts, expected ~%lu", what, got, expect);
 	return 0;
 }

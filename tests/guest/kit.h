@@ -39,6 +39,7 @@ typedef int64_t s64;
 #define SVC_RDMSR	1
 #define SVC_WRMSR	2
 #define SVC_HALT	3	/* cli; hlt forever (parks the CPU) */
+#define SVC_LIDT_EMPTY	4	/* load an IDT with limit 0: the next fault is fatal */
 
 #define LAPIC_BASE	0xfee00000UL
 #define IOAPIC_BASE	0xfec00000UL
@@ -75,6 +76,8 @@ extern struct pvclock pvclock_pages[MAX_CPUS];
 extern volatile u64 irq_counts[256];
 extern volatile u64 rtc_pf_count, rtc_uf_count;
 extern bool kvmclock_on;	/* set at CPL0 setup when CPUID offers it */
+extern u64 boot_kvmclock_msr;	/* MSR_KVM_SYSTEM_TIME_NEW as the kit found it */
+extern u8 boot_pic_imr[2];	/* 8259 masks as the kit found them */
 extern u16 exit_port;
 
 /* ---- port and MMIO access, CPU instructions usable at CPL3 ---- */
@@ -125,6 +128,10 @@ static inline void svc_wrmsr(u32 msr, u64 v)
 {
 	asm volatile("ud2; .byte 2" :: "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
 }
+static inline void svc_lidt_empty(void)
+{
+	asm volatile("ud2; .byte 4" ::: "memory");
+}
 static inline void __attribute__((noreturn)) svc_halt(void)
 {
 	for (;;)
@@ -147,6 +154,7 @@ void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Test case reporting: lines are prefixed "testkit: <case>: " */
 extern const char *current_case;
+extern const char *case_pass_note;	/* appended to the PASS line, e.g. " (second boot)" */
 void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -165,6 +173,7 @@ void lapic_write(u32 reg, u32 v);
 u32 lapic_id(void);
 void ioapic_route(u32 gsi, u8 vector, bool level, bool low, u32 dest);
 void ioapic_mask(u32 gsi);
+u32 ioapic_read_entry(u32 gsi);	/* low word of a redirection entry */
 
 struct rtc_time { u32 year, mon, day, hour, min, sec; };
 u8 cmos_read(u8 reg);
@@ -203,6 +212,10 @@ int case_smp(void);
 int case_pci(void);
 int case_acpi(void);
 int case_demo(void);
+int case_reset(void);
+int case_fatal(void);
+int case_badio(void);
+int case_sleep(void);
 void pci_list(bool print);
 int smp_expected_cpus(void);
 

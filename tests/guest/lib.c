@@ -6,6 +6,7 @@
 
 const char *cmdline = "";
 const char *current_case = "boot";
+const char *case_pass_note = "";
 u16 exit_port = 0xf4;
 static u64 tsc_hz, tsc_ns_mul;	/* ns = tsc * tsc_ns_mul >> 32 */
 
@@ -408,6 +409,12 @@ void ioapic_route(u32 gsi, u8 vector, bool level, bool low, u32 dest)
 {
 	ioapic_write(0x11 + 2 * gsi, dest << 24);
 	ioapic_write(0x10 + 2 * gsi, vector | (low ? 1u << 13 : 0) | (level ? 1u << 15 : 0));
+}
+
+u32 ioapic_read_entry(u32 gsi)
+{
+	mmio_write32(IOAPIC_BASE, 0x10 + 2 * gsi);
+	return mmio_read32(IOAPIC_BASE + 0x10);
 }
 
 void ioapic_mask(u32 gsi)

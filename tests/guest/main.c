@@ -19,6 +19,10 @@ static const struct test_case cases[] = {
 	{ "pci", case_pci },
 	{ "acpi", case_acpi },
 	{ "demo", case_demo },
+	{ "reset", case_reset },
+	{ "fatal", case_fatal },
+	{ "badio", case_badio },
+	{ "sleep", case_sleep },
 };
 
 static const char all_cases[] = "serial,cmos,timers,kvmclock,smp,pci,acpi";
@@ -75,8 +79,9 @@ static bool run_list(const char *list, bool *wants_poweroff)
 			return false;
 		}
 		current_case = tc->name;
+		case_pass_note = "";
 		if (tc->fn() == 0) {
-			info("PASS");
+			info("PASS%s", case_pass_note);
 		} else {
 			pass = false;
 		}
