@@ -12,7 +12,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
 ifeq ($(WERROR),1)
 CFLAGS   += -Werror
 endif
-LDLIBS   := -lpthread
+LDLIBS   := -laio -luring -lz -ljansson -lpthread
 
 # Everything except the program entry points goes into one archive that
 # the VMM, the tools and the unit tests link against.
@@ -21,8 +21,22 @@ CORE_SRCS := $(filter-out vmm/main.c,$(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.
 CORE_OBJS := $(CORE_SRCS:%.c=$(O)/%.o)
 LIB       := $(O)/libminikvm.a
 
+# tools/NAME.c is a one-file program; tools/img/*.c make up minikvm-img.
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOLS     := $(TOOL_SRCS:tools/%.c=$(O)/%)
+IMG_SRCS  := $(wildcard tools/img/*.c)
+IMG_OBJS  := $(IMG_SRCS:%.c=$(O)/%.o)
+ifneq ($(IMG_SRCS),)
+TOOLS     += $(O)/minikvm-img
+endif
+
+# libFuzzer targets: tests/fuzz/fuzz_NAME.c, built with clang (make fuzz).
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(O)/fuzz/%)
+FUZZ_CC   ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -I. \
+              -Wno-unused-command-line-argument
+FUZZ_LIB_SRCS := $(CORE_SRCS)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
@@ -43,6 +57,9 @@ $(LIB): $(CORE_OBJS)
 $(O)/minikvm: $(O)/vmm/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
 
+$(O)/minikvm-img: $(IMG_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(IMG_OBJS) -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
+
 $(O)/%: $(O)/tools/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
 
@@ -52,13 +69,28 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(LIB)
 
 -include tests/guest/guest.mk
 
+# Each fuzz target is linked with the core sources compiled by clang with
+# sanitizers (a separate object tree, build/fuzz/obj).
+$(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter-out vmm/main.c,$(FUZZ_LIB_SRCS)) $(LDLIBS)
+
+# make fuzz: each target for FUZZ_SECONDS (default 60); make check runs a
+# short pass (FUZZ_SECONDS=10) over the committed corpora.
+FUZZ_SECONDS ?= 60
+fuzz: $(FUZZ_BINS)
+	@tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_BINS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit $(UNIT_BINS)
 
 integration: all
 	@tests/integration/run
 
-check: all unit integration
+check: all unit integration fuzz-short
+
+fuzz-short: $(FUZZ_BINS)
+	@tests/fuzz/run 10 $(FUZZ_BINS)
 
 # The demo: boot the test kit, which prints what it finds and powers off.
 demo: all
@@ -75,7 +107,7 @@ install: all
 clean:
 	rm -rf $(O)
 
-.PHONY: all unit integration check demo bench install clean guest
+.PHONY: all unit integration check demo bench install clean guest fuzz fuzz-short
 .SECONDARY:
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,109 @@
+/* The block layer's public interface: open an image of any supported
+ * format and read, write, flush, discard and write zeroes, asynchronously
+ * (completions on the caller's event loop or a callback thread) or through
+ * a synchronous wrapper for tools.
+ *
+ * Architecture:
+ *   struct bdev          an open image (format instance), possibly with a
+ *                        backing bdev (chains)
+ *   struct block_format  a format's ops table (block/raw.c, qcow2.c, ...)
+ *   struct bfile         the host file under a format, where every byte of
+ *                        I/O goes through an I/O engine (block/engine.h)
+ * Formats implement synchronous ops on bfiles (run on the block layer's
+ * worker threads) plus an optional map() fast path: when a guest range maps
+ * to plain data in the image file, the layer submits the data I/O straight
+ * to the engine without a worker hop. */
+#ifndef BLOCK_BLOCK_H
+#define BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct bdev;
+struct bfile;
+
+#define BDRV_SECTOR_SIZE 512
+
+enum block_cache_mode {		/* as QEMU defines them */
+	BLOCK_CACHE_WRITEBACK = 0,	/* host page cache, guest flushes honoured */
+	BLOCK_CACHE_NONE,		/* O_DIRECT, flushes honoured */
+	BLOCK_CACHE_WRITETHROUGH,	/* page cache, every write followed by fdatasync */
+	BLOCK_CACHE_DIRECTSYNC,		/* O_DIRECT + O_DSYNC semantics */
+	BLOCK_CACHE_UNSAFE,		/* page cache, flushes ignored */
+};
+
+enum block_engine_kind {
+	BLOCK_ENGINE_DEFAULT = 0,	/* io_uring if usable, else threads */
+	BLOCK_ENGINE_THREADS,
+	BLOCK_ENGINE_NATIVE,		/* Linux AIO via libaio (needs O_DIRECT to be async) */
+	BLOCK_ENGINE_IO_URING,
+};
+
+struct block_open_opts {
+	const char *format;		/* NULL: probe (raw gets a warning) */
+	bool read_only;
+	enum block_cache_mode cache;
+	enum block_engine_kind engine;
+	bool no_backing;		/* open without the backing chain */
+	const char *backing_format;	/* override the format of the backing file */
+	uint64_t l2_cache_bytes;	/* qcow2: 0 = cover the whole image */
+	bool allow_absolute_paths;	/* backing/extent names outside the image's dir */
+	unsigned max_chain_depth;	/* 0 = default (16) */
+};
+
+/* Parse "writeback|none|writethrough|directsync|unsafe" and
+ * "threads|native|io_uring"; -1 on unknown. */
+int block_parse_cache_mode(const char *s, enum block_cache_mode *out);
+int block_parse_engine(const char *s, enum block_engine_kind *out);
+
+/* Open path. Returns 0 or a negative errno with one line naming the file
+ * (and field) in err. Never crashes on a hostile image. */
+int bdev_open(const char *path, const struct block_open_opts *opts,
+	      struct bdev **out, char *err, size_t errlen);
+void bdev_close(struct bdev *bs);
+
+uint64_t bdev_size(const struct bdev *bs);		/* virtual size, bytes */
+const char *bdev_format_name(const struct bdev *bs);
+const char *bdev_filename(const struct bdev *bs);
+struct bdev *bdev_backing(const struct bdev *bs);	/* NULL when none */
+bool bdev_is_read_only(const struct bdev *bs);
+
+/* Asynchronous I/O. Offsets and lengths in bytes (need not be aligned;
+ * the layer bounces where O_DIRECT demands it). The callback runs exactly
+ * once, on a block-layer thread or synchronously inside the submit call
+ * for an immediate error; ret is 0 or a negative errno. The iovec array
+ * must stay valid until completion. */
+typedef void (*bdev_cb)(void *opaque, int ret);
+int bdev_aio_readv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt,
+		   bdev_cb cb, void *opaque);
+int bdev_aio_writev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt,
+		    bdev_cb cb, void *opaque);
+int bdev_aio_flush(struct bdev *bs, bdev_cb cb, void *opaque);
+/* Discard (unmap) or zero [offset, offset+len). may_unmap lets
+ * write-zeroes deallocate. */
+int bdev_aio_discard(struct bdev *bs, uint64_t offset, uint64_t len, bdev_cb cb, void *opaque);
+int bdev_aio_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap,
+			  bdev_cb cb, void *opaque);
+
+/* Synchronous wrappers (tools, tests): return 0 or a negative errno. */
+int bdev_pread(struct bdev *bs, uint64_t offset, void *buf, size_t len);
+int bdev_pwrite(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
+int bdev_flush(struct bdev *bs);
+int bdev_discard(struct bdev *bs, uint64_t offset, uint64_t len);
+int bdev_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap);
+
+/* Allocation status of [offset, offset+len) for map, convert -S and
+ * compare: returns the length (> 0) of the leading run that shares one
+ * status, or a negative errno. */
+enum block_status {
+	BLOCK_STATUS_DATA = 1,		/* allocated in this image */
+	BLOCK_STATUS_ZERO = 2,		/* reads as zeroes (may combine with DATA) */
+	BLOCK_STATUS_BACKING = 4,	/* unallocated here: comes from the backing file */
+	BLOCK_STATUS_COMPRESSED = 8,
+};
+int64_t bdev_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
+			  unsigned *status, uint64_t *host_offset);
+
+#endif

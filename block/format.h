@@ -1,0 +1,137 @@
+/* What an image format implements: one ops table per format (raw.c,
+ * qcow2.c, qcow.c, cow.c, vmdk.c, cloop.c), registered with
+ * BLOCK_FORMAT_REGISTER. Formats see their host files only as struct bfile
+ * (block/bfile.h) and are called synchronously on block-layer worker
+ * threads; each bdev has a mutex (bs->lock) held around every op except
+ * the map() fast path, which must only read cached metadata. */
+#ifndef BLOCK_FORMAT_H
+#define BLOCK_FORMAT_H
+
+#include <pthread.h>
+#include <stdio.h>
+#include "block/block.h"
+
+struct block_format;
+
+/* The generic part of an open image; formats keep their own state in
+ * bs->opaque. */
+struct bdev {
+	const struct block_format *fmt;
+	void *opaque;
+	struct bfile *file;		/* the image file (NULL for none) */
+	struct bdev *backing;		/* backing image (chains), or NULL */
+	char *filename;
+	char *backing_filename;		/* as recorded in the image, or NULL */
+	char *backing_format;		/* as recorded in the image, or NULL */
+	uint64_t size;			/* virtual size in bytes */
+	bool read_only;
+	struct block_open_opts opts;
+	pthread_mutex_t lock;
+	unsigned depth;			/* 0 for the top image of a chain */
+};
+
+/* How a guest range maps, for the async fast path and block status. */
+struct block_extent {
+	uint64_t len;			/* bytes from the queried offset with this mapping */
+	unsigned status;		/* BLOCK_STATUS_* */
+	uint64_t host_offset;		/* valid when status has DATA and not COMPRESSED */
+};
+
+/* Creation options (minikvm-img create -o ...). */
+struct block_create_opts {
+	uint64_t size;
+	const char *backing_file;
+	const char *backing_format;
+	uint32_t cluster_size;		/* 0 = format default */
+	enum { PREALLOC_OFF, PREALLOC_METADATA, PREALLOC_FALLOC, PREALLOC_FULL } prealloc;
+	const char *compat;		/* qcow2: "0.10" (v2) or "1.1" (v3); vmdk: subformat */
+	const char *subformat;		/* vmdk: monolithicSparse, monolithicFlat, ... */
+	bool lazy_refcounts;
+	unsigned refcount_bits;		/* qcow2: 0 = 16 */
+	bool extended_l2;
+};
+
+/* Result of a consistency check (qemu-img check semantics). */
+struct block_check_result {
+	uint64_t corruptions, leaks, check_errors;
+	uint64_t corruptions_fixed, leaks_fixed;
+	uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
+	uint64_t image_end_offset;
+};
+enum block_repair { BLOCK_REPAIR_NONE = 0, BLOCK_REPAIR_LEAKS = 1, BLOCK_REPAIR_ALL = 3 };
+
+struct block_snapshot_info {
+	char id[32];
+	char name[256];
+	uint64_t vm_state_size;
+	uint64_t date_sec, date_nsec, vm_clock_nsec;
+	uint64_t icount;
+};
+
+/* Format-specific key/value pairs for `info` (human and JSON). */
+struct block_info_writer {
+	void (*str)(void *opaque, const char *key, const char *value);
+	void (*num)(void *opaque, const char *key, uint64_t value);
+	void (*flag)(void *opaque, const char *key, bool value);
+	void *opaque;
+};
+
+struct block_format {
+	const char *name;
+	/* 0 = not this format, up to 100 = certain; raw answers 1. */
+	int (*probe)(const uint8_t *head, size_t len, const char *filename);
+	int (*open)(struct bdev *bs, char *err, size_t errlen);	/* bs->file is open */
+	void (*close)(struct bdev *bs);
+
+	/* Synchronous data ops on the virtual disk (bs->lock held). */
+	int (*preadv)(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+	int (*pwritev)(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+	int (*flush)(struct bdev *bs);			/* metadata + data stable */
+	int (*discard)(struct bdev *bs, uint64_t offset, uint64_t len);		/* optional */
+	int (*write_zeroes)(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap); /* optional */
+
+	/* Optional fast path: without taking bs->lock, from cached metadata
+	 * only; returns 0 and fills ext, or -EAGAIN to use the slow path. */
+	int (*map)(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
+	/* Block status (may read metadata; bs->lock held). */
+	int (*block_status)(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
+
+	/* Image management (tools). All optional. */
+	int (*create)(const char *path, const struct block_create_opts *o, char *err, size_t errlen);
+	int (*check)(struct bdev *bs, enum block_repair fix, struct block_check_result *res, FILE *report);
+	int (*truncate)(struct bdev *bs, uint64_t new_size, bool shrink_ok, char *err, size_t errlen);
+	int (*change_backing)(struct bdev *bs, const char *file, const char *fmt);	/* rebase -u */
+	int (*info)(struct bdev *bs, const struct block_info_writer *w);
+	int (*snapshot_list)(struct bdev *bs, struct block_snapshot_info **out, unsigned *count);
+	int (*snapshot_create)(struct bdev *bs, const char *name, char *err, size_t errlen);
+	int (*snapshot_apply)(struct bdev *bs, const char *name, char *err, size_t errlen);
+	int (*snapshot_delete)(struct bdev *bs, const char *name, char *err, size_t errlen);
+	/* Compressed writes of whole clusters (convert -c); optional. */
+	int (*write_compressed)(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
+	uint32_t (*cluster_size)(struct bdev *bs);	/* optional */
+	struct block_format *next;
+};
+
+void block_format_register(struct block_format *f);
+const struct block_format *block_format_find(const char *name);
+const struct block_format *block_format_first(void);
+
+#define BLOCK_FORMAT_REGISTER(f)						\
+	__attribute__((constructor)) static void block_format_reg_##f(void)	\
+	{ block_format_register(&f); }
+
+/* Helpers for formats. */
+/* Resolve a backing or extent file name recorded in an image relative to
+ * the image's directory, refusing absolute paths and ".." components unless
+ * the user allowed them. Returns a malloc'd path or NULL with err set. */
+char *block_resolve_relative(const struct bdev *bs, const char *name, bool allow_absolute,
+			     char *err, size_t errlen);
+/* Read from the backing chain, or zero-fill beyond it / without one. */
+int block_read_backing(struct bdev *bs, uint64_t offset, void *buf, size_t len);
+size_t iov_size(const struct iovec *iov, int iovcnt);
+/* Copy between a flat buffer and an iovec at a byte offset into the iovec. */
+size_t iov_to_buf(const struct iovec *iov, int iovcnt, size_t iov_off, void *buf, size_t len);
+size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t iov_off, const void *buf, size_t len);
+void iov_memset(const struct iovec *iov, int iovcnt, size_t iov_off, int c, size_t len);
+
+#endif
