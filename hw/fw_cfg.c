@@ -311,38 +311,6 @@ void fw_cfg_dma_write_low(struct fw_cfg *s, uint32_t value)
 	fw_cfg_dma_run(s, gpa);
 }
 
-/* --- boot order --------------------------------------------------------- */
-
-size_t fw_cfg_bootorder(const char *order, char *buf, size_t buflen)
-{
-	static const struct { char dev; const char *path; } paths[] = {
-		{ 'a', "/isa/fdc@03f0/floppy@0" },
-		{ 'c', "/pci@i0cf8/ide@1,1/drive@0/disk@0" },
-		{ 'd', "/pci@i0cf8/ide@1,1/drive@1/disk@0" },
-	};
-	size_t len = 0;
-
-	if (buflen)
-		buf[0] = 0;
-	if (!order)
-		return 0;
-	if (!strncmp(order, "order=", 6))
-		order += 6;
-	for (; *order && *order != ','; order++) {
-		for (unsigned i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-			size_t n = strlen(paths[i].path);
-
-			if (paths[i].dev != *order || len + n + 2 > buflen)
-				continue;
-			memcpy(buf + len, paths[i].path, n);
-			len += n;
-			buf[len++] = '\n';
-			buf[len] = 0;
-		}
-	}
-	return len;
-}
-
 /* --- VM glue ------------------------------------------------------------ */
 
 static struct fw_cfg *global;
@@ -479,20 +447,11 @@ static int add_acpi_tables(struct vm *vm)
 	return r;
 }
 
-static char first_boot_device(const char *order)
-{
-	if (!strncmp(order, "order=", 6))
-		order += 6;
-	return order[0];
-}
-
 static int add_standard_items(struct fw_cfg *s, struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
 	static const uint8_t zero_uuid[16];
 	static const uint32_t no_retry = 0xffffffffu;	/* SeaBIOS: no reboot on failure */
-	char order[256];
-	size_t order_len = fw_cfg_bootorder(cfg->boot_order, order, sizeof(order));
 	unsigned max_cpus = cfg->max_cpus > vm->ncpus ? cfg->max_cpus : vm->ncpus;
 	uint8_t *numa = calloc(1 + max_cpus, 8);
 	int r = 0;
@@ -508,11 +467,14 @@ static int add_standard_items(struct fw_cfg *s, struct vm *vm)
 	r |= fw_cfg_add_u16(FW_CFG_MAX_CPUS, max_cpus);
 	r |= fw_cfg_add_bytes(FW_CFG_NUMA, numa, (1 + max_cpus) * 8);
 	r |= fw_cfg_add_u16(FW_CFG_BOOT_MENU, 0);
-	/* Legacy first boot device letter; SeaBIOS reads "bootorder". */
+	/* First -boot letter, as QEMU's non-PC machines publish it. SeaBIOS
+	 * takes -boot order from CMOS 0x3d/0x38 (hw/rtc.c) instead. */
 	r |= fw_cfg_add_u16(FW_CFG_BOOT_DEVICE,
-			    order_len ? first_boot_device(cfg->boot_order) : 'c');
+			    cfg->boot_order && cfg->boot_order[0] ? cfg->boot_order[0] : 'c');
 	free(numa);
-	r |= fw_cfg_add_file("bootorder", order, order_len);
+	/* Like QEMU: OpenFirmware paths of devices given a bootindex only
+	 * (none yet), never -boot order, which SeaBIOS gets from CMOS. */
+	r |= fw_cfg_add_file("bootorder", "", 0);
 	r |= fw_cfg_add_file("etc/boot-fail-wait", &no_retry, 4);
 	r |= fw_cfg_add_file("etc/e820", vm->mem.e820, vm->mem.n_e820 * sizeof(vm->mem.e820[0]));
 	pthread_mutex_lock(&s->lock);

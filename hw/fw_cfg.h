@@ -101,8 +101,4 @@ int fw_cfg_add_u16(uint16_t key, uint16_t value);
 int fw_cfg_add_u32(uint16_t key, uint32_t value);
 int fw_cfg_add_u64(uint16_t key, uint64_t value);
 
-/* Build the bootorder file content for a -boot order string ("cd"):
- * newline-separated OpenFirmware paths as SeaBIOS expects. */
-size_t fw_cfg_bootorder(const char *order, char *buf, size_t buflen);
-
 #endif

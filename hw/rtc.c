@@ -646,6 +646,11 @@ int rtc_nvram_fill(struct rtc *r, const struct rtc_nvram_config *c)
 	uint64_t high;
 	uint8_t *cmos = r->s.cmos;
 
+	/* CMOS has three nibbles for it: QEMU refuses longer orders too. */
+	if (strlen(order) > 3) {
+		log_error("rtc: too many boot devices for PC in \"%s\" (3 at most)", order);
+		return -EINVAL;
+	}
 	for (const char *p = order; *p; p++) {
 		int code = boot_device_code(*p);
 
@@ -653,8 +658,7 @@ int rtc_nvram_fill(struct rtc *r, const struct rtc_nvram_config *c)
 			log_error("rtc: unknown boot device '%c' in boot order \"%s\"", *p, order);
 			return -EINVAL;
 		}
-		if (n < 3)
-			dev[n++] = code;
+		dev[n++] = code;
 	}
 	ext = c->below_4g > MiB ? min_u64((c->below_4g - MiB) / 1024, 0xffff) : 0;
 	mem16 = c->below_4g > 16 * MiB ?

@@ -19,6 +19,7 @@
 #define I8042_AUX_IRQ   12
 #define PIT_IRQ   0		/* in-kernel PIT, IOAPIC pin 2 via override */
 #define POST_PORT 0x80
+#define PORT92_PORT 0x92	/* system control port A: fast A20 and fast reset */
 #define DEBUGCON_PORT 0x402
 #define EXIT_PORT_DEFAULT 0x501	/* QEMU isa-debug-exit default */
 #define RESET_CONTROL_PORT 0xcf9

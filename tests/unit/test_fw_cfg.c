@@ -234,20 +234,6 @@ static void test_generated_file_refreshes_dir(void **state)
 	assert_int_equal(fw_cfg_read_byte(&f->s), 'a');
 }
 
-static void test_bootorder(void **state)
-{
-	char buf[256];
-
-	assert_int_equal(fw_cfg_bootorder(NULL, buf, sizeof(buf)), 0);
-	fw_cfg_bootorder("order=dc", buf, sizeof(buf));
-	assert_string_equal(buf, "/pci@i0cf8/ide@1,1/drive@1/disk@0\n"
-			    "/pci@i0cf8/ide@1,1/drive@0/disk@0\n");
-	fw_cfg_bootorder("n", buf, sizeof(buf));
-	assert_string_equal(buf, "");
-	/* Truncation never overflows. */
-	assert_true(fw_cfg_bootorder("cccc", buf, 40) < 40);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,7 +245,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dma_bad_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_write_rejected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_generated_file_refreshes_dir, setup, teardown),
-		cmocka_unit_test(test_bootorder),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -429,6 +429,27 @@ static void test_nvram_bad_boot_order(void **state)
 
 	(void)state;
 	assert_int_equal(rtc_nvram_fill(&rtc, &c), -EINVAL);
+	c.boot_order = "cdan";		/* QEMU: "Too many boot devices for PC" */
+	assert_int_equal(rtc_nvram_fill(&rtc, &c), -EINVAL);
+}
+
+/* The encodings SeaBIOS decodes in boot_init() (0x3d: first two devices,
+ * 0x38 bits 7-4: third; 1 floppy, 2 disk, 3 CD, 4 network), read the way
+ * SeaBIOS reads CMOS: index with bit 7 (NMI disable) set. */
+static void test_nvram_boot_orders(void **state)
+{
+	static const struct { const char *order; uint8_t b2, b1; } cases[] = {
+		{ "a", 0x01, 0x00 }, { "c", 0x02, 0x00 }, { "d", 0x03, 0x00 },
+		{ "n", 0x04, 0x00 }, { "ac", 0x21, 0x00 }, { "dca", 0x23, 0x10 },
+		{ "cad", 0x12, 0x30 }, { "b", 0x01, 0x00 },
+	};
+
+	(void)state;
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fill(64 * MiB, 0, 1, cases[i].order);
+		assert_int_equal(rd(0x80 | CMOS_BOOTFLAG2), cases[i].b2);
+		assert_int_equal(rd(0x80 | CMOS_BOOTFLAG1), cases[i].b1);
+	}
 }
 
 static void test_invalid_time_write_is_clamped(void **state)
@@ -540,6 +561,7 @@ int main(void)
 		T(test_nvram_3_5g),
 		T(test_nvram_8g),
 		T(test_nvram_bad_boot_order),
+		T(test_nvram_boot_orders),
 		T(test_invalid_time_write_is_clamped),
 		T(test_vmstate_round_trip),
 		T(test_vmstate_bad_index_rejected),
