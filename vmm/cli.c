@@ -86,11 +86,16 @@ typedef int (*kv_fn)(struct cli_ctx *c, const char *key, const char *val);
 static int parse_kv(struct cli_ctx *c, const char *opt, const char *arg,
 		    const char *implied_key, kv_fn fn)
 {
-	char buf[1024], *items[64];
+	/* Values point into this copy and are kept in the configuration, so it
+	 * lives as long as the process. */
 	size_t n = 0, len = strlen(arg), j = 0;
+	char *buf, *items[64];
 
-	if (len >= sizeof(buf))
+	if (len >= 4096)
 		return cli_error(c, "%s: argument too long", opt);
+	buf = malloc(len + 1);
+	if (!buf)
+		return cli_error(c, "%s: out of memory", opt);
 	items[n++] = buf;
 	for (size_t i = 0; i < len; i++) {
 		if (arg[i] == ',' && arg[i + 1] == ',') {

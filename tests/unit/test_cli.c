@@ -148,6 +148,16 @@ static void test_misc_options(void **state)
 	assert_int_equal(parse("-d", "nonsense", NULL), -1);
 }
 
+/* Values taken from key=value lists must outlive the parse (they once
+ * pointed into a stack buffer reused by the next option). */
+static void test_values_outlive_parse(void **state)
+{
+	assert_int_equal(parse("-boot", "order=dc", "-smp", "cpus=2,sockets=1", "-cpu", "host",
+			       "-rtc", "base=utc", NULL), 0);
+	assert_string_equal(cfg.boot_order, "dc");
+	assert_string_equal(cfg.cpu_model, "host");
+}
+
 static void test_unknown_and_stray(void **state)
 {
 	assert_int_equal(parse("-frobnicate", NULL), -1);
@@ -183,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_serial_and_nographic),
 		cmocka_unit_test(test_exit_device),
 		cmocka_unit_test(test_misc_options),
+		cmocka_unit_test(test_values_outlive_parse),
 		cmocka_unit_test(test_unknown_and_stray),
 		cmocka_unit_test(test_size_parser),
 	};
