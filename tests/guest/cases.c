@@ -52,8 +52,15 @@ int case_kvmclock(void)
 	}
 	info("200000 reads monotonic over %lu us", (prev - first) / 1000);
 
-	/* 50 ms of PIT channel 2 must be 50 ms of kvmclock */
-	u64 ns = pit_measure_ns(59659);
+	/* 50 ms of PIT channel 2 must be 50 ms of kvmclock. A descheduled vCPU
+	 * only makes a measurement longer, never shorter: the best of a few
+	 * tells a wrong clock from a busy host. */
+	u64 ns = ~0ull;
+	for (int i = 0; i < 5 && (i == 0 || ns > 52000000); i++) {
+		u64 one = pit_measure_ns(59659);
+		if (one < ns)
+			ns = one;
+	}
 
 	info("PIT 50 ms one-shot took %lu us of kvmclock", ns / 1000);
 	if (ns < 45000000 || ns > 58000000)
