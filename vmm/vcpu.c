@@ -171,7 +171,8 @@ static int vcpu_apply_boot_state(struct vcpu *v)
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 	sregs.gdt.base = b->gdt_base;
 	sregs.gdt.limit = b->gdt_limit;
-	sregs.cr0 = (sregs.cr0 | 0x1) & ~0x80000000ULL;	/* PE, no PG */
+	/* PE; no paging; caches on (clear CD and NW of the power-on CR0) */
+	sregs.cr0 = (sregs.cr0 | 0x1) & ~(0x80000000ULL | 0x60000000ULL);
 	if (lm) {
 		sregs.cr3 = b->cr3;
 		sregs.cr4 |= 1u << 5;			/* PAE */
@@ -188,6 +189,29 @@ static int vcpu_apply_boot_state(struct vcpu *v)
 	regs.rbx = b->rbx;
 	regs.rsi = b->rsi;
 	return ioctl(v->fd, KVM_SET_REGS, &regs);
+}
+
+/* Firmware programs the MTRRs; on a direct kernel boot we do what it
+ * would: RAM write-back by default, the 32-bit PCI hole uncached. Without
+ * this Linux disables PAT (no write-combining). */
+static int vcpu_direct_boot_mtrrs(struct vcpu *v)
+{
+	unsigned phys_bits = 36;
+	struct kvm_cpuid2 *c = supported_cpuid(v->vm->kvm_fd);
+	struct kvm_cpuid_entry2 *e = c ? cpuid_find(c, 0x80000008, 0) : NULL;
+
+	if (e && (e->eax & 0xff) >= 36)
+		phys_bits = e->eax & 0xff;
+	uint64_t phys_mask = (1ULL << phys_bits) - 1;
+	uint64_t hole = HIGH_RAM_START - PCI_HOLE_START;
+	static const uint32_t idx[] = { 0x200, 0x201, 0x2ff };	/* PHYSBASE0, PHYSMASK0, DEF_TYPE */
+	uint64_t val[] = {
+		PCI_HOLE_START | 0,				/* type UC */
+		(~(hole - 1) & phys_mask) | (1u << 11),		/* valid */
+		(1u << 11) | 6,					/* enabled, default WB */
+	};
+
+	return vcpu_set_msrs(v, idx, val, 3);
 }
 
 /* Paravirtual MSRs a previous boot may have enabled (kvmclock, async PF,
@@ -224,9 +248,11 @@ int vcpu_reset(struct vcpu *v)
 	    ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
 		return -1;
 	vcpu_reset_pv_msrs(v);
-	if (v->index == 0 && v->vm->boot.mode != BOOT_FIRMWARE)
-		return vcpu_apply_boot_state(v);
-	return 0;
+	if (v->vm->boot.mode == BOOT_FIRMWARE)
+		return 0;
+	if (vcpu_direct_boot_mtrrs(v) < 0)
+		return -1;
+	return v->index == 0 ? vcpu_apply_boot_state(v) : 0;
 }
 
 void vcpu_dump_state(struct vcpu *v)

@@ -222,6 +222,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, char *err, size_t errl
 	}
 	if (memory_alloc(&vm->mem, cfg->ram_size, err, errlen) < 0)
 		return -1;
+	/* The pages KVM uses for the real-mode TSS and identity map. */
+	e820_add(&vm->mem, KVM_IDENTITY_MAP_ADDR, 0x4000, E820_RESERVED);
 	if (vm_map_ram(vm) < 0) {
 		snprintf(err, errlen, "cannot map guest RAM into KVM: %s", strerror(errno));
 		return -1;

@@ -244,6 +244,7 @@ int case_demo(void)
 		acpi_init();
 	info("%u CPUs in the MADT", acpi.ncpus);
 	info("RAM %lu MiB (from the %s memory map)", ram_bytes() >> 20, boot_protocol_name());
+	info("MTRR default type 0x%lx", svc_rdmsr(0x2ff));
 	pci_list(true);
 	if (acpi.found)
 		info("ACPI: RSDP %#lx FADT %#lx MADT %#lx DSDT %#lx, S5 type %d", acpi.rsdp,

@@ -35,5 +35,12 @@ for mem in 64M 3G 5G 64G; do
 	fi
 done
 
+# a direct boot gets the MTRRs firmware would set: enabled, default write-back
+if grep -aq 'demo: MTRR default type 0x806' build/tests/kit/minikvm-demo.log; then
+	echo "PASS MTRRs enabled with default write-back"
+else
+	echo "FAIL MTRRs: $(grep -a 'MTRR' build/tests/kit/minikvm-demo.log)"; fails=$((fails + 1))
+fi
+
 [ $fails = 0 ] || { echo "kit on minikvm: $fails run(s) failed"; exit 1; }
 echo "kit on minikvm: all runs passed"
