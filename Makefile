@@ -92,6 +92,14 @@ check: all unit integration fuzz-short
 fuzz-short: $(FUZZ_BINS)
 	@tests/fuzz/run 10 $(FUZZ_BINS)
 
+# Boots Debian's kernel with a busybox initramfs to init and power-off.
+# Needs hardware virtualization (Linux stops early where CPL0 is emulated),
+# so it is not part of check.
+check-linux: all
+	tests/linux/run
+check-linux-qemu:
+	tests/linux/run --vmm qemu
+
 # The demo: boot the test kit, which prints what it finds and powers off.
 demo: all
 	$(O)/minikvm -m 128 -smp 2 -kernel $(O)/guest/testkit.elf -nographic -nodefaults -serial stdio
@@ -107,7 +115,7 @@ install: all
 clean:
 	rm -rf $(O)
 
-.PHONY: all unit integration check demo bench install clean guest fuzz fuzz-short
+.PHONY: all unit integration check check-linux check-linux-qemu demo bench install clean guest fuzz fuzz-short
 .SECONDARY:
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
