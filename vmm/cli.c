@@ -229,9 +229,37 @@ static int opt_device_exit_kv(struct cli_ctx *c, const char *key, const char *va
 	return 0;
 }
 
+/* Devices whose model parses the spec; the CLI checks the keys. */
+static const char *const spec_devices[] = { "virtio-rng-pci" };
+
+static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *val)
+{
+	if (!key)
+		return 0;	/* the driver name itself */
+	if (!strcmp(key, "addr") && val && *val)
+		return 0;	/* slot[.fn], checked by the device */
+	if (!strcmp(key, "id") && val)
+		return 0;
+	return cli_error(c, "-device: unknown or bad parameter '%s'", key);
+}
+
+static int opt_device_spec(struct cli_ctx *c, const char *arg)
+{
+	if (c->cfg->n_devices == MAX_DEVICE_SPECS)
+		return cli_error(c, "-device: too many devices");
+	if (parse_kv(c, "-device", arg, NULL, opt_device_spec_kv) < 0)
+		return -1;
+	c->cfg->devices[c->cfg->n_devices++] = arg;
+	return 0;
+}
+
 static int opt_device(struct cli_ctx *c, const char *arg)
 {
 	size_t n = strcspn(arg, ",");
+
+	for (size_t i = 0; i < sizeof(spec_devices) / sizeof(spec_devices[0]); i++)
+		if (n == strlen(spec_devices[i]) && !strncmp(arg, spec_devices[i], n))
+			return opt_device_spec(c, arg);
 
 	if (n == strlen("isa-debug-exit") && !strncmp(arg, "isa-debug-exit", n)) {
 		c->cfg->exit_port = true;
@@ -240,7 +268,7 @@ static int opt_device(struct cli_ctx *c, const char *arg)
 		return parse_kv(c, "-device", arg, NULL, opt_device_exit_kv);
 	}
 	if (!strcmp(arg, "help"))
-		return cli_error(c, "-device: supported devices: isa-debug-exit");
+		return cli_error(c, "-device: supported devices: isa-debug-exit, virtio-rng-pci");
 	return cli_error(c, "-device: unsupported device '%.*s'", (int)n, arg);
 }
 
@@ -343,7 +371,8 @@ static const struct cli_option {
 	{ "accel", OPT_ACCEL, true, "-accel kvm" },
 	{ "nodefaults", OPT_NODEFAULTS, false, "-nodefaults       no default serial port" },
 	{ "no-user-config", OPT_NO_USER_CONFIG, false, NULL },
-	{ "device", OPT_DEVICE, true, "-device isa-debug-exit[,iobase=PORT,iosize=N]" },
+	{ "device", OPT_DEVICE, true,
+	  "-device isa-debug-exit[,iobase=PORT,iosize=N] | virtio-rng-pci[,addr=SLOT]" },
 	{ "debugcon", OPT_DEBUGCON, true, "-debugcon SPEC    port 0x402 debug console backend" },
 	{ "rtc", OPT_RTC, true, "-rtc base=utc|localtime" },
 	{ "boot", OPT_BOOT, true, "-boot [order=]DRIVES (a c d n)" },

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define MAX_SERIAL_PORTS 4
+#define MAX_DEVICE_SPECS 32
 
 struct cpu_feature_edit {
 	char name[32];
@@ -45,6 +46,11 @@ struct vm_config {
 	uint16_t exit_port_size;
 
 	bool rtc_localtime;		/* -rtc base=localtime */
+
+	/* -device specs for devices that parse their own options (the raw
+	 * option string, e.g. "virtio-rng-pci,addr=5"), in command line order. */
+	const char *devices[MAX_DEVICE_SPECS];
+	unsigned n_devices;
 };
 
 /* Parse argv into cfg. Returns 0 on success, 1 when the program should

@@ -102,6 +102,10 @@ static inline u32 inl(u16 port)
 	asm volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
 	return v;
 }
+static inline u8 mmio_read8(u64 addr) { return *(volatile u8 *)addr; }
+static inline u16 mmio_read16(u64 addr) { return *(volatile u16 *)addr; }
+static inline void mmio_write8(u64 addr, u8 v) { *(volatile u8 *)addr = v; }
+static inline void mmio_write16(u64 addr, u16 v) { *(volatile u16 *)addr = v; }
 static inline u32 mmio_read32(u64 addr) { return *(volatile u32 *)addr; }
 static inline void mmio_write32(u64 addr, u32 v) { *(volatile u32 *)addr = v; }
 static inline void cpu_relax(void) { asm volatile("pause" ::: "memory"); }
@@ -216,6 +220,7 @@ int case_reset(void);
 int case_fatal(void);
 int case_badio(void);
 int case_sleep(void);
+int case_virtio_rng(void);	/* virtio.c: mode=modern (default) or legacy */
 void pci_list(bool print);
 int smp_expected_cpus(void);
 

@@ -23,6 +23,7 @@ static const struct test_case cases[] = {
 	{ "fatal", case_fatal },
 	{ "badio", case_badio },
 	{ "sleep", case_sleep },
+	{ "virtio-rng", case_virtio_rng },
 };
 
 static const char all_cases[] = "serial,cmos,timers,kvmclock,smp,pci,acpi";

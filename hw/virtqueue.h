@@ -1,0 +1,107 @@
+/* Split virtqueues (virtio 1.x section 2.7, and the legacy layout): the
+ * device side of the descriptor table, the available ring and the used
+ * ring, with indirect descriptors and EVENT_IDX notification suppression.
+ * Device-independent and free of KVM: it only needs guest memory. Every
+ * index, length and address read from the guest is validated; a violation
+ * marks the queue broken with a message, and the transport then sets
+ * DEVICE_NEEDS_RESET. */
+#ifndef HW_VIRTQUEUE_H
+#define HW_VIRTQUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include "vmm/memory.h"
+
+#define VIRTQ_MAX_SIZE		1024	/* largest queue size a device offers */
+
+#define VIRTQ_DESC_F_NEXT	1
+#define VIRTQ_DESC_F_WRITE	2
+#define VIRTQ_DESC_F_INDIRECT	4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY	1
+
+#define VIRTQ_LEGACY_ALIGN	4096	/* legacy ring: used ring alignment */
+
+struct virtq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+} __attribute__((packed));
+
+/* One request: a descriptor chain flattened into host iovecs, the
+ * device-readable ones (out) first, then the device-writable ones (in). */
+struct virtq_elem {
+	uint16_t head;
+	unsigned n_out, n_in;
+	uint64_t out_len, in_len;	/* total bytes of each part */
+	struct iovec iov[VIRTQ_MAX_SIZE];	/* out: [0, n_out), in: [n_out, n_out + n_in) */
+};
+
+struct virtq {
+	/* Programmed by the driver (transport registers). */
+	uint16_t size;			/* entries, power of two */
+	uint16_t max_size;		/* offered by the device */
+	bool enabled;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t msix_vector;
+
+	/* Negotiated features. */
+	bool event_idx;
+	bool indirect;
+
+	/* Device-side progress. */
+	uint16_t last_avail_idx;	/* next avail entry to consume */
+	uint16_t used_idx;		/* our copy of used->idx */
+	uint16_t inflight;		/* popped, not yet pushed */
+	uint16_t signalled_used;	/* used_idx at the last interrupt */
+	bool signalled_used_valid;
+
+	/* Host views of the rings, set by virtq_map. */
+	const struct guest_memory *mem;
+	struct virtq_desc *desc;
+	volatile uint16_t *avail;	/* flags, idx, ring[size], used_event */
+	volatile uint8_t *used;		/* flags, idx, {id,len}[size], avail_event */
+
+	bool broken;
+	char error[160];		/* first violation, for the log */
+};
+
+/* Reset to the power-on state (size = max_size, nothing mapped). */
+void virtq_reset(struct virtq *vq, uint16_t max_size);
+/* Check the driver's addresses and size and map the rings; returns 0, or
+ * -EINVAL with vq->broken set and vq->error filled. */
+int virtq_map(struct virtq *vq, const struct guest_memory *mem);
+/* Legacy layout: all three rings from one page frame number. */
+void virtq_set_legacy_pfn(struct virtq *vq, uint32_t pfn);
+bool virtq_ready(const struct virtq *vq);
+
+/* Take the next available chain. Returns 1 with *e filled, 0 when nothing
+ * is available (or the in-flight limit is reached), -EINVAL on a
+ * violation (vq->broken set). */
+int virtq_pop(struct virtq *vq, struct virtq_elem *e);
+/* Return a chain to the driver with `written` bytes of device-writable
+ * data (clamped to what the chain offers). */
+void virtq_push(struct virtq *vq, const struct virtq_elem *e, uint32_t written);
+/* After pushes: does the driver want an interrupt now? (EVENT_IDX
+ * used_event, or the NO_INTERRUPT flag) */
+bool virtq_should_notify(struct virtq *vq);
+/* EVENT_IDX: ask for a kick when the driver adds beyond what we consumed. */
+void virtq_update_avail_event(struct virtq *vq);
+/* The ring wrap arithmetic of the spec: should an event fire when the
+ * index moved from old to new_idx, given the other side's event index? */
+static inline bool virtq_need_event(uint16_t event, uint16_t new_idx, uint16_t old)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
+/* Does the available ring hold entries we have not consumed? */
+bool virtq_has_work(const struct virtq *vq);
+
+/* Bytes of guest memory each ring occupies for a queue of n entries. */
+static inline uint64_t virtq_desc_bytes(uint16_t n) { return 16ull * n; }
+static inline uint64_t virtq_avail_bytes(uint16_t n) { return 6ull + 2ull * n; }
+static inline uint64_t virtq_used_bytes(uint16_t n) { return 6ull + 8ull * n; }
+
+#endif

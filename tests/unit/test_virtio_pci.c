@@ -1,0 +1,586 @@
+/* Unit tests for the virtio-pci transport (hw/virtio_pci.c) with the
+ * virtio-rng model on a PCI bus without a VM: config space identity and
+ * capabilities, feature negotiation, the modern and legacy register
+ * files, INTx + ISR, MSI-X masking and pending bits, the violation path
+ * (DEVICE_NEEDS_RESET) and reset, the PCI config access window, state
+ * save/load validation. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hw/pci.h"
+#include "hw/virtio_pci.h"
+#include "hw/virtio_rng.h"
+
+#define RAM_SIZE	(1u << 20)
+#define SLOT		3
+#define DEVFN		(SLOT << 3)
+#define DESC_GPA	0x10000
+#define AVAIL_GPA	0x11000
+#define USED_GPA	0x12000
+#define BUF_GPA		0x20000
+
+struct fixture {
+	struct guest_memory mem;
+	struct pci_bus bus;
+	struct virtio_pci vp;
+	unsigned msi_count;
+	uint64_t msi_addr;
+	uint32_t msi_data;
+};
+
+static struct fixture *cur;
+
+static void fake_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
+{
+	(void)vp;
+	cur->msi_count++;
+	cur->msi_addr = addr;
+	cur->msi_data = data;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->mem.host = calloc(1, RAM_SIZE);
+	f->mem.ram_size = RAM_SIZE;
+	f->mem.below_4g = RAM_SIZE;
+	pci_bus_init(&f->bus, NULL, NULL);
+	assert_int_equal(virtio_rng_init(&f->vp, &f->mem), 0);
+	assert_int_equal(pci_bus_add_device(&f->bus, &f->vp.pci, SLOT, 0), 0);
+	f->vp.send_msi = fake_msi;
+	cur = f;
+	pci_config_write(&f->bus, DEVFN, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	free(f->vp.elem);
+	free(f->mem.host);
+	free(f);
+	return 0;
+}
+
+static uint32_t cfg_read(struct fixture *f, unsigned off, unsigned size)
+{
+	return pci_config_read(&f->bus, DEVFN, off, size);
+}
+
+static void cfg_write(struct fixture *f, unsigned off, unsigned size, uint32_t v)
+{
+	pci_config_write(&f->bus, DEVFN, off, size, v);
+}
+
+static uint64_t mread(struct fixture *f, uint64_t off, unsigned size)
+{
+	return virtio_pci_modern_read(&f->vp, off, size);
+}
+
+static void mwrite(struct fixture *f, uint64_t off, uint64_t v, unsigned size)
+{
+	virtio_pci_modern_write(&f->vp, off, v, size);
+}
+
+static unsigned find_vndr_cap(struct fixture *f, uint8_t type)
+{
+	unsigned c = cfg_read(f, PCI_CAPABILITY_LIST, 1);
+
+	for (int hops = 0; c && hops < 48; hops++) {
+		if (cfg_read(f, c, 1) == PCI_CAP_ID_VNDR && cfg_read(f, c + 3, 1) == type)
+			return c;
+		c = cfg_read(f, c + 1, 1);
+	}
+	return 0;
+}
+
+static void set_features(struct fixture *f, uint64_t feat)
+{
+	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
+	mwrite(f, VP_COMMON_GF, (uint32_t)feat, 4);
+	mwrite(f, VP_COMMON_GFSELECT, 1, 4);
+	mwrite(f, VP_COMMON_GF, feat >> 32, 4);
+}
+
+/* The usual modern initialisation with one queue of 16 entries. */
+static void modern_init(struct fixture *f, uint64_t feat)
+{
+	mwrite(f, VP_COMMON_STATUS, 0, 1);
+	mwrite(f, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+	set_features(f, feat);
+	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0b);
+	mwrite(f, VP_COMMON_Q_SELECT, 0, 2);
+	mwrite(f, VP_COMMON_Q_SIZE, 16, 2);
+	mwrite(f, VP_COMMON_Q_DESCLO, DESC_GPA, 4);
+	mwrite(f, VP_COMMON_Q_DESCHI, 0, 4);
+	mwrite(f, VP_COMMON_Q_AVAILLO, AVAIL_GPA, 8);
+	mwrite(f, VP_COMMON_Q_USEDLO, USED_GPA, 4);
+	mwrite(f, VP_COMMON_Q_USEDHI, 0, 4);
+	mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
+}
+
+static uint16_t rd16(struct fixture *f, uint64_t a)
+{
+	uint16_t v;
+
+	memcpy(&v, f->mem.host + a, 2);
+	return v;
+}
+
+static uint32_t rd32(struct fixture *f, uint64_t a)
+{
+	uint32_t v;
+
+	memcpy(&v, f->mem.host + a, 4);
+	return v;
+}
+
+static void wr16(struct fixture *f, uint64_t a, uint16_t v)
+{
+	memcpy(f->mem.host + a, &v, 2);
+}
+
+/* One writable buffer of len bytes (descriptor i, possibly looping). */
+static void submit(struct fixture *f, uint16_t i, uint32_t len, uint16_t flags, uint16_t next)
+{
+	struct virtq_desc d = { BUF_GPA + 0x100 * i, len, flags | VIRTQ_DESC_F_WRITE, next };
+	uint16_t idx = rd16(f, AVAIL_GPA + 2);
+
+	memcpy(f->mem.host + DESC_GPA + 16 * i, &d, 16);
+	wr16(f, AVAIL_GPA + 4 + 2 * (idx % 16), i);
+	wr16(f, AVAIL_GPA + 2, idx + 1);
+}
+
+static bool zeros(struct fixture *f, uint64_t a, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (f->mem.host[a + i])
+			return false;
+	return true;
+}
+
+/* --- identity and capabilities ------------------------------------------- */
+
+static void test_identity(void **state)
+{
+	struct fixture *f = *state;
+	unsigned c, msix;
+
+	assert_int_equal(cfg_read(f, PCI_VENDOR_ID, 2), 0x1af4);
+	assert_int_equal(cfg_read(f, PCI_DEVICE_ID, 2), 0x1005);
+	assert_int_equal(cfg_read(f, PCI_REVISION_ID, 1), 0);
+	assert_int_equal(cfg_read(f, PCI_SUBSYSTEM_VENDOR_ID, 2), 0x1af4);
+	assert_int_equal(cfg_read(f, PCI_SUBSYSTEM_ID, 2), 4);
+	assert_int_equal(cfg_read(f, PCI_INTERRUPT_PIN, 1), 1);
+	assert_true(cfg_read(f, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST);
+	/* BAR 0: I/O; BAR 4: 64-bit prefetchable memory of 32 KiB. */
+	assert_int_equal(cfg_read(f, PCI_BASE_ADDRESS_0, 4) & 1, 1);
+	assert_int_equal(cfg_read(f, PCI_BASE_ADDRESS_0 + 16, 4) & 0xf, 0xc);
+	cfg_write(f, PCI_BASE_ADDRESS_0 + 16, 4, 0xffffffff);
+	assert_int_equal(cfg_read(f, PCI_BASE_ADDRESS_0 + 16, 4), 0xffff800c);
+
+	c = find_vndr_cap(f, VIRTIO_PCI_CAP_COMMON_CFG);
+	assert_int_not_equal(c, 0);
+	assert_int_equal(cfg_read(f, c + 4, 1), 4);
+	assert_int_equal(cfg_read(f, c + 8, 4), VP_COMMON_OFF);
+	assert_int_not_equal(find_vndr_cap(f, VIRTIO_PCI_CAP_ISR_CFG), 0);
+	assert_int_equal(find_vndr_cap(f, VIRTIO_PCI_CAP_DEVICE_CFG), 0);	/* rng: none */
+	assert_int_not_equal(find_vndr_cap(f, VIRTIO_PCI_CAP_PCI_CFG), 0);
+	c = find_vndr_cap(f, VIRTIO_PCI_CAP_NOTIFY_CFG);
+	assert_int_equal(cfg_read(f, c + 2, 1), 20);
+	assert_int_equal(cfg_read(f, c + 16, 4), VP_NOTIFY_MULT);
+	msix = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
+	assert_int_not_equal(msix, 0);
+	assert_int_equal(cfg_read(f, msix + 2, 2), 1);		/* 2 vectors */
+	assert_int_equal(cfg_read(f, msix + 4, 4), VP_MSIX_TABLE_OFF | 4);
+	assert_int_equal(cfg_read(f, msix + 8, 4), VP_MSIX_PBA_OFF | 4);
+}
+
+/* --- feature negotiation ------------------------------------------------- */
+
+static void test_features(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t offered;
+
+	mwrite(f, VP_COMMON_DFSELECT, 0, 4);
+	offered = mread(f, VP_COMMON_DF, 4);
+	mwrite(f, VP_COMMON_DFSELECT, 1, 4);
+	offered |= mread(f, VP_COMMON_DF, 4) << 32;
+	assert_int_equal(offered, (1ull << 32) | (1ull << 28) | (1ull << 29));
+	mwrite(f, VP_COMMON_DFSELECT, 2, 4);
+	assert_int_equal(mread(f, VP_COMMON_DF, 4), 0);
+
+	/* Without VERSION_1 the modern interface refuses FEATURES_OK. */
+	mwrite(f, VP_COMMON_STATUS, 3, 1);
+	set_features(f, 1ull << 28);
+	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 3);
+	/* A feature that was not offered: refused too. */
+	set_features(f, (1ull << 32) | (1ull << 5));
+	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 3);
+	set_features(f, (1ull << 32) | (1ull << 29));
+	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0b);
+	/* Frozen after FEATURES_OK. */
+	set_features(f, 1ull << 32);
+	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
+	assert_int_equal(mread(f, VP_COMMON_GF, 4), 1u << 29);
+}
+
+/* --- requests, INTx, ISR --------------------------------------------------- */
+
+static void test_request_intx(void **state)
+{
+	struct fixture *f = *state;
+
+	modern_init(f, 1ull << 32);
+	submit(f, 2, 64, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+	assert_int_equal(rd32(f, USED_GPA + 4), 2);
+	assert_int_equal(rd32(f, USED_GPA + 8), 64);
+	assert_false(zeros(f, BUF_GPA + 0x200, 64));
+	assert_int_equal(f->vp.pci.irq_level, 1);
+	assert_true(cfg_read(f, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
+	assert_int_equal(mread(f, VP_ISR_OFF, 1), VIRTIO_ISR_QUEUE);
+	assert_int_equal(f->vp.pci.irq_level, 0);
+	assert_int_equal(mread(f, VP_ISR_OFF, 1), 0);
+	assert_int_equal(f->msi_count, 0);
+}
+
+static void test_no_processing_before_driver_ok(void **state)
+{
+	struct fixture *f = *state;
+
+	modern_init(f, 1ull << 32);
+	f->vp.status = 0x0b;	/* as if DRIVER_OK were not set yet */
+	submit(f, 0, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(rd16(f, USED_GPA + 2), 0);
+	/* DRIVER_OK serves what was already queued. */
+	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
+	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+	/* No bus mastering, no memory access. */
+	cfg_write(f, PCI_COMMAND, 2, 0);
+	submit(f, 1, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+	cfg_write(f, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(rd16(f, USED_GPA + 2), 2);
+}
+
+/* --- MSI-X ----------------------------------------------------------------- */
+
+static void msix_entry(struct fixture *f, unsigned v, uint32_t data, bool masked)
+{
+	uint64_t e = VP_MSIX_TABLE_OFF + 16 * v;
+
+	mwrite(f, e, 0xfee00000, 4);
+	mwrite(f, e + 4, 0, 4);
+	mwrite(f, e + 8, data, 4);
+	mwrite(f, e + 12, masked, 4);
+}
+
+static void test_msix(void **state)
+{
+	struct fixture *f = *state;
+	unsigned cap = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
+
+	/* Entries come out of reset masked. */
+	assert_int_equal(mread(f, VP_MSIX_TABLE_OFF + 12, 4), 1);
+	modern_init(f, 1ull << 32);
+	mwrite(f, VP_COMMON_MSIX, 0, 2);
+	mwrite(f, VP_COMMON_Q_SELECT, 0, 2);
+	mwrite(f, VP_COMMON_Q_MSIX, 1, 2);
+	assert_int_equal(mread(f, VP_COMMON_Q_MSIX, 2), 1);
+	mwrite(f, VP_COMMON_Q_MSIX, 7, 2);		/* no such vector */
+	assert_int_equal(mread(f, VP_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	mwrite(f, VP_COMMON_Q_MSIX, 1, 2);
+	msix_entry(f, 0, 0x40, false);
+	msix_entry(f, 1, 0x41, false);
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+
+	submit(f, 0, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(f->msi_count, 1);
+	assert_int_equal(f->msi_addr, 0xfee00000);
+	assert_int_equal(f->msi_data, 0x41);
+	assert_int_equal(f->vp.pci.irq_level, 0);	/* no INTx with MSI-X */
+
+	/* Entry mask: pending bit, delivered at unmask. */
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 12, 1, 4);
+	submit(f, 1, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(f->msi_count, 1);
+	assert_int_equal(mread(f, VP_MSIX_PBA_OFF, 4), 2);
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 12, 0, 4);
+	assert_int_equal(f->msi_count, 2);
+	assert_int_equal(mread(f, VP_MSIX_PBA_OFF, 4), 0);
+
+	/* Function mask through config space. */
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	submit(f, 2, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(f->msi_count, 2);
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	assert_int_equal(f->msi_count, 3);
+	/* The PBA is read-only. */
+	mwrite(f, VP_MSIX_PBA_OFF, 0xffffffff, 4);
+	assert_int_equal(mread(f, VP_MSIX_PBA_OFF, 4), 0);
+}
+
+/* --- violations and reset -------------------------------------------------- */
+
+static void test_violation_then_reset(void **state)
+{
+	struct fixture *f = *state;
+	unsigned cap = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
+
+	modern_init(f, 1ull << 32);
+	mwrite(f, VP_COMMON_MSIX, 0, 2);
+	msix_entry(f, 0, 0x40, false);
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	submit(f, 5, 16, VIRTQ_DESC_F_NEXT, 5);	/* loops on itself */
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x4f);
+	assert_int_equal(f->msi_count, 1);		/* config interrupt */
+	assert_int_equal(f->msi_data, 0x40);
+	assert_true(f->vp.broken);
+	/* Nothing more is processed until reset. */
+	submit(f, 1, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(rd16(f, USED_GPA + 2), 0);
+	assert_int_equal(f->msi_count, 1);
+
+	mwrite(f, VP_COMMON_STATUS, 0, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0);
+	assert_int_equal(mread(f, VP_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	assert_int_equal(mread(f, VP_COMMON_Q_SIZE, 2), 256);
+	assert_int_equal(mread(f, VP_COMMON_Q_ENABLE, 2), 0);
+	assert_int_equal(mread(f, VP_COMMON_Q_DESCLO, 8), 0);
+	mwrite(f, VP_COMMON_GFSELECT, 1, 4);
+	assert_int_equal(mread(f, VP_COMMON_GF, 4), 0);
+
+	memset(f->mem.host + AVAIL_GPA, 0, 0x2000);
+	modern_init(f, 1ull << 32);
+	submit(f, 1, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+}
+
+static void test_bad_queue_setup(void **state)
+{
+	struct fixture *f = *state;
+
+	mwrite(f, VP_COMMON_STATUS, 3, 1);
+	set_features(f, 1ull << 32);
+	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
+	mwrite(f, VP_COMMON_Q_SIZE, 12, 2);		/* not a power of two */
+	mwrite(f, VP_COMMON_Q_DESCLO, DESC_GPA, 4);
+	mwrite(f, VP_COMMON_Q_AVAILLO, AVAIL_GPA, 4);
+	mwrite(f, VP_COMMON_Q_USEDLO, USED_GPA, 4);
+	mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+	assert_true(mread(f, VP_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+	/* Before DRIVER_OK: no config interrupt, the status bit tells. */
+	assert_int_equal(f->vp.pci.irq_level, 0);
+	assert_int_equal(mread(f, VP_ISR_OFF, 1), 0);
+
+	/* Rings beyond RAM. */
+	mwrite(f, VP_COMMON_STATUS, 0, 1);
+	mwrite(f, VP_COMMON_STATUS, 3, 1);
+	mwrite(f, VP_COMMON_Q_USEDLO, 0, 4);
+	mwrite(f, VP_COMMON_Q_USEDHI, 0x10, 4);
+	mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+	assert_true(mread(f, VP_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
+static void test_violation_intx(void **state)
+{
+	struct fixture *f = *state;
+
+	modern_init(f, 1ull << 32);
+	wr16(f, AVAIL_GPA + 2, 17);			/* 17 ahead of 0 on a 16-entry queue */
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x4f);
+	assert_int_equal(f->vp.pci.irq_level, 1);
+	assert_int_equal(mread(f, VP_ISR_OFF, 1), VIRTIO_ISR_CONFIG);
+	assert_int_equal(f->vp.pci.irq_level, 0);
+	/* The bit is sticky until reset, whatever the driver writes. */
+	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x4f);
+}
+
+static void test_out_of_range_selects(void **state)
+{
+	struct fixture *f = *state;
+
+	mwrite(f, VP_COMMON_Q_SELECT, 5, 2);
+	assert_int_equal(mread(f, VP_COMMON_Q_SIZE, 2), 0);
+	mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+	mwrite(f, VP_COMMON_Q_DESCLO, 0x1234, 4);
+	assert_int_equal(mread(f, VP_COMMON_Q_ENABLE, 2), 0);
+	mwrite(f, VP_NOTIFY_OFF + 4 * 7, 0, 2);	/* notify a queue that does not exist */
+	mwrite(f, 0x7ffc, 0xffffffff, 4);
+	assert_int_equal(mread(f, 0x7ffc, 4), 0);
+	assert_int_equal(mread(f, VP_COMMON_NUMQ, 2), 1);
+	assert_false(f->vp.broken);
+}
+
+/* --- legacy interface ------------------------------------------------------ */
+
+static void test_legacy(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_pci *vp = &f->vp;
+	unsigned cap = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
+	uint64_t ring = 0x40000;
+	uint64_t avail = ring + 16 * 256, used = ring + 0x2000;
+	struct virtq_desc d = { BUF_GPA, 32, VIRTQ_DESC_F_WRITE, 0 };
+
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_HOST_FEATURES, 4),
+			 (1u << 28) | (1u << 29));
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_STATUS, 3, 1);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_GUEST_FEATURES, 1u << 28, 4);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_SEL, 0, 2);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_QUEUE_NUM, 2), 256);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_PFN, ring >> 12, 4);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_QUEUE_PFN, 4), ring >> 12);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_STATUS, 7, 1);
+	memcpy(f->mem.host + ring, &d, 16);
+	wr16(f, avail + 4, 0);
+	wr16(f, avail + 2, 1);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_NOTIFY, 0, 2);
+	assert_int_equal(rd16(f, used + 2), 1);
+	assert_int_equal(rd32(f, used + 8), 32);
+	assert_false(zeros(f, BUF_GPA, 32));
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_ISR, 1), 1);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_ISR, 1), 0);
+
+	/* With MSI-X on, the vector registers appear at 0x14/0x16. */
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_VECTOR, 1, 2);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_QUEUE_VECTOR, 2), 1);
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_CONFIG_VECTOR, 9, 2);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_CONFIG_VECTOR, 2),
+			 VIRTIO_MSI_NO_VECTOR);
+	/* PFN 0 releases the queue. */
+	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_PFN, 0, 4);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_QUEUE_PFN, 4), 0);
+	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_QUEUE_VECTOR, 2), 1);
+}
+
+/* --- VIRTIO_PCI_CAP_PCI_CFG window ----------------------------------------- */
+
+static void test_pci_cfg_window(void **state)
+{
+	struct fixture *f = *state;
+	unsigned c = find_vndr_cap(f, VIRTIO_PCI_CAP_PCI_CFG);
+
+	mwrite(f, VP_COMMON_STATUS, 3, 1);
+	cfg_write(f, c + 4, 1, 4);
+	cfg_write(f, c + 8, 4, VP_COMMON_STATUS);
+	cfg_write(f, c + 12, 4, 1);
+	assert_int_equal(cfg_read(f, c + 16, 4) & 0xff, 3);
+	cfg_write(f, c + 16, 4, 1);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 1);
+	/* Bad windows do nothing. */
+	cfg_write(f, c + 12, 4, 3);
+	cfg_write(f, c + 16, 4, 0);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 1);
+	cfg_write(f, c + 12, 4, 4);
+	cfg_write(f, c + 8, 4, VP_BAR4_SIZE);
+	cfg_write(f, c + 16, 4, 0);
+	cfg_write(f, c + 4, 1, 2);
+	cfg_write(f, c + 8, 4, 0);
+	cfg_write(f, c + 16, 4, 0);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 1);
+}
+
+/* --- reset from the bus and migration state -------------------------------- */
+
+static void test_bus_reset(void **state)
+{
+	struct fixture *f = *state;
+	unsigned cap = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
+
+	modern_init(f, 1ull << 32);
+	msix_entry(f, 1, 0x41, false);
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	pci_bus_reset(&f->bus);
+	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0);
+	assert_false(virtio_pci_msix_enabled(&f->vp));
+	assert_int_equal(mread(f, VP_MSIX_TABLE_OFF + 16 + 12, 4), 1);
+	assert_int_equal(mread(f, VP_MSIX_TABLE_OFF + 16 + 8, 4), 0);
+}
+
+static void test_vmstate(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = vmstate_size(&virtqueue_vmstate);
+	uint8_t *buf = malloc(n);
+	char err[128];
+
+	modern_init(f, 1ull << 32);
+	submit(f, 0, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+	vmstate_save(&virtqueue_vmstate, &f->vp.vqs[0], buf);
+	f->vp.vqs[0].last_avail_idx = 0;
+	assert_int_equal(vmstate_load(&virtqueue_vmstate, &f->vp.vqs[0], sizeof(f->vp.vqs[0]),
+				      buf, n, err, sizeof(err)), 0);
+	assert_int_equal(f->vp.vqs[0].last_avail_idx, 1);
+	assert_true(virtq_ready(&f->vp.vqs[0]));	/* rings mapped again */
+
+	/* A stream with rings outside RAM is refused, the queue untouched. */
+	f->vp.vqs[0].used_gpa = 0x7000000;
+	vmstate_save(&virtqueue_vmstate, &f->vp.vqs[0], buf);
+	f->vp.vqs[0].used_gpa = USED_GPA;
+	assert_int_not_equal(vmstate_load(&virtqueue_vmstate, &f->vp.vqs[0],
+					  sizeof(f->vp.vqs[0]), buf, n, err, sizeof(err)), 0);
+	assert_int_equal(f->vp.vqs[0].used_gpa, USED_GPA);
+	free(buf);
+
+	/* Transport: guest features beyond the offer are refused. */
+	n = vmstate_size(&virtio_pci_vmstate);
+	buf = malloc(n);
+	f->vp.guest_features |= 1ull << 40;
+	vmstate_save(&virtio_pci_vmstate, &f->vp, buf);
+	f->vp.guest_features &= ~(1ull << 40);
+	assert_int_not_equal(vmstate_load(&virtio_pci_vmstate, &f->vp, sizeof(f->vp), buf, n,
+					  err, sizeof(err)), 0);
+	free(buf);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_identity),
+		T(test_features),
+		T(test_request_intx),
+		T(test_no_processing_before_driver_ok),
+		T(test_msix),
+		T(test_violation_then_reset),
+		T(test_bad_queue_setup),
+		T(test_violation_intx),
+		T(test_out_of_range_selects),
+		T(test_legacy),
+		T(test_pci_cfg_window),
+		T(test_bus_reset),
+		T(test_vmstate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
