@@ -36,6 +36,7 @@ int64_t bfile_seek_data(struct bfile *f, uint64_t off, bool hole);
 int bfile_fd(const struct bfile *f);
 bool bfile_is_direct(const struct bfile *f);
 unsigned bfile_alignment(const struct bfile *f);	/* 1, or 512/4096 for O_DIRECT */
+const char *bfile_engine_name(const struct bfile *f);	/* "threads", "native", "io_uring" */
 
 /* Asynchronous data I/O through the engine. */
 int bfile_aio_readv(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt,

@@ -51,6 +51,8 @@ struct block_open_opts {
 	uint64_t l2_cache_bytes;	/* qcow2: 0 = cover the whole image */
 	bool allow_absolute_paths;	/* backing/extent names outside the image's dir */
 	unsigned max_chain_depth;	/* 0 = default (16) */
+	bool for_check;			/* open for check -r: a corrupt or dirty image opens
+					 * read-write without automatic repair (qcow2) */
 };
 
 /* Parse "writeback|none|writethrough|directsync|unsafe" and
@@ -74,7 +76,15 @@ bool bdev_is_read_only(const struct bdev *bs);
  * the layer bounces where O_DIRECT demands it). The callback runs exactly
  * once, on a block-layer thread or synchronously inside the submit call
  * for an immediate error; ret is 0 or a negative errno. The iovec array
- * must stay valid until completion. */
+ * must stay valid until completion.
+ * Details (block/block.c): the submit call returns 0, or the immediate
+ * error it has already passed to the callback (never complete twice). The
+ * callback runs on a format worker or an engine completion thread: keep it
+ * short (e.g. post to the device's event loop through an eventfd); it may
+ * submit more requests but must not call bdev_close(), which waits for
+ * every in-flight request of the bdev. Out-of-range requests fail with
+ * -EINVAL, writes to a read-only bdev with -EROFS, and a write to a probed
+ * raw image that would make sector 0 look like another format with -EPERM. */
 typedef void (*bdev_cb)(void *opaque, int ret);
 int bdev_aio_readv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt,
 		   bdev_cb cb, void *opaque);
@@ -102,6 +112,9 @@ enum block_status {
 	BLOCK_STATUS_ZERO = 2,		/* reads as zeroes (may combine with DATA) */
 	BLOCK_STATUS_BACKING = 4,	/* unallocated here: comes from the backing file */
 	BLOCK_STATUS_COMPRESSED = 8,
+	/* With ZERO: not allocated in this layer, which has no backing file
+	 * (qemu-img map's "present": false), as opposed to zero clusters. */
+	BLOCK_STATUS_UNALLOCATED = 16,
 };
 int64_t bdev_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 			  unsigned *status, uint64_t *host_offset);

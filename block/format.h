@@ -28,6 +28,7 @@ struct bdev {
 	struct block_open_opts opts;
 	pthread_mutex_t lock;
 	unsigned depth;			/* 0 for the top image of a chain */
+	bool probed;			/* format guessed by probing (raw then guards sector 0) */
 };
 
 /* How a guest range maps, for the async fast path and block status. */
@@ -80,7 +81,11 @@ struct block_format {
 	const char *name;
 	/* 0 = not this format, up to 100 = certain; raw answers 1. */
 	int (*probe)(const uint8_t *head, size_t len, const char *filename);
-	int (*open)(struct bdev *bs, char *err, size_t errlen);	/* bs->file is open */
+	/* bs->file is open; set bs->size and, for a backing file, the
+	 * malloc'd bs->backing_filename/backing_format (the layer frees them
+	 * and opens the chain). On failure open() frees what it allocated:
+	 * close() is called only after a successful open(). */
+	int (*open)(struct bdev *bs, char *err, size_t errlen);
 	void (*close)(struct bdev *bs);
 
 	/* Synchronous data ops on the virtual disk (bs->lock held). */
@@ -91,7 +96,11 @@ struct block_format {
 	int (*write_zeroes)(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap); /* optional */
 
 	/* Optional fast path: without taking bs->lock, from cached metadata
-	 * only; returns 0 and fills ext, or -EAGAIN to use the slow path. */
+	 * only; returns 0 and fills ext, or -EAGAIN to use the slow path.
+	 * The layer uses it only when ext->status is exactly DATA and ext->len
+	 * covers the request, and then reads AND writes bs->file at
+	 * host_offset directly: report DATA only for ranges that can be
+	 * written in place (no COW, no zero flag, no compression). */
 	int (*map)(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
 	/* Block status (may read metadata; bs->lock held). */
 	int (*block_status)(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
@@ -113,6 +122,11 @@ struct block_format {
 };
 
 void block_format_register(struct block_format *f);
+/* The registered format that claims a header most strongly (raw at
+ * least); what bdev_open uses when no format is given. QEMU probes the
+ * first 512 bytes; so do we. */
+#define BLOCK_PROBE_BUF_SIZE 512
+const struct block_format *block_probe(const uint8_t *head, size_t len, const char *filename);
 const struct block_format *block_format_find(const char *name);
 const struct block_format *block_format_first(void);
 

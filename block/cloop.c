@@ -1,0 +1,301 @@
+/* cloop compressed read-only images (the Knoppix compressed loop format,
+ * version 2, as create_compressed_fs writes and qemu-img reads): a 128-byte
+ * shell-script preamble, block_size and n_blocks (u32 big-endian), then
+ * n_blocks + 1 u64 big-endian file offsets; block i is the zlib stream
+ * between offsets[i] and offsets[i+1] and inflates to exactly block_size
+ * bytes. The whole offsets table is validated at open; one decompressed
+ * block is cached. */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "block/bfile.h"
+#include "block/format.h"
+#include "vmm/log.h"
+
+#define CLOOP_PREAMBLE		128
+#define CLOOP_HEADER		(CLOOP_PREAMBLE + 8)
+#define CLOOP_MAX_BLOCK_SIZE	(64u << 20)			/* as QEMU */
+#define CLOOP_MAX_OFFSETS_BYTES	(512u << 20)			/* as QEMU */
+#define CLOOP_MAX_COMPRESSED	(2ull * CLOOP_MAX_BLOCK_SIZE)	/* as QEMU */
+#define CLOOP_MAX_ERRORS_LOGGED	8
+
+struct cloop_state {
+	uint32_t block_size, n_blocks;
+	uint64_t *offsets;		/* n_blocks + 1, host order */
+	uint64_t max_compressed;	/* largest compressed block */
+	uint8_t *cbuf;			/* max_compressed bytes */
+	uint8_t *block;			/* block_size bytes */
+	int64_t cached;			/* block in `block`, or -1 */
+	unsigned errors_logged;
+};
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static int cloop_probe(const uint8_t *head, size_t len, const char *filename)
+{
+	static const char magic[] = "#!/bin/sh\n#V2.0 Format\n";
+
+	if (len >= sizeof(magic) - 1 && !memcmp(head, magic, sizeof(magic) - 1))
+		return 100;
+	return 0;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
+
+static int cloop_check_geometry(uint32_t block_size, uint32_t n_blocks, uint64_t file_size,
+				const char *fn, char *err, size_t errlen)
+{
+	uint64_t table = ((uint64_t)n_blocks + 1) * 8;
+
+	if (block_size == 0)
+		FAIL("%s: cloop block_size cannot be zero", fn);
+	if (block_size % 512)
+		FAIL("%s: cloop block_size %u must be a multiple of 512", fn, block_size);
+	if (block_size > CLOOP_MAX_BLOCK_SIZE)
+		FAIL("%s: cloop block_size %u must be %u MiB or less", fn, block_size,
+		     CLOOP_MAX_BLOCK_SIZE >> 20);
+	if (table > CLOOP_MAX_OFFSETS_BYTES)
+		FAIL("%s: cloop n_blocks %u needs too many offsets (try a larger block size)",
+		     fn, n_blocks);
+	if (CLOOP_HEADER + table > file_size)
+		FAIL("%s: cloop offsets table (%u blocks) extends past the end of the file",
+		     fn, n_blocks);
+	return 0;
+}
+
+/* Offsets start after the table, never decrease, stay inside the file and
+ * leave no block larger than QEMU allows. */
+static int cloop_check_offsets(struct cloop_state *s, uint64_t file_size, const char *fn,
+			       char *err, size_t errlen)
+{
+	uint64_t table_end = CLOOP_HEADER + ((uint64_t)s->n_blocks + 1) * 8;
+	uint32_t i;
+
+	if (s->offsets[0] < table_end)
+		FAIL("%s: cloop offset 0 (%llu) points into the header", fn,
+		     (unsigned long long)s->offsets[0]);
+	for (i = 0; i <= s->n_blocks; i++) {
+		uint64_t size;
+
+		if (s->offsets[i] > file_size)
+			FAIL("%s: cloop offset %u (%llu) points past the end of the file", fn, i,
+			     (unsigned long long)s->offsets[i]);
+		if (i == 0)
+			continue;
+		if (s->offsets[i] < s->offsets[i - 1])
+			FAIL("%s: cloop offsets not monotonically increasing at index %u", fn, i);
+		size = s->offsets[i] - s->offsets[i - 1];
+		if (size > CLOOP_MAX_COMPRESSED)
+			FAIL("%s: cloop compressed block %u is too large (%llu bytes)", fn, i - 1,
+			     (unsigned long long)size);
+		if (size > s->max_compressed)
+			s->max_compressed = size;
+	}
+	return 0;
+}
+
+static void cloop_close(struct bdev *bs)
+{
+	struct cloop_state *s = bs->opaque;
+
+	if (!s)
+		return;
+	free(s->offsets);
+	free(s->cbuf);
+	free(s->block);
+	free(s);
+	bs->opaque = NULL;
+}
+
+static int cloop_load(struct bdev *bs, struct cloop_state *s, uint64_t file_size, char *err,
+		      size_t errlen)
+{
+	size_t table = ((size_t)s->n_blocks + 1) * 8;
+	uint32_t i;
+	int ret;
+
+	s->offsets = malloc(table);
+	if (!s->offsets)
+		FAIL("%s: out of memory for the cloop offsets table", bs->filename);
+	ret = bfile_pread(bs->file, CLOOP_HEADER, s->offsets, table);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: cannot read the cloop offsets table: %s",
+			 bs->filename, strerror(-ret));
+		return ret;
+	}
+	for (i = 0; i <= s->n_blocks; i++)
+		s->offsets[i] = be64toh(s->offsets[i]);
+	ret = cloop_check_offsets(s, file_size, bs->filename, err, errlen);
+	if (ret < 0)
+		return ret;
+	s->cbuf = malloc(s->max_compressed ? s->max_compressed : 1);
+	s->block = malloc(s->block_size);
+	if (!s->cbuf || !s->block)
+		FAIL("%s: out of memory for cloop buffers", bs->filename);
+	return 0;
+}
+
+static int cloop_open(struct bdev *bs, char *err, size_t errlen)
+{
+	uint8_t hdr[CLOOP_HEADER];
+	struct cloop_state *s;
+	int64_t fsize;
+	int ret;
+
+	if (!bs->read_only)
+		FAIL("%s: cloop images are read-only", bs->filename);
+	fsize = bfile_size(bs->file);
+	if (fsize < 0) {
+		snprintf(err, errlen, "%s: cannot get the file size: %s", bs->filename,
+			 strerror((int)-fsize));
+		return (int)fsize;
+	}
+	if (fsize < CLOOP_HEADER)
+		FAIL("%s: file too short for a cloop header (%lld bytes)", bs->filename,
+		     (long long)fsize);
+	ret = bfile_pread(bs->file, 0, hdr, sizeof(hdr));
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: cannot read the cloop header: %s", bs->filename,
+			 strerror(-ret));
+		return ret;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		FAIL("%s: out of memory", bs->filename);
+	bs->opaque = s;
+	s->block_size = get_be32(hdr + CLOOP_PREAMBLE);
+	s->n_blocks = get_be32(hdr + CLOOP_PREAMBLE + 4);
+	s->cached = -1;
+	ret = cloop_check_geometry(s->block_size, s->n_blocks, (uint64_t)fsize, bs->filename,
+				   err, errlen);
+	if (ret == 0)
+		ret = cloop_load(bs, s, (uint64_t)fsize, err, errlen);
+	if (ret < 0) {
+		cloop_close(bs);
+		return ret;
+	}
+	bs->size = (uint64_t)s->n_blocks * s->block_size;
+	return 0;
+}
+
+static int cloop_corrupt(struct bdev *bs, const char *what, uint32_t block)
+{
+	struct cloop_state *s = bs->opaque;
+
+	if (s->errors_logged < CLOOP_MAX_ERRORS_LOGGED) {
+		s->errors_logged++;
+		log_error("cloop: %s: block %u: %s", bs->filename, block, what);
+	}
+	return -EIO;
+}
+
+/* Decompress block i into s->block. */
+static int cloop_load_block(struct bdev *bs, uint32_t i)
+{
+	struct cloop_state *s = bs->opaque;
+	uint64_t csize = s->offsets[i + 1] - s->offsets[i];
+	z_stream z = { 0 };
+	int ret, zret;
+
+	if (s->cached == i)
+		return 0;
+	s->cached = -1;
+	ret = bfile_pread(bs->file, s->offsets[i], s->cbuf, csize);
+	if (ret < 0)
+		return ret;
+	if (inflateInit(&z) != Z_OK)
+		return -ENOMEM;
+	z.next_in = s->cbuf;
+	z.avail_in = csize;
+	z.next_out = s->block;
+	z.avail_out = s->block_size;
+	zret = inflate(&z, Z_FINISH);
+	inflateEnd(&z);
+	if (zret != Z_STREAM_END || z.avail_out != 0)
+		return cloop_corrupt(bs, "does not inflate to block_size bytes", i);
+	s->cached = i;
+	return 0;
+}
+
+static int cloop_preadv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	struct cloop_state *s = bs->opaque;
+	size_t total = iov_size(iov, iovcnt), done = 0;
+	int ret;
+
+	if (offset > bs->size || total > bs->size - offset)
+		return -EINVAL;
+	while (done < total) {
+		uint64_t pos = offset + done;
+		uint32_t i = pos / s->block_size, in = pos % s->block_size;
+		size_t n = s->block_size - in;
+
+		if (n > total - done)
+			n = total - done;
+		ret = cloop_load_block(bs, i);
+		if (ret < 0)
+			return ret;
+		iov_from_buf(iov, iovcnt, done, s->block + in, n);
+		done += n;
+	}
+	return 0;
+}
+
+static int cloop_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	return -EROFS;
+}
+
+static int cloop_flush(struct bdev *bs)
+{
+	return 0;
+}
+
+static int cloop_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
+			      struct block_extent *ext)
+{
+	if (len == 0 || offset >= bs->size)
+		return -EINVAL;
+	ext->len = len < bs->size - offset ? len : bs->size - offset;
+	ext->status = BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED;
+	ext->host_offset = 0;
+	return 0;
+}
+
+static int cloop_info(struct bdev *bs, const struct block_info_writer *w)
+{
+	struct cloop_state *s = bs->opaque;
+
+	w->num(w->opaque, "block-size", s->block_size);
+	w->num(w->opaque, "blocks", s->n_blocks);
+	return 0;
+}
+
+static uint32_t cloop_cluster_size(struct bdev *bs)
+{
+	return ((struct cloop_state *)bs->opaque)->block_size;
+}
+
+struct block_format block_format_cloop = {	/* not static: unit tests link it by name */
+	.name = "cloop",
+	.probe = cloop_probe,
+	.open = cloop_open,
+	.close = cloop_close,
+	.preadv = cloop_preadv,
+	.pwritev = cloop_pwritev,
+	.flush = cloop_flush,
+	.block_status = cloop_block_status,
+	.info = cloop_info,
+	.cluster_size = cloop_cluster_size,
+};
+
+BLOCK_FORMAT_REGISTER(block_format_cloop)

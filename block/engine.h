@@ -1,0 +1,84 @@
+/* I/O engines: how a bfile's asynchronous data I/O reaches the kernel.
+ *
+ *   threads    preadv/pwritev/fdatasync on a shared pool of I/O threads
+ *              (works on every file, cached or O_DIRECT)
+ *   native     Linux AIO (libaio io_submit); completions signalled on an
+ *              eventfd (io_set_eventfd) and reaped on the engine's thread;
+ *              one io context per process
+ *   io_uring   liburing; one ring per process, a completion thread waits
+ *              for CQEs; falls back to threads when the ring cannot be set up
+ *
+ * An engine moves bytes and reports the raw result (bytes transferred or a
+ * negative errno); bfile.c turns short transfers into full-length ones and
+ * bounces unaligned O_DIRECT requests. Completion callbacks run on an engine
+ * thread and must not block for long.
+ *
+ * The file also declares the small generic thread pool (engine_threads.c)
+ * that the threads engine, bfile's bounce path and the block layer's format
+ * workers are built on. */
+#ifndef BLOCK_ENGINE_H
+#define BLOCK_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include "block/block.h"
+
+/* Generic worker pool: jobs run in FIFO order on up to nthreads threads
+ * (started lazily). A job is a function and its argument. */
+struct block_pool;
+struct block_pool *block_pool_create(unsigned nthreads);
+/* Queues fn(arg); returns 0 or -ENOMEM (fn is then not called). */
+int block_pool_submit(struct block_pool *p, void (*fn)(void *arg), void *arg);
+/* Runs every queued job, then joins the threads. */
+void block_pool_destroy(struct block_pool *p);
+/* The process-wide pool for blocking I/O (threads engine, bounce path). */
+struct block_pool *block_io_pool(void);
+
+enum engine_op { ENGINE_READ, ENGINE_WRITE, ENGINE_FLUSH };
+
+/* res: bytes transferred (may be short) or a negative errno. */
+typedef void (*engine_cb)(void *opaque, ssize_t res);
+
+struct block_engine;
+struct block_engine_ops {
+	const char *name;
+	/* Queue one request; 0 or a negative errno (cb not called then). The
+	 * iovec array must stay valid until the callback. */
+	int (*submit)(struct block_engine *e, int fd, enum engine_op op, uint64_t off,
+		      const struct iovec *iov, int iovcnt, engine_cb cb, void *opaque);
+	/* Waits for in-flight requests, then frees the engine. */
+	void (*destroy)(struct block_engine *e);
+};
+
+struct block_engine {
+	const struct block_engine_ops *ops;
+	enum block_engine_kind kind;
+};
+
+/* Gets an engine of the kind asked for (native and io_uring engines are
+ * one shared, reference-counted instance per process; threads engines are
+ * cheap per-file objects over the shared I/O pool). DEFAULT means io_uring when it
+ * can be set up, else threads. NATIVE on a file without O_DIRECT is
+ * accepted (the kernel then completes inside io_submit, as in QEMU).
+ * io_uring that cannot be set up falls back to threads with a note on
+ * stderr when it was asked for explicitly. Never fails for THREADS. */
+struct block_engine *block_engine_create(enum block_engine_kind kind, char *err, size_t errlen);
+static inline int block_engine_submit(struct block_engine *e, int fd, enum engine_op op,
+				      uint64_t off, const struct iovec *iov, int iovcnt,
+				      engine_cb cb, void *opaque)
+{
+	return e->ops->submit(e, fd, op, off, iov, iovcnt, cb, opaque);
+}
+/* Drops a reference; the caller has no requests in flight on it. */
+void block_engine_destroy(struct block_engine *e);
+const char *block_engine_name(const struct block_engine *e);
+
+/* Constructors of each engine; NULL with err set when unavailable. */
+struct block_engine *engine_threads_create(char *err, size_t errlen);
+struct block_engine *engine_aio_create(char *err, size_t errlen);
+struct block_engine *engine_uring_create(char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,1034 @@
+/* qcow2 format (versions 2 and 3): probing, header and header-extension
+ * parsing with every field validated, feature bits (dirty, corrupt,
+ * extended L2, unknown ones refused by name), open/close, flush, create,
+ * truncate, info, rebase -u and the ops table. Cluster mapping lives in
+ * qcow2_cluster.c, refcounts in qcow2_refcount.c, snapshots in
+ * qcow2_snapshot.c, check/repair in qcow2_check.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "block/bfile.h"
+#include "block/qcow2.h"
+
+struct feature_name {
+	uint8_t type;		/* 0 incompatible, 1 compatible, 2 autoclear */
+	uint8_t bit;
+	const char *name;
+};
+
+static const struct feature_name known_features[] = {
+	{ 0, 0, "dirty bit" },
+	{ 0, 1, "corrupt bit" },
+	{ 0, 2, "external data file" },
+	{ 0, 3, "compression type" },
+	{ 0, 4, "extended L2 entries" },
+	{ 1, 0, "lazy refcounts" },
+	{ 2, 0, "bitmaps" },
+	{ 2, 1, "raw external data" },
+};
+
+static int qcow2_probe(const uint8_t *head, size_t len, const char *filename)
+{
+	if (len < 8 || qc_be32(head) != QCOW2_MAGIC)
+		return 0;
+	return (qc_be32(head + 4) == 2 || qc_be32(head + 4) == 3) ? 100 : 0;
+}
+
+bool qcow2_offset_sane(const struct qcow2 *s, uint64_t off, uint64_t len)
+{
+	return off <= L2E_OFFSET_MASK && len <= L2E_OFFSET_MASK - off;
+}
+
+uint64_t qcow2_l1_needed(const struct qcow2 *s, uint64_t size)
+{
+	unsigned shift = s->cluster_bits + s->l2_bits;
+
+	return (size >> shift) + ((size & ((1ull << shift) - 1)) ? 1 : 0);
+}
+
+int qcow2_write_header_fields(struct qcow2 *s, unsigned off, const void *buf, size_t len)
+{
+	if (bfile_pwrite(s->file, off, buf, len) < 0)
+		return -EIO;
+	if (s->header_raw && off + len <= s->header_length)
+		memcpy(s->header_raw + off, buf, len);
+	return 0;
+}
+
+int qcow2_flush_barrier(struct qcow2 *s)
+{
+	if (s->lazy)
+		return 0;
+	return bfile_flush(s->file) < 0 ? -EIO : 0;
+}
+
+static int write_incompat(struct qcow2 *s)
+{
+	uint8_t b[8];
+
+	if (s->version < 3)
+		return 0;
+	qc_put64(b, s->incompat);
+	return qcow2_write_header_fields(s, QH_INCOMPAT, b, 8);
+}
+
+int qcow2_mark_dirty(struct qcow2 *s)
+{
+	int ret;
+
+	if (s->incompat & QCOW2_INCOMPAT_DIRTY) {
+		s->dirty_set = true;
+		return 0;
+	}
+	s->incompat |= QCOW2_INCOMPAT_DIRTY;
+	ret = write_incompat(s);
+	if (ret == 0)
+		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+	if (ret == 0)
+		s->dirty_set = true;
+	return ret;
+}
+
+int qcow2_mark_clean(struct qcow2 *s)
+{
+	if (!(s->incompat & QCOW2_INCOMPAT_DIRTY))
+		return 0;
+	if (bfile_flush(s->file) < 0)
+		return -EIO;
+	s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+	if (write_incompat(s) < 0 || bfile_flush(s->file) < 0)
+		return -EIO;
+	s->dirty_set = false;
+	return 0;
+}
+
+void qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s->broken || s->corruption_reported)
+		return;
+	s->corruption_reported = true;
+	if (s->read_only) {
+		fprintf(stderr, "qcow2: %s: corrupt metadata: %s\n", s->fname, msg);
+		return;
+	}
+	fprintf(stderr, "qcow2: %s: corrupt metadata: %s; image marked corrupt, "
+		"further writes refused\n", s->fname, msg);
+	s->broken = true;
+	if (s->version >= 3) {
+		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
+		if (write_incompat(s) == 0)
+			bfile_flush(s->file);
+	}
+}
+
+static void feature_names(const uint8_t *table, uint32_t ntable, uint64_t bits, char *out,
+			  size_t outlen)
+{
+	size_t used = 0;
+
+	out[0] = 0;
+	for (unsigned bit = 0; bit < 64; bit++) {
+		char name[48];
+		if (!(bits & (1ull << bit)))
+			continue;
+		snprintf(name, sizeof(name), "bit %u", bit);
+		for (uint32_t i = 0; i < ntable; i++) {
+			const uint8_t *e = table + i * 48;
+			if (e[0] == 0 && e[1] == bit) {
+				size_t n = strnlen((const char *)e + 2, 46);
+				snprintf(name, sizeof(name), "%.*s (bit %u)", (int)n,
+					 (const char *)e + 2, bit);
+			}
+		}
+		used += (size_t)snprintf(out + used, used < outlen ? outlen - used : 0, "%s%s",
+					 used ? ", " : "", name);
+		if (used >= outlen)
+			break;
+	}
+}
+
+/* Parse the header extensions between start and end of cluster 0. */
+static int parse_extensions(struct qcow2 *s, const uint8_t *c0, uint64_t start, uint64_t end,
+			    const uint8_t **ftab, uint32_t *nftab, char *err, size_t errlen)
+{
+	uint64_t pos = start;
+
+	while (pos + 8 <= end) {
+		uint32_t type = qc_be32(c0 + pos), len = qc_be32(c0 + pos + 4);
+		uint64_t padded = qc_align_up(len, 8);
+
+		if (type == QCOW2_EXT_END)
+			return 0;
+		if (len > end - pos - 8 || padded > end - pos - 8) {
+			snprintf(err, errlen, "qcow2: %s: header extension %#x: length %u exceeds "
+				 "the header area", s->fname, type, len);
+			return -EINVAL;
+		}
+		const uint8_t *d = c0 + pos + 8;
+		switch (type) {
+		case QCOW2_EXT_BACKING_FMT:
+			if (len > 1023 || !len) {
+				snprintf(err, errlen, "qcow2: %s: backing format extension: bad "
+					 "length %u", s->fname, len);
+				return -EINVAL;
+			}
+			free(s->bs->backing_format);
+			s->bs->backing_format = strndup((const char *)d, len);
+			if (!s->bs->backing_format)
+				return -ENOMEM;
+			break;
+		case QCOW2_EXT_FEATURES:
+			*ftab = d;
+			*nftab = len / 48;
+			break;
+		case QCOW2_EXT_BITMAPS:	/* dropped: its autoclear bit is cleared on RW open */
+			break;
+		case QCOW2_EXT_CRYPTO:
+			snprintf(err, errlen, "qcow2: %s: encrypted images are not supported",
+				 s->fname);
+			return -ENOTSUP;
+		default: {
+			uint8_t *k = realloc(s->ext_keep, s->ext_keep_len + 8 + padded);
+			if (!k)
+				return -ENOMEM;
+			s->ext_keep = k;
+			memcpy(k + s->ext_keep_len, c0 + pos, 8 + padded);
+			s->ext_keep_len += (uint32_t)(8 + padded);
+			break;
+		}
+		}
+		pos += 8 + padded;
+	}
+	return 0;
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen && blen && a < b + blen && b < a + alen;
+}
+
+static int check_table(struct qcow2 *s, const char *what, uint64_t off, uint64_t bytes,
+		       uint64_t fsize, char *err, size_t errlen)
+{
+	if (!bytes)
+		return 0;
+	if (off & (s->cluster_size - 1)) {
+		snprintf(err, errlen, "qcow2: %s: %s offset %#llx is not cluster aligned", s->fname,
+			 what, (unsigned long long)off);
+		return -EINVAL;
+	}
+	if (off < s->cluster_size) {
+		snprintf(err, errlen, "qcow2: %s: %s offset %#llx overlaps the header", s->fname,
+			 what, (unsigned long long)off);
+		return -EINVAL;
+	}
+	if (off > fsize || bytes > fsize - off) {
+		snprintf(err, errlen, "qcow2: %s: %s at %#llx (%llu bytes) extends past the end "
+			 "of the file", s->fname, what, (unsigned long long)off,
+			 (unsigned long long)bytes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_header(struct qcow2 *s, uint8_t *c0, uint64_t fsize, char *err, size_t errlen)
+{
+	const char *f = s->fname;
+	const uint8_t *ftab = NULL;
+	uint32_t nftab = 0;
+	uint64_t size, ext_end;
+	int ret;
+
+	s->backing_offset = qc_be64(c0 + 8);
+	s->backing_size = qc_be32(c0 + 16);
+	size = qc_be64(c0 + 24);
+	if (qc_be32(c0 + 32)) {
+		snprintf(err, errlen, "qcow2: %s: crypt_method %u: encrypted images are not "
+			 "supported", f, qc_be32(c0 + 32));
+		return -ENOTSUP;
+	}
+	s->l1_size = qc_be32(c0 + 36);
+	s->l1_offset = qc_be64(c0 + 40);
+	s->rt_offset = qc_be64(c0 + 48);
+	s->rt_clusters = qc_be32(c0 + 56);
+	s->nb_snapshots = qc_be32(c0 + 60);
+	s->snapshots_offset = qc_be64(c0 + 64);
+	if (s->version >= 3) {
+		s->incompat = qc_be64(c0 + 72);
+		s->compat = qc_be64(c0 + 80);
+		s->autoclear = qc_be64(c0 + 88);
+		s->refcount_order = qc_be32(c0 + 96);
+		s->header_length = qc_be32(c0 + 100);
+		if (s->header_length < QCOW2_V3_HEADER_LEN || s->header_length > s->cluster_size) {
+			snprintf(err, errlen, "qcow2: %s: header_length %u out of range (104..%llu)",
+				 f, s->header_length, (unsigned long long)s->cluster_size);
+			return -EINVAL;
+		}
+		if (s->refcount_order > 6) {
+			snprintf(err, errlen, "qcow2: %s: refcount_order %u out of range (0..6)", f,
+				 s->refcount_order);
+			return -EINVAL;
+		}
+	} else {
+		s->refcount_order = 4;
+		s->header_length = QCOW2_V2_HEADER_LEN;
+	}
+	s->header_raw = malloc(s->header_length);
+	if (!s->header_raw)
+		return -ENOMEM;
+	memcpy(s->header_raw, c0, s->header_length);
+
+	/* backing file name */
+	ext_end = s->cluster_size;
+	if (s->backing_offset) {
+		if (s->backing_size > QCOW2_MAX_BACKING_NAME || !s->backing_size) {
+			snprintf(err, errlen, "qcow2: %s: backing_file_size %u out of range "
+				 "(1..1023)", f, s->backing_size);
+			return -EINVAL;
+		}
+		if (s->backing_offset < s->header_length ||
+		    s->backing_offset + s->backing_size > s->cluster_size) {
+			snprintf(err, errlen, "qcow2: %s: backing_file_offset %#llx is outside the "
+				 "header cluster", f, (unsigned long long)s->backing_offset);
+			return -EINVAL;
+		}
+		s->bs->backing_filename = strndup((const char *)c0 + s->backing_offset,
+						  s->backing_size);
+		if (!s->bs->backing_filename)
+			return -ENOMEM;
+		ext_end = s->backing_offset;
+	}
+	ret = parse_extensions(s, c0, qc_align_up(s->header_length, 8), ext_end, &ftab, &nftab,
+			       err, errlen);
+	if (ret < 0)
+		return ret;
+
+	/* feature bits */
+	if (s->incompat & ~QCOW2_INCOMPAT_KNOWN) {
+		char names[200];
+		feature_names(ftab, nftab, s->incompat & ~QCOW2_INCOMPAT_KNOWN, names,
+			      sizeof(names));
+		snprintf(err, errlen, "qcow2: %s: unsupported incompatible features: %s", f, names);
+		return -ENOTSUP;
+	}
+	if (s->incompat & QCOW2_INCOMPAT_DATA_FILE) {
+		snprintf(err, errlen, "qcow2: %s: incompatible feature 'external data file' is "
+			 "not supported", f);
+		return -ENOTSUP;
+	}
+	if (s->incompat & QCOW2_INCOMPAT_COMPRESSION) {
+		uint8_t ct = s->header_length > 104 ? c0[104] : 0;
+		if (ct != 0) {
+			snprintf(err, errlen, "qcow2: %s: compression_type %u is not supported "
+				 "(only zlib)", f, ct);
+			return -ENOTSUP;
+		}
+	}
+	if (s->incompat & QCOW2_INCOMPAT_CORRUPT && !s->read_only && !s->bs->opts.for_check) {
+		snprintf(err, errlen, "qcow2: %s: image is marked corrupt (incompatible feature "
+			 "bit 1): open it read-only, or repair it with check -r all", f);
+		return -EACCES;
+	}
+	s->extended_l2 = !!(s->incompat & QCOW2_INCOMPAT_EXTL2);
+	if (s->extended_l2 && !s->read_only) {
+		snprintf(err, errlen, "qcow2: %s: extended L2 entries are supported read-only "
+			 "only", f);
+		return -ENOTSUP;
+	}
+	if (s->extended_l2 && s->cluster_bits < 14) {
+		snprintf(err, errlen, "qcow2: %s: extended L2 entries need 16 KiB clusters or "
+			 "more (cluster_bits %u)", f, s->cluster_bits);
+		return -EINVAL;
+	}
+	s->l2_entry_bytes = s->extended_l2 ? 16 : 8;
+	s->l2_bits = s->cluster_bits - (s->extended_l2 ? 4 : 3);
+	s->l2_entries = 1ull << s->l2_bits;
+	s->sc_bits = s->extended_l2 ? s->cluster_bits - 5 : s->cluster_bits;
+	s->refcount_bits = 1u << s->refcount_order;
+	s->refcount_max = s->refcount_bits == 64 ? UINT64_MAX : (1ull << s->refcount_bits) - 1;
+	s->rb_bits = s->cluster_bits + 3 - s->refcount_order;
+
+	/* size and tables */
+	if (size > (1ull << 62) || qcow2_l1_needed(s, size) > QCOW2_MAX_L1_BYTES / 8) {
+		snprintf(err, errlen, "qcow2: %s: size %llu is too large", f,
+			 (unsigned long long)size);
+		return -EFBIG;
+	}
+	s->bs->size = size;
+	if ((uint64_t)s->l1_size * 8 > QCOW2_MAX_L1_BYTES) {
+		snprintf(err, errlen, "qcow2: %s: l1_size %u exceeds the limit (%u entries)", f,
+			 s->l1_size, QCOW2_MAX_L1_BYTES / 8);
+		return -EFBIG;
+	}
+	if (s->l1_size < qcow2_l1_needed(s, size)) {
+		snprintf(err, errlen, "qcow2: %s: l1_size %u is too small for size %llu", f,
+			 s->l1_size, (unsigned long long)size);
+		return -EINVAL;
+	}
+	ret = check_table(s, "L1 table", s->l1_offset, (uint64_t)s->l1_size * 8, fsize, err,
+			  errlen);
+	if (ret < 0)
+		return ret;
+	if (!s->rt_clusters || (uint64_t)s->rt_clusters * s->cluster_size > QCOW2_MAX_RT_BYTES) {
+		snprintf(err, errlen, "qcow2: %s: refcount_table_clusters %u out of range (1..%llu)",
+			 f, s->rt_clusters,
+			 (unsigned long long)(QCOW2_MAX_RT_BYTES / s->cluster_size));
+		return -EINVAL;
+	}
+	ret = check_table(s, "refcount table", s->rt_offset,
+			  (uint64_t)s->rt_clusters * s->cluster_size, fsize, err, errlen);
+	if (ret < 0)
+		return ret;
+	if (ranges_overlap(s->l1_offset, (uint64_t)s->l1_size * 8, s->rt_offset,
+			   (uint64_t)s->rt_clusters * s->cluster_size)) {
+		snprintf(err, errlen, "qcow2: %s: L1 table (%#llx) overlaps the refcount table "
+			 "(%#llx)", f, (unsigned long long)s->l1_offset,
+			 (unsigned long long)s->rt_offset);
+		return -EINVAL;
+	}
+	if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS) {
+		snprintf(err, errlen, "qcow2: %s: nb_snapshots %u exceeds the limit (%u)", f,
+			 s->nb_snapshots, QCOW2_MAX_SNAPSHOTS);
+		return -EINVAL;
+	}
+	if (s->nb_snapshots) {
+		ret = check_table(s, "snapshot table", s->snapshots_offset, 40, fsize, err,
+				  errlen);
+		if (ret < 0)
+			return ret;
+	}
+	s->lazy = s->version >= 3 && (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
+	return 0;
+}
+
+static int read_l1(struct qcow2 *s, char *err, size_t errlen)
+{
+	uint64_t bytes = (uint64_t)s->l1_size * 8;
+
+	s->l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
+	if (!s->l1) {
+		snprintf(err, errlen, "qcow2: %s: out of memory for the L1 table", s->fname);
+		return -ENOMEM;
+	}
+	if (bytes && bfile_pread(s->file, s->l1_offset, s->l1, bytes) < 0) {
+		snprintf(err, errlen, "qcow2: %s: cannot read the L1 table", s->fname);
+		return -EIO;
+	}
+	for (uint32_t i = 0; i < s->l1_size; i++)
+		s->l1[i] = qc_be64(&s->l1[i]);
+	return 0;
+}
+
+static void qcow2_free_state(struct qcow2 *s)
+{
+	if (!s)
+		return;
+	qcow2_snapshots_free(s);
+	qcow2_l2_cache_fini(s);
+	qcow2_refcount_fini(s);
+	free(s->l1);
+	free(s->header_raw);
+	free(s->ext_keep);
+	free(s);
+}
+
+static int qcow2_open(struct bdev *bs, char *err, size_t errlen)
+{
+	struct qcow2 *s = calloc(1, sizeof(*s));
+	uint8_t head[QCOW2_V3_HEADER_LEN] = { 0 }, *c0 = NULL;
+	int64_t fsize;
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->bs = bs;
+	s->file = bs->file;
+	s->fname = bs->filename ? bs->filename : "?";
+	s->read_only = bs->read_only;
+	fsize = bfile_size(bs->file);
+	if (fsize < 0) {
+		snprintf(err, errlen, "qcow2: %s: cannot get the file size", s->fname);
+		ret = -EIO;
+		goto fail;
+	}
+	if (fsize < QCOW2_V2_HEADER_LEN) {
+		snprintf(err, errlen, "qcow2: %s: file too small for a qcow2 header (%lld bytes)",
+			 s->fname, (long long)fsize);
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (bfile_pread(bs->file, 0, head, sizeof(head)) < 0) {
+		snprintf(err, errlen, "qcow2: %s: cannot read the header", s->fname);
+		ret = -EIO;
+		goto fail;
+	}
+	if (qc_be32(head) != QCOW2_MAGIC) {
+		snprintf(err, errlen, "qcow2: %s: bad magic (not a qcow2 image)", s->fname);
+		ret = -EINVAL;
+		goto fail;
+	}
+	s->version = qc_be32(head + 4);
+	if (s->version != 2 && s->version != 3) {
+		snprintf(err, errlen, "qcow2: %s: unsupported version %u", s->fname, s->version);
+		ret = -ENOTSUP;
+		goto fail;
+	}
+	if (s->version == 3 && fsize < QCOW2_V3_HEADER_LEN) {
+		snprintf(err, errlen, "qcow2: %s: file too small for a version 3 header", s->fname);
+		ret = -EINVAL;
+		goto fail;
+	}
+	s->cluster_bits = qc_be32(head + 20);
+	if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
+		snprintf(err, errlen, "qcow2: %s: cluster_bits %u out of range (9..21)", s->fname,
+			 s->cluster_bits);
+		ret = -EINVAL;
+		goto fail;
+	}
+	s->cluster_size = 1ull << s->cluster_bits;
+	c0 = calloc(1, s->cluster_size);
+	if (!c0 || bfile_pread(bs->file, 0, c0, s->cluster_size) < 0) {
+		snprintf(err, errlen, "qcow2: %s: cannot read the header cluster", s->fname);
+		ret = c0 ? -EIO : -ENOMEM;
+		goto fail;
+	}
+	ret = parse_header(s, c0, (uint64_t)fsize, err, errlen);
+	if (ret < 0)
+		goto fail;
+	ret = read_l1(s, err, errlen);
+	if (ret < 0)
+		goto fail;
+	ret = qcow2_refcount_init(s, err, errlen);
+	if (ret < 0)
+		goto fail;
+	ret = qcow2_snapshots_read(s, err, errlen);
+	if (ret < 0)
+		goto fail;
+	bs->opaque = s;
+	ret = qcow2_l2_cache_init(s);
+	if (ret < 0) {
+		snprintf(err, errlen, "qcow2: %s: out of memory for the L2 cache", s->fname);
+		goto fail;
+	}
+	if (!s->read_only) {
+		if (s->autoclear) {
+			uint8_t z[8] = { 0 };
+			s->autoclear = 0;
+			if (qcow2_write_header_fields(s, QH_AUTOCLEAR, z, 8) < 0 ||
+			    bfile_flush(s->file) < 0) {
+				snprintf(err, errlen, "qcow2: %s: cannot clear autoclear features",
+					 s->fname);
+				ret = -EIO;
+				goto fail;
+			}
+		}
+		if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !bs->opts.for_check) {
+			struct block_check_result r;
+			memset(&r, 0, sizeof(r));
+			ret = qcow2_check_fix(s, BLOCK_REPAIR_ALL, &r, NULL);
+			if (ret < 0 || r.corruptions || r.check_errors) {
+				snprintf(err, errlen, "qcow2: %s: dirty image: refcount repair "
+					 "failed", s->fname);
+				ret = ret < 0 ? ret : -EIO;
+				goto fail;
+			}
+			ret = qcow2_mark_clean(s);
+			if (ret < 0) {
+				snprintf(err, errlen, "qcow2: %s: cannot clear the dirty bit",
+					 s->fname);
+				goto fail;
+			}
+		}
+	}
+	free(c0);
+	return 0;
+fail:
+	free(c0);
+	bs->opaque = NULL;
+	qcow2_free_state(s);
+	return ret;
+}
+
+static void qcow2_close(struct bdev *bs)
+{
+	struct qcow2 *s = bs->opaque;
+
+	if (!s)
+		return;
+	if (!s->read_only && !s->broken) {
+		qcow2_commit(s);
+		bfile_flush(s->file);
+		if (s->dirty_set)
+			qcow2_mark_clean(s);
+	}
+	qcow2_free_state(s);
+	bs->opaque = NULL;
+}
+
+static int qcow2_flush(struct bdev *bs)
+{
+	struct qcow2 *s = bs->opaque;
+
+	int ret;
+
+	if (s->read_only)
+		return 0;
+	ret = qcow2_commit(s);
+	if (ret < 0)
+		return ret;
+	return bfile_flush(s->file) < 0 ? -EIO : 0;
+}
+
+static uint32_t qcow2_cluster_size(struct bdev *bs)
+{
+	return (uint32_t)((struct qcow2 *)bs->opaque)->cluster_size;
+}
+
+static size_t put_ext(uint8_t *buf, size_t pos, uint32_t type, const void *data, uint32_t len)
+{
+	qc_put32(buf + pos, type);
+	qc_put32(buf + pos + 4, len);
+	memcpy(buf + pos + 8, data, len);
+	memset(buf + pos + 8 + len, 0, qc_align_up(len, 8) - len);
+	return pos + 8 + qc_align_up(len, 8);
+}
+
+/* Rewrite cluster 0: fixed header, extensions, backing file name. */
+int qcow2_rewrite_header(struct qcow2 *s, const char *backing, const char *backing_fmt,
+			 char *err, size_t errlen)
+{
+	uint64_t cs = s->cluster_size;
+	size_t need, pos, blen = backing ? strlen(backing) : 0;
+	size_t flen = backing_fmt ? strlen(backing_fmt) : 0;
+	size_t ftab_len = sizeof(known_features) / sizeof(known_features[0]) * 48;
+	uint8_t *buf;
+	int ret;
+
+	if (blen > QCOW2_MAX_BACKING_NAME || flen > 1023) {
+		snprintf(err, errlen, "qcow2: %s: backing file name or format too long", s->fname);
+		return -ENAMETOOLONG;
+	}
+	need = qc_align_up(s->header_length, 8) + (flen ? 8 + qc_align_up(flen, 8) : 0) +
+	       (s->version >= 3 ? 8 + qc_align_up(ftab_len, 8) : 0) + s->ext_keep_len + 8 + blen;
+	if (need > cs && s->version >= 3)	/* drop the optional feature table */
+		need -= 8 + qc_align_up(ftab_len, 8), ftab_len = 0;
+	if (need > cs) {
+		snprintf(err, errlen, "qcow2: %s: backing file name does not fit in the header "
+			 "cluster (%llu bytes)", s->fname, (unsigned long long)cs);
+		return -ENOSPC;
+	}
+	buf = calloc(1, cs);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, s->header_raw, s->header_length);
+	qc_put32(buf, QCOW2_MAGIC);
+	qc_put32(buf + 4, s->version);
+	qc_put32(buf + 20, s->cluster_bits);
+	qc_put64(buf + 24, s->bs->size);
+	qc_put32(buf + 32, 0);
+	qc_put32(buf + 36, s->l1_size);
+	qc_put64(buf + 40, s->l1_offset);
+	qc_put64(buf + 48, s->rt_offset);
+	qc_put32(buf + 56, s->rt_clusters);
+	qc_put32(buf + 60, s->nb_snapshots);
+	qc_put64(buf + 64, s->snapshots_offset);
+	if (s->version >= 3) {
+		qc_put64(buf + 72, s->incompat);
+		qc_put64(buf + 80, s->compat);
+		qc_put64(buf + 88, s->autoclear);
+		qc_put32(buf + 96, s->refcount_order);
+		qc_put32(buf + 100, s->header_length);
+	}
+	pos = qc_align_up(s->header_length, 8);
+	if (flen)
+		pos = put_ext(buf, pos, QCOW2_EXT_BACKING_FMT, backing_fmt, (uint32_t)flen);
+	if (s->version >= 3 && ftab_len) {
+		uint8_t ft[sizeof(known_features) / sizeof(known_features[0]) * 48];
+		memset(ft, 0, sizeof(ft));
+		for (size_t i = 0; i < sizeof(known_features) / sizeof(known_features[0]); i++) {
+			ft[i * 48] = known_features[i].type;
+			ft[i * 48 + 1] = known_features[i].bit;
+			strncpy((char *)ft + i * 48 + 2, known_features[i].name, 46);
+		}
+		pos = put_ext(buf, pos, QCOW2_EXT_FEATURES, ft, (uint32_t)ftab_len);
+	}
+	if (s->ext_keep_len)
+		memcpy(buf + pos, s->ext_keep, s->ext_keep_len);
+	pos += s->ext_keep_len;
+	pos += 8;	/* end of extensions */
+	qc_put64(buf + 8, blen ? pos : 0);
+	qc_put32(buf + 16, (uint32_t)blen);
+	if (blen)
+		memcpy(buf + pos, backing, blen);
+	ret = bfile_pwrite(s->file, 0, buf, cs) < 0 ? -EIO : 0;
+	if (ret == 0)
+		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+	if (ret == 0) {
+		memcpy(s->header_raw, buf, s->header_length);
+		free(s->bs->backing_filename);
+		free(s->bs->backing_format);
+		s->bs->backing_filename = blen ? strdup(backing) : NULL;
+		s->bs->backing_format = flen ? strdup(backing_fmt) : NULL;
+		s->backing_offset = blen ? pos : 0;
+		s->backing_size = (uint32_t)blen;
+	} else {
+		snprintf(err, errlen, "qcow2: %s: cannot write the header", s->fname);
+	}
+	free(buf);
+	return ret;
+}
+
+int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
+{
+	uint64_t cs = s->cluster_size, bytes, n;
+	uint64_t *nl1, *be, **ntab, old_off = s->l1_offset;
+	uint64_t old_bytes = qc_align_up((uint64_t)s->l1_size * 8, cs);
+	int64_t off;
+	int ret;
+
+	if (min_size <= s->l1_size)
+		return 0;
+	if (min_size * 8 > QCOW2_MAX_L1_BYTES)
+		return -EFBIG;
+	ret = qcow2_commit(s);
+	if (ret < 0)
+		return ret;
+	bytes = qc_align_up(min_size * 8, cs);
+	n = bytes / cs;
+	nl1 = calloc(1, bytes);
+	be = calloc(1, bytes);
+	ntab = calloc(min_size, sizeof(*ntab));
+	if (!nl1 || !be || !ntab) {
+		free(nl1);
+		free(be);
+		free(ntab);
+		return -ENOMEM;
+	}
+	memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
+	for (uint64_t i = 0; i < min_size; i++)
+		qc_put64(&be[i], nl1[i]);
+	off = qcow2_alloc_clusters(s, n);
+	ret = off < 0 ? (int)off : 0;
+	if (ret == 0)
+		ret = bfile_pwrite(s->file, (uint64_t)off, be, bytes) < 0 ? -EIO : 0;
+	if (ret == 0)
+		ret = qcow2_flush_barrier(s);
+	if (ret == 0) {
+		uint8_t h[12];
+		qc_put32(h, (uint32_t)min_size);
+		qc_put64(h + 4, (uint64_t)off);
+		ret = qcow2_write_header_fields(s, QH_L1_SIZE, h, 12);
+	}
+	if (ret == 0)
+		ret = qcow2_flush_barrier(s);
+	free(be);
+	if (ret < 0) {
+		free(nl1);
+		free(ntab);
+		return ret;
+	}
+	ret = qcow2_dirty_resize(s, (uint32_t)min_size);
+	if (ret < 0) {
+		free(nl1);
+		free(ntab);
+		return ret;
+	}
+	free(s->l1);
+	s->l1 = nl1;
+	s->l1_offset = (uint64_t)off;
+	s->l1_size = (uint32_t)min_size;
+	/* publish the bigger L2 slot array before its capacity (map() reads
+	 * the capacity first) */
+	memcpy(ntab, s->l2_tab, sizeof(*ntab) * s->l2_cap);
+	{
+		uint64_t **old = s->l2_tab;
+		__atomic_store_n(&s->l2_tab, ntab, __ATOMIC_RELEASE);
+		__atomic_store_n(&s->l2_cap, (uint32_t)min_size, __ATOMIC_RELEASE);
+		if (s->map_ok)
+			qcow2_grave_add(s, old);
+		else
+			free(old);
+	}
+	if (old_off && old_bytes)
+		ret = qcow2_free_clusters(s, old_off, old_bytes, true);
+	return ret;
+}
+
+static int set_size(struct qcow2 *s, uint64_t size)
+{
+	uint8_t b[8];
+
+	qc_put64(b, size);
+	if (qcow2_write_header_fields(s, QH_SIZE, b, 8) < 0 || bfile_flush(s->file) < 0)
+		return -EIO;
+	s->bs->size = size;
+	return 0;
+}
+
+static int qcow2_truncate(struct bdev *bs, uint64_t new_size, bool shrink_ok, char *err,
+			  size_t errlen)
+{
+	struct qcow2 *s = bs->opaque;
+	int ret;
+
+	if (s->read_only)
+		return -EROFS;
+	ret = qcow2_commit(s);
+	if (ret < 0)
+		return ret;
+	if (new_size & 511) {
+		snprintf(err, errlen, "qcow2: %s: new size %llu is not a multiple of 512", s->fname,
+			 (unsigned long long)new_size);
+		return -EINVAL;
+	}
+	if (new_size > (1ull << 62) || qcow2_l1_needed(s, new_size) * 8 > QCOW2_MAX_L1_BYTES) {
+		snprintf(err, errlen, "qcow2: %s: new size %llu is too large", s->fname,
+			 (unsigned long long)new_size);
+		return -EFBIG;
+	}
+	if (new_size < bs->size) {
+		int e = 0;
+		if (!shrink_ok) {
+			snprintf(err, errlen, "qcow2: %s: shrinking needs --shrink", s->fname);
+			return -EINVAL;
+		}
+		if (s->nb_snapshots) {
+			snprintf(err, errlen, "qcow2: %s: cannot shrink an image with internal "
+				 "snapshots", s->fname);
+			return -ENOTSUP;
+		}
+		if (qcow2_has_data_beyond(s, new_size, &e)) {
+			snprintf(err, errlen, "qcow2: %s: cannot shrink: clusters are allocated "
+				 "beyond %llu", s->fname, (unsigned long long)new_size);
+			return e ? e : -ENOTSUP;
+		}
+		if (new_size & (s->cluster_size - 1)) {
+			/* the tail of the last cluster must read as zeroes on regrow */
+			ret = qcow2_write_zeroes(bs, new_size, bs->size - new_size < s->cluster_size ?
+						 bs->size - new_size : s->cluster_size -
+						 (new_size & (s->cluster_size - 1)), false);
+			if (ret < 0)
+				return ret;
+		}
+		return set_size(s, new_size);
+	}
+	ret = qcow2_grow_l1(s, qcow2_l1_needed(s, new_size));
+	if (ret < 0) {
+		snprintf(err, errlen, "qcow2: %s: cannot grow the L1 table: %s", s->fname,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = set_size(s, new_size);
+	if (ret < 0)
+		snprintf(err, errlen, "qcow2: %s: cannot write the new size", s->fname);
+	return ret;
+}
+
+static int qcow2_change_backing(struct bdev *bs, const char *file, const char *fmt)
+{
+	struct qcow2 *s = bs->opaque;
+	char err[256];
+	int ret;
+
+	if (s->read_only)
+		return -EROFS;
+	ret = qcow2_rewrite_header(s, file && *file ? file : NULL, file && *file ? fmt : NULL,
+				   err, sizeof(err));
+	if (ret < 0)
+		fprintf(stderr, "%s\n", err);
+	return ret;
+}
+
+static int qcow2_info(struct bdev *bs, const struct block_info_writer *w)
+{
+	struct qcow2 *s = bs->opaque;
+
+	w->str(w->opaque, "compat", s->version >= 3 ? "1.1" : "0.10");
+	if (s->version >= 3)
+		w->str(w->opaque, "compression type", "zlib");
+	w->flag(w->opaque, "lazy refcounts", !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS));
+	w->num(w->opaque, "refcount bits", s->refcount_bits);
+	w->flag(w->opaque, "corrupt", !!(s->incompat & QCOW2_INCOMPAT_CORRUPT));
+	w->flag(w->opaque, "extended l2", s->extended_l2);
+	return 0;
+}
+
+/* Write an empty image: header, a one-cluster refcount table and one
+ * refcount block covering clusters 0..2, no L1 table yet (size 0). */
+static int write_empty_image(const char *path, const struct block_create_opts *o,
+			     unsigned version, unsigned cluster_bits, unsigned refcount_order,
+			     char *err, size_t errlen)
+{
+	uint64_t cs = 1ull << cluster_bits;
+	struct qcow2 tmp;
+	struct bfile *f;
+	uint8_t *buf;
+	int ret;
+
+	ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
+			 BLOCK_ENGINE_THREADS, &f, err, errlen);
+	if (ret < 0)
+		return ret;
+	buf = calloc(3, cs);
+	if (!buf) {
+		bfile_close(f);
+		return -ENOMEM;
+	}
+	qc_put32(buf, QCOW2_MAGIC);
+	qc_put32(buf + 4, version);
+	qc_put32(buf + 20, cluster_bits);
+	qc_put64(buf + 40, 3 * cs);		/* L1 (empty) */
+	qc_put64(buf + 48, cs);			/* refcount table */
+	qc_put32(buf + 56, 1);
+	if (version >= 3) {
+		qc_put64(buf + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+		qc_put32(buf + 96, refcount_order);
+		qc_put32(buf + 100, QCOW2_V3_HEADER_LEN);
+	}
+	qc_put64(buf + cs, 2 * cs);		/* refcount block */
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.refcount_bits = 1u << refcount_order;
+	for (unsigned i = 0; i < 3; i++)
+		qcow2_rb_set(&tmp, buf + 2 * cs, i, 1);
+	ret = bfile_pwrite(f, 0, buf, 3 * cs) < 0 ? -EIO : 0;
+	if (ret == 0)
+		ret = bfile_flush(f) < 0 ? -EIO : 0;
+	if (ret < 0)
+		snprintf(err, errlen, "qcow2: %s: cannot write the new image", path);
+	free(buf);
+	bfile_close(f);
+	return ret;
+}
+
+static int backing_size_of(const char *path, const struct block_create_opts *o, uint64_t *size,
+			   char *err, size_t errlen)
+{
+	struct block_open_opts bo = { .format = o->backing_format, .read_only = true,
+				      .allow_absolute_paths = true };
+	struct bdev *b;
+	char *full = NULL;
+	int ret;
+
+	if (o->backing_file[0] != '/' && strrchr(path, '/')) {
+		size_t dl = (size_t)(strrchr(path, '/') - path);
+		full = malloc(dl + strlen(o->backing_file) + 2);
+		if (!full)
+			return -ENOMEM;
+		sprintf(full, "%.*s/%s", (int)dl, path, o->backing_file);
+	}
+	ret = bdev_open(full ? full : o->backing_file, &bo, &b, err, errlen);
+	free(full);
+	if (ret < 0)
+		return ret;
+	*size = bdev_size(b);
+	bdev_close(b);
+	return 0;
+}
+
+static int qcow2_create(const char *path, const struct block_create_opts *o, char *err,
+			size_t errlen)
+{
+	unsigned version = 3, cluster_bits, refcount_order = 4;
+	uint32_t cs = o->cluster_size ? o->cluster_size : 65536;
+	unsigned rb = o->refcount_bits ? o->refcount_bits : 16;
+	uint64_t size = o->size;
+	struct block_open_opts oo = { .format = "qcow2", .no_backing = true };
+	struct bdev *bs;
+	struct qcow2 *s;
+	int ret;
+
+	if (o->compat && (!strcmp(o->compat, "0.10") || !strcmp(o->compat, "v2")))
+		version = 2;
+	else if (o->compat && strcmp(o->compat, "1.1") && strcmp(o->compat, "v3")) {
+		snprintf(err, errlen, "qcow2: %s: compat '%s' unknown (0.10 or 1.1)", path,
+			 o->compat);
+		return -EINVAL;
+	}
+	if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
+		snprintf(err, errlen, "qcow2: %s: cluster_size %u must be a power of two between "
+			 "512 and 2M", path, cs);
+		return -EINVAL;
+	}
+	cluster_bits = (unsigned)__builtin_ctz(cs);
+	if (rb > 64 || (rb & (rb - 1))) {
+		snprintf(err, errlen, "qcow2: %s: refcount_bits %u must be a power of two up to 64",
+			 path, rb);
+		return -EINVAL;
+	}
+	refcount_order = (unsigned)__builtin_ctz(rb);
+	if (version == 2 && (rb != 16 || o->lazy_refcounts)) {
+		snprintf(err, errlen, "qcow2: %s: %s needs compat=1.1", path,
+			 rb != 16 ? "refcount_bits other than 16" : "lazy_refcounts");
+		return -EINVAL;
+	}
+	if (o->extended_l2) {
+		snprintf(err, errlen, "qcow2: %s: extended_l2 images cannot be created (read-only "
+			 "support)", path);
+		return -ENOTSUP;
+	}
+	if (o->backing_format && !o->backing_file) {
+		snprintf(err, errlen, "qcow2: %s: backing_fmt given without backing_file", path);
+		return -EINVAL;
+	}
+	if (o->backing_file && !size) {
+		ret = backing_size_of(path, o, &size, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	size = qc_align_up(size, 512);
+	ret = write_empty_image(path, o, version, cluster_bits, refcount_order, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = bdev_open(path, &oo, &bs, err, errlen);
+	if (ret < 0)
+		return ret;
+	s = bs->opaque;
+	ret = qcow2_truncate(bs, size, false, err, errlen);
+	if (ret == 0 && (o->backing_file || version >= 3))
+		ret = qcow2_rewrite_header(s, o->backing_file, o->backing_format, err, errlen);
+	if (ret == 0 && o->prealloc != PREALLOC_OFF) {
+		ret = qcow2_preallocate(s, 0, size, o->prealloc);
+		if (ret < 0)
+			snprintf(err, errlen, "qcow2: %s: preallocation failed: %s", path,
+				 strerror(-ret));
+	}
+	if (ret == 0 && bfile_flush(s->file) < 0)
+		ret = -EIO;
+	bdev_close(bs);
+	return ret;
+}
+
+static struct block_format qcow2_format = {
+	.name = "qcow2",
+	.probe = qcow2_probe,
+	.open = qcow2_open,
+	.close = qcow2_close,
+	.preadv = qcow2_preadv,
+	.pwritev = qcow2_pwritev,
+	.flush = qcow2_flush,
+	.discard = qcow2_discard,
+	.write_zeroes = qcow2_write_zeroes,
+	.map = qcow2_map,
+	.block_status = qcow2_block_status,
+	.create = qcow2_create,
+	.check = qcow2_check,
+	.truncate = qcow2_truncate,
+	.change_backing = qcow2_change_backing,
+	.info = qcow2_info,
+	.snapshot_list = qcow2_snapshot_list,
+	.snapshot_create = qcow2_snapshot_create,
+	.snapshot_apply = qcow2_snapshot_apply,
+	.snapshot_delete = qcow2_snapshot_delete,
+	.write_compressed = qcow2_write_compressed,
+	.cluster_size = qcow2_cluster_size,
+};
+
+BLOCK_FORMAT_REGISTER(qcow2_format)

@@ -1,0 +1,524 @@
+/* qcow2 consistency check and repair (qemu-img check semantics): count
+ * every reference to every host cluster (header, L1/L2 tables and data of
+ * the active state and of each snapshot, snapshot table, refcount
+ * structures), compare with the stored refcounts, fix leaks (-r leaks) and
+ * errors (-r all; rebuilding the refcount structure when blocks are
+ * missing), and check the COPIED flags of the active tables. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "block/bfile.h"
+#include "block/qcow2.h"
+
+#define CHECK_MAX_CLUSTERS (1ull << 28)
+#define CHECK_MAX_SNAP_L1 (64ull << 20)	/* total snapshot L1 entries walked */
+
+struct counts {
+	uint32_t *refs;
+	uint32_t *l2visits;	/* per cluster: how many L1 entries point at it */
+	uint64_t nb;
+	uint64_t highest;	/* highest referenced cluster + 1 */
+};
+
+static void rep(FILE *report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rep(FILE *report, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!report)
+		return;
+	va_start(ap, fmt);
+	vfprintf(report, fmt, ap);
+	va_end(ap);
+}
+
+static void inc_range(struct counts *c, struct block_check_result *res, FILE *report,
+		      uint64_t off, uint64_t len, unsigned cluster_bits, uint64_t times)
+{
+	uint64_t first, last;
+
+	if (!len)
+		return;
+	first = off >> cluster_bits;
+	last = (off + len - 1) >> cluster_bits;
+	for (uint64_t k = first; k <= last; k++) {
+		if (k >= c->nb) {
+			rep(report, "ERROR: cluster %llu is beyond the end of the image file\n",
+			    (unsigned long long)k);
+			res->corruptions++;
+			return;
+		}
+		c->refs[k] = c->refs[k] + times > UINT32_MAX ? UINT32_MAX :
+			     (uint32_t)(c->refs[k] + times);
+		if (k + 1 > c->highest)
+			c->highest = k + 1;
+	}
+}
+
+/* Count the references of one L2 table visited `times` times. */
+static int count_l2(struct qcow2 *s, struct counts *c, struct block_check_result *res,
+		    FILE *report, uint64_t l2off, uint64_t times, bool active, uint64_t *tab)
+{
+	uint64_t cs = s->cluster_size, prev_end = 0;
+	unsigned w = s->l2_entry_bytes / 8;
+
+	if (qcow2_read_l2(s, l2off, tab) < 0) {
+		rep(report, "ERROR: cannot read L2 table at %#llx\n", (unsigned long long)l2off);
+		res->check_errors++;
+		return 0;
+	}
+	for (uint64_t i = 0; i < s->l2_entries; i++) {
+		uint64_t e = tab[i * w], off = e & L2E_OFFSET_MASK;
+		enum qcow2_ctype t = qcow2_entry_type(s, e);
+
+		if (t == QC_COMPRESSED) {
+			uint64_t coff, clen;
+			if (e & QCOW_OFLAG_COPIED) {
+				rep(report, "ERROR: coffset=%#llx: Compressed cluster has "
+				    "QCOW_OFLAG_COPIED set\n", (unsigned long long)e);
+				res->corruptions++;
+			}
+			qcow2_compressed_range(s, e, &coff, &clen);
+			inc_range(c, res, report, coff, clen, s->cluster_bits, times);
+			if (active) {
+				res->compressed_clusters++;
+				res->allocated_clusters++;
+			}
+			continue;
+		}
+		if (!off && !(s->extended_l2 && (tab[i * w + 1] & 0xffffffffu)))
+			continue;
+		if (off & (cs - 1)) {
+			rep(report, "ERROR offset=%llx: Cluster is not properly aligned; L2 entry "
+			    "corrupted.\n", (unsigned long long)off);
+			res->corruptions++;
+			continue;
+		}
+		if (!off)
+			continue;
+		inc_range(c, res, report, off, cs, s->cluster_bits, times);
+		if (active && t == QC_NORMAL) {
+			res->allocated_clusters++;
+			if (prev_end && off != prev_end)
+				res->fragmented_clusters++;
+			prev_end = off + cs;
+		}
+	}
+	return 0;
+}
+
+/* Count the L2 tables an L1 table references (L2 contents later). */
+static void count_l1(struct qcow2 *s, struct counts *c, struct block_check_result *res,
+		     FILE *report, const uint64_t *l1, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = l1[i] & L1E_OFFSET_MASK;
+		if (!off)
+			continue;
+		if (off & (s->cluster_size - 1)) {
+			rep(report, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
+			    "corrupted\n", (unsigned long long)off);
+			res->corruptions++;
+			continue;
+		}
+		inc_range(c, res, report, off, s->cluster_size, s->cluster_bits, 1);
+		if ((off >> s->cluster_bits) < c->nb)
+			c->l2visits[off >> s->cluster_bits]++;
+	}
+}
+
+static int read_l1_table(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **out)
+{
+	uint64_t *l1 = calloc(n ? n : 1, 8);
+
+	if (!l1)
+		return -ENOMEM;
+	if (n && bfile_pread(s->file, off, l1, (uint64_t)n * 8) < 0) {
+		free(l1);
+		return -EIO;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		l1[i] = qc_be64(&l1[i]);
+	*out = l1;
+	return 0;
+}
+
+/* Count every reference; with_refcount_structs false leaves out the
+ * refcount table and blocks (for a rebuild). */
+static int count_all(struct qcow2 *s, struct counts *c, struct block_check_result *res,
+		     FILE *report, bool with_refcount_structs)
+{
+	uint64_t cs = s->cluster_size, walked = 0, *tab;
+	uint64_t *active_set = NULL;
+	int ret = 0;
+
+	memset(c->refs, 0, c->nb * sizeof(*c->refs));
+	memset(c->l2visits, 0, c->nb * sizeof(*c->l2visits));
+	c->highest = 0;
+	inc_range(c, res, report, 0, cs, s->cluster_bits, 1);
+	inc_range(c, res, report, s->l1_offset, (uint64_t)s->l1_size * 8, s->cluster_bits, 1);
+	count_l1(s, c, res, report, s->l1, s->l1_size);
+	if (s->nb_snapshots)
+		inc_range(c, res, report, s->snapshots_offset, s->snapshots_size, s->cluster_bits,
+			  1);
+	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+		struct qcow2_snapshot *sn = &s->snaps[i];
+		uint64_t *l1;
+		if (sn->l1_offset & (cs - 1)) {
+			rep(report, "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not "
+			    "cluster aligned; snapshot table entry corrupted\n", sn->id, sn->name,
+			    (unsigned long long)sn->l1_offset);
+			res->corruptions++;
+			continue;
+		}
+		walked += sn->l1_size;
+		if (walked > CHECK_MAX_SNAP_L1) {
+			rep(report, "ERROR: snapshot L1 tables too large to check\n");
+			res->check_errors++;
+			break;
+		}
+		inc_range(c, res, report, sn->l1_offset, (uint64_t)sn->l1_size * 8,
+			  s->cluster_bits, 1);
+		if (read_l1_table(s, sn->l1_offset, sn->l1_size, &l1) < 0) {
+			res->check_errors++;
+			continue;
+		}
+		count_l1(s, c, res, report, l1, sn->l1_size);
+		free(l1);
+	}
+	/* L2 contents: once per distinct table, weighted by its visits */
+	tab = malloc(cs);
+	active_set = calloc((c->nb + 63) / 64, 8);
+	if (!tab || !active_set) {
+		free(tab);
+		free(active_set);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < s->l1_size; i++) {
+		uint64_t k = (s->l1[i] & L1E_OFFSET_MASK) >> s->cluster_bits;
+		if (k && k < c->nb && !((s->l1[i] & L1E_OFFSET_MASK) & (cs - 1)))
+			active_set[k / 64] |= 1ull << (k % 64);
+	}
+	for (uint64_t k = 0; k < c->nb && ret == 0; k++) {
+		if (!c->l2visits[k])
+			continue;
+		ret = count_l2(s, c, res, report, k << s->cluster_bits, c->l2visits[k],
+			       (active_set[k / 64] >> (k % 64)) & 1, tab);
+	}
+	free(tab);
+	free(active_set);
+	if (!with_refcount_structs)
+		return ret;
+	inc_range(c, res, report, s->rt_offset, (uint64_t)s->rt_clusters * cs, s->cluster_bits,
+		  1);
+	for (uint64_t g = 0; g < s->rt_entries; g++) {
+		uint64_t off = s->rt[g] & REFT_OFFSET_MASK;
+		if (!off)
+			continue;
+		if (off & (cs - 1)) {
+			rep(report, "ERROR refcount block %llu is not cluster aligned; refcount "
+			    "table entry corrupted\n", (unsigned long long)g);
+			res->corruptions++;
+			continue;
+		}
+		if ((off >> s->cluster_bits) >= c->nb) {
+			rep(report, "ERROR refcount block %llu is outside image\n",
+			    (unsigned long long)g);
+			res->corruptions++;
+			continue;
+		}
+		inc_range(c, res, report, off, cs, s->cluster_bits, 1);
+	}
+	return ret;
+}
+
+/* Write a fresh refcount table and blocks past the end of the file from
+ * the counted references, then switch the header to them. */
+static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
+{
+	uint64_t cs = s->cluster_size, per_blk = 1ull << s->rb_bits;
+	uint64_t p = c->nb, ngroups = 0, tclusters = 0, end;
+	uint64_t *tab = NULL, *nrt = NULL;
+	uint8_t *blk = NULL;
+	int ret = 0;
+
+	for (;;) {
+		end = p + ngroups + tclusters;
+		uint64_t ng = (end + per_blk - 1) / per_blk;
+		uint64_t tc = qc_align_up(ng * 8, cs) / cs;
+		if (ng == ngroups && tc == tclusters)
+			break;
+		ngroups = ng;
+		tclusters = tc;
+	}
+	if (tclusters * cs > QCOW2_MAX_RT_BYTES)
+		return -EFBIG;
+	tab = calloc(tclusters, cs);
+	nrt = calloc(tclusters, cs);
+	blk = malloc(cs);
+	if (!tab || !nrt || !blk) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint64_t g = 0; g < ngroups; g++) {
+		uint64_t boff = (p + g) * cs;
+		memset(blk, 0, cs);
+		for (uint64_t i = 0; i < per_blk; i++) {
+			uint64_t k = g * per_blk + i, v = 0;
+			if (k < c->nb)
+				v = c->refs[k];
+			else if (k < end)
+				v = 1;		/* the new structures */
+			if (v > s->refcount_max)
+				v = s->refcount_max;
+			if (v)
+				qcow2_rb_set(s, blk, i, v);
+		}
+		if (bfile_pwrite(s->file, boff, blk, cs) < 0) {
+			ret = -EIO;
+			goto out;
+		}
+		nrt[g] = boff;
+		qc_put64(&tab[g], boff);
+	}
+	if (bfile_pwrite(s->file, (p + ngroups) * cs, tab, tclusters * cs) < 0 ||
+	    bfile_flush(s->file) < 0) {
+		ret = -EIO;
+		goto out;
+	}
+	{
+		uint8_t h[12];
+		qc_put64(h, (p + ngroups) * cs);
+		qc_put32(h + 8, (uint32_t)tclusters);
+		if (qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 ||
+		    bfile_flush(s->file) < 0) {
+			ret = -EIO;
+			goto out;
+		}
+	}
+	free(s->rt);
+	s->rt = nrt;
+	nrt = NULL;
+	s->rt_offset = (p + ngroups) * cs;
+	s->rt_clusters = (uint32_t)tclusters;
+	s->rt_entries = tclusters * cs / 8;
+	s->free_hint = 0;
+	qcow2_rb_cache_drop(s);
+out:
+	free(tab);
+	free(nrt);
+	free(blk);
+	return ret;
+}
+
+/* COPIED flags of the active L1 and L2 tables. */
+static int check_copied(struct qcow2 *s, struct block_check_result *res, FILE *report, bool fix)
+{
+	uint64_t cs = s->cluster_size, *tab = malloc(cs);
+	unsigned w = s->l2_entry_bytes / 8;
+	bool changed_any = false;
+	int ret = 0;
+
+	if (!tab)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->l1_size && ret == 0; i++) {
+		uint64_t l2off = s->l1[i] & L1E_OFFSET_MASK, rc;
+		bool dirty = false;
+		if (!l2off || (l2off & (cs - 1)))
+			continue;
+		if (qcow2_get_refcount(s, l2off >> s->cluster_bits, &rc) < 0) {
+			res->check_errors++;
+			continue;
+		}
+		if ((rc == 1) != !!(s->l1[i] & QCOW_OFLAG_COPIED)) {
+			rep(report, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
+			    "refcount=%llu\n", fix ? "Repairing" : "ERROR", i,
+			    (unsigned long long)s->l1[i], (unsigned long long)rc);
+			if (fix) {
+				s->l1[i] = rc == 1 ? s->l1[i] | QCOW_OFLAG_COPIED :
+					   s->l1[i] & ~QCOW_OFLAG_COPIED;
+				if (qcow2_write_l1_entry(s, i) == 0) {
+					res->corruptions_fixed++;
+					changed_any = true;
+				} else {
+					res->corruptions++;
+				}
+			} else {
+				res->corruptions++;
+			}
+		}
+		if (qcow2_read_l2(s, l2off, tab) < 0) {
+			res->check_errors++;
+			continue;
+		}
+		for (uint64_t j = 0; j < s->l2_entries; j++) {
+			uint64_t e = tab[j * w], off = e & L2E_OFFSET_MASK;
+			if (qcow2_entry_type(s, e) == QC_COMPRESSED || !off || (off & (cs - 1)))
+				continue;
+			if (qcow2_get_refcount(s, off >> s->cluster_bits, &rc) < 0) {
+				res->check_errors++;
+				continue;
+			}
+			if ((rc == 1) == !!(e & QCOW_OFLAG_COPIED))
+				continue;
+			rep(report, "%s OFLAG_COPIED data cluster: l2_entry=%llx refcount=%llu\n",
+			    fix ? "Repairing" : "ERROR", (unsigned long long)e,
+			    (unsigned long long)rc);
+			if (fix) {
+				tab[j * w] = rc == 1 ? e | QCOW_OFLAG_COPIED : e & ~QCOW_OFLAG_COPIED;
+				dirty = true;
+				res->corruptions_fixed++;
+			} else {
+				res->corruptions++;
+			}
+		}
+		if (dirty) {
+			ret = qcow2_write_l2(s, l2off, tab);
+			changed_any = true;
+		}
+	}
+	free(tab);
+	if (changed_any)
+		qcow2_l2_cache_drop(s);
+	return ret;
+}
+
+int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_result *res,
+		    FILE *report)
+{
+	int64_t fsize = bfile_size(s->file);
+	uint64_t cs = s->cluster_size, per_blk = 1ull << s->rb_bits;
+	struct counts c = { 0 };
+	bool rebuild = false, can_write = !s->read_only;
+	int ret;
+
+	if (fsize < 0)
+		return -EIO;
+	if (!can_write)
+		fix = BLOCK_REPAIR_NONE;
+	else if (qcow2_commit(s) < 0)
+		res->check_errors++;
+	c.nb = qc_align_up((uint64_t)fsize, cs) >> s->cluster_bits;
+	if (c.nb > CHECK_MAX_CLUSTERS) {
+		rep(report, "ERROR: image file too large to check (%llu clusters)\n",
+		    (unsigned long long)c.nb);
+		res->check_errors++;
+		return -EFBIG;
+	}
+	c.refs = calloc(c.nb ? c.nb : 1, sizeof(*c.refs));
+	c.l2visits = calloc(c.nb ? c.nb : 1, sizeof(*c.l2visits));
+	if (!c.refs || !c.l2visits) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	res->total_clusters = qc_align_up(s->bs->size, cs) >> s->cluster_bits;
+	ret = count_all(s, &c, res, report, true);
+	if (ret < 0)
+		goto out;
+	res->image_end_offset = c.highest * cs;
+
+	/* compare with the stored refcounts */
+	for (uint64_t k = 0; k < c.nb; k++) {
+		uint64_t rc, want = c.refs[k];
+		if (qcow2_get_refcount(s, k, &rc) < 0) {
+			rep(report, "ERROR: cannot get refcount of cluster %llu\n",
+			    (unsigned long long)k);
+			res->check_errors++;
+			continue;
+		}
+		if (rc == want)
+			continue;
+		if (rc == 0) {
+			rebuild = true;
+			rep(report, "%s cluster %llu refcount=%llu reference=%llu\n",
+			    fix == BLOCK_REPAIR_ALL ? "Repairing" : "ERROR",
+			    (unsigned long long)k, (unsigned long long)rc,
+			    (unsigned long long)want);
+			if (fix != BLOCK_REPAIR_ALL)
+				res->corruptions++;
+			else
+				res->corruptions_fixed++;
+			continue;
+		}
+		bool leak = rc > want;
+		bool do_fix = leak ? (fix & BLOCK_REPAIR_LEAKS) : fix == BLOCK_REPAIR_ALL;
+		rep(report, "%s cluster %llu refcount=%llu reference=%llu\n",
+		    do_fix ? "Repairing" : leak ? "Leaked" : "ERROR", (unsigned long long)k,
+		    (unsigned long long)rc, (unsigned long long)want);
+		if (do_fix && qcow2_set_refcount(s, k, want) == 0) {
+			if (leak)
+				res->leaks_fixed++;
+			else
+				res->corruptions_fixed++;
+			continue;
+		}
+		if (leak)
+			res->leaks++;
+		else
+			res->corruptions++;
+	}
+	/* refcounts stored for clusters past the end of the file */
+	for (uint64_t g = 0; g < s->rt_entries; g++) {
+		uint64_t off = s->rt[g] & REFT_OFFSET_MASK;
+		if (!off || (off & (cs - 1)) || ((g + 1) * per_blk <= c.nb))
+			continue;
+		for (uint64_t k = g * per_blk > c.nb ? g * per_blk : c.nb;
+		     k < (g + 1) * per_blk; k++) {
+			uint64_t rc;
+			if (qcow2_get_refcount(s, k, &rc) < 0 || !rc)
+				continue;
+			bool do_fix = fix & BLOCK_REPAIR_LEAKS;
+			rep(report, "%s cluster %llu refcount=%llu reference=0\n",
+			    do_fix ? "Repairing" : "Leaked", (unsigned long long)k,
+			    (unsigned long long)rc);
+			if (do_fix && qcow2_set_refcount(s, k, 0) == 0)
+				res->leaks_fixed++;
+			else
+				res->leaks++;
+		}
+	}
+	if (rebuild && fix == BLOCK_REPAIR_ALL) {
+		struct block_check_result scratch;
+		memset(&scratch, 0, sizeof(scratch));
+		rep(report, "Rebuilding refcount structure\n");
+		ret = count_all(s, &c, &scratch, NULL, false);
+		if (ret == 0)
+			ret = rebuild_refcounts(s, &c);
+		if (ret < 0) {
+			rep(report, "ERROR: refcount rebuild failed: %s\n", strerror(-ret));
+			res->check_errors++;
+			goto out;
+		}
+	}
+	ret = check_copied(s, res, report, fix == BLOCK_REPAIR_ALL);
+	if (ret == 0 && fix && can_write)
+		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+out:
+	free(c.refs);
+	free(c.l2visits);
+	return ret;
+}
+
+int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_result *res,
+		FILE *report)
+{
+	struct qcow2 *s = bs->opaque;
+	int ret = qcow2_check_fix(s, fix, res, report);
+
+	if (ret < 0)
+		return ret;
+	if (fix == BLOCK_REPAIR_ALL && !s->read_only && !res->corruptions && !res->check_errors) {
+		s->broken = false;
+		if (s->incompat & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY)) {
+			uint8_t b[8];
+			s->incompat &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
+			s->dirty_set = false;
+			qc_put64(b, s->incompat);
+			if (qcow2_write_header_fields(s, QH_INCOMPAT, b, 8) < 0 ||
+			    bfile_flush(s->file) < 0)
+				return -EIO;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,1153 @@
+/* qcow2 guest cluster mapping: the L2 table cache (one slot per L1 index,
+ * covering the whole image unless l2_cache_bytes limits it; updates kept
+ * dirty until qcow2_commit writes them in order), lookups of
+ * guest ranges (normal, zero, unallocated, compressed; subclusters with
+ * extended L2 entries), reads, allocating writes with copy-on-write of
+ * partial clusters, discard, write zeroes, compressed clusters, the
+ * lock-free map() fast path and block status. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include "block/bfile.h"
+#include "block/qcow2.h"
+
+#define QCOW2_MAX_RUN_BYTES (8u << 20)	/* clusters allocated per step */
+
+struct qext {
+	enum qcow2_ctype type;
+	uint64_t len;		/* bytes from the queried offset */
+	uint64_t host;		/* host offset of the queried byte (NORMAL, prealloc ZERO) */
+	uint64_t entry;		/* raw L2 entry (compressed clusters) */
+};
+
+static inline uint64_t l2_get(const uint64_t *tab, uint64_t i)
+{
+	return __atomic_load_n(&tab[i], __ATOMIC_ACQUIRE);
+}
+
+static inline void l2_put(uint64_t *tab, uint64_t i, uint64_t v)
+{
+	__atomic_store_n(&tab[i], v, __ATOMIC_RELEASE);
+}
+
+void qcow2_grave_add(struct qcow2 *s, void *ptr)
+{
+	struct qcow2_grave *g = malloc(sizeof(*g));
+
+	if (!g) {		/* leak rather than free memory map() may read */
+		return;
+	}
+	g->ptr = ptr;
+	g->next = s->graves;
+	s->graves = g;
+}
+
+int qcow2_l2_cache_init(struct qcow2 *s)
+{
+	uint64_t want = s->bs->opts.l2_cache_bytes;
+	uint64_t full = (uint64_t)s->l1_size << s->cluster_bits;
+
+	s->l2_cap = s->l1_size ? s->l1_size : 1;
+	s->l2_tab = calloc(s->l2_cap, sizeof(*s->l2_tab));
+	s->l2_dirty = calloc(s->l2_cap, 1);
+	s->l1_dirty = calloc(s->l2_cap, 1);
+	if (!s->l2_tab || !s->l2_dirty || !s->l1_dirty)
+		return -ENOMEM;
+	if (!want || want >= full) {
+		s->l2_cache_max = UINT64_MAX;
+		s->map_ok = true;
+	} else {
+		s->l2_cache_max = want >> s->cluster_bits;
+		if (s->l2_cache_max < 2)
+			s->l2_cache_max = 2;
+		s->map_ok = false;
+	}
+	s->cbuf = malloc(s->cluster_size);
+	return s->cbuf ? 0 : -ENOMEM;
+}
+
+void qcow2_l2_cache_drop(struct qcow2 *s)
+{
+	if (s->n_l2_dirty && qcow2_commit(s) < 0)
+		return;
+	for (uint32_t i = 0; i < s->l2_cap; i++) {
+		uint64_t *t = s->l2_tab[i];
+		if (!t)
+			continue;
+		__atomic_store_n(&s->l2_tab[i], NULL, __ATOMIC_RELEASE);
+		if (s->map_ok)
+			qcow2_grave_add(s, t);
+		else
+			free(t);
+	}
+	s->l2_cached = 0;
+}
+
+void qcow2_l2_cache_fini(struct qcow2 *s)
+{
+	if (s->l2_tab) {
+		for (uint32_t i = 0; i < s->l2_cap; i++)
+			free(s->l2_tab[i]);
+	}
+	free(s->l2_tab);
+	s->l2_tab = NULL;
+	free(s->l2_dirty);
+	free(s->l1_dirty);
+	free(s->pending_free);
+	s->l2_dirty = s->l1_dirty = NULL;
+	s->pending_free = NULL;
+	while (s->graves) {
+		struct qcow2_grave *g = s->graves;
+		s->graves = g->next;
+		free(g->ptr);
+		free(g);
+	}
+	free(s->cbuf);
+	s->cbuf = NULL;
+}
+
+int qcow2_read_l2(struct qcow2 *s, uint64_t l2_off, uint64_t *tab)
+{
+	if (bfile_pread(s->file, l2_off, tab, s->cluster_size) < 0)
+		return -EIO;
+	for (uint64_t i = 0; i < s->cluster_size / 8; i++)
+		tab[i] = qc_be64(&tab[i]);
+	return 0;
+}
+
+int qcow2_write_l2(struct qcow2 *s, uint64_t l2_off, const uint64_t *tab)
+{
+	uint64_t *buf = malloc(s->cluster_size);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < s->cluster_size / 8; i++)
+		qc_put64(&buf[i], l2_get(tab, i));
+	ret = bfile_pwrite(s->file, l2_off, buf, s->cluster_size) < 0 ? -EIO : 0;
+	free(buf);
+	return ret;
+}
+
+int qcow2_write_l1_entry(struct qcow2 *s, uint32_t idx)
+{
+	uint64_t be;
+
+	qc_put64(&be, s->l1[idx]);
+	return bfile_pwrite(s->file, s->l1_offset + (uint64_t)idx * 8, &be, 8) < 0 ? -EIO : 0;
+}
+
+void qcow2_compressed_range(const struct qcow2 *s, uint64_t entry, uint64_t *off, uint64_t *len)
+{
+	unsigned shift = 62 - (s->cluster_bits - 8);
+	uint64_t nsec = ((entry >> shift) & ((1ull << (s->cluster_bits - 8)) - 1)) + 1;
+
+	*off = entry & ((1ull << shift) - 1);
+	*len = nsec * 512 - (*off & 511);
+}
+
+enum qcow2_ctype qcow2_entry_type(const struct qcow2 *s, uint64_t entry)
+{
+	if (entry & QCOW_OFLAG_COMPRESSED)
+		return QC_COMPRESSED;
+	if (!s->extended_l2 && s->version >= 3 && (entry & QCOW_OFLAG_ZERO))
+		return QC_ZERO;
+	if (!(entry & L2E_OFFSET_MASK))
+		return QC_UNALLOCATED;
+	return QC_NORMAL;
+}
+
+static void evict_one(struct qcow2 *s, uint32_t keep)
+{
+	if (s->n_l2_dirty && qcow2_commit(s) < 0)
+		return;		/* keep dirty tables: the cache grows instead */
+	for (uint32_t n = 0; n < s->l2_cap; n++) {
+		uint32_t i = s->evict_hand++ % s->l2_cap;
+		if (i != keep && s->l2_tab[i]) {
+			free(s->l2_tab[i]);
+			s->l2_tab[i] = NULL;
+			s->l2_cached--;
+			return;
+		}
+	}
+}
+
+static bool l2_offset_ok(struct qcow2 *s, uint32_t idx, uint64_t off)
+{
+	if ((off & (s->cluster_size - 1)) || !qcow2_offset_sane(s, off, s->cluster_size)) {
+		qcow2_signal_corruption(s, "L2 table offset %#llx of L1 entry %u is invalid",
+					(unsigned long long)off, idx);
+		return false;
+	}
+	return true;
+}
+
+/* The cached L2 table of an L1 index, or NULL (with 0) when unallocated. */
+static int get_l2(struct qcow2 *s, uint32_t idx, uint64_t **out)
+{
+	uint64_t off, *t;
+
+	*out = NULL;
+	if (idx >= s->l1_size)
+		return -EINVAL;
+	if (s->l2_tab[idx]) {
+		*out = s->l2_tab[idx];
+		return 0;
+	}
+	off = s->l1[idx] & L1E_OFFSET_MASK;
+	if (!off)
+		return 0;
+	if (!l2_offset_ok(s, idx, off))
+		return -EIO;
+	t = malloc(s->cluster_size);
+	if (!t)
+		return -ENOMEM;
+	if (qcow2_read_l2(s, off, t) < 0) {
+		free(t);
+		return -EIO;
+	}
+	if (s->l2_cached >= s->l2_cache_max)
+		evict_one(s, idx);
+	__atomic_store_n(&s->l2_tab[idx], t, __ATOMIC_RELEASE);
+	s->l2_cached++;
+	*out = t;
+	return 0;
+}
+
+static void mark_l2_dirty(struct qcow2 *s, uint32_t idx)
+{
+	if (!s->l2_dirty[idx]) {
+		s->l2_dirty[idx] = 1;
+		s->n_l2_dirty++;
+	}
+}
+
+static int defer_free(struct qcow2 *s, uint64_t entry)
+{
+	if (!(qcow2_entry_type(s, entry) == QC_COMPRESSED || (entry & L2E_OFFSET_MASK)))
+		return 0;
+	if (s->n_pending == s->cap_pending) {
+		uint32_t cap = s->cap_pending ? s->cap_pending * 2 : 64;
+		uint64_t *p = realloc(s->pending_free, sizeof(*p) * cap);
+		if (!p)
+			return -ENOMEM;
+		s->pending_free = p;
+		s->cap_pending = cap;
+	}
+	s->pending_free[s->n_pending++] = entry;
+	return 0;
+}
+
+/* Bound the deferred work so a commit stays short. */
+static int maybe_commit(struct qcow2 *s)
+{
+	if (s->n_l2_dirty > 256 || s->n_pending > 8192)
+		return qcow2_commit(s);
+	return 0;
+}
+
+int qcow2_dirty_resize(struct qcow2 *s, uint32_t new_size)
+{
+	uint8_t *a = calloc(new_size ? new_size : 1, 1), *b = calloc(new_size ? new_size : 1, 1);
+
+	if (!a || !b) {
+		free(a);
+		free(b);
+		return -ENOMEM;
+	}
+	free(s->l2_dirty);
+	free(s->l1_dirty);
+	s->l2_dirty = a;
+	s->l1_dirty = b;
+	s->n_l2_dirty = s->n_l1_dirty = 0;
+	return 0;
+}
+
+int qcow2_commit(struct qcow2 *s)
+{
+	int ret;
+
+	if (!s->n_l2_dirty && !s->n_l1_dirty && !s->n_pending)
+		return 0;
+	if (s->broken)
+		return -EIO;
+	/* 1. data and refcounts before the L2 entries that reference them */
+	ret = qcow2_flush_barrier(s);
+	for (uint32_t i = 0; i < s->l2_cap && s->n_l2_dirty && ret == 0; i++) {
+		if (!s->l2_dirty[i])
+			continue;
+		ret = qcow2_write_l2(s, s->l1[i] & L1E_OFFSET_MASK, s->l2_tab[i]);
+		if (ret == 0) {
+			s->l2_dirty[i] = 0;
+			s->n_l2_dirty--;
+		}
+	}
+	/* 2. new L2 tables before the L1 entries that point at them */
+	if (ret == 0 && s->n_l1_dirty) {
+		ret = qcow2_flush_barrier(s);
+		for (uint32_t i = 0; i < s->l1_size && s->n_l1_dirty && ret == 0; i++) {
+			if (!s->l1_dirty[i])
+				continue;
+			ret = qcow2_write_l1_entry(s, i);
+			if (ret == 0) {
+				s->l1_dirty[i] = 0;
+				s->n_l1_dirty--;
+			}
+		}
+	}
+	/* 3. the new entries are stable before old clusters lose a reference */
+	if (ret == 0 && s->n_pending) {
+		ret = qcow2_flush_barrier(s);
+		while (ret == 0 && s->n_pending) {
+			ret = qcow2_free_l2_entry(s, s->pending_free[s->n_pending - 1], true);
+			if (ret == 0)
+				s->n_pending--;
+		}
+	}
+	return ret;
+}
+
+/* The L2 table of idx, allocated and owned by the active L1 alone
+ * (COPIED), ready for entry updates. */
+static int get_l2_for_write(struct qcow2 *s, uint32_t idx, uint64_t **out, uint64_t *l2_off)
+{
+	uint64_t old = s->l1[idx] & L1E_OFFSET_MASK, *t;
+	int64_t noff;
+	int ret;
+
+	ret = get_l2(s, idx, &t);
+	if (ret < 0)
+		return ret;
+	if (t && (s->l1[idx] & QCOW_OFLAG_COPIED)) {
+		*out = t;
+		*l2_off = old;
+		return 0;
+	}
+	noff = qcow2_alloc_clusters(s, 1);
+	if (noff < 0)
+		return (int)noff;
+	if (!t) {
+		t = calloc(1, s->cluster_size);
+		if (!t)
+			return -ENOMEM;
+		if (s->l2_cached >= s->l2_cache_max)
+			evict_one(s, idx);
+		__atomic_store_n(&s->l2_tab[idx], t, __ATOMIC_RELEASE);
+		s->l2_cached++;
+	}
+	/* the table is written at commit, before the L1 entry; a table shared
+	 * with a snapshot loses this reference after both are stable */
+	s->l1[idx] = (uint64_t)noff | QCOW_OFLAG_COPIED;
+	mark_l2_dirty(s, idx);
+	if (!s->l1_dirty[idx]) {
+		s->l1_dirty[idx] = 1;
+		s->n_l1_dirty++;
+	}
+	if (old && (ret = defer_free(s, old)) < 0)
+		return ret;
+	*out = t;
+	*l2_off = (uint64_t)noff;
+	return 0;
+}
+
+/* Type and host offset of one allocation unit (cluster, or subcluster
+ * with extended L2). */
+static enum qcow2_ctype unit_type(struct qcow2 *s, const uint64_t *t, uint64_t l2i, unsigned sc,
+				  uint64_t *host, uint64_t *entry)
+{
+	uint64_t e, bm;
+
+	*host = 0;
+	if (!t) {
+		*entry = 0;
+		return QC_UNALLOCATED;
+	}
+	if (!s->extended_l2) {
+		e = l2_get(t, l2i);
+		*entry = e;
+		*host = e & L2E_OFFSET_MASK;
+		return qcow2_entry_type(s, e);
+	}
+	e = l2_get(t, l2i * 2);
+	bm = l2_get(t, l2i * 2 + 1);
+	*entry = e;
+	if (e & QCOW_OFLAG_COMPRESSED)
+		return QC_COMPRESSED;
+	if (bm & (1ull << sc)) {
+		*host = (e & L2E_OFFSET_MASK) + ((uint64_t)sc << s->sc_bits);
+		return (e & L2E_OFFSET_MASK) ? QC_NORMAL : QC_UNALLOCATED;
+	}
+	if (bm & (1ull << (32 + sc)))
+		return QC_ZERO;
+	return QC_UNALLOCATED;
+}
+
+/* How the guest range starting at off maps (at most max bytes, never
+ * crossing an L2 table). */
+static int get_extent(struct qcow2 *s, uint64_t off, uint64_t max, struct qext *x)
+{
+	uint64_t cl = off >> s->cluster_bits;
+	uint32_t idx = (uint32_t)(cl >> s->l2_bits);
+	uint64_t l2i = cl & (s->l2_entries - 1);
+	uint64_t unit = 1ull << s->sc_bits, nunits = s->cluster_size >> s->sc_bits;
+	unsigned sc = (unsigned)((off >> s->sc_bits) & (nunits - 1));
+	uint64_t *t, host, entry, len;
+	int ret;
+
+	if ((uint64_t)idx >= s->l1_size || (cl >> s->l2_bits) > UINT32_MAX)
+		return -EIO;
+	ret = get_l2(s, idx, &t);
+	if (ret < 0)
+		return ret;
+	x->type = unit_type(s, t, l2i, sc, &host, &entry);
+	x->entry = entry;
+	if (x->type == QC_NORMAL) {
+		if ((entry & L2E_OFFSET_MASK) & (s->cluster_size - 1)) {
+			qcow2_signal_corruption(s, "data cluster offset %#llx (guest %#llx) is "
+						"not cluster aligned", (unsigned long long)host,
+						(unsigned long long)off);
+			return -EIO;
+		}
+		x->host = host + (off & (unit - 1));
+	} else {
+		x->host = 0;
+	}
+	len = unit - (off & (unit - 1));
+	if (x->type == QC_COMPRESSED) {
+		x->len = len < max ? len : max;
+		return 0;
+	}
+	/* extend over following units of the same kind (contiguous on the host) */
+	while (len < max) {
+		uint64_t nh, ne;
+		sc++;
+		if (sc == nunits) {
+			sc = 0;
+			if (++l2i == s->l2_entries)
+				break;
+		}
+		enum qcow2_ctype nt = unit_type(s, t, l2i, sc, &nh, &ne);
+		if (nt != x->type)
+			break;
+		if (nt == QC_NORMAL && nh != host + len + (off & (unit - 1)))
+			break;
+		len += unit;
+	}
+	x->len = len < max ? len : max;
+	return 0;
+}
+
+/* iovec helpers */
+static int iov_slice(const struct iovec *iov, int cnt, uint64_t off, uint64_t len,
+		     struct iovec *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < cnt && len; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		uint64_t take = iov[i].iov_len - off;
+		if (take > len)
+			take = len;
+		out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
+		out[n].iov_len = take;
+		n++;
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+static int decompress_cluster(struct qcow2 *s, uint64_t entry)
+{
+	uint64_t off, len;
+	uint8_t *in;
+	z_stream z;
+	int zr;
+
+	if (s->cbuf_key == entry)
+		return 0;
+	s->cbuf_key = 0;
+	qcow2_compressed_range(s, entry, &off, &len);
+	if (!off || !qcow2_offset_sane(s, off, len)) {
+		qcow2_signal_corruption(s, "compressed cluster offset %#llx is invalid",
+					(unsigned long long)off);
+		return -EIO;
+	}
+	in = malloc(len);
+	if (!in)
+		return -ENOMEM;
+	if (bfile_pread(s->file, off, in, len) < 0) {
+		free(in);
+		return -EIO;
+	}
+	memset(&z, 0, sizeof(z));
+	if (inflateInit2(&z, -12) != Z_OK) {
+		free(in);
+		return -ENOMEM;
+	}
+	z.next_in = in;
+	z.avail_in = (uInt)len;
+	z.next_out = s->cbuf;
+	z.avail_out = (uInt)s->cluster_size;
+	zr = inflate(&z, Z_FINISH);
+	inflateEnd(&z);
+	free(in);
+	if (!(zr == Z_STREAM_END || ((zr == Z_OK || zr == Z_BUF_ERROR) && z.avail_out == 0))) {
+		fprintf(stderr, "qcow2: %s: compressed cluster at %#llx does not decompress\n",
+			s->fname, (unsigned long long)off);
+		return -EIO;
+	}
+	if (z.avail_out)
+		memset(s->cbuf + (s->cluster_size - z.avail_out), 0, z.avail_out);
+	s->cbuf_key = entry;
+	return 0;
+}
+
+static int read_unallocated(struct qcow2 *s, uint64_t off, const struct iovec *iov, int cnt,
+			    uint64_t pos, uint64_t len)
+{
+	uint64_t chunk = len < (1u << 20) ? len : (1u << 20);
+	uint8_t *buf;
+
+	if (!s->bs->backing) {
+		iov_memset(iov, cnt, pos, 0, len);
+		return 0;
+	}
+	buf = malloc(chunk);
+	if (!buf)
+		return -ENOMEM;
+	while (len) {
+		uint64_t n = len < chunk ? len : chunk;
+		int ret = block_read_backing(s->bs, off, buf, n);
+		if (ret < 0) {
+			free(buf);
+			return ret;
+		}
+		iov_from_buf(iov, cnt, pos, buf, n);
+		off += n;
+		pos += n;
+		len -= n;
+	}
+	free(buf);
+	return 0;
+}
+
+int qcow2_preadv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t total = iov_size(iov, iovcnt), pos = 0;
+	struct iovec *sub = malloc(sizeof(*sub) * (size_t)(iovcnt > 0 ? iovcnt : 1));
+	int ret = 0;
+
+	if (!sub)
+		return -ENOMEM;
+	while (pos < total) {
+		struct qext x;
+		uint64_t off = offset + pos;
+		ret = get_extent(s, off, total - pos, &x);
+		if (ret < 0)
+			break;
+		switch (x.type) {
+		case QC_UNALLOCATED:
+			ret = read_unallocated(s, off, iov, iovcnt, pos, x.len);
+			break;
+		case QC_ZERO:
+			iov_memset(iov, iovcnt, pos, 0, x.len);
+			break;
+		case QC_NORMAL: {
+			int n = iov_slice(iov, iovcnt, pos, x.len, sub);
+			ret = bfile_preadv(s->file, x.host, sub, n) < 0 ? -EIO : 0;
+			break;
+		}
+		case QC_COMPRESSED:
+			ret = decompress_cluster(s, x.entry);
+			if (ret == 0)
+				iov_from_buf(iov, iovcnt, pos,
+					     s->cbuf + (off & (s->cluster_size - 1)), x.len);
+			break;
+		}
+		if (ret < 0)
+			break;
+		pos += x.len;
+	}
+	free(sub);
+	return ret;
+}
+
+static int read_flat(struct bdev *bs, uint64_t off, void *buf, size_t len)
+{
+	struct iovec v = { .iov_base = buf, .iov_len = len };
+
+	return qcow2_preadv(bs, off, &v, 1);
+}
+
+static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen && blen && a < b + blen && b < a + alen;
+}
+
+/* Would a data write to [host, host+len) hit the header, the L1 table,
+ * the refcount table or the snapshot table? (hostile images) */
+static bool hits_metadata(struct qcow2 *s, uint64_t host, uint64_t len)
+{
+	if (host < s->cluster_size ||
+	    overlaps(host, len, s->l1_offset, (uint64_t)s->l1_size * 8) ||
+	    overlaps(host, len, s->rt_offset, (uint64_t)s->rt_clusters << s->cluster_bits) ||
+	    overlaps(host, len, s->snapshots_offset, s->snapshots_size)) {
+		qcow2_signal_corruption(s, "data write at %#llx would overwrite metadata",
+					(unsigned long long)host);
+		return true;
+	}
+	return false;
+}
+
+/* Is the L2 entry usable for an in-place write? */
+static bool entry_writable(struct qcow2 *s, uint64_t e)
+{
+	return qcow2_entry_type(s, e) == QC_NORMAL && (e & QCOW_OFLAG_COPIED);
+}
+
+/* Allocate n clusters for the guest clusters starting at cluster index
+ * `cl` (all in one L2 table), write the data at [off, off+len) (within
+ * them) with copy-on-write of the partial head and tail, then link them. */
+static int write_alloc_run(struct qcow2 *s, uint64_t *t, uint64_t l2_off, uint64_t cl,
+			   uint64_t n, uint64_t off, const struct iovec *iov, int iovcnt,
+			   uint64_t pos, uint64_t len)
+{
+	uint64_t cs = s->cluster_size, l2i = cl & (s->l2_entries - 1);
+	uint64_t start = cl << s->cluster_bits, end = start + n * cs;
+	uint64_t head = off - start, tail = end - (off + len);
+	uint8_t *hbuf = NULL, *tbuf = NULL;
+	struct iovec *v = NULL;
+	uint64_t *old = NULL;
+	int64_t host;
+	int ret = 0, nv;
+
+	hbuf = head ? malloc(cs) : NULL;
+	tbuf = tail ? malloc(cs) : NULL;
+	v = malloc(sizeof(*v) * (size_t)(iovcnt + 2));
+	old = malloc(sizeof(*old) * n);
+	if ((head && !hbuf) || (tail && !tbuf) || !v || !old) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* old contents for the partial clusters, read before anything changes */
+	if (head && (ret = read_flat(s->bs, start, hbuf, cs)) < 0)
+		goto out;
+	if (tail && (ret = read_flat(s->bs, end - cs, tbuf, cs)) < 0)
+		goto out;
+	host = qcow2_alloc_clusters(s, n);
+	if (host < 0) {
+		ret = (int)host;
+		goto out;
+	}
+	nv = 0;
+	if (head) {
+		v[nv].iov_base = hbuf;
+		v[nv++].iov_len = head;
+	}
+	nv += iov_slice(iov, iovcnt, pos, len, v + nv);
+	if (tail) {
+		v[nv].iov_base = tbuf + (cs - tail);
+		v[nv++].iov_len = tail;
+	}
+	if (bfile_pwritev(s->file, (uint64_t)host, v, nv) < 0) {
+		ret = -EIO;
+		goto out;
+	}
+	/* the L2 entries reach the disk at the next commit, after the data
+	 * and refcounts are stable; replaced clusters are freed after that */
+	for (uint64_t i = 0; i < n; i++) {
+		old[i] = l2_get(t, l2i + i);
+		l2_put(t, l2i + i, ((uint64_t)host + i * cs) | QCOW_OFLAG_COPIED);
+	}
+	mark_l2_dirty(s, (uint32_t)(cl >> s->l2_bits));
+	s->cbuf_key = 0;
+	for (uint64_t i = 0; i < n && ret == 0; i++)
+		ret = defer_free(s, old[i]);
+	if (ret == 0)
+		ret = maybe_commit(s);
+out:
+	free(hbuf);
+	free(tbuf);
+	free(v);
+	free(old);
+	return ret;
+}
+
+static int check_writable(struct bdev *bs, struct qcow2 *s, uint64_t offset, uint64_t len)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (s->broken)
+		return -EIO;
+	if (offset > bs->size || len > bs->size - offset)
+		return -EINVAL;
+	if (s->lazy && !s->dirty_set)
+		return qcow2_mark_dirty(s);
+	return 0;
+}
+
+int qcow2_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t total = iov_size(iov, iovcnt), pos = 0, cs = s->cluster_size;
+	struct iovec *sub;
+	int ret = check_writable(bs, s, offset, total);
+
+	if (ret < 0)
+		return ret;
+	sub = malloc(sizeof(*sub) * (size_t)(iovcnt > 0 ? iovcnt : 1));
+	if (!sub)
+		return -ENOMEM;
+	while (pos < total) {
+		uint64_t off = offset + pos, cl = off >> s->cluster_bits;
+		uint32_t idx = (uint32_t)(cl >> s->l2_bits);
+		uint64_t l2i = cl & (s->l2_entries - 1), *t, l2_off, e, n, len;
+		uint64_t room = (s->l2_entries - l2i) * cs - (off & (cs - 1));
+
+		if (room > total - pos)
+			room = total - pos;
+		ret = get_l2(s, idx, &t);
+		if (ret < 0)
+			break;
+		e = t ? l2_get(t, l2i) : 0;
+		if (t && entry_writable(s, e)) {
+			/* in place: extend over host-contiguous writable clusters */
+			uint64_t host = e & L2E_OFFSET_MASK;
+			len = cs - (off & (cs - 1));
+			for (n = 1; len < room; n++) {
+				uint64_t ne = l2_get(t, l2i + n);
+				if (!entry_writable(s, ne) || (ne & L2E_OFFSET_MASK) != host + n * cs)
+					break;
+				len += cs;
+			}
+			if (len > room)
+				len = room;
+			if (host & (cs - 1)) {
+				qcow2_signal_corruption(s, "data cluster offset %#llx unaligned",
+							(unsigned long long)host);
+				ret = -EIO;
+				break;
+			}
+			if (hits_metadata(s, host, len + (off & (cs - 1)))) {
+				ret = -EIO;
+				break;
+			}
+			int nv = iov_slice(iov, iovcnt, pos, len, sub);
+			if (bfile_pwritev(s->file, host + (off & (cs - 1)), sub, nv) < 0) {
+				ret = -EIO;
+				break;
+			}
+			pos += len;
+			continue;
+		}
+		ret = get_l2_for_write(s, idx, &t, &l2_off);
+		if (ret < 0)
+			break;
+		len = cs - (off & (cs - 1));
+		for (n = 1; len < room && n * cs < QCOW2_MAX_RUN_BYTES; n++) {
+			if (entry_writable(s, l2_get(t, l2i + n)))
+				break;
+			len += cs;
+		}
+		if (len > room)
+			len = room;
+		ret = write_alloc_run(s, t, l2_off, cl, n, off, iov, iovcnt, pos, len);
+		if (ret < 0)
+			break;
+		pos += len;
+	}
+	free(sub);
+	return ret;
+}
+
+/* Replace the entries of full clusters [first, first+count) with new_entry
+ * (0 or ZERO; keep_alloc keeps a writable allocation as preallocated
+ * zero), freeing what they referenced after the L2 update. */
+static int set_clusters(struct qcow2 *s, uint64_t first, uint64_t count, uint64_t new_entry,
+			bool keep_alloc, bool discard)
+{
+	uint64_t *old = NULL;
+	int ret = 0;
+
+	while (count) {
+		uint32_t idx = (uint32_t)(first >> s->l2_bits);
+		uint64_t l2i = first & (s->l2_entries - 1), n = s->l2_entries - l2i, *t, l2_off;
+		bool change = false, need_free = false;
+
+		if (n > count)
+			n = count;
+		ret = get_l2(s, idx, &t);
+		if (ret < 0)
+			break;
+		/* without a backing file, unallocated already reads as zeroes */
+		bool zero_ok = !s->bs->backing;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t e = t ? l2_get(t, l2i + i) : 0;
+			if (e != new_entry && !(zero_ok && e == 0))
+				change = true;
+		}
+		if (change) {
+			ret = get_l2_for_write(s, idx, &t, &l2_off);
+			if (ret < 0)
+				break;
+			old = malloc(sizeof(*old) * n);
+			if (!old) {
+				ret = -ENOMEM;
+				break;
+			}
+			for (uint64_t i = 0; i < n; i++) {
+				uint64_t e = l2_get(t, l2i + i), ne = new_entry;
+				if (zero_ok && e == 0)
+					ne = 0;
+				if (keep_alloc && entry_writable(s, e))
+					ne = (e & L2E_OFFSET_MASK) | QCOW_OFLAG_COPIED | QCOW_OFLAG_ZERO;
+				old[i] = (ne & L2E_OFFSET_MASK) ? 0 : e;
+				if (qcow2_entry_type(s, old[i]) == QC_COMPRESSED ||
+				    (old[i] & L2E_OFFSET_MASK))
+					need_free = true;
+				l2_put(t, l2i + i, ne);
+			}
+			mark_l2_dirty(s, idx);
+			s->cbuf_key = 0;
+			for (uint64_t i = 0; i < n && ret == 0 && need_free; i++)
+				ret = defer_free(s, old[i]);
+			if (ret == 0)
+				ret = maybe_commit(s);
+			free(old);
+			old = NULL;
+			if (ret < 0)
+				break;
+		}
+		first += n;
+		count -= n;
+	}
+	return ret;
+}
+
+/* Full clusters inside [off, off+len); the image's last partial cluster
+ * counts as full when the range reaches the end of the disk. */
+static void full_clusters(struct qcow2 *s, uint64_t off, uint64_t len, uint64_t *first,
+			  uint64_t *count)
+{
+	uint64_t cs = s->cluster_size;
+	uint64_t a = qc_align_up(off, cs), b = (off + len) & ~(cs - 1);
+
+	if (off + len == s->bs->size)
+		b = qc_align_up(off + len, cs);
+	*first = a >> s->cluster_bits;
+	*count = b > a ? (b - a) >> s->cluster_bits : 0;
+}
+
+int qcow2_discard(struct bdev *bs, uint64_t offset, uint64_t len)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t first, count, ne;
+	int ret = check_writable(bs, s, offset, len);
+
+	if (ret < 0)
+		return ret;
+	full_clusters(s, offset, len, &first, &count);
+	ne = (s->version >= 3 && bs->backing) ? QCOW_OFLAG_ZERO : 0;
+	return set_clusters(s, first, count, ne, false, true);
+}
+
+static int write_zero_bytes(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	uint64_t chunk = len < (1u << 20) ? len : (1u << 20);
+	uint8_t *z = calloc(1, chunk ? chunk : 1);
+	int ret = 0;
+
+	if (!z)
+		return -ENOMEM;
+	while (len && ret == 0) {
+		uint64_t n = len < chunk ? len : chunk;
+		struct iovec v = { .iov_base = z, .iov_len = n };
+		ret = qcow2_pwritev(bs, off, &v, 1);
+		off += n;
+		len -= n;
+	}
+	free(z);
+	return ret;
+}
+
+int qcow2_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t first, count, cs = s->cluster_size;
+	int ret = check_writable(bs, s, offset, len);
+
+	if (ret < 0)
+		return ret;
+	full_clusters(s, offset, len, &first, &count);
+	if (!count || (s->version < 3 && bs->backing))
+		return write_zero_bytes(bs, offset, len);
+	uint64_t a = first << s->cluster_bits, b = (first + count) << s->cluster_bits;
+	if (b > offset + len)
+		b = offset + len;
+	if (a > offset && (ret = write_zero_bytes(bs, offset, a - offset)) < 0)
+		return ret;
+	if (s->version >= 3)
+		ret = set_clusters(s, first, count, QCOW_OFLAG_ZERO, !may_unmap, false);
+	else
+		ret = set_clusters(s, first, count, 0, false, false);
+	if (ret < 0)
+		return ret;
+	if (b < offset + len && (first + count) * cs < offset + len)
+		ret = write_zero_bytes(bs, b, offset + len - b);
+	return ret;
+}
+
+int qcow2_map(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t cs = s->cluster_size, cl = offset >> s->cluster_bits, **tabs, *t, e, host, got;
+	uint64_t idx = cl >> s->l2_bits, l2i = cl & (s->l2_entries - 1);
+
+	if (!s->map_ok || s->extended_l2 || offset >= bs->size)
+		return -EAGAIN;
+	/* capacity first: a grown array is published before its capacity */
+	if (idx >= __atomic_load_n(&s->l2_cap, __ATOMIC_ACQUIRE))
+		return -EAGAIN;
+	tabs = __atomic_load_n(&s->l2_tab, __ATOMIC_ACQUIRE);
+	t = __atomic_load_n(&tabs[idx], __ATOMIC_ACQUIRE);
+	if (!t)
+		return -EAGAIN;
+	e = l2_get(t, l2i);
+	if (!entry_writable(s, e) || (e & (cs - 1) & L2E_OFFSET_MASK))
+		return -EAGAIN;
+	host = e & L2E_OFFSET_MASK;
+	if (host < cs || (host >= s->l1_offset && host < s->l1_offset + (uint64_t)s->l1_size * 8) ||
+	    (host >= s->rt_offset &&
+	     host < s->rt_offset + ((uint64_t)s->rt_clusters << s->cluster_bits)))
+		return -EAGAIN;		/* the slow path reports it */
+	got = cs - (offset & (cs - 1));
+	for (uint64_t i = 1; got < len && l2i + i < s->l2_entries; i++) {
+		uint64_t ne = l2_get(t, l2i + i);
+		if (!entry_writable(s, ne) || (ne & L2E_OFFSET_MASK) != host + i * cs)
+			break;
+		got += cs;
+	}
+	if (got > len)
+		got = len;
+	if (got > bs->size - offset)
+		got = bs->size - offset;
+	ext->len = got;
+	ext->status = BLOCK_STATUS_DATA;
+	ext->host_offset = host + (offset & (cs - 1));
+	return 0;
+}
+
+int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext)
+{
+	struct qcow2 *s = bs->opaque;
+	struct qext x;
+	int ret = get_extent(s, offset, len, &x);
+
+	if (ret < 0)
+		return ret;
+	ext->len = x.len;
+	ext->host_offset = 0;
+	switch (x.type) {
+	case QC_UNALLOCATED:
+		ext->status = bs->backing ? BLOCK_STATUS_BACKING :
+			      BLOCK_STATUS_ZERO | BLOCK_STATUS_UNALLOCATED;
+		break;
+	case QC_ZERO:
+		ext->status = BLOCK_STATUS_ZERO;
+		break;
+	case QC_NORMAL:
+		ext->status = BLOCK_STATUS_DATA;
+		ext->host_offset = x.host;
+		break;
+	case QC_COMPRESSED:
+		ext->status = BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED;
+		break;
+	}
+	return 0;
+}
+
+/* Byte-granular space for compressed data, packed into partly used
+ * clusters (each user of a cluster holds one reference). */
+static int64_t alloc_bytes(struct qcow2 *s, uint64_t size)
+{
+	uint64_t cs = s->cluster_size;
+	int64_t off;
+
+	if (s->comp_next) {
+		uint64_t used = s->comp_next & (cs - 1);
+		if (used && cs - used >= size) {
+			int ret = qcow2_update_refcount(s, s->comp_next, 1, 1);
+			if (ret < 0)
+				return ret;
+			off = (int64_t)s->comp_next;
+			s->comp_next += size;
+			if (!(s->comp_next & (cs - 1)))
+				s->comp_next = 0;
+			return off;
+		}
+	}
+	off = qcow2_alloc_clusters(s, 1);
+	if (off < 0)
+		return off;
+	s->comp_next = (uint64_t)off + size;
+	if (!(s->comp_next & (cs - 1)))
+		s->comp_next = 0;
+	return off;
+}
+
+int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, size_t len)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t cs = s->cluster_size, cl = offset >> s->cluster_bits;
+	uint64_t l2i = cl & (s->l2_entries - 1), *t, l2_off, old, csize;
+	uint8_t *in = NULL, *out = NULL;
+	unsigned shift = 62 - (s->cluster_bits - 8);
+	z_stream z;
+	int64_t host;
+	int ret = check_writable(bs, s, offset, len);
+
+	if (ret < 0)
+		return ret;
+	if ((offset & (cs - 1)) || len > cs || (len < cs && offset + len != bs->size))
+		return -EINVAL;
+	in = calloc(1, cs);
+	out = malloc(cs);
+	if (!in || !out) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	memcpy(in, buf, len);
+	memset(&z, 0, sizeof(z));
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	z.next_in = in;
+	z.avail_in = (uInt)cs;
+	z.next_out = out;
+	z.avail_out = (uInt)cs;
+	ret = deflate(&z, Z_FINISH);
+	csize = cs - z.avail_out;
+	deflateEnd(&z);
+	if (ret != Z_STREAM_END || csize >= cs) {	/* incompressible: store plain */
+		struct iovec v = { .iov_base = in, .iov_len = len };
+		ret = qcow2_pwritev(bs, offset, &v, 1);
+		goto out;
+	}
+	ret = get_l2_for_write(s, (uint32_t)(cl >> s->l2_bits), &t, &l2_off);
+	if (ret < 0)
+		goto out;
+	host = alloc_bytes(s, csize);
+	if (host < 0) {
+		ret = (int)host;
+		goto out;
+	}
+	if (bfile_pwrite(s->file, (uint64_t)host, out, csize) < 0) {
+		ret = -EIO;
+		goto out;
+	}
+	{
+		uint64_t nsec = (((uint64_t)host + csize - 1) >> 9) - ((uint64_t)host >> 9);
+		old = l2_get(t, l2i);
+		l2_put(t, l2i, QCOW_OFLAG_COMPRESSED | (nsec << shift) | (uint64_t)host);
+	}
+	mark_l2_dirty(s, (uint32_t)(cl >> s->l2_bits));
+	s->cbuf_key = 0;
+	ret = defer_free(s, old);
+	if (ret == 0)
+		ret = maybe_commit(s);
+out:
+	free(in);
+	free(out);
+	return ret;
+}
+
+int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t to, int mode)
+{
+	uint64_t cs = s->cluster_size, cl = from >> s->cluster_bits;
+	uint64_t last = qc_align_up(to, cs) >> s->cluster_bits;
+	int ret = 0;
+
+	while (cl < last) {
+		uint32_t idx = (uint32_t)(cl >> s->l2_bits);
+		uint64_t l2i = cl & (s->l2_entries - 1), n = s->l2_entries - l2i, *t, l2_off;
+		int64_t host;
+
+		if (n > last - cl)
+			n = last - cl;
+		ret = get_l2_for_write(s, idx, &t, &l2_off);
+		if (ret < 0)
+			return ret;
+		host = qcow2_alloc_clusters(s, n);
+		if (host < 0)
+			return (int)host;
+		if (mode == PREALLOC_FALLOC || mode == PREALLOC_FULL) {
+			if (bfile_fallocate(s->file, (uint64_t)host, n * cs) < 0 &&
+			    mode == PREALLOC_FALLOC)
+				bfile_write_zeroes(s->file, (uint64_t)host, n * cs);
+		}
+		if (mode == PREALLOC_FULL) {
+			uint8_t *z = calloc(1, cs);
+			if (!z)
+				return -ENOMEM;
+			for (uint64_t i = 0; i < n && ret == 0; i++)
+				ret = bfile_pwrite(s->file, (uint64_t)host + i * cs, z, cs) < 0 ? -EIO : 0;
+			free(z);
+			if (ret < 0)
+				return ret;
+		} else {
+			/* make the file cover the data so reads are defined */
+			int64_t fs = bfile_size(s->file);
+			if (fs >= 0 && (uint64_t)fs < (uint64_t)host + n * cs &&
+			    bfile_truncate(s->file, (uint64_t)host + n * cs) < 0)
+				return -EIO;
+		}
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t e = l2_get(t, l2i + i);
+			if (qcow2_entry_type(s, e) != QC_UNALLOCATED) {
+				qcow2_free_clusters(s, (uint64_t)host + i * cs, cs, false);
+				continue;
+			}
+			l2_put(t, l2i + i, ((uint64_t)host + i * cs) | QCOW_OFLAG_COPIED);
+		}
+		mark_l2_dirty(s, idx);
+		ret = maybe_commit(s);
+		if (ret < 0)
+			return ret;
+		cl += n;
+	}
+	return 0;
+}
+
+bool qcow2_has_data_beyond(struct qcow2 *s, uint64_t size, int *err)
+{
+	uint64_t cl = qc_align_up(size, s->cluster_size) >> s->cluster_bits;
+	uint64_t total = (uint64_t)s->l1_size << s->l2_bits;
+
+	*err = 0;
+	while (cl < total) {
+		uint32_t idx = (uint32_t)(cl >> s->l2_bits);
+		uint64_t *t;
+		int ret = get_l2(s, idx, &t);
+		if (ret < 0) {
+			*err = ret;
+			return true;
+		}
+		if (!t) {
+			cl = ((uint64_t)idx + 1) << s->l2_bits;
+			continue;
+		}
+		uint64_t w = s->l2_entry_bytes / 8;
+		if (l2_get(t, (cl & (s->l2_entries - 1)) * w) ||
+		    (w == 2 && l2_get(t, (cl & (s->l2_entries - 1)) * 2 + 1)))
+			return true;
+		cl++;
+	}
+	return false;
+}

@@ -1,0 +1,1037 @@
+/* The "vmdk" format: open (a KDMV monolithicSparse/streamOptimized file, or
+ * a text descriptor naming FLAT, SPARSE and ZERO extents relative to its
+ * directory), the extent map that routes virtual ranges to extents, reads,
+ * writes, write-zeroes, flush, block status, check, info, compressed writes
+ * for convert -c, and create for every subformat. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/param.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "block/bfile.h"
+#include "block/vmdk.h"
+#include "vmm/log.h"
+
+static const char *const supported_types[] = {
+	"monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
+	"streamOptimized", "vmfs", "custom", NULL,
+};
+
+static int vmdk_probe(const uint8_t *head, size_t len, const char *filename)
+{
+	if (len >= 4 && !memcmp(head, VMDK4_MAGIC_BYTES, 4))
+		return 100;
+	return vmdk_desc_probe(head, len) ? 100 : 0;
+}
+
+static int open_extent_file(struct bdev *bs, struct vmdk_extent *e, const char *name,
+			    unsigned idx, char *err, size_t errlen)
+{
+	char *path = block_resolve_relative(bs, name, bs->opts.allow_absolute_paths, err, errlen);
+	int ret;
+
+	if (!path)
+		return -EACCES;
+	ret = bfile_open(path, e->read_only ? O_RDONLY : O_RDWR, bs->opts.cache, bs->opts.engine,
+			 &e->file, err, errlen);
+	free(path);
+	if (ret == 0)
+		e->owns_file = true;
+	return ret;
+}
+
+static int open_desc_extent(struct bdev *bs, struct vmdk_state *s, unsigned i, uint64_t start,
+			    char *err, size_t errlen)
+{
+	const struct vmdk_desc_extent *d = &s->desc.extents[i];
+	struct vmdk_extent *e = &s->extents[i];
+	const char *fn = bs->filename;
+	int ret;
+
+	if (d->access == 2) {
+		snprintf(err, errlen, "%s: extent %u: NOACCESS extents are not supported", fn, i);
+		return -ENOTSUP;
+	}
+	if (d->sectors == 0 || d->sectors > VMDK_MAX_CAPACITY) {
+		snprintf(err, errlen, "%s: extent %u: invalid size %" PRIu64 " sectors", fn, i,
+			 d->sectors);
+		return -EINVAL;
+	}
+	e->start = start;
+	e->len = d->sectors * VMDK_SECTOR;
+	e->read_only = bs->read_only || d->access == 1;
+	e->name = d->file ? strdup(d->file) : strdup("(zero)");
+	if (!e->name)
+		return -ENOMEM;
+	if (!strcmp(d->type, "ZERO")) {
+		e->kind = VMDK_EXT_ZERO;
+		return 0;
+	}
+	if (!strcmp(d->type, "FLAT") || !strcmp(d->type, "VMFS")) {
+		e->kind = VMDK_EXT_FLAT;
+		if (d->offset > VMDK_MAX_CAPACITY) {
+			snprintf(err, errlen, "%s: extent %u: invalid offset", fn, i);
+			return -EINVAL;
+		}
+		e->flat_offset = d->offset * VMDK_SECTOR;
+		return open_extent_file(bs, e, d->file, i, err, errlen);
+	}
+	if (strcmp(d->type, "SPARSE")) {
+		snprintf(err, errlen, "%s: extent %u: unsupported extent type %s", fn, i, d->type);
+		return -ENOTSUP;
+	}
+	e->kind = VMDK_EXT_SPARSE;
+	ret = open_extent_file(bs, e, d->file, i, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = vmdk_sparse_open(e, d->file, !e->read_only, NULL, NULL, err, errlen);
+	if (ret < 0)
+		return ret;
+	if (e->hdr.capacity != d->sectors) {
+		snprintf(err, errlen, "%s: extent %u (%s): header capacity %" PRIu64
+			 " differs from descriptor size %" PRIu64, fn, i, d->file,
+			 e->hdr.capacity, d->sectors);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Two writable SPARSE extents in one file would allocate grains over each
+ * other: refuse. */
+static int check_shared_sparse(struct bdev *bs, struct vmdk_state *s, char *err, size_t errlen)
+{
+	struct stat *st = calloc(s->nextents, sizeof(*st));
+
+	if (!st)
+		return -ENOMEM;
+	for (unsigned i = 0; i < s->nextents; i++) {
+		if (s->extents[i].kind != VMDK_EXT_SPARSE)
+			continue;
+		if (fstat(bfile_fd(s->extents[i].file), &st[i]) < 0) {
+			free(st);
+			return -errno;
+		}
+		for (unsigned j = 0; j < i; j++) {
+			if (s->extents[j].kind == VMDK_EXT_SPARSE && st[j].st_dev == st[i].st_dev &&
+			    st[j].st_ino == st[i].st_ino) {
+				snprintf(err, errlen,
+					 "%s: extent %u: sparse file %s is also extent %u",
+					 bs->filename, i, s->extents[i].name, j);
+				free(st);
+				return -EINVAL;
+			}
+		}
+	}
+	free(st);
+	return 0;
+}
+
+static int open_descriptor_file(struct bdev *bs, struct vmdk_state *s, uint64_t fsize,
+				char *err, size_t errlen)
+{
+	const char *fn = bs->filename;
+	uint64_t total = 0;
+	char *text;
+	int ret;
+
+	if (fsize > VMDK_MAX_DESC_BYTES) {
+		snprintf(err, errlen, "%s: descriptor file too large (%" PRIu64 " bytes)", fn,
+			 fsize);
+		return -EINVAL;
+	}
+	text = malloc(fsize + 1);
+	if (!text)
+		return -ENOMEM;
+	ret = bfile_pread(bs->file, 0, text, fsize);
+	if (ret < 0) {
+		free(text);
+		snprintf(err, errlen, "%s: cannot read descriptor: %s", fn, strerror(-ret));
+		return ret;
+	}
+	if (!vmdk_desc_probe((const uint8_t *)text, fsize)) {
+		free(text);
+		snprintf(err, errlen, "%s: not a VMDK image (no magic, no descriptor version)", fn);
+		return -EINVAL;
+	}
+	ret = vmdk_desc_parse(text, fsize, fn, &s->desc, err, errlen);
+	free(text);
+	if (ret < 0)
+		return ret;
+	s->has_desc = true;
+	if (!s->desc.create_type) {
+		snprintf(err, errlen, "%s: descriptor: missing createType", fn);
+		return -EINVAL;
+	}
+	bool known = false;
+	for (unsigned i = 0; supported_types[i]; i++)
+		known |= !strcmp(s->desc.create_type, supported_types[i]);
+	if (!known) {
+		snprintf(err, errlen, "%s: descriptor: unsupported createType %s", fn,
+			 s->desc.create_type);
+		return -ENOTSUP;
+	}
+	if (s->desc.nextents == 0) {
+		bs->size = 0;		/* what qemu-img creates for a zero-sized disk */
+		return 0;
+	}
+	s->extents = calloc(s->desc.nextents, sizeof(*s->extents));
+	if (!s->extents)
+		return -ENOMEM;
+	s->nextents = s->desc.nextents;
+	for (unsigned i = 0; i < s->nextents; i++) {
+		ret = open_desc_extent(bs, s, i, total * VMDK_SECTOR, err, errlen);
+		if (ret < 0)
+			return ret;
+		total += s->desc.extents[i].sectors;
+		if (total > VMDK_MAX_CAPACITY) {
+			snprintf(err, errlen, "%s: descriptor: extent sizes overflow", fn);
+			return -EINVAL;
+		}
+	}
+	bs->size = total * VMDK_SECTOR;
+	return bs->read_only ? 0 : check_shared_sparse(bs, s, err, errlen);
+}
+
+/* The extents an embedded descriptor lists must add up to the capacity. */
+static int check_embedded_extents(struct bdev *bs, struct vmdk_state *s, char *err,
+				  size_t errlen)
+{
+	uint64_t sum = 0;
+
+	if (s->desc.nextents == 0)
+		return 0;
+	for (unsigned i = 0; i < s->desc.nextents; i++) {
+		sum += s->desc.extents[i].sectors;
+		if (sum > VMDK_MAX_CAPACITY)
+			break;
+	}
+	if (sum != s->extents[0].hdr.capacity) {
+		snprintf(err, errlen, "%s: embedded descriptor extent sizes (%" PRIu64
+			 " sectors) differ from header capacity (%" PRIu64 ")", bs->filename, sum,
+			 s->extents[0].hdr.capacity);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int open_monolithic_sparse(struct bdev *bs, struct vmdk_state *s, char *err,
+				  size_t errlen)
+{
+	struct vmdk_extent *e;
+	char *desc = NULL;
+	size_t dlen = 0;
+	char derr[256];
+	int ret;
+
+	s->extents = calloc(1, sizeof(*s->extents));
+	if (!s->extents)
+		return -ENOMEM;
+	s->nextents = 1;
+	s->monolithic_sparse = true;
+	e = &s->extents[0];
+	e->kind = VMDK_EXT_SPARSE;
+	e->file = bs->file;
+	e->read_only = bs->read_only;
+	e->name = strdup(bs->filename);
+	if (!e->name)
+		return -ENOMEM;
+	ret = vmdk_sparse_open(e, bs->filename, !bs->read_only, &desc, &dlen, err, errlen);
+	if (ret < 0)
+		return ret;
+	e->len = e->hdr.capacity * VMDK_SECTOR;
+	bs->size = e->len;
+	if (desc) {
+		/* The embedded descriptor only informs (CID, type, parent). */
+		if (vmdk_desc_parse(desc, dlen, bs->filename, &s->desc, derr, sizeof(derr)) == 0)
+			s->has_desc = true;
+		else
+			log_warn("vmdk: ignoring embedded descriptor: %s", derr);
+		free(desc);
+	}
+	return s->has_desc ? check_embedded_extents(bs, s, err, errlen) : 0;
+}
+
+static void vmdk_close(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+
+	if (!s)
+		return;
+	for (unsigned i = 0; i < s->nextents; i++) {
+		struct vmdk_extent *e = &s->extents[i];
+
+		if (e->kind == VMDK_EXT_SPARSE)
+			vmdk_sparse_close(e);
+		if (e->owns_file && e->file)
+			bfile_close(e->file);
+		free(e->name);
+	}
+	free(s->extents);
+	vmdk_desc_free(&s->desc);
+	free(s);
+	bs->opaque = NULL;
+}
+
+static int vmdk_open(struct bdev *bs, char *err, size_t errlen)
+{
+	struct vmdk_state *s = calloc(1, sizeof(*s));
+	uint8_t magic[4] = {0};
+	int64_t fsize = bfile_size(bs->file);
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	bs->opaque = s;
+	if (fsize < 0) {
+		snprintf(err, errlen, "%s: cannot get size: %s", bs->filename,
+			 strerror((int)-fsize));
+		ret = (int)fsize;
+		goto fail;
+	}
+	ret = bfile_pread(bs->file, 0, magic, fsize < 4 ? (size_t)fsize : 4);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: cannot read: %s", bs->filename, strerror(-ret));
+		goto fail;
+	}
+	if (!memcmp(magic, VMDK4_MAGIC_BYTES, 4)) {
+		ret = open_monolithic_sparse(bs, s, err, errlen);
+	} else if (!memcmp(magic, VMDK3_MAGIC_BYTES, 4)) {
+		snprintf(err, errlen, "%s: VMDK3 (COWD) extents are not supported", bs->filename);
+		ret = -ENOTSUP;
+	} else {
+		ret = open_descriptor_file(bs, s, (uint64_t)fsize, err, errlen);
+	}
+	if (ret < 0)
+		goto fail;
+	if (s->has_desc && s->desc.parent_cid != 0xffffffff && s->desc.parent_hint) {
+		bs->backing_filename = strdup(s->desc.parent_hint);
+		if (!bs->backing_filename) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	vmdk_close(bs);
+	return ret;
+}
+
+/* The extent holding virtual byte off (off < bs->size). */
+static struct vmdk_extent *find_extent(struct vmdk_state *s, uint64_t off)
+{
+	unsigned lo = 0, hi = s->nextents;
+
+	while (hi - lo > 1) {
+		unsigned mid = (lo + hi) / 2;
+
+		if (s->extents[mid].start <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return &s->extents[lo];
+}
+
+/* The part of iov at [off, off+len) as a new iovec array in out. */
+static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
+		     struct iovec *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < iovcnt && len; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		size_t take = iov[i].iov_len - off;
+		if (take > len)
+			take = len;
+		out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
+		out[n].iov_len = take;
+		n++;
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+/* Largest piece from extent-relative rel that stays inside one grain
+ * (sparse) or the extent, at most len. */
+static size_t piece_len(const struct vmdk_extent *e, uint64_t rel, uint64_t len)
+{
+	uint64_t n = e->len - rel;
+
+	if (e->kind == VMDK_EXT_SPARSE && e->grain_bytes - rel % e->grain_bytes < n)
+		n = e->grain_bytes - rel % e->grain_bytes;
+	if (len < n)
+		n = len;
+	if (n > 64ULL << 20)
+		n = 64ULL << 20;
+	return (size_t)n;
+}
+
+static int check_range(struct bdev *bs, uint64_t off, uint64_t len)
+{
+	if (off > bs->size || len > bs->size - off)
+		return -EINVAL;
+	return 0;
+}
+
+static struct block_format vmdk_format;
+static uint32_t new_cid(void);
+
+int vmdk_backing_check(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+	const struct vmdk_state *ps;
+
+	if (s->backing_cid_ok == 0) {
+		s->backing_cid_ok = 1;
+		if (bs->backing && bs->backing->fmt == &vmdk_format) {
+			ps = bs->backing->opaque;
+			if (ps->has_desc && ps->desc.cid != s->desc.parent_cid) {
+				log_error("vmdk: %s: parent CID %08x differs from parentCID %08x: "
+					  "the backing file changed", bs->filename, ps->desc.cid,
+					  s->desc.parent_cid);
+				s->backing_cid_ok = -1;
+			}
+		}
+	}
+	return s->backing_cid_ok < 0 ? -EINVAL : 0;
+}
+
+/* Replace the value of the CID= line in text (NUL-terminated, at most
+ * cap bytes with the NUL); false when there is none or no room. */
+static bool replace_cid(char *text, size_t cap, uint32_t cid)
+{
+	char *p = text, val[16];
+
+	while (p && *p) {
+		char *q = p;
+
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (!strncmp(q, "CID", 3)) {
+			char *eq = q + 3;
+
+			while (*eq == ' ' || *eq == '\t')
+				eq++;
+			if (*eq == '=') {
+				char *end = eq + 1 + strcspn(eq + 1, "\r\n");
+				size_t tail = strlen(end) + 1;
+
+				snprintf(val, sizeof(val), "%08x", cid);
+				if ((size_t)(eq + 1 - text) + strlen(val) + tail > cap)
+					return false;
+				memmove(eq + 1 + strlen(val), end, tail);
+				memcpy(eq + 1, val, strlen(val));
+				return true;
+			}
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return false;
+}
+
+/* At the first write, give the image a new CID (as QEMU does) so that
+ * children made from its old contents notice. */
+static int update_cid(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+	uint64_t at = 0, cap;
+	char *text;
+	int ret;
+
+	if (s->cid_updated || !s->has_desc)
+		return 0;
+	s->cid_updated = true;
+	if (s->monolithic_sparse) {
+		at = s->extents[0].hdr.desc_offset * VMDK_SECTOR;
+		cap = s->extents[0].hdr.desc_size * VMDK_SECTOR;
+	} else {
+		int64_t sz = bfile_size(bs->file);
+
+		if (sz < 0)
+			return (int)sz;
+		cap = (uint64_t)sz + 16;
+	}
+	if (cap == 0 || cap > VMDK_MAX_DESC_BYTES + 16)
+		return 0;
+	text = calloc(1, cap + 1);
+	if (!text)
+		return -ENOMEM;
+	size_t n = s->monolithic_sparse ? cap : cap - 16;
+	uint32_t cid = new_cid();
+
+	ret = bfile_pread(bs->file, at, text, n);
+	if (ret == 0 && (s->monolithic_sparse || !memchr(text, 0, n)) &&
+	    replace_cid(text, s->monolithic_sparse ? cap : cap + 1, cid)) {
+		size_t len = s->monolithic_sparse ? cap : strlen(text);
+
+		ret = bfile_pwrite(bs->file, at, text, len);
+		if (ret == 0 && !s->monolithic_sparse)
+			ret = bfile_truncate(bs->file, len);
+		if (ret == 0)
+			s->desc.cid = cid;
+	}
+	free(text);
+	return ret;
+}
+
+static int vmdk_rw(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt,
+		   bool write)
+{
+	struct vmdk_state *s = bs->opaque;
+	uint64_t total = iov_size(iov, iovcnt), done = 0;
+	struct iovec *sub = NULL;
+	uint8_t *bounce = NULL;
+	int ret = check_range(bs, offset, total);
+
+	if (ret == 0 && write)
+		ret = update_cid(bs);
+	if (ret < 0 || total == 0)
+		return ret;
+	sub = malloc((size_t)iovcnt * sizeof(*sub));
+	if (!sub)
+		return -ENOMEM;
+	while (done < total && ret == 0) {
+		struct vmdk_extent *e = find_extent(s, offset + done);
+		uint64_t rel = offset + done - e->start;
+		size_t n = piece_len(e, rel, total - done);
+		int cnt;
+
+		if (write && e->read_only) {
+			ret = -EROFS;
+			break;
+		}
+		switch (e->kind) {
+		case VMDK_EXT_ZERO:
+			if (write)
+				ret = -EROFS;
+			else
+				iov_memset(iov, iovcnt, done, 0, n);
+			break;
+		case VMDK_EXT_FLAT:
+			cnt = iov_slice(iov, iovcnt, done, n, sub);
+			ret = write ? bfile_pwritev(e->file, e->flat_offset + rel, sub, cnt)
+				    : bfile_preadv(e->file, e->flat_offset + rel, sub, cnt);
+			break;
+		case VMDK_EXT_SPARSE:
+			if (!bounce && !(bounce = malloc(VMDK_MAX_GRAIN_SECTORS * VMDK_SECTOR))) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (write) {
+				iov_to_buf(iov, iovcnt, done, bounce, n);
+				ret = vmdk_sparse_write(bs, e, rel, bounce, n);
+			} else {
+				ret = vmdk_sparse_read(bs, e, rel, bounce, n);
+				if (ret == 0)
+					iov_from_buf(iov, iovcnt, done, bounce, n);
+			}
+			break;
+		}
+		done += n;
+	}
+	free(bounce);
+	free(sub);
+	return ret;
+}
+
+static int vmdk_preadv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	return vmdk_rw(bs, offset, iov, iovcnt, false);
+}
+
+static int vmdk_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
+{
+	return vmdk_rw(bs, offset, iov, iovcnt, true);
+}
+
+static int vmdk_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap)
+{
+	struct vmdk_state *s = bs->opaque;
+	uint64_t done = 0;
+	int ret = check_range(bs, offset, len);
+
+	if (ret == 0)
+		ret = update_cid(bs);
+	while (ret == 0 && done < len) {
+		struct vmdk_extent *e = find_extent(s, offset + done);
+		uint64_t rel = offset + done - e->start;
+		size_t n = piece_len(e, rel, len - done);
+
+		if (e->read_only)
+			ret = e->kind == VMDK_EXT_ZERO ? 0 : -EROFS;
+		else if (e->kind == VMDK_EXT_FLAT)
+			ret = bfile_write_zeroes(e->file, e->flat_offset + rel, n);
+		else if (e->kind == VMDK_EXT_SPARSE && !bs->backing &&
+			 vmdk_sparse_absent_span(e, rel))	/* already zero: skip it */
+			n = (size_t)MIN(vmdk_sparse_absent_span(e, rel), len - done);
+		else if (e->kind == VMDK_EXT_SPARSE)
+			ret = vmdk_sparse_zero(bs, e, rel, n);
+		done += n;
+	}
+	return ret;
+}
+
+static int vmdk_flush(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+	int ret = 0;
+
+	for (unsigned i = 0; i < s->nextents; i++) {
+		struct vmdk_extent *e = &s->extents[i];
+
+		if (e->file && !e->read_only) {
+			int r = bfile_flush(e->file);
+
+			if (r < 0 && ret == 0)
+				ret = r;
+		}
+	}
+	return ret;
+}
+
+static unsigned grain_status(struct bdev *bs, enum vmdk_grain_state st)
+{
+	switch (st) {
+	case VMDK_GRAIN_UNALLOC:
+		return bs->backing ? BLOCK_STATUS_BACKING : BLOCK_STATUS_ZERO;
+	case VMDK_GRAIN_ZERO:
+		return BLOCK_STATUS_ZERO;
+	case VMDK_GRAIN_DATA:
+		return BLOCK_STATUS_DATA;
+	case VMDK_GRAIN_COMPRESSED:
+		return BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED;
+	}
+	return 0;
+}
+
+static int vmdk_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
+			     struct block_extent *out)
+{
+	struct vmdk_state *s = bs->opaque;
+	struct vmdk_extent *e;
+	uint64_t rel, avail;
+	int ret = check_range(bs, offset, len);
+
+	if (ret < 0 || len == 0)
+		return ret < 0 ? ret : -EINVAL;
+	e = find_extent(s, offset);
+	rel = offset - e->start;
+	avail = e->len - rel < len ? e->len - rel : len;
+	out->host_offset = 0;
+	if (e->kind == VMDK_EXT_ZERO) {
+		out->status = BLOCK_STATUS_ZERO;
+		out->len = avail;
+		return 0;
+	}
+	if (e->kind == VMDK_EXT_FLAT) {
+		out->status = BLOCK_STATUS_DATA;
+		out->host_offset = e->flat_offset + rel;
+		out->len = avail;
+		return 0;
+	}
+	enum vmdk_grain_state st, st2;
+	uint64_t host, host2, pos;
+
+	ret = vmdk_sparse_lookup(e, rel, &st, &host);
+	if (ret < 0)
+		return ret;
+	out->status = grain_status(bs, st);
+	out->host_offset = st == VMDK_GRAIN_DATA ? host + rel % e->grain_bytes : 0;
+	pos = rel - rel % e->grain_bytes + e->grain_bytes;
+	if (vmdk_sparse_absent_span(e, rel))
+		pos = rel + vmdk_sparse_absent_span(e, rel);
+	while (pos < rel + avail) {
+		if (st == VMDK_GRAIN_UNALLOC && vmdk_sparse_absent_span(e, pos)) {
+			pos += vmdk_sparse_absent_span(e, pos);	/* a whole missing GT */
+			continue;
+		}
+		ret = vmdk_sparse_lookup(e, pos, &st2, &host2);
+		if (ret < 0 || st2 != st || st2 == VMDK_GRAIN_COMPRESSED ||
+		    (st == VMDK_GRAIN_DATA && host2 != host + (pos - (rel - rel % e->grain_bytes))))
+			break;
+		pos += e->grain_bytes;
+	}
+	out->len = (pos < rel + avail ? pos : rel + avail) - rel;
+	return 0;
+}
+
+static int vmdk_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, size_t len)
+{
+	struct vmdk_state *s = bs->opaque;
+	struct vmdk_extent *e;
+	uint64_t rel;
+	int ret = check_range(bs, offset, len);
+
+	if (ret < 0 || len == 0)
+		return ret;
+	e = find_extent(s, offset);
+	rel = offset - e->start;
+	if (e->kind != VMDK_EXT_SPARSE || !e->compressed) {
+		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+		return vmdk_pwritev(bs, offset, &iov, 1);
+	}
+	if (e->read_only)
+		return -EROFS;
+	if (rel % e->grain_bytes || piece_len(e, rel, len) != len)
+		return -EINVAL;
+	ret = update_cid(bs);
+	if (ret < 0)
+		return ret;
+	return vmdk_sparse_write(bs, e, rel, buf, len);
+}
+
+static uint32_t vmdk_cluster_size(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+
+	for (unsigned i = 0; i < s->nextents; i++)
+		if (s->extents[i].kind == VMDK_EXT_SPARSE)
+			return (uint32_t)s->extents[i].grain_bytes;
+	return 0;
+}
+
+static int vmdk_check(struct bdev *bs, enum block_repair fix, struct block_check_result *res,
+		      FILE *report)
+{
+	struct vmdk_state *s = bs->opaque;
+
+	for (unsigned i = 0; i < s->nextents; i++)
+		if (s->extents[i].kind == VMDK_EXT_SPARSE)
+			vmdk_sparse_check(&s->extents[i], res, report);
+	return 0;
+}
+
+static const char *kind_name(const struct vmdk_extent *e)
+{
+	return e->kind == VMDK_EXT_SPARSE ? "SPARSE" : e->kind == VMDK_EXT_FLAT ? "FLAT" : "ZERO";
+}
+
+static int vmdk_info(struct bdev *bs, const struct block_info_writer *w)
+{
+	struct vmdk_state *s = bs->opaque;
+	char key[64];
+
+	if (s->has_desc && s->desc.create_type)
+		w->str(w->opaque, "create-type", s->desc.create_type);
+	else if (s->monolithic_sparse)
+		w->str(w->opaque, "create-type", s->extents[0].compressed ? "streamOptimized"
+							     : "monolithicSparse");
+	if (s->has_desc) {
+		w->num(w->opaque, "cid", s->desc.cid);
+		w->num(w->opaque, "parent-cid", s->desc.parent_cid);
+	}
+	w->num(w->opaque, "extent-count", s->nextents);
+	for (unsigned i = 0; i < s->nextents && i < 64; i++) {
+		const struct vmdk_extent *e = &s->extents[i];
+
+		snprintf(key, sizeof(key), "extent[%u].filename", i);
+		w->str(w->opaque, key, e->name);
+		snprintf(key, sizeof(key), "extent[%u].format", i);
+		w->str(w->opaque, key, kind_name(e));
+		snprintf(key, sizeof(key), "extent[%u].virtual-size", i);
+		w->num(w->opaque, key, e->len);
+		if (e->kind != VMDK_EXT_SPARSE)
+			continue;
+		snprintf(key, sizeof(key), "extent[%u].cluster-size", i);
+		w->num(w->opaque, key, e->grain_bytes);
+		snprintf(key, sizeof(key), "extent[%u].compressed", i);
+		w->flag(w->opaque, key, e->compressed);
+		snprintf(key, sizeof(key), "extent[%u].version", i);
+		w->num(w->opaque, key, e->hdr.version);
+	}
+	return 0;
+}
+
+/* ---- create ---- */
+
+static uint32_t new_cid(void)
+{
+	uint32_t cid;
+
+	if (getrandom(&cid, sizeof(cid), 0) != sizeof(cid))
+		cid = (uint32_t)time(NULL) ^ (uint32_t)getpid() * 2654435761u;
+	return cid >= 0xfffffffe ? 0x1234567 : cid;
+}
+
+static int write_whole_file(const char *path, const void *data, size_t len, char *err,
+			    size_t errlen)
+{
+	struct bfile *f;
+	int ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
+			     BLOCK_ENGINE_THREADS, &f, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	ret = bfile_pwrite(f, 0, data, len);
+	if (!ret)
+		ret = bfile_flush(f);
+	bfile_close(f);
+	if (ret < 0)
+		snprintf(err, errlen, "%s: write failed: %s", path, strerror(-ret));
+	return ret;
+}
+
+static int create_sparse_file(const char *path, uint64_t sectors, bool compressed,
+			      bool zeroed, const char *desc, char *err, size_t errlen)
+{
+	struct vmdk_sparse_layout l = { sectors, compressed, zeroed, desc };
+	struct bfile *f;
+	int ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
+			     BLOCK_ENGINE_THREADS, &f, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	ret = vmdk_sparse_create(f, &l);
+	if (!ret)
+		ret = bfile_flush(f);
+	bfile_close(f);
+	if (ret < 0)
+		snprintf(err, errlen, "%s: cannot create sparse extent: %s", path, strerror(-ret));
+	return ret;
+}
+
+static int create_flat_file(const char *path, uint64_t bytes, const struct block_create_opts *o,
+			    char *err, size_t errlen)
+{
+	struct bfile *f;
+	int ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
+			     BLOCK_ENGINE_THREADS, &f, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	ret = bfile_truncate(f, bytes);
+	if (!ret && o->prealloc == PREALLOC_FALLOC)
+		ret = bfile_fallocate(f, 0, bytes);
+	if (!ret && o->prealloc == PREALLOC_FULL)
+		ret = bfile_write_zeroes(f, 0, bytes);
+	bfile_close(f);
+	if (ret < 0)
+		snprintf(err, errlen, "%s: cannot create flat extent: %s", path, strerror(-ret));
+	return ret;
+}
+
+struct create_parent {
+	uint32_t cid;			/* 0xffffffff: no parent */
+	const char *hint;
+};
+
+struct create_plan {
+	const char *type;
+	bool flat, split, compressed, embedded;
+	const char *suffix;		/* "-flat", "-s%03u", "-f%03u" */
+};
+
+static const struct create_plan plans[] = {
+	{ "monolithicSparse", false, false, false, true, NULL },
+	{ "streamOptimized", false, false, true, true, NULL },
+	{ "monolithicFlat", true, false, false, false, "-flat" },
+	{ "twoGbMaxExtentSparse", false, true, false, false, "-s%03u" },
+	{ "twoGbMaxExtentFlat", true, true, false, false, "-f%03u" },
+};
+
+/* Directory and base name (without ".vmdk") of path. */
+static int split_path(const char *path, char **dir, char **base)
+{
+	char *a = strdup(path), *b = strdup(path);
+	size_t n;
+
+	if (!a || !b) {
+		free(a);
+		free(b);
+		return -ENOMEM;
+	}
+	*dir = strdup(dirname(a));
+	*base = strdup(basename(b));
+	free(a);
+	free(b);
+	if (!*dir || !*base)
+		return -ENOMEM;
+	n = strlen(*base);
+	if (n > 5 && !strcmp(*base + n - 5, ".vmdk"))
+		(*base)[n - 5] = 0;
+	return 0;
+}
+
+static int create_extents(const char *path, const struct create_plan *p, uint64_t sectors,
+			  const struct block_create_opts *o, bool zeroed,
+			  const struct create_parent *par, char *err, size_t errlen)
+{
+	uint64_t per = p->split ? VMDK_SPLIT_BYTES / VMDK_SECTOR : sectors;
+	uint64_t n = p->split ? (sectors + per - 1) / per : sectors != 0;
+	struct vmdk_desc_extent *ext;
+	char *dir = NULL, *base = NULL, *desc = NULL;
+	int ret;
+
+	if (n > VMDK_MAX_EXTENTS) {
+		snprintf(err, errlen, "%s: size needs more than %u extents", path,
+			 VMDK_MAX_EXTENTS);
+		return -EFBIG;
+	}
+	ext = calloc(n ? n : 1, sizeof(*ext));
+	ret = ext ? split_path(path, &dir, &base) : -ENOMEM;
+	for (uint64_t i = 0; ret == 0 && i < n; i++) {
+		char name[VMDK_MAX_NAME], full[2 * VMDK_MAX_NAME + 2];
+		uint64_t len = sectors - i * per < per ? sectors - i * per : per;
+
+		if (p->split)
+			snprintf(name, sizeof(name), "%s-%c%03u.vmdk", base, p->flat ? 'f' : 's',
+				 (unsigned)(i + 1));
+		else
+			snprintf(name, sizeof(name), "%s-flat.vmdk", base);
+		snprintf(full, sizeof(full), "%s/%s", dir, name);
+		ext[i].sectors = len;
+		snprintf(ext[i].type, sizeof(ext[i].type), "%s", p->flat ? "FLAT" : "SPARSE");
+		ext[i].file = strdup(name);
+		if (!ext[i].file)
+			ret = -ENOMEM;
+		else if (p->flat)
+			ret = create_flat_file(full, len * VMDK_SECTOR, o, err, errlen);
+		else
+			ret = create_sparse_file(full, len, false, zeroed, NULL, err, errlen);
+	}
+	if (ret == 0) {
+		desc = vmdk_desc_render(new_cid(), par->cid, par->hint, p->type, sectors, ext,
+					(unsigned)n);
+		ret = desc ? write_whole_file(path, desc, strlen(desc), err, errlen) : -ENOMEM;
+	}
+	for (uint64_t i = 0; ext && i < n; i++)
+		free(ext[i].file);
+	free(ext);
+	free(desc);
+	free(dir);
+	free(base);
+	return ret;
+}
+
+/* CID (and size, when none was given) of the vmdk backing file; the name
+ * is recorded as given, relative to the new image's directory. */
+static int parent_info(const char *path, const struct block_create_opts *o,
+		       const struct create_plan *p, struct create_parent *par,
+		       uint64_t *sectors, char *err, size_t errlen)
+{
+	struct block_open_opts bo = { .format = "vmdk", .read_only = true, .no_backing = true,
+				      .allow_absolute_paths = true };
+	char *dir, *base, *full;
+	struct bdev *b;
+	int ret;
+
+	if (p->flat) {
+		snprintf(err, errlen, "%s: a flat vmdk cannot have a backing file", path);
+		return -EINVAL;
+	}
+	if (o->backing_format && strcmp(o->backing_format, "vmdk")) {
+		snprintf(err, errlen, "%s: backing format must be vmdk, not %s", path,
+			 o->backing_format);
+		return -EINVAL;
+	}
+	if (strchr(o->backing_file, '"') || strlen(o->backing_file) > VMDK_MAX_NAME) {
+		snprintf(err, errlen, "%s: invalid backing file name", path);
+		return -EINVAL;
+	}
+	ret = split_path(path, &dir, &base);
+	if (ret < 0)
+		return ret;
+	if (o->backing_file[0] == '/' || asprintf(&full, "%s/%s", dir, o->backing_file) < 0)
+		full = strdup(o->backing_file);
+	free(dir);
+	free(base);
+	if (!full)
+		return -ENOMEM;
+	ret = bdev_open(full, &bo, &b, err, errlen);
+	free(full);
+	if (ret < 0)
+		return ret;
+	struct vmdk_state *s = b->opaque;
+	par->cid = s->has_desc ? s->desc.cid : 0xfffffffe;
+	par->hint = o->backing_file;
+	if (*sectors == 0)
+		*sectors = bdev_size(b) / VMDK_SECTOR;
+	bdev_close(b);
+	return 0;
+}
+
+int vmdk_create_ex(const char *path, const struct block_create_opts *o,
+		   const struct vmdk_create_params *prm, char *err, size_t errlen)
+{
+	const char *sub = o->subformat ? o->subformat : "monolithicSparse";
+	const struct create_plan *p = NULL;
+	uint64_t sectors = o->size / VMDK_SECTOR + (o->size % VMDK_SECTOR != 0);
+	bool zeroed = prm && prm->zeroed_grain;
+
+	for (unsigned i = 0; i < sizeof(plans) / sizeof(plans[0]); i++)
+		if (!strcmp(sub, plans[i].type))
+			p = &plans[i];
+	if (!p) {
+		snprintf(err, errlen, "%s: unknown vmdk subformat %s", path, sub);
+		return -EINVAL;
+	}
+	struct create_parent par = { 0xffffffff, NULL };
+	if (o->backing_file) {
+		int ret = parent_info(path, o, p, &par, &sectors, err, errlen);
+
+		if (ret < 0)
+			return ret;
+	}
+	if (o->size > VMDK_MAX_CAPACITY * VMDK_SECTOR ||
+	    (!p->flat && !p->split && sectors > 0xffffffffULL)) {
+		snprintf(err, errlen, "%s: size too large for vmdk %s", path, sub);
+		return -EFBIG;
+	}
+	if (p->embedded) {
+		struct vmdk_desc_extent x = { 0, sectors, "SPARSE", NULL, 0 };
+		char *dir, *base, *desc, name[VMDK_MAX_NAME];
+		int ret = split_path(path, &dir, &base);
+
+		if (ret < 0)
+			return ret;
+		snprintf(name, sizeof(name), "%s.vmdk", base);
+		x.file = name;
+		desc = vmdk_desc_render(new_cid(), par.cid, par.hint, p->type, sectors, &x, 1);
+		free(dir);
+		free(base);
+		if (!desc)
+			return -ENOMEM;
+		ret = create_sparse_file(path, sectors, p->compressed, zeroed && !p->compressed,
+					 desc, err, errlen);
+		free(desc);
+		return ret;
+	}
+	return create_extents(path, p, sectors, o, zeroed, &par, err, errlen);
+}
+
+static int vmdk_create(const char *path, const struct block_create_opts *o, char *err,
+		       size_t errlen)
+{
+	return vmdk_create_ex(path, o, NULL, err, errlen);
+}
+
+static struct block_format vmdk_format = {
+	.name = "vmdk",
+	.probe = vmdk_probe,
+	.open = vmdk_open,
+	.close = vmdk_close,
+	.preadv = vmdk_preadv,
+	.pwritev = vmdk_pwritev,
+	.flush = vmdk_flush,
+	.write_zeroes = vmdk_write_zeroes,
+	.block_status = vmdk_block_status,
+	.create = vmdk_create,
+	.check = vmdk_check,
+	.info = vmdk_info,
+	.write_compressed = vmdk_write_compressed,
+	.cluster_size = vmdk_cluster_size,
+};
+BLOCK_FORMAT_REGISTER(vmdk_format)

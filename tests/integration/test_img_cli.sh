@@ -1,0 +1,301 @@
+#!/bin/bash
+# minikvm-img against qemu-img 7.2 as the oracle: every command's --help,
+# one-line errors for bad input, create/info/map/measure agreeing with
+# qemu-img for each format, convert round trips checked by
+# `qemu-img compare`, check exit codes on clean/leaky/corrupt qcow2,
+# resize, rebase, commit, snapshot and compare. Every check runs and is
+# listed; a format that is not registered yet is skipped; the script
+# fails if any check failed.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+IMG=${IMG:-build/minikvm-img}
+T=$(mktemp -d /tmp/test_img_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0; failn=0; skipn=0; failed=""
+
+ok() { pass=$((pass + 1)); echo "ok:   $*"; }
+bad() { failn=$((failn + 1)); failed="$failed
+    $*"; echo "FAIL: $*"; }
+skip() { skipn=$((skipn + 1)); echo "skip: $*"; }
+check() { local name=$1; shift; if "$@" >"$T/out" 2>&1; then ok "$name"; else
+	bad "$name: $(tail -3 "$T/out" | tr '\n' ' ')"; fi; }
+have_fmt() { "$IMG" --help | grep '^Supported formats:' | tr ' ' '\n' | grep -qx "$1"; }
+
+[ -x "$IMG" ] || { echo "FAIL: $IMG not built"; exit 1; }
+
+# --- help and version -------------------------------------------------------
+check "--help" bash -c "'$IMG' --help | grep -q 'Command syntax'"
+check "--version" bash -c "'$IMG' --version | grep -q 'minikvm-img version'"
+for c in bench check commit compare convert create info map measure rebase resize snapshot; do
+	check "$c --help" bash -c "'$IMG' $c --help | grep -q '^usage: minikvm-img $c'"
+done
+
+# --- bad command lines: one line on stderr, non-zero exit ----------------------
+expect_error() {
+	local pattern=$1; shift
+	local err status
+	err=$("$IMG" "$@" 2>&1 >/dev/null); status=$?
+	if [ $status -eq 0 ]; then bad "'$*' exited 0"; return; fi
+	if [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ]; then bad "'$*' printed >1 line: $err"; return; fi
+	case "$err" in minikvm-img:*) ;; *) bad "'$*': no 'minikvm-img:' prefix: $err"; return;; esac
+	if ! printf '%s' "$err" | grep -qi -- "$pattern"; then bad "'$*': '$err' lacks '$pattern'"; return; fi
+	ok "error: $* -> $err"
+}
+expect_error "unknown command" frobnicate
+expect_error "no command" 
+expect_error "size" create -f raw "$T/x.raw" 12Q
+expect_error "size" create -f raw "$T/x.raw" -5
+expect_error "size must be given" create -f raw "$T/x.raw"
+expect_error "unknown format" create -f nosuchfmt "$T/x.raw" 1M
+expect_error "cluster_size" create -f qcow2 -o cluster_size=3000 "$T/x.qcow2" 1M
+expect_error "preallocation" create -f qcow2 -o preallocation=maybe "$T/x.qcow2" 1M
+expect_error "invalid option" create -f qcow2 -o frob=1 "$T/x.qcow2" 1M
+expect_error "unrecognized option" info --frobnicate "$T/x.raw"
+expect_error "invalid option" info -Z "$T/x.raw"
+expect_error "output" info --output=xml "$T/x.raw"
+expect_error "nonexist" info "$T/nonexist.qcow2"
+expect_error "filename" info
+expect_error "filename" convert "$T/only-one"
+expect_error "-r" check -r some "$T/x.raw"
+expect_error "-m" convert -m 99 a b
+expect_error "sparse" convert -S 100 a b
+expect_error "depth" bench -d 0 x
+expect_error "aio" bench -i carrier-pigeon x
+expect_error "cache" bench -t sometimes x
+expect_error "size" resize "$T/x.raw" 1X
+expect_error "either --size" measure
+expect_error "support size measurement" measure -O vmdk --size 1G
+expect_error "-b" rebase "$T/x.raw"
+err=$("$IMG" compare a 2>&1 >/dev/null); st=$?
+[ $st -eq 2 ] && ok "compare usage error exits 2" || bad "compare usage error exited $st"
+
+# --- create + info against qemu-img info ------------------------------------------
+# info_agree IMAGE: virtual-size, format, backing file, cluster size and
+# snapshot names must match qemu-img's JSON.
+info_agree() {
+	"$IMG" info --output=json "$1" > "$T/ours.json" || return 1
+	qemu-img info --output=json "$1" > "$T/theirs.json" || return 1
+	python3 - "$T/ours.json" "$T/theirs.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+keys = ["virtual-size", "format", "backing-filename", "backing-filename-format",
+        "cluster-size", "filename", "full-backing-filename"]
+bad = [k for k in keys if a.get(k) != b.get(k)]
+sa = [s["name"] for s in a.get("snapshots", [])]; sb = [s["name"] for s in b.get("snapshots", [])]
+if sa != sb: bad.append("snapshots %s vs %s" % (sa, sb))
+fa = a.get("format-specific", {}).get("data", {}); fb = b.get("format-specific", {}).get("data", {})
+for k in ["compat", "lazy-refcounts", "refcount-bits", "corrupt", "extended-l2"]:
+    if k in fb and fa.get(k) != fb.get(k): bad.append("format-specific %s %r vs %r" % (k, fa.get(k), fb.get(k)))
+if bad:
+    print("differ:", bad, "ours:", json.dumps(a), "qemu:", json.dumps(b)); sys.exit(1)
+PY
+}
+
+for spec in "raw::64M" "qcow2::64M" "qcow2:-o cluster_size=4096,lazy_refcounts=on:10M" \
+	    "qcow2:-o compat=0.10:3G" "qcow2:-o refcount_bits=8:1G" "qcow:cow-ignored:32M" \
+	    "vmdk::100M" "vmdk:-o subformat=monolithicFlat:20M"; do
+	fmt=${spec%%:*}; rest=${spec#*:}; opts=${rest%:*}; size=${rest##*:}
+	[ "$opts" = cow-ignored ] && opts=""
+	f="$T/c-$fmt-$RANDOM.$fmt"
+	if ! have_fmt "$fmt"; then skip "create $fmt $opts: format not registered"; continue; fi
+	# shellcheck disable=SC2086
+	if ! "$IMG" create -q -f "$fmt" $opts "$f" "$size" > "$T/out" 2>&1; then
+		bad "create -f $fmt $opts $size: $(cat "$T/out")"; continue; fi
+	check "create -f $fmt $opts $size: qemu-img info agrees" info_agree "$f"
+	[ "$fmt" = qcow2 ] && check "create -f $fmt $opts: qemu-img check clean" qemu-img check -q "$f"
+done
+
+# qemu-made images read by us
+qemu-img create -q -f qcow2 -o cluster_size=65536 "$T/q.qcow2" 64M
+qemu-io -c 'write -P 0x11 0 1M' -c 'write -P 0x22 10M 64k' -c 'write -z 20M 64k' "$T/q.qcow2" >/dev/null
+qemu-img snapshot -c snap1 "$T/q.qcow2"
+qemu-img create -q -f raw "$T/base.raw" 64M
+qemu-io -f raw -c 'write -P 0x33 0 512k' -c 'write -P 0x44 5M 64k' "$T/base.raw" >/dev/null
+qemu-img create -q -f qcow2 -b base.raw -F raw "$T/top.qcow2"
+qemu-io -c 'write -P 0x55 256k 128k' "$T/top.qcow2" >/dev/null
+check "info on a qemu-made qcow2 with a snapshot" info_agree "$T/q.qcow2"
+check "info on a qemu-made qcow2 with a raw backing file" info_agree "$T/top.qcow2"
+check "info on a raw image" info_agree "$T/base.raw"
+check "info --backing-chain lists both" bash -c \
+	"'$IMG' info --backing-chain --output=json '$T/top.qcow2' | python3 -c 'import json,sys; a=json.load(sys.stdin); assert [i[\"format\"] for i in a]==[\"qcow2\",\"raw\"], a'"
+check "info human has qemu's lines" bash -c \
+	"'$IMG' info '$T/q.qcow2' | grep -q '^virtual size: 64 MiB (67108864 bytes)$'"
+check "create -b without size takes the backing size" bash -c \
+	"'$IMG' create -q -f qcow2 -b base.raw -F raw '$T/top2.qcow2' && qemu-img info --output=json '$T/top2.qcow2' | grep -q '\"virtual-size\": 67108864'"
+
+# --- map against qemu-img map --output=json ------------------------------------------
+map_agree() {
+	"$IMG" map --output=json "$1" > "$T/ours.map" || return 1
+	qemu-img map --output=json "$1" > "$T/theirs.map" || return 1
+	python3 - "$T/ours.map" "$T/theirs.map" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1])); b = json.load(open(sys.argv[2]))
+if a != b:
+    print("ours:", a); print("qemu:", b); sys.exit(1)
+PY
+}
+qemu-img create -q -f raw "$T/sparse.raw" 16M
+qemu-io -f raw -c 'write -P 1 1M 64k' -c 'write -P 2 8M 1M' "$T/sparse.raw" >/dev/null
+check "map json: sparse raw" map_agree "$T/sparse.raw"
+check "map json: qcow2" map_agree "$T/q.qcow2"
+check "map json: qcow2 over raw backing" map_agree "$T/top.qcow2"
+check "map human: same data lines as qemu-img" bash -c \
+	"diff <('$IMG' map '$T/top.qcow2' | sed 's|$T/||') <(qemu-img map '$T/top.qcow2' | sed 's|$T/||')"
+
+# --- measure against qemu-img measure -----------------------------------------
+measure_agree() {
+	local a b
+	a=$("$IMG" measure --output=json "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["required"], d["fully-allocated"])') || return 1
+	b=$(qemu-img measure --output=json "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["required"], d["fully-allocated"])') || return 1
+	[ "$a" = "$b" ] || { echo "ours $a qemu $b"; return 1; }
+}
+check "measure --size 1G -O qcow2" measure_agree --size 1G -O qcow2
+check "measure --size 100M -O qcow2 cluster_size=4k" measure_agree --size 100M -O qcow2 -o cluster_size=4k
+check "measure --size 1000 -O raw" measure_agree --size 1000 -O raw
+check "measure -O qcow2 qcow2 file" measure_agree -O qcow2 "$T/q.qcow2"
+check "measure -O qcow2 sparse raw" measure_agree -O qcow2 -f raw "$T/sparse.raw"
+check "measure -O raw qcow2" measure_agree -O raw "$T/q.qcow2"
+
+# --- convert round trips, checked by qemu-img compare -----------------------------
+convert_rt() {	# convert_rt SRC OUTFMT [flags...]
+	local src=$1 ofmt=$2; shift 2
+	local out="$T/conv-$RANDOM.$ofmt"
+	"$IMG" convert -O "$ofmt" "$@" "$src" "$out" || return 1
+	qemu-img compare "$src" "$out" || return 1
+	if [ "$ofmt" = qcow2 ]; then qemu-img check -q "$out" || return 1; fi
+}
+check "convert qcow2 -> raw" convert_rt "$T/q.qcow2" raw
+check "convert raw -> qcow2" convert_rt "$T/sparse.raw" qcow2
+check "convert raw -> qcow2 -m 16 -W" convert_rt "$T/sparse.raw" qcow2 -m 16 -W
+check "convert raw -> qcow2 -m 1 -p" convert_rt "$T/sparse.raw" qcow2 -m 1 -p
+check "convert qcow2+backing -> qcow2 (flattened)" convert_rt "$T/top.qcow2" qcow2
+check "convert raw -> qcow2 -c (compressed)" convert_rt "$T/sparse.raw" qcow2 -c
+check "convert qcow2 -> raw -S 0 (fully allocated)" bash -c \
+	"'$IMG' convert -S 0 -O raw '$T/q.qcow2' '$T/full.raw' && qemu-img compare '$T/q.qcow2' '$T/full.raw' && [ \$(du -k '$T/full.raw' | cut -f1) -ge 65536 ]"
+check "convert raw -> raw keeps holes" bash -c \
+	"'$IMG' convert -O raw '$T/sparse.raw' '$T/sp2.raw' && qemu-img compare '$T/sparse.raw' '$T/sp2.raw' && [ \$(du -k '$T/sp2.raw' | cut -f1) -le 2048 ]"
+check "convert -c output has compressed clusters" bash -c \
+	"'$IMG' convert -c -O qcow2 '$T/sparse.raw' '$T/cmp.qcow2' && qemu-img check '$T/cmp.qcow2' | grep -qv ' 0.00% compressed'"
+check "convert -n into an existing image" bash -c \
+	"qemu-img create -q -f qcow2 '$T/pre.qcow2' 64M && '$IMG' convert -n -O qcow2 '$T/q.qcow2' '$T/pre.qcow2' && qemu-img compare '$T/q.qcow2' '$T/pre.qcow2'"
+check "convert -B keeps a backing file" bash -c \
+	"'$IMG' convert -O qcow2 -B base.raw -F raw '$T/top.qcow2' '$T/rebased.qcow2' && qemu-img compare '$T/top.qcow2' '$T/rebased.qcow2' && qemu-img info '$T/rebased.qcow2' | grep -q 'backing file: base.raw'"
+for fmt in qcow vmdk; do
+	if have_fmt $fmt; then check "convert raw -> $fmt" convert_rt "$T/sparse.raw" $fmt
+	else skip "convert raw -> $fmt: format not registered"; fi
+done
+
+# --- check exit codes -------------------------------------------------------------
+# A leak: clear the L2 entry of guest cluster 0, so its data cluster keeps
+# refcount 1 with no reference. A corruption: make guest cluster 1 point at
+# the same host cluster as cluster 0 (refcount 1, two references).
+patch_l2() {	# patch_l2 FILE leak|corrupt
+	python3 - "$1" "$2" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b"); h = f.read(104)
+l1_off = struct.unpack(">Q", h[40:48])[0]
+f.seek(l1_off); l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2); e0 = f.read(8)
+if sys.argv[2] == "leak":
+    f.seek(l2); f.write(b"\0" * 8)
+else:
+    f.seek(l2 + 8); f.write(e0)
+PY
+}
+qemu-img create -q -f qcow2 "$T/leak.qcow2" 16M
+qemu-io -c 'write -P 7 0 128k' "$T/leak.qcow2" >/dev/null
+cp "$T/leak.qcow2" "$T/clean.qcow2"
+cp "$T/leak.qcow2" "$T/corrupt.qcow2"
+patch_l2 "$T/leak.qcow2" leak
+patch_l2 "$T/corrupt.qcow2" corrupt
+qemu-img check -q "$T/leak.qcow2"; [ $? -eq 3 ] || echo "note: qemu-img does not see the leak"
+expect_rc() { local want=$1; shift; "$@" >"$T/out" 2>&1; local st=$?
+	[ $st -eq "$want" ] || { echo "exit $st, want $want: $(cat "$T/out")"; return 1; }; }
+check "check clean qcow2 exits 0" expect_rc 0 "$IMG" check "$T/clean.qcow2"
+check "check leaky qcow2 exits 3" expect_rc 3 "$IMG" check "$T/leak.qcow2"
+check "check corrupt qcow2 exits 2" expect_rc 2 "$IMG" check "$T/corrupt.qcow2"
+check "check raw exits 63" expect_rc 63 "$IMG" check -f raw "$T/base.raw"
+check "check --output=json fields match qemu-img" bash -c \
+	"diff <('$IMG' check --output=json '$T/leak.qcow2' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sorted((k,v) for k,v in d.items() if k!=\"filename\"))') \
+	      <(qemu-img check --output=json '$T/leak.qcow2' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sorted((k,v) for k,v in d.items() if k!=\"filename\"))')"
+check "check -r leaks repairs, then qemu-img check is clean" bash -c \
+	"'$IMG' check -r leaks '$T/leak.qcow2' >/dev/null; qemu-img check -q '$T/leak.qcow2'"
+
+# --- resize, snapshot, compare, commit, rebase -------------------------------------
+check "resize raw +16M" bash -c \
+	"cp '$T/base.raw' '$T/r.raw' && '$IMG' resize -f raw '$T/r.raw' +16M && [ \$(stat -c %s '$T/r.raw') -eq $((80 << 20)) ]"
+check "resize qcow2 grow to 128M" bash -c \
+	"cp '$T/q.qcow2' '$T/r.qcow2' && '$IMG' resize '$T/r.qcow2' 128M && qemu-img info --output=json '$T/r.qcow2' | grep -q '\"virtual-size\": 134217728' && qemu-img check -q '$T/r.qcow2'"
+check "resize shrink needs --shrink" expect_rc 1 "$IMG" resize -f raw "$T/r.raw" -1M
+check "resize --shrink raw" bash -c \
+	"'$IMG' resize -f raw --shrink '$T/r.raw' 32M && [ \$(stat -c %s '$T/r.raw') -eq $((32 << 20)) ]"
+check "snapshot -c/-l/-a/-d" bash -c "set -e
+	cp '$T/q.qcow2' '$T/s.qcow2'
+	'$IMG' snapshot -c mine '$T/s.qcow2'
+	qemu-img snapshot -l '$T/s.qcow2' | grep -q mine
+	'$IMG' snapshot -l '$T/s.qcow2' | grep -q mine
+	qemu-io -c 'write -P 0x99 0 64k' '$T/s.qcow2' >/dev/null
+	'$IMG' snapshot -a mine '$T/s.qcow2'
+	qemu-img compare '$T/q.qcow2' '$T/s.qcow2'
+	'$IMG' snapshot -d mine '$T/s.qcow2'
+	! qemu-img snapshot -l '$T/s.qcow2' | grep -q mine
+	qemu-img check -q '$T/s.qcow2'"
+check "compare identical (raw vs qcow2 copy) exits 0" bash -c \
+	"qemu-img convert -O qcow2 '$T/base.raw' '$T/bq.qcow2' && '$IMG' compare '$T/base.raw' '$T/bq.qcow2' | grep -q 'Images are identical.'"
+check "compare mismatch exits 1 at qemu's offset" bash -c \
+	"qemu-io -c 'write -P 1 1001 1' '$T/bq.qcow2' >/dev/null; out=\$('$IMG' compare '$T/base.raw' '$T/bq.qcow2'); [ \$? -eq 1 ] && [ \"\$out\" = \"\$(qemu-img compare '$T/base.raw' '$T/bq.qcow2')\" ]"
+check "compare -s block status mismatch exits 1" expect_rc 1 "$IMG" compare -s "$T/base.raw" "$T/q.qcow2"
+check "compare missing file exits 2" expect_rc 2 "$IMG" compare "$T/base.raw" "$T/nonexist"
+check "commit into the raw backing file" bash -c "set -e
+	cp '$T/base.raw' '$T/cb.raw'; qemu-img create -q -f qcow2 -b cb.raw -F raw '$T/ct.qcow2'
+	qemu-io -c 'write -P 0x66 1M 192k' '$T/ct.qcow2' >/dev/null
+	qemu-img convert -O raw '$T/ct.qcow2' '$T/expect.raw'
+	'$IMG' commit '$T/ct.qcow2'
+	qemu-img compare -f raw -F raw '$T/cb.raw' '$T/expect.raw'
+	qemu-img compare '$T/ct.qcow2' '$T/expect.raw'"
+check "rebase (safe) onto a different base keeps the content" bash -c "set -e
+	cp '$T/base.raw' '$T/old.raw'; qemu-img create -q -f raw '$T/new.raw' 64M
+	qemu-io -f raw -c 'write -P 0x77 5M 1M' '$T/new.raw' >/dev/null
+	qemu-img create -q -f qcow2 -b old.raw -F raw '$T/rb.qcow2'
+	qemu-io -c 'write -P 0x55 3M 64k' '$T/rb.qcow2' >/dev/null
+	qemu-img convert -O raw '$T/rb.qcow2' '$T/rb-expect.raw'
+	'$IMG' rebase -b new.raw -F raw '$T/rb.qcow2'
+	qemu-img info '$T/rb.qcow2' | grep -q 'backing file: new.raw'
+	qemu-img compare '$T/rb.qcow2' '$T/rb-expect.raw'
+	qemu-img check -q '$T/rb.qcow2'"
+check "rebase -u only renames" bash -c "set -e
+	cp '$T/old.raw' '$T/renamed.raw'
+	'$IMG' rebase -u -b renamed.raw -F raw '$T/top.qcow2'
+	qemu-img info '$T/top.qcow2' | grep -q 'backing file: renamed.raw'"
+check "convert concatenates several sources like qemu-img" bash -c "set -e
+	qemu-img create -q -f raw '$T/s1.raw' 1M; qemu-io -f raw -c 'write -P 1 0 1M' '$T/s1.raw' >/dev/null
+	qemu-img create -q -f qcow2 '$T/s2.qcow2' 3M; qemu-io -c 'write -P 2 1M 1M' '$T/s2.qcow2' >/dev/null
+	'$IMG' convert -O raw '$T/s1.raw' '$T/s2.qcow2' '$T/cat.raw'
+	qemu-img convert -O raw '$T/s1.raw' '$T/s2.qcow2' '$T/cat2.raw'
+	cmp '$T/cat.raw' '$T/cat2.raw'"
+check "rebase -b '' flattens the chain into the image" bash -c "set -e
+	cp '$T/base.raw' '$T/b2.raw'; qemu-img create -q -f qcow2 -b b2.raw -F raw '$T/fl.qcow2'
+	qemu-io -c 'write -P 9 100k 8k' '$T/fl.qcow2' >/dev/null
+	qemu-img convert -O raw '$T/fl.qcow2' '$T/fl-exp.raw'
+	'$IMG' rebase -b '' '$T/fl.qcow2'
+	! qemu-img info '$T/fl.qcow2' | grep -q backing
+	qemu-img compare '$T/fl.qcow2' '$T/fl-exp.raw'"
+check "commit -b into the bottom of a three-image chain" bash -c "set -e
+	qemu-img create -q -f raw '$T/L0.raw' 8M; qemu-io -f raw -c 'write -P 1 0 8M' '$T/L0.raw' >/dev/null
+	qemu-img create -q -f qcow2 -b L0.raw -F raw '$T/L1.qcow2'
+	qemu-io -c 'write -P 2 1M 1M' '$T/L1.qcow2' >/dev/null
+	qemu-img create -q -f qcow2 -b L1.qcow2 -F qcow2 '$T/L2.qcow2'
+	qemu-io -c 'write -P 3 3M 1M' '$T/L2.qcow2' >/dev/null
+	qemu-img convert -O raw '$T/L2.qcow2' '$T/L2exp.raw'
+	'$IMG' commit -b L0.raw '$T/L2.qcow2'
+	qemu-img compare -f raw -F raw '$T/L0.raw' '$T/L2exp.raw'
+	qemu-img compare '$T/L2.qcow2' '$T/L2exp.raw'"
+check "map --start-offset/--max-length like qemu-img" bash -c \
+	"diff <('$IMG' map --output=json --start-offset=1M --max-length=9M '$T/top.qcow2') <(qemu-img map --output=json --start-offset=1M --max-length=9M '$T/top.qcow2')"
+check "bench read and write run" bash -c \
+	"'$IMG' bench -c 2000 -d 8 -f raw '$T/base.raw' | grep -q 'Run completed' && '$IMG' bench -w -r -c 2000 -d 8 '$T/q.qcow2' | grep -q 'Run completed' && qemu-img check -q '$T/q.qcow2'"
+
+echo
+echo "test_img_cli: $pass passed, $failn failed, $skipn skipped"
+if [ $failn -ne 0 ]; then echo "failed:$failed"; exit 1; fi
+exit 0

@@ -1,0 +1,277 @@
+/* minikvm-img bench: qemu-img bench's I/O benchmark (sequential offsets
+ * advancing by -S, -d requests in flight through the asynchronous block
+ * API), plus a minikvm extension -r/--random: uniformly random offsets
+ * aligned to the buffer size. */
+#include <pthread.h>
+#include "tools/img/img.h"
+
+struct bench {
+	struct bdev *bs;
+	bool write, random;
+	uint64_t count, depth, bufsize, step, start, image_size, offset, flush_interval;
+	uint64_t submitted, completed, writes_since_flush;
+	uint64_t rng;
+	int error;
+	unsigned in_flight;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+struct bench_req {
+	struct bench *b;
+	struct iovec iov;
+	struct bench_req *next_free;
+};
+
+static struct bench_req *free_list;
+
+static void req_done(void *opaque, int ret)
+{
+	struct bench_req *r = opaque;
+	struct bench *b = r->b;
+
+	pthread_mutex_lock(&b->lock);
+	if (ret < 0 && !b->error)
+		b->error = ret;
+	b->completed++;
+	b->in_flight--;
+	r->next_free = free_list;
+	free_list = r;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static uint64_t next_offset(struct bench *b)
+{
+	uint64_t off;
+
+	if (b->random) {
+		uint64_t slots = (b->image_size - b->start) / b->bufsize;
+
+		b->rng ^= b->rng << 13;
+		b->rng ^= b->rng >> 7;
+		b->rng ^= b->rng << 17;
+		return b->start + (b->rng % slots) * b->bufsize;
+	}
+	off = b->offset;
+	b->offset += b->step;
+	if (b->offset + b->bufsize > b->image_size)
+		b->offset = b->start;
+	return off;
+}
+
+static void drain(struct bench *b)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->in_flight)
+		pthread_cond_wait(&b->cond, &b->lock);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static void run(struct bench *b)
+{
+	pthread_mutex_lock(&b->lock);
+	while (b->completed < b->count && !b->error) {
+		while (b->in_flight < b->depth && b->submitted < b->count && free_list &&
+		       !b->error) {
+			struct bench_req *r = free_list;
+			uint64_t off = next_offset(b);
+
+			free_list = r->next_free;
+			b->in_flight++;
+			b->submitted++;
+			pthread_mutex_unlock(&b->lock);
+			if (b->write)
+				bdev_aio_writev(b->bs, off, &r->iov, 1, req_done, r);
+			else
+				bdev_aio_readv(b->bs, off, &r->iov, 1, req_done, r);
+			pthread_mutex_lock(&b->lock);
+			if (b->write && b->flush_interval &&
+			    ++b->writes_since_flush >= b->flush_interval) {
+				int ret;
+
+				b->writes_since_flush = 0;
+				pthread_mutex_unlock(&b->lock);
+				drain(b);
+				ret = bdev_flush(b->bs);
+				pthread_mutex_lock(&b->lock);
+				if (ret < 0 && !b->error)
+					b->error = ret;
+			}
+		}
+		if (b->completed < b->count && !b->error)
+			pthread_cond_wait(&b->cond, &b->lock);
+	}
+	pthread_mutex_unlock(&b->lock);
+	drain(b);
+}
+
+static int parse_num(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (img_parse_uint(s, min, max, out)) {
+		img_err("bench: invalid %s '%s'", opt, s);
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "pattern", required_argument, NULL, 'P' },
+		{ "flush-interval", required_argument, NULL, 'I' },
+		{ "no-drain", no_argument, NULL, 'D' },
+		{ "random", no_argument, NULL, 'r' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bench b = { .count = 75000, .depth = 64, .bufsize = 4096, .rng = 0x9e3779b97f4a7c15ULL };
+	struct block_open_opts oo = { .cache = BLOCK_CACHE_WRITEBACK };
+	struct bench_req *reqs = NULL;
+	uint64_t pattern = 0;
+	bool quiet = false, step_set = false;
+	double t0, t;
+	int c, rc = 1;
+
+	while ((c = getopt_long(argc, argv, ":c:d:f:i:no:qs:S:t:wrhU", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (parse_num("count", optarg, 1, INT32_MAX, &b.count))
+				return 1;
+			break;
+		case 'd':
+			if (parse_num("depth", optarg, 1, 4096, &b.depth))
+				return 1;
+			break;
+		case 'f': oo.format = optarg; break;
+		case 'i':
+			if (block_parse_engine(optarg, &oo.engine)) {
+				img_err("bench: invalid aio option '%s' (threads, native, io_uring)",
+					optarg);
+				return 1;
+			}
+			break;
+		case 'n': oo.engine = BLOCK_ENGINE_NATIVE; break;
+		case 'o':
+			if (img_parse_size(optarg, &b.start)) {
+				img_err("bench: invalid offset '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'q': quiet = true; break;
+		case 's':
+			if (img_parse_size(optarg, &b.bufsize) || !b.bufsize || b.bufsize > (64u << 20)) {
+				img_err("bench: invalid buffer size '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'S':
+			if (img_parse_size(optarg, &b.step)) {
+				img_err("bench: invalid step size '%s'", optarg);
+				return 1;
+			}
+			step_set = true;
+			break;
+		case 't':
+			if (block_parse_cache_mode(optarg, &oo.cache)) {
+				img_err("bench: invalid cache mode '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'w': b.write = true; break;
+		case 'r': b.random = true; break;
+		case 'U': case 'D': break;
+		case 'P':
+			if (parse_num("pattern", optarg, 0, 255, &pattern))
+				return 1;
+			break;
+		case 'I':
+			if (parse_num("flush interval", optarg, 0, INT32_MAX, &b.flush_interval))
+				return 1;
+			break;
+		default:
+			return img_bad_option("bench", argc, argv);
+		}
+	}
+	if (optind != argc - 1) {
+		img_err("bench: expecting exactly one filename (see '%s bench --help')", IMG_PROG);
+		return 1;
+	}
+	if (oo.format && !block_format_find(oo.format)) {
+		img_err("bench: unknown format '%s'", oo.format);
+		return 1;
+	}
+	if (b.flush_interval && !b.write) {
+		img_err("bench: --flush-interval is only available in write tests");
+		return 1;
+	}
+	if (b.depth * b.bufsize > (1ULL << 30)) {
+		img_err("bench: depth times buffer size is above 1 GiB of buffers");
+		return 1;
+	}
+	if (!step_set)
+		b.step = b.bufsize;
+	oo.read_only = !b.write;
+	b.bs = img_open_opts(argv[optind], &oo);
+	if (!b.bs)
+		return 1;
+	b.image_size = bdev_size(b.bs);
+	if (b.start + b.bufsize > b.image_size) {
+		img_err("bench: offset plus buffer size exceed the image size (%llu bytes)",
+			(unsigned long long)b.image_size);
+		goto out;
+	}
+	b.offset = b.start;
+	reqs = calloc(b.depth, sizeof(*reqs));
+	if (!reqs) {
+		img_err("bench: out of memory");
+		goto out;
+	}
+	for (uint64_t i = 0; i < b.depth; i++) {
+		reqs[i].b = &b;
+		reqs[i].iov.iov_len = b.bufsize;
+		reqs[i].iov.iov_base = aligned_alloc(4096, (b.bufsize + 4095) / 4096 * 4096);
+		if (!reqs[i].iov.iov_base) {
+			img_err("bench: out of memory");
+			goto out;
+		}
+		memset(reqs[i].iov.iov_base, (int)pattern, b.bufsize);
+		reqs[i].next_free = free_list;
+		free_list = &reqs[i];
+	}
+	pthread_mutex_init(&b.lock, NULL);
+	pthread_cond_init(&b.cond, NULL);
+	if (!quiet)
+		printf("Sending %llu %s requests, %llu bytes each, %llu in parallel "
+		       "(starting at offset %llu, step size %llu%s)\n",
+		       (unsigned long long)b.count, b.write ? "write" : "read",
+		       (unsigned long long)b.bufsize, (unsigned long long)b.depth,
+		       (unsigned long long)b.start, (unsigned long long)b.step,
+		       b.random ? ", random offsets" : "");
+	if (!quiet && b.flush_interval)
+		printf("Sending flush every %llu requests\n", (unsigned long long)b.flush_interval);
+	fflush(stdout);
+	t0 = img_now();
+	run(&b);
+	t = img_now() - t0;	/* like qemu-img, the final flush is not timed */
+	if (b.write && !b.error) {
+		int ret = bdev_flush(b.bs);
+
+		if (ret < 0)
+			b.error = ret;
+	}
+	if (b.error) {
+		img_err("bench: request failed: %s", strerror(-b.error));
+		goto out;
+	}
+	if (!quiet)
+		printf("Run completed in %.3f seconds.\n", t);
+	rc = 0;
+out:
+	if (reqs)
+		for (uint64_t i = 0; i < b.depth; i++)
+			free(reqs[i].iov.iov_base);
+	free(reqs);
+	bdev_close(b.bs);
+	return rc;
+}

@@ -1,0 +1,177 @@
+/* minikvm-img commit: write the data allocated in an image (and in every
+ * layer above the base) down into its backing file or the -b base. The
+ * top image is not emptied (as with qemu-img's -d): see the note below. */
+#include "tools/img/img.h"
+
+#define COMMIT_CHUNK (1u << 20)
+
+static bool is_allocated_above(struct bdev *top, struct bdev *base, uint64_t off, uint64_t len,
+			       int64_t *run, int *err)
+{
+	struct bdev *bs = top;
+	uint64_t n = len;
+
+	/* the run is allocated if any layer above base has data here */
+	for (; bs && bs != base; bs = bdev_backing(bs)) {
+		unsigned st;
+		uint64_t host;
+		bool valid;
+		int64_t r;
+
+		if (off >= bdev_size(bs))
+			continue;
+		r = img_layer_status(bs, off, n, &st, &host, &valid);
+		if (r <= 0) {
+			*err = r ? (int)r : -EIO;
+			return false;
+		}
+		n = (uint64_t)r;
+		if (!(st & (BLOCK_STATUS_BACKING | BLOCK_STATUS_UNALLOCATED)) &&
+		    (st & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO))) {
+			*run = (int64_t)n;
+			return true;
+		}
+	}
+	*run = (int64_t)n;
+	return false;
+}
+
+int cmd_commit(int argc, char **argv)
+{
+	const char *fmt = NULL, *base_name = NULL;
+	enum block_cache_mode cache = BLOCK_CACHE_UNSAFE;
+	struct img_progress pg = { 0 };
+	bool drop = false, quiet = false;
+	struct bdev *top, *base = NULL, *wbase = NULL, *bs;
+	uint8_t *buf = NULL;
+	uint64_t off = 0, end;
+	int c, ret, rc = 1;
+
+	while ((c = getopt(argc, argv, ":f:t:b:r:dpqh")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'b': base_name = optarg; break;
+		case 'd': drop = true; break;
+		case 'p': pg.on = true; break;
+		case 'q': quiet = true; break;
+		case 'r': break;	/* rate limit: accepted, not applied */
+		case 't':
+			if (block_parse_cache_mode(optarg, &cache)) {
+				img_err("commit: invalid cache mode '%s'", optarg);
+				return 1;
+			}
+			break;
+		default:
+			return img_bad_option("commit", argc, argv);
+		}
+	}
+	if (quiet)
+		pg.on = false;
+	if (optind != argc - 1) {
+		img_err("commit: expecting exactly one filename (see '%s commit --help')", IMG_PROG);
+		return 1;
+	}
+	if (fmt && !block_format_find(fmt)) {
+		img_err("commit: unknown format '%s'", fmt);
+		return 1;
+	}
+	{
+		struct block_open_opts oo = { .format = fmt, .cache = cache };
+
+		top = img_open_opts(argv[optind], &oo);
+	}
+	if (!top)
+		return 1;
+	if (!bdev_backing(top)) {
+		img_err("commit: '%s' has no backing file", argv[optind]);
+		goto out;
+	}
+	if (base_name) {
+		for (bs = bdev_backing(top); bs; bs = bdev_backing(bs)) {
+			const char *f = bdev_filename(bs), *slash = strrchr(f, '/');
+
+			if (!strcmp(f, base_name) || (slash && !strcmp(slash + 1, base_name)) ||
+			    (bs->depth == 1 && top->backing_filename &&
+			     !strcmp(top->backing_filename, base_name)))
+				break;
+		}
+		if (!bs) {
+			img_err("commit: '%s' is not in the backing chain of '%s'", base_name,
+				argv[optind]);
+			goto out;
+		}
+		base = bs;
+	} else {
+		base = bdev_backing(top);
+	}
+	/* The chain holds the base read-only: write through a second,
+	 * writable handle (reads of the layers above never touch the base). */
+	{
+		struct block_open_opts bo = {
+			.format = bdev_format_name(base), .cache = cache, .no_backing = true,
+		};
+
+		wbase = img_open_opts(bdev_filename(base), &bo);
+		if (!wbase)
+			goto out;
+	}
+	buf = malloc(COMMIT_CHUNK);
+	if (!buf) {
+		img_err("commit: out of memory");
+		goto out;
+	}
+	end = bdev_size(top) < bdev_size(base) ? bdev_size(top) : bdev_size(base);
+	if (bdev_size(top) > bdev_size(base)) {
+		img_err("commit: '%s' is larger than its base '%s': resize the base first",
+			argv[optind], bdev_filename(base));
+		goto out;
+	}
+	while (off < end) {
+		int64_t run = 0;
+		int err = 0;
+		bool alloc = is_allocated_above(top, base, off, end - off, &run, &err);
+
+		if (err) {
+			img_err("commit: error reading the allocation at offset %llu: %s",
+				(unsigned long long)off, strerror(-err));
+			goto out;
+		}
+		if (alloc) {
+			size_t n = run > COMMIT_CHUNK ? COMMIT_CHUNK : (size_t)run;
+
+			ret = bdev_pread(top, off, buf, n);
+			if (ret >= 0)
+				ret = img_buf_is_zero(buf, n) ?
+				      bdev_write_zeroes(wbase, off, n, false) :
+				      bdev_pwrite(wbase, off, buf, n);
+			if (ret < 0) {
+				img_err("commit: error copying offset %llu: %s",
+					(unsigned long long)off, strerror(-ret));
+				goto out;
+			}
+			run = (int64_t)n;
+		}
+		off += (uint64_t)run;
+		img_progress_update(&pg, off, end);
+	}
+	ret = bdev_flush(wbase);
+	if (ret < 0) {
+		img_err("commit: flushing '%s' failed: %s", bdev_filename(base), strerror(-ret));
+		goto out;
+	}
+	/* qemu-img empties the top image here; the block API has no "make
+	 * empty" (qcow2 discard reads back zeroes, it does not fall through
+	 * to the backing file), so the top keeps its data, which now equals
+	 * the base's: the same guest-visible content, as with -d. */
+	(void)drop;
+	img_progress_end(&pg);
+	if (!quiet)
+		printf("Image committed.\n");
+	rc = 0;
+out:
+	free(buf);
+	if (wbase)
+		bdev_close(wbase);
+	bdev_close(top);
+	return rc;
+}

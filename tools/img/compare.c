@@ -1,0 +1,194 @@
+/* minikvm-img compare: do two images read the same? Exit 0 identical,
+ * 1 different, 2 error; qemu-img's messages, 512-byte mismatch offsets,
+ * and -s (strict) also requiring equal sizes and allocation. */
+#include "tools/img/img.h"
+
+#define CMP_CHUNK (1u << 20)
+
+static int64_t first_diff(const uint8_t *a, const uint8_t *b, size_t len)
+{
+	for (size_t i = 0; i < len; i += 512) {
+		size_t n = len - i < 512 ? len - i : 512;
+
+		if (memcmp(a + i, b + i, n))
+			return (int64_t)i;
+	}
+	return -1;
+}
+
+static int64_t first_nonzero(const uint8_t *a, size_t len)
+{
+	for (size_t i = 0; i < len; i += 512)
+		if (!img_buf_is_zero(a + i, len - i < 512 ? len - i : 512))
+			return (int64_t)i;
+	return -1;
+}
+
+static int read_err(const char *file, uint64_t off, int ret)
+{
+	img_err("compare: error while reading '%s' at offset %llu: %s", file,
+		(unsigned long long)off, strerror(-ret));
+	return 2;
+}
+
+/* The tail of the longer image must read as zeroes. */
+static int check_tail(struct bdev *bs, uint64_t off, uint8_t *buf)
+{
+	uint64_t end = bdev_size(bs);
+
+	while (off < end) {
+		struct chain_status cs;
+		int64_t n = img_chain_status(bs, off, end - off, &cs), d;
+		int ret;
+
+		if (n <= 0)
+			return read_err(bdev_filename(bs), off, n ? (int)n : -EIO);
+		if (!(cs.status & BLOCK_STATUS_DATA)) {
+			off += (uint64_t)n;
+			continue;
+		}
+		if (n > CMP_CHUNK)
+			n = CMP_CHUNK;
+		ret = bdev_pread(bs, off, buf, (size_t)n);
+		if (ret < 0)
+			return read_err(bdev_filename(bs), off, ret);
+		d = first_nonzero(buf, (size_t)n);
+		if (d >= 0) {
+			printf("Content mismatch at offset %llu!\n",
+			       (unsigned long long)(off + (uint64_t)d));
+			return 1;
+		}
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int compare_images(struct bdev *b1, struct bdev *b2, bool strict, bool quiet,
+			  struct img_progress *pg)
+{
+	uint64_t s1 = bdev_size(b1), s2 = bdev_size(b2), min = s1 < s2 ? s1 : s2, off = 0;
+	uint8_t *buf1 = malloc(CMP_CHUNK), *buf2 = malloc(CMP_CHUNK);
+	int rc = 0;
+
+	if (!buf1 || !buf2) {
+		img_err("compare: out of memory");
+		rc = 2;
+		goto out;
+	}
+	if (s1 != s2) {
+		if (strict) {
+			printf("Strict mode: Image size mismatch!\n");
+			rc = 1;
+			goto out;
+		}
+		if (!quiet)
+			printf("Warning: Image size mismatch!\n");
+	}
+	while (off < min) {
+		struct chain_status c1, c2;
+		int64_t n1, n2, d;
+		uint64_t len;
+		int ret;
+
+		n1 = img_chain_status(b1, off, min - off, &c1);
+		if (n1 <= 0) {
+			rc = read_err(bdev_filename(b1), off, n1 ? (int)n1 : -EIO);
+			goto out;
+		}
+		n2 = img_chain_status(b2, off, (uint64_t)n1, &c2);
+		if (n2 <= 0) {
+			rc = read_err(bdev_filename(b2), off, n2 ? (int)n2 : -EIO);
+			goto out;
+		}
+		len = (uint64_t)n2 < CMP_CHUNK ? (uint64_t)n2 : CMP_CHUNK;
+		if (strict && (c1.layer != NULL) != (c2.layer != NULL)) {
+			printf("Strict mode: Offset %llu block status mismatch!\n",
+			       (unsigned long long)off);
+			rc = 1;
+			goto out;
+		}
+		if ((c1.status & BLOCK_STATUS_DATA) || (c2.status & BLOCK_STATUS_DATA)) {
+			ret = bdev_pread(b1, off, buf1, (size_t)len);
+			if (ret < 0) {
+				rc = read_err(bdev_filename(b1), off, ret);
+				goto out;
+			}
+			ret = bdev_pread(b2, off, buf2, (size_t)len);
+			if (ret < 0) {
+				rc = read_err(bdev_filename(b2), off, ret);
+				goto out;
+			}
+			d = first_diff(buf1, buf2, (size_t)len);
+			if (d >= 0) {
+				printf("Content mismatch at offset %llu!\n",
+				       (unsigned long long)(off + (uint64_t)d));
+				rc = 1;
+				goto out;
+			}
+		}
+		off += len;
+		img_progress_update(pg, off, s1 > s2 ? s1 : s2);
+	}
+	if (s1 != s2)
+		rc = check_tail(s1 > s2 ? b1 : b2, min, buf1);
+	if (!rc && !quiet)
+		printf("Images are identical.\n");
+out:
+	free(buf1);
+	free(buf2);
+	return rc;
+}
+
+int cmd_compare(int argc, char **argv)
+{
+	const char *fmt1 = NULL, *fmt2 = NULL;
+	enum block_cache_mode cache = BLOCK_CACHE_WRITEBACK;
+	struct img_progress pg = { 0 };
+	bool strict = false, quiet = false;
+	struct bdev *b1, *b2;
+	int c, rc;
+
+	while ((c = getopt(argc, argv, ":f:F:T:pqsUh")) != -1) {
+		switch (c) {
+		case 'f': fmt1 = optarg; break;
+		case 'F': fmt2 = optarg; break;
+		case 'p': pg.on = true; break;
+		case 'q': quiet = true; break;
+		case 's': strict = true; break;
+		case 'U': break;
+		case 'T':
+			if (block_parse_cache_mode(optarg, &cache)) {
+				img_err("compare: invalid cache mode '%s'", optarg);
+				return 2;
+			}
+			break;
+		default:
+			img_bad_option("compare", argc, argv);
+			return 2;
+		}
+	}
+	if (quiet)
+		pg.on = false;
+	if (argc - optind != 2) {
+		img_err("compare: expecting two filenames (see '%s compare --help')", IMG_PROG);
+		return 2;
+	}
+	if ((fmt1 && !block_format_find(fmt1)) || (fmt2 && !block_format_find(fmt2))) {
+		img_err("compare: unknown format '%s'", fmt1 && !block_format_find(fmt1) ? fmt1 : fmt2);
+		return 2;
+	}
+	b1 = img_open(argv[optind], fmt1, true, cache, false);
+	if (!b1)
+		return 2;
+	b2 = img_open(argv[optind + 1], fmt2, true, cache, false);
+	if (!b2) {
+		bdev_close(b1);
+		return 2;
+	}
+	rc = compare_images(b1, b2, strict, quiet, &pg);
+	if (pg.on && rc == 0)
+		img_progress_end(&pg);
+	bdev_close(b1);
+	bdev_close(b2);
+	return rc;
+}

@@ -1,0 +1,541 @@
+/* minikvm-img convert: copy one or more images (concatenated) into a new
+ * or existing image of any format. Zero and unallocated ranges are left
+ * sparse, data is copied with up to -m requests in flight through the
+ * asynchronous block API (in order unless -W), or compressed cluster by
+ * cluster with -c. */
+#include <pthread.h>
+#include "tools/img/img.h"
+
+#define MAX_SLOTS 16
+#define CHUNK_DEFAULT (1u << 20)
+
+enum slot_state { SLOT_FREE, SLOT_READING, SLOT_READ_DONE, SLOT_WRITING, SLOT_WRITE_DONE };
+
+struct slot {
+	enum slot_state state;
+	uint64_t dst_off, seq;
+	size_t len;
+	uint8_t *buf;
+	struct iovec iov[1];
+	struct iovec wiov[256];		/* write segments after -S sparse detection */
+	int pending, ret;
+	struct convert *cv;
+};
+
+struct src {
+	struct bdev *bs;
+	uint64_t start, size;		/* position in the concatenated input */
+};
+
+struct convert {
+	struct src src[32];
+	unsigned nsrc;
+	uint64_t total;
+	struct bdev *dst;
+	bool compress, fresh, top_only, out_of_order, dst_backed;
+	uint64_t sparse;
+	size_t chunk;
+	uint32_t dst_cluster;
+	unsigned nslots;
+	struct slot slots[MAX_SLOTS];
+	uint64_t next_seq, write_seq, done;
+	uint64_t run_start, run_end;	/* cached status run [start, end) */
+	int run_kind;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int error;
+	uint64_t error_off;
+	const char *error_what;
+	struct img_progress progress;
+};
+
+static void fail(struct convert *cv, int ret, uint64_t off, const char *what)
+{
+	if (!cv->error) {
+		cv->error = ret;
+		cv->error_off = off;
+		cv->error_what = what;
+	}
+}
+
+static void io_done(void *opaque, int ret)
+{
+	struct slot *s = opaque;
+	struct convert *cv = s->cv;
+
+	pthread_mutex_lock(&cv->lock);
+	if (ret < 0 && !s->ret)
+		s->ret = ret;
+	if (--s->pending == 0)
+		s->state = s->state == SLOT_READING ? SLOT_READ_DONE : SLOT_WRITE_DONE;
+	pthread_cond_signal(&cv->cond);
+	pthread_mutex_unlock(&cv->lock);
+}
+
+/* Which source holds the input offset. */
+static struct src *src_at(struct convert *cv, uint64_t off)
+{
+	for (unsigned i = 0; i < cv->nsrc; i++)
+		if (off < cv->src[i].start + cv->src[i].size)
+			return &cv->src[i];
+	return NULL;
+}
+
+/* Classify the run at off: 1 data to copy, 0 zeroes, 2 skip (comes from
+ * the target's backing file). Returns the run length or a negative errno. */
+static int64_t classify_uncached(struct convert *cv, uint64_t off, int *kind)
+{
+	struct src *s = src_at(cv, off);
+	uint64_t soff = off - s->start, len = s->start + s->size - off;
+	int64_t n;
+
+	if (cv->top_only) {
+		unsigned st;
+		uint64_t host;
+		bool valid;
+
+		n = img_layer_status(s->bs, soff, len, &st, &host, &valid);
+		if (n < 0)
+			return n;
+		if (st & (BLOCK_STATUS_BACKING | BLOCK_STATUS_UNALLOCATED) ||
+		    !(st & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO)))
+			*kind = 2;
+		else
+			*kind = (st & BLOCK_STATUS_DATA) ? 1 : 0;
+	} else {
+		struct chain_status cs;
+
+		n = img_chain_status(s->bs, soff, len, &cs);
+		if (n < 0)
+			return n;
+		*kind = (cs.status & BLOCK_STATUS_DATA) ? 1 : 0;
+	}
+	if (*kind == 0 && cv->sparse == 0)
+		*kind = 1;	/* -S 0: fully allocate */
+	return n;
+}
+
+/* Status queries can be costly (SEEK_DATA scans on some file systems):
+ * ask once for the longest run to the end of the source and remember it. */
+static int64_t classify(struct convert *cv, uint64_t off, uint64_t len, int *kind)
+{
+	if (off < cv->run_start || off >= cv->run_end) {
+		int64_t n = classify_uncached(cv, off, &cv->run_kind);
+
+		if (n <= 0)
+			return n;
+		cv->run_start = off;
+		cv->run_end = off + (uint64_t)n;
+	}
+	*kind = cv->run_kind;
+	return (int64_t)(cv->run_end - off < len ? cv->run_end - off : len);
+}
+
+static int write_zero_range(struct convert *cv, uint64_t off, uint64_t len)
+{
+	if (cv->fresh && !cv->dst_backed)
+		return 0;
+	return bdev_write_zeroes(cv->dst, off, len, !cv->dst_backed);
+}
+
+/* Split the slot's buffer into non-zero segments of -S granularity and
+ * submit them; zero granules are skipped on a fresh target. */
+static void submit_writes(struct convert *cv, struct slot *s)
+{
+	int nseg = 0;
+	size_t pos = 0;
+	bool sparse = cv->sparse && cv->fresh && !cv->dst_backed;
+
+	while (pos < s->len) {
+		size_t g = cv->sparse ? cv->sparse - (s->dst_off + pos) % cv->sparse : s->len;
+		bool zero;
+
+		if (g > s->len - pos)
+			g = s->len - pos;
+		zero = sparse && img_buf_is_zero(s->buf + pos, g);
+		if (!zero) {
+			if (nseg && (uint8_t *)s->wiov[nseg - 1].iov_base + s->wiov[nseg - 1].iov_len
+				    == s->buf + pos) {
+				s->wiov[nseg - 1].iov_len += g;
+			} else if (nseg < 256) {
+				s->wiov[nseg].iov_base = s->buf + pos;
+				s->wiov[nseg].iov_len = g;
+				nseg++;
+			} else {
+				s->wiov[nseg - 1].iov_len = (size_t)(s->buf + pos + g -
+						(uint8_t *)s->wiov[nseg - 1].iov_base);
+			}
+		}
+		pos += g;
+	}
+	pthread_mutex_lock(&cv->lock);
+	s->state = SLOT_WRITING;
+	s->pending = nseg + 1;
+	pthread_mutex_unlock(&cv->lock);
+	for (int i = 0; i < nseg; i++) {
+		uint64_t off = s->dst_off + (uint64_t)((uint8_t *)s->wiov[i].iov_base - s->buf);
+
+		bdev_aio_writev(cv->dst, off, &s->wiov[i], 1, io_done, s);
+	}
+	io_done(s, 0);	/* drop the guard */
+}
+
+static void submit_read(struct convert *cv, struct slot *s, uint64_t off, size_t len)
+{
+	struct src *src = src_at(cv, off);
+
+	s->dst_off = off;
+	s->len = len;
+	s->seq = cv->next_seq++;
+	s->ret = 0;
+	s->iov[0].iov_base = s->buf;
+	s->iov[0].iov_len = len;
+	pthread_mutex_lock(&cv->lock);
+	s->state = SLOT_READING;
+	s->pending = 1;
+	pthread_mutex_unlock(&cv->lock);
+	bdev_aio_readv(src->bs, off - src->start, s->iov, 1, io_done, s);
+}
+
+/* Find the next data run to read, handling zero runs on the way. */
+static int next_data_run(struct convert *cv, uint64_t *off, uint64_t *len)
+{
+	while (*off < cv->total && !cv->error) {
+		uint64_t win_end = (*off / cv->chunk + 1) * cv->chunk;
+		int64_t n;
+		int kind;
+
+		if (win_end > cv->total)
+			win_end = cv->total;
+		n = classify(cv, *off, win_end - *off, &kind);
+		if (n <= 0) {
+			fail(cv, n ? (int)n : -EIO, *off, "reading the allocation status");
+			return 0;
+		}
+		if (kind == 1) {
+			*len = (uint64_t)n;
+			return 1;
+		}
+		if (kind == 0) {
+			int ret = write_zero_range(cv, *off, (uint64_t)n);
+
+			if (ret < 0) {
+				fail(cv, ret, *off, "zeroing");
+				return 0;
+			}
+		}
+		*off += (uint64_t)n;
+		cv->done += (uint64_t)n;
+		img_progress_update(&cv->progress, cv->done, cv->total);
+	}
+	return 0;
+}
+
+static void run_parallel(struct convert *cv)
+{
+	uint64_t off = 0;
+
+	for (;;) {
+		bool busy = false, acted = false;
+
+		for (unsigned i = 0; i < cv->nslots; i++) {
+			struct slot *s = &cv->slots[i];
+			enum slot_state st;
+
+			pthread_mutex_lock(&cv->lock);
+			st = s->state;
+			pthread_mutex_unlock(&cv->lock);
+			if (st == SLOT_READ_DONE && (cv->out_of_order || s->seq == cv->write_seq)) {
+				if (s->ret < 0) {
+					fail(cv, s->ret, s->dst_off, "reading");
+					s->state = SLOT_FREE;
+				} else {
+					submit_writes(cv, s);
+				}
+				cv->write_seq++;
+				acted = true;
+				i = (unsigned)-1;	/* a later seq may now be writable */
+				continue;
+			}
+			if (st == SLOT_WRITE_DONE) {
+				if (s->ret < 0)
+					fail(cv, s->ret, s->dst_off, "writing");
+				cv->done += s->len;
+				img_progress_update(&cv->progress, cv->done, cv->total);
+				s->state = SLOT_FREE;
+				acted = true;
+			}
+		}
+		for (unsigned i = 0; i < cv->nslots && !cv->error; i++) {
+			struct slot *s = &cv->slots[i];
+			uint64_t len;
+
+			if (s->state != SLOT_FREE)
+				continue;
+			if (!next_data_run(cv, &off, &len))
+				break;
+			submit_read(cv, s, off, (size_t)len);
+			off += len;
+			acted = true;
+		}
+		pthread_mutex_lock(&cv->lock);
+		for (unsigned i = 0; i < cv->nslots; i++)
+			if (cv->slots[i].state != SLOT_FREE)
+				busy = true;
+		if (!busy && (off >= cv->total || cv->error)) {
+			pthread_mutex_unlock(&cv->lock);
+			return;
+		}
+		if (!acted) {
+			bool ready = false;
+
+			for (unsigned i = 0; i < cv->nslots; i++)
+				if ((cv->slots[i].state == SLOT_READ_DONE &&
+				     (cv->out_of_order || cv->slots[i].seq == cv->write_seq)) ||
+				    cv->slots[i].state == SLOT_WRITE_DONE)
+					ready = true;
+			if (!ready)
+				pthread_cond_wait(&cv->cond, &cv->lock);
+		}
+		pthread_mutex_unlock(&cv->lock);
+	}
+}
+
+/* -c: whole clusters, read synchronously, compressed unless all zero. */
+static void run_compressed(struct convert *cv)
+{
+	size_t cl = cv->dst_cluster;
+	uint8_t *buf = cv->slots[0].buf;
+	uint64_t off = 0;
+
+	while (off < cv->total && !cv->error) {
+		size_t len = cl;
+		bool any_data = false;
+		int ret;
+
+		if (len > cv->total - off)
+			len = (size_t)(cv->total - off);
+		/* is anything in this cluster data? */
+		for (uint64_t p = off; p < off + len;) {
+			int kind;
+			int64_t n = classify(cv, p, off + len - p, &kind);
+
+			if (n <= 0) {
+				fail(cv, n ? (int)n : -EIO, p, "reading the allocation status");
+				return;
+			}
+			if (kind == 1)
+				any_data = true;
+			p += (uint64_t)n;
+		}
+		if (any_data) {
+			/* a cluster may straddle two concatenated sources */
+			for (size_t p = 0; p < len;) {
+				struct src *s = src_at(cv, off + p);
+				size_t n = len - p;
+
+				if (n > s->start + s->size - (off + p))
+					n = (size_t)(s->start + s->size - (off + p));
+				ret = bdev_pread(s->bs, off + p - s->start, buf + p, n);
+				if (ret < 0) {
+					fail(cv, ret, off + p, "reading");
+					return;
+				}
+				p += n;
+			}
+			if (!img_buf_is_zero(buf, len)) {
+				if (len == cl)
+					ret = img_write_compressed(cv->dst, off, buf, len);
+				else
+					ret = bdev_pwrite(cv->dst, off, buf, len);
+				if (ret < 0) {
+					fail(cv, ret, off, "writing compressed");
+					return;
+				}
+			}
+		}
+		off += len;
+		cv->done = off;
+		img_progress_update(&cv->progress, cv->done, cv->total);
+	}
+}
+
+static int open_sources(struct convert *cv, char **names, int n, const char *fmt,
+			enum block_cache_mode cache)
+{
+	if (n > 32) {
+		img_err("convert: at most 32 source images");
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		struct bdev *bs = img_open(names[i], fmt, true, cache, false);
+
+		if (!bs)
+			return -1;
+		cv->src[i].bs = bs;
+		cv->src[i].start = cv->total;
+		cv->src[i].size = bdev_size(bs);
+		cv->total += bdev_size(bs);
+		cv->nsrc++;
+	}
+	return 0;
+}
+
+int cmd_convert(int argc, char **argv)
+{
+	struct convert cv = { .sparse = 4096, .nslots = 8 };
+	struct block_create_opts co = { 0 };
+	const char *fmt = NULL, *out_fmt = "raw", *out, *opts[16];
+	enum block_cache_mode cache = BLOCK_CACHE_UNSAFE, src_cache = BLOCK_CACHE_WRITEBACK;
+	bool no_create = false, quiet = false;
+	unsigned nopts = 0;
+	uint64_t n;
+	int c, rc = 1;
+
+	while ((c = getopt(argc, argv, ":f:O:B:F:o:S:m:t:T:l:cpqnWUCh")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'O': out_fmt = optarg; break;
+		case 'B': co.backing_file = optarg; break;
+		case 'F': co.backing_format = optarg; break;
+		case 'c': cv.compress = true; break;
+		case 'p': cv.progress.on = true; break;
+		case 'q': quiet = true; break;
+		case 'n': no_create = true; break;
+		case 'W': cv.out_of_order = true; break;
+		case 'U': case 'C': break;
+		case 'l':
+			img_err("convert: -l (internal snapshots) is not supported");
+			return 1;
+		case 'o':
+			if (!strcmp(optarg, "help") || !strcmp(optarg, "?")) {
+				img_print_create_opts_help(out_fmt);
+				return 0;
+			}
+			if (nopts == 16) {
+				img_err("convert: too many -o options");
+				return 1;
+			}
+			opts[nopts++] = optarg;
+			break;
+		case 'S':
+			if (img_parse_size(optarg, &cv.sparse) || cv.sparse % 512 ||
+			    cv.sparse > (1u << 30)) {
+				img_err("convert: invalid sparse size '%s' (a multiple of 512)", optarg);
+				return 1;
+			}
+			break;
+		case 'm':
+			if (img_parse_uint(optarg, 1, MAX_SLOTS, &n)) {
+				img_err("convert: -m takes a number from 1 to %d", MAX_SLOTS);
+				return 1;
+			}
+			cv.nslots = (unsigned)n;
+			break;
+		case 't':
+		case 'T':
+			if (block_parse_cache_mode(optarg, c == 't' ? &cache : &src_cache)) {
+				img_err("convert: invalid cache mode '%s'", optarg);
+				return 1;
+			}
+			break;
+		default:
+			return img_bad_option("convert", argc, argv);
+		}
+	}
+	if (quiet)
+		cv.progress.on = false;
+	if (argc - optind < 2) {
+		img_err("convert: expecting source and target filenames (see '%s convert --help')",
+			IMG_PROG);
+		return 1;
+	}
+	if (fmt && !block_format_find(fmt)) {
+		img_err("convert: unknown format '%s'", fmt);
+		return 1;
+	}
+	if (!block_format_find(out_fmt)) {
+		img_err("convert: unknown output format '%s'", out_fmt);
+		return 1;
+	}
+	for (unsigned i = 0; i < nopts; i++)
+		if (img_parse_create_opts(opts[i], &co))
+			return 1;
+	if (co.backing_format && !co.backing_file) {
+		img_err("convert: -F needs -B");
+		return 1;
+	}
+	if (no_create && (co.backing_file || nopts)) {
+		img_err("convert: -n cannot be used with -B or -o");
+		return 1;
+	}
+	out = argv[argc - 1];
+	pthread_mutex_init(&cv.lock, NULL);
+	pthread_cond_init(&cv.cond, NULL);
+	if (open_sources(&cv, argv + optind, argc - 1 - optind, fmt, src_cache))
+		goto out;
+	cv.top_only = co.backing_file != NULL;
+	cv.dst_backed = co.backing_file != NULL;
+	if (!no_create) {
+		co.size = cv.total;
+		if (img_create_image(out, out_fmt, &co))
+			goto out;
+		cv.fresh = true;
+	}
+	{
+		struct block_open_opts oo = {
+			.format = out_fmt, .cache = cache, .no_backing = true,
+		};
+
+		cv.dst = img_open_opts(out, &oo);
+	}
+	if (!cv.dst)
+		goto out;
+	if (bdev_size(cv.dst) < cv.total) {
+		img_err("convert: target '%s' is smaller (%llu bytes) than the input (%llu bytes)",
+			out, (unsigned long long)bdev_size(cv.dst), (unsigned long long)cv.total);
+		goto out;
+	}
+	cv.dst_cluster = img_cluster_size(cv.dst);
+	if (cv.compress && (!cv.dst->fmt->write_compressed || !cv.dst_cluster)) {
+		img_err("convert: format '%s' does not support compression", out_fmt);
+		goto out;
+	}
+	cv.chunk = CHUNK_DEFAULT;
+	if (cv.dst_cluster > cv.chunk)
+		cv.chunk = cv.dst_cluster;
+	for (unsigned i = 0; i < cv.nslots; i++) {
+		cv.slots[i].cv = &cv;
+		cv.slots[i].buf = aligned_alloc(4096, cv.chunk);
+		if (!cv.slots[i].buf) {
+			img_err("convert: out of memory");
+			goto out;
+		}
+	}
+	img_progress_update(&cv.progress, 0, cv.total);
+	if (cv.compress)
+		run_compressed(&cv);
+	else
+		run_parallel(&cv);
+	if (!cv.error) {
+		int ret = bdev_flush(cv.dst);
+
+		if (ret < 0)
+			fail(&cv, ret, 0, "flushing");
+	}
+	if (cv.error) {
+		img_err("convert: error while %s at offset %llu: %s", cv.error_what,
+			(unsigned long long)cv.error_off, strerror(-cv.error));
+		goto out;
+	}
+	img_progress_end(&cv.progress);
+	rc = 0;
+out:
+	if (cv.dst)
+		bdev_close(cv.dst);
+	for (unsigned i = 0; i < cv.nsrc; i++)
+		bdev_close(cv.src[i].bs);
+	for (unsigned i = 0; i < MAX_SLOTS; i++)
+		free(cv.slots[i].buf);
+	return rc;
+}

@@ -1,0 +1,313 @@
+/* minikvm-img info: describe an image (and optionally its backing chain)
+ * in qemu-img's human layout or its JSON field names. */
+#include <jansson.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "tools/img/img.h"
+
+/* Collect a format's key/value pairs into a JSON object. */
+/* Keys become qemu's JSON names: "lazy refcounts" -> "lazy-refcounts". */
+static void set_key(json_t *obj, const char *key, json_t *v)
+{
+	char k[64];
+	size_t i;
+
+	for (i = 0; key[i] && i < sizeof(k) - 1; i++)
+		k[i] = key[i] == ' ' || key[i] == '_' ? '-' : key[i];
+	k[i] = '\0';
+	json_object_set_new(obj, k, v);
+}
+
+static void w_str(void *opaque, const char *key, const char *value)
+{
+	set_key(opaque, key, json_string(value));
+}
+
+static void w_num(void *opaque, const char *key, uint64_t value)
+{
+	set_key(opaque, key, json_integer((json_int_t)value));
+}
+
+static void w_flag(void *opaque, const char *key, bool value)
+{
+	set_key(opaque, key, json_boolean(value));
+}
+
+static char *full_backing_name(const char *image, const char *backing)
+{
+	const char *slash = strrchr(image, '/');
+	char *out = NULL;
+
+	if (backing[0] == '/' || !slash)
+		return strdup(backing);
+	if (asprintf(&out, "%.*s%s", (int)(slash - image + 1), image, backing) < 0)
+		return NULL;
+	return out;
+}
+
+static json_t *snapshots_json(struct bdev *bs)
+{
+	struct block_snapshot_info *sn = NULL;
+	unsigned n = 0;
+	json_t *arr;
+	int ret;
+
+	if (!bs->fmt->snapshot_list)
+		return NULL;
+	pthread_mutex_lock(&bs->lock);
+	ret = bs->fmt->snapshot_list(bs, &sn, &n);
+	pthread_mutex_unlock(&bs->lock);
+	if (ret < 0 || n == 0) {
+		free(sn);
+		return NULL;
+	}
+	arr = json_array();
+	for (unsigned i = 0; i < n; i++) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "icount", json_integer((json_int_t)sn[i].icount));
+		json_object_set_new(o, "vm-clock-nsec",
+				    json_integer((json_int_t)(sn[i].vm_clock_nsec % 1000000000)));
+		json_object_set_new(o, "name", json_string(sn[i].name));
+		json_object_set_new(o, "date-sec", json_integer((json_int_t)sn[i].date_sec));
+		json_object_set_new(o, "date-nsec", json_integer((json_int_t)sn[i].date_nsec));
+		json_object_set_new(o, "vm-clock-sec",
+				    json_integer((json_int_t)(sn[i].vm_clock_nsec / 1000000000)));
+		json_object_set_new(o, "id", json_string(sn[i].id));
+		json_object_set_new(o, "vm-state-size",
+				    json_integer((json_int_t)sn[i].vm_state_size));
+		json_array_append_new(arr, o);
+	}
+	free(sn);
+	return arr;
+}
+
+/* Everything `info` knows about one image, as qemu's ImageInfo. */
+json_t *img_info_json(struct bdev *bs);
+json_t *img_info_json(struct bdev *bs)
+{
+	json_t *o = json_object(), *snaps, *data;
+	const char *file = bdev_filename(bs);
+	uint32_t cs = img_cluster_size(bs);
+	struct stat st;
+
+	json_object_set_new(o, "virtual-size", json_integer((json_int_t)bdev_size(bs)));
+	json_object_set_new(o, "filename", json_string(file));
+	if (cs)
+		json_object_set_new(o, "cluster-size", json_integer(cs));
+	json_object_set_new(o, "format", json_string(bdev_format_name(bs)));
+	if (!stat(file, &st))
+		json_object_set_new(o, "actual-size", json_integer((json_int_t)st.st_blocks * 512));
+	json_object_set_new(o, "dirty-flag", json_false());
+	if (bs->backing_filename) {
+		char *full = full_backing_name(file, bs->backing_filename);
+
+		json_object_set_new(o, "backing-filename", json_string(bs->backing_filename));
+		if (full)
+			json_object_set_new(o, "full-backing-filename", json_string(full));
+		free(full);
+		if (bs->backing_format)
+			json_object_set_new(o, "backing-filename-format",
+					    json_string(bs->backing_format));
+	}
+	snaps = snapshots_json(bs);
+	if (snaps)
+		json_object_set_new(o, "snapshots", snaps);
+	if (bs->fmt->info) {
+		struct block_info_writer w = { w_str, w_num, w_flag, NULL };
+		json_t *dirty;
+
+		data = json_object();
+		w.opaque = data;
+		pthread_mutex_lock(&bs->lock);
+		bs->fmt->info(bs, &w);
+		pthread_mutex_unlock(&bs->lock);
+		/* a format may report the dirty flag among its own keys */
+		dirty = json_object_get(data, "dirty-flag");
+		if (dirty) {
+			json_object_set(o, "dirty-flag", dirty);
+			json_object_del(data, "dirty-flag");
+		}
+		if (json_object_size(data)) {
+			json_t *fs = json_object();
+
+			json_object_set_new(fs, "type", json_string(bdev_format_name(bs)));
+			json_object_set_new(fs, "data", data);
+			json_object_set_new(o, "format-specific", fs);
+		} else {
+			json_decref(data);
+		}
+	}
+	return o;
+}
+
+static void print_value(const json_t *v)
+{
+	if (json_is_string(v))
+		printf("%s", json_string_value(v));
+	else if (json_is_integer(v))
+		printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	else if (json_is_boolean(v))
+		printf("%s", json_is_true(v) ? "true" : "false");
+}
+
+void img_snapshot_header(void);
+void img_snapshot_header(void)
+{
+	printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
+	       "ICOUNT");
+}
+
+void img_snapshot_line(const char *id, const char *name, uint64_t vm_size, uint64_t date_sec,
+		       uint64_t clock_nsec, uint64_t icount);
+void img_snapshot_line(const char *id, const char *name, uint64_t vm_size, uint64_t date_sec,
+		       uint64_t clock_nsec, uint64_t icount)
+{
+	char size[32], date[32], clock[32];
+	time_t t = (time_t)date_sec;
+	uint64_t secs = clock_nsec / 1000000000;
+	struct tm tm;
+
+	img_human_size(vm_size, size, sizeof(size));
+	localtime_r(&t, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(clock, sizeof(clock), "%02llu:%02llu:%02llu.%03llu",
+		 (unsigned long long)(secs / 3600), (unsigned long long)(secs / 60 % 60),
+		 (unsigned long long)(secs % 60),
+		 (unsigned long long)(clock_nsec / 1000000 % 1000));
+	printf("%-9s %-16s %8s%20s%13s%11llu\n", id, name, size, date, clock,
+	       (unsigned long long)icount);
+}
+
+static void print_human(const json_t *o)
+{
+	const char *key;
+	json_t *v, *fs, *snaps;
+	char hs[32];
+
+	printf("image: %s\n", json_string_value(json_object_get(o, "filename")));
+	printf("file format: %s\n", json_string_value(json_object_get(o, "format")));
+	img_human_size((uint64_t)json_integer_value(json_object_get(o, "virtual-size")), hs,
+		       sizeof(hs));
+	printf("virtual size: %s (%" JSON_INTEGER_FORMAT " bytes)\n", hs,
+	       json_integer_value(json_object_get(o, "virtual-size")));
+	v = json_object_get(o, "actual-size");
+	if (v) {
+		img_human_size((uint64_t)json_integer_value(v), hs, sizeof(hs));
+		printf("disk size: %s\n", hs);
+	} else {
+		printf("disk size: unavailable\n");
+	}
+	v = json_object_get(o, "cluster-size");
+	if (v)
+		printf("cluster_size: %" JSON_INTEGER_FORMAT "\n", json_integer_value(v));
+	v = json_object_get(o, "backing-filename");
+	if (v) {
+		const char *b = json_string_value(v);
+		json_t *full = json_object_get(o, "full-backing-filename");
+
+		printf("backing file: %s", b);
+		if (full && strcmp(json_string_value(full), b))
+			printf(" (actual path: %s)", json_string_value(full));
+		printf("\n");
+		v = json_object_get(o, "backing-filename-format");
+		if (v)
+			printf("backing file format: %s\n", json_string_value(v));
+	}
+	if (json_is_true(json_object_get(o, "dirty-flag")))
+		printf("cleanly shut down: no\n");
+	snaps = json_object_get(o, "snapshots");
+	if (snaps && json_array_size(snaps)) {
+		size_t i;
+
+		printf("Snapshot list:\n");
+		img_snapshot_header();
+		json_array_foreach(snaps, i, v) {
+			uint64_t clk = (uint64_t)json_integer_value(json_object_get(v, "vm-clock-sec"))
+				       * 1000000000ULL +
+				       (uint64_t)json_integer_value(json_object_get(v, "vm-clock-nsec"));
+
+			img_snapshot_line(json_string_value(json_object_get(v, "id")),
+					  json_string_value(json_object_get(v, "name")),
+					  (uint64_t)json_integer_value(json_object_get(v, "vm-state-size")),
+					  (uint64_t)json_integer_value(json_object_get(v, "date-sec")),
+					  clk,
+					  (uint64_t)json_integer_value(json_object_get(v, "icount")));
+		}
+	}
+	fs = json_object_get(json_object_get(o, "format-specific"), "data");
+	if (fs) {
+		printf("Format specific information:\n");
+		json_object_foreach(fs, key, v) {
+			printf("    ");
+			for (const char *k = key; *k; k++)
+				putchar(*k == '-' ? ' ' : *k);
+			printf(": ");
+			print_value(v);
+			printf("\n");
+		}
+	}
+}
+
+int cmd_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'O' },
+		{ "backing-chain", no_argument, NULL, 'B' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *fmt = NULL;
+	bool chain = false;
+	int json = 0, c;
+	struct bdev *bs, *cur;
+	json_t *all;
+
+	while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'U': break;
+		case 'B': chain = true; break;
+		case 'O':
+			json = img_parse_output(optarg);
+			if (json < 0)
+				return 1;
+			break;
+		default:
+			return img_bad_option("info", argc, argv);
+		}
+	}
+	if (optind != argc - 1) {
+		img_err("info: expecting exactly one filename (see '%s info --help')", IMG_PROG);
+		return 1;
+	}
+	if (fmt && !block_format_find(fmt)) {
+		img_err("info: unknown format '%s'", fmt);
+		return 1;
+	}
+	bs = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, !chain);
+	if (!bs)
+		return 1;
+	all = json_array();
+	for (cur = bs; cur; cur = chain ? bdev_backing(cur) : NULL)
+		json_array_append_new(all, img_info_json(cur));
+	if (json) {
+		json_t *out = chain ? all : json_array_get(all, 0);
+		char *s = json_dumps(out, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+
+		printf("%s\n", s);
+		free(s);
+	} else {
+		size_t i;
+		json_t *o;
+
+		json_array_foreach(all, i, o) {
+			if (i)
+				printf("\n");
+			print_human(o);
+		}
+	}
+	json_decref(all);
+	bdev_close(bs);
+	return 0;
+}

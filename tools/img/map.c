@@ -1,0 +1,135 @@
+/* minikvm-img map: the image's allocation through its backing chain, in
+ * qemu-img's human table (data extents with host offset and file) or its
+ * JSON line format (every extent with depth/present/zero/data/offset). */
+#include "tools/img/img.h"
+
+struct map_entry {
+	uint64_t start, length;
+	unsigned depth;
+	bool present, zero, data, has_offset;
+	uint64_t offset;
+	const char *file;
+};
+
+static bool can_merge(const struct map_entry *a, const struct map_entry *b)
+{
+	if (a->depth != b->depth || a->present != b->present || a->zero != b->zero ||
+	    a->data != b->data || a->has_offset != b->has_offset || a->file != b->file)
+		return false;
+	return !a->has_offset || a->offset + a->length == b->offset;
+}
+
+static void print_entry(const struct map_entry *e, bool json, bool *first)
+{
+	if (json) {
+		printf("%s{ \"start\": %llu, \"length\": %llu, \"depth\": %u, \"present\": %s, "
+		       "\"zero\": %s, \"data\": %s", *first ? "" : ",\n",
+		       (unsigned long long)e->start, (unsigned long long)e->length, e->depth,
+		       e->present ? "true" : "false", e->zero ? "true" : "false",
+		       e->data ? "true" : "false");
+		if (e->has_offset)
+			printf(", \"offset\": %llu", (unsigned long long)e->offset);
+		printf("}");
+		*first = false;
+		return;
+	}
+	if (e->data && e->has_offset)
+		printf("%#-16llx%#-16llx%#-16llx%s\n", (unsigned long long)e->start,
+		       (unsigned long long)e->length, (unsigned long long)e->offset, e->file);
+}
+
+int cmd_map(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'O' },
+		{ "start-offset", required_argument, NULL, 's' },
+		{ "max-length", required_argument, NULL, 'l' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *fmt = NULL;
+	uint64_t start = 0, max_len = UINT64_MAX, end, off;
+	struct map_entry cur = { 0 };
+	bool have = false, first = true;
+	int json = 0, c, rc = 0;
+	struct bdev *bs;
+
+	while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'U': break;
+		case 's':
+			if (img_parse_size(optarg, &start)) {
+				img_err("map: invalid start offset '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'l':
+			if (img_parse_size(optarg, &max_len)) {
+				img_err("map: invalid max length '%s'", optarg);
+				return 1;
+			}
+			break;
+		case 'O':
+			json = img_parse_output(optarg);
+			if (json < 0)
+				return 1;
+			break;
+		default:
+			return img_bad_option("map", argc, argv);
+		}
+	}
+	if (optind != argc - 1) {
+		img_err("map: expecting exactly one filename (see '%s map --help')", IMG_PROG);
+		return 1;
+	}
+	if (fmt && !block_format_find(fmt)) {
+		img_err("map: unknown format '%s'", fmt);
+		return 1;
+	}
+	bs = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, false);
+	if (!bs)
+		return 1;
+	end = bdev_size(bs);
+	if (max_len < end && start + max_len < end)
+		end = start + max_len;
+	if (json)
+		printf("[");
+	else
+		printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+	for (off = start; off < end;) {
+		struct chain_status cs;
+		struct map_entry e;
+		int64_t n = img_chain_status(bs, off, end - off, &cs);
+
+		if (n <= 0) {
+			img_err("map: could not read the allocation of '%s' at offset %llu: %s",
+				argv[optind], (unsigned long long)off, strerror(n ? (int)-n : EIO));
+			rc = 1;
+			break;
+		}
+		e = (struct map_entry){
+			.start = off, .length = (uint64_t)n, .depth = cs.depth,
+			.present = cs.layer != NULL,
+			.zero = (cs.status & BLOCK_STATUS_ZERO) != 0,
+			.data = (cs.status & BLOCK_STATUS_DATA) != 0,
+			.has_offset = cs.offset_valid, .offset = cs.host_offset,
+			.file = cs.layer ? bdev_filename(cs.layer) : "",
+		};
+		if (have && can_merge(&cur, &e)) {
+			cur.length += e.length;
+		} else {
+			if (have)
+				print_entry(&cur, json, &first);
+			cur = e;
+			have = true;
+		}
+		off += (uint64_t)n;
+	}
+	if (have)
+		print_entry(&cur, json, &first);
+	if (json)
+		printf("]\n");
+	bdev_close(bs);
+	return rc;
+}

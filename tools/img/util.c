@@ -1,0 +1,468 @@
+/* minikvm-img helpers shared by the commands: error lines, size and
+ * option parsing, human sizes, opening and creating images, allocation
+ * status through a backing chain, progress output. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "tools/img/img.h"
+
+void img_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs(IMG_PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void img_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(IMG_PROG ": warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int img_bad_option(const char *cmd, int argc, char **argv)
+{
+	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+
+	if (!optopt)
+		img_err("%s: unrecognized option '%s' (see '%s %s --help')", cmd, arg, IMG_PROG,
+			cmd);
+	else if (!strncmp(arg, "--", 2))
+		img_err("%s: option '%s' requires an argument (see '%s %s --help')", cmd, arg,
+			IMG_PROG, cmd);
+	else
+		img_err("%s: invalid option or missing argument -- '%c' (see '%s %s --help')",
+			cmd, optopt, IMG_PROG, cmd);
+	return 1;
+}
+
+static int suffix_shift(char c)
+{
+	switch (c) {
+	case 'k': case 'K': return 10;
+	case 'm': case 'M': return 20;
+	case 'g': case 'G': return 30;
+	case 't': case 'T': return 40;
+	case 'p': case 'P': return 50;
+	case 'e': case 'E': return 60;
+	case 'b': case 'B': return 0;
+	default: return -1;
+	}
+}
+
+int img_parse_size(const char *s, uint64_t *out)
+{
+	const char *p = s;
+	uint64_t ip = 0, frac_num = 0, frac_den = 1;
+	int shift = 0;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -1;
+	if (*p < '0' || *p > '9')
+		return -1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (ip > (UINT64_MAX - 9) / 10)
+			return -1;
+		ip = ip * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (frac_den < 1000000000000ULL) {
+				frac_num = frac_num * 10 + (uint64_t)(*p - '0');
+				frac_den *= 10;
+			}
+		}
+	}
+	if (*p) {
+		shift = suffix_shift(*p);
+		if (shift < 0)
+			return -1;
+		p++;
+		if (shift && (*p == 'b' || *p == 'B'))
+			p++;
+		if (*p)
+			return -1;
+	}
+	if (shift && ip > (UINT64_MAX >> shift))
+		return -1;
+	ip <<= shift;
+	if (frac_num) {
+		/* fraction of the unit, in whole bytes */
+		long double f = (long double)frac_num / frac_den * (long double)(1ULL << shift);
+
+		if (f + ip > (long double)UINT64_MAX)
+			return -1;
+		ip += (uint64_t)f;
+	}
+	if (ip > INT64_MAX)
+		return -1;
+	*out = ip;
+	return 0;
+}
+
+int img_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int img_parse_output(const char *s)
+{
+	if (!strcmp(s, "human"))
+		return 0;
+	if (!strcmp(s, "json"))
+		return 1;
+	img_err("--output must be 'human' or 'json', not '%s'", s);
+	return -1;
+}
+
+static int parse_bool(const char *key, const char *v, bool *out)
+{
+	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
+		*out = false;
+		return 0;
+	}
+	img_err("option '%s' must be 'on' or 'off', not '%s'", key, v);
+	return -1;
+}
+
+static int apply_create_opt(char *key, char *val, struct block_create_opts *o)
+{
+	uint64_t n;
+
+	if (!val) {
+		img_err("option '%s' needs a value (key=value)", key);
+		return -1;
+	}
+	if (!strcmp(key, "size")) {
+		if (img_parse_size(val, &o->size)) {
+			img_err("invalid size '%s'", val);
+			return -1;
+		}
+	} else if (!strcmp(key, "backing_file")) {
+		o->backing_file = val;
+	} else if (!strcmp(key, "backing_fmt")) {
+		o->backing_format = val;
+	} else if (!strcmp(key, "cluster_size")) {
+		if (img_parse_size(val, &n) || n < 512 || n > (2u << 20) || (n & (n - 1))) {
+			img_err("invalid cluster_size '%s': a power of two from 512 to 2M", val);
+			return -1;
+		}
+		o->cluster_size = (uint32_t)n;
+	} else if (!strcmp(key, "preallocation")) {
+		if (!strcmp(val, "off"))
+			o->prealloc = PREALLOC_OFF;
+		else if (!strcmp(val, "metadata"))
+			o->prealloc = PREALLOC_METADATA;
+		else if (!strcmp(val, "falloc"))
+			o->prealloc = PREALLOC_FALLOC;
+		else if (!strcmp(val, "full"))
+			o->prealloc = PREALLOC_FULL;
+		else {
+			img_err("invalid preallocation '%s' (off, metadata, falloc, full)", val);
+			return -1;
+		}
+	} else if (!strcmp(key, "compat")) {
+		if (!strcmp(val, "v2"))
+			val = "0.10";
+		else if (!strcmp(val, "v3"))
+			val = "1.1";
+		if (strcmp(val, "0.10") && strcmp(val, "1.1")) {
+			img_err("invalid compat '%s' (0.10, 1.1, v2, v3)", val);
+			return -1;
+		}
+		o->compat = val;
+	} else if (!strcmp(key, "subformat")) {
+		o->subformat = val;
+	} else if (!strcmp(key, "lazy_refcounts")) {
+		return parse_bool(key, val, &o->lazy_refcounts);
+	} else if (!strcmp(key, "extended_l2")) {
+		return parse_bool(key, val, &o->extended_l2);
+	} else if (!strcmp(key, "refcount_bits")) {
+		if (img_parse_uint(val, 1, 64, &n) || (n & (n - 1))) {
+			img_err("invalid refcount_bits '%s': a power of two from 1 to 64", val);
+			return -1;
+		}
+		o->refcount_bits = (unsigned)n;
+	} else if (!strcmp(key, "compression_type")) {
+		if (strcmp(val, "zlib")) {
+			img_err("compression_type '%s' not supported (only zlib)", val);
+			return -1;
+		}
+	} else {
+		img_err("invalid option '%s' (see -o help)", key);
+		return -1;
+	}
+	return 0;
+}
+
+int img_parse_create_opts(const char *list, struct block_create_opts *o)
+{
+	char *copy = strdup(list), *save = NULL, *item;
+
+	if (!copy) {
+		img_err("out of memory");
+		return -1;
+	}
+	/* The copy is referenced by o until exit: deliberately kept. */
+	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+
+		if (eq)
+			*eq++ = '\0';
+		if (apply_create_opt(item, eq, o))
+			return -1;
+	}
+	return 0;
+}
+
+void img_print_create_opts_help(const char *fmt)
+{
+	printf("Supported options:\n");
+	printf("  size=<size>            - Virtual disk size\n");
+	if (fmt && !strcmp(fmt, "raw")) {
+		printf("  preallocation=<str>    - Preallocation mode (off, falloc, full)\n");
+		return;
+	}
+	printf("  backing_file=<str>     - File name of a base image\n");
+	printf("  backing_fmt=<str>      - Image format of the base image\n");
+	printf("  cluster_size=<size>    - Cluster size\n");
+	printf("  compat=<str>           - qcow2 compatibility level (v2 [0.10] or v3 [1.1])\n");
+	printf("  preallocation=<str>    - Preallocation mode (off, metadata, falloc, full)\n");
+	printf("  lazy_refcounts=<bool>  - Postpone refcount updates\n");
+	printf("  refcount_bits=<num>    - Width of a reference count entry in bits\n");
+	printf("  extended_l2=<bool>     - Extended L2 tables\n");
+	printf("  subformat=<str>        - vmdk: monolithicSparse, monolithicFlat, ...\n");
+}
+
+void img_human_size(uint64_t val, char *buf, size_t len)
+{
+	static const char *const suffixes[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
+	int i = 0;
+
+	/* Switch to the next unit once the integer part reaches 1000. */
+	while (i < 6 && (double)val >= 1000.0 * (double)(1ULL << (i * 10)))
+		i++;
+	snprintf(buf, len, "%0.3g %sB", (double)val / (double)(1ULL << (i * 10)), suffixes[i]);
+}
+
+struct bdev *img_open_opts(const char *path, const struct block_open_opts *o)
+{
+	struct bdev *bs = NULL;
+	char err[512] = "";
+	int ret = bdev_open(path, o, &bs, err, sizeof(err));
+
+	if (ret < 0 || !bs) {
+		if (err[0])
+			img_err("%s", err);
+		else
+			img_err("could not open '%s': %s", path, strerror(-ret));
+		return NULL;
+	}
+	return bs;
+}
+
+struct bdev *img_open(const char *path, const char *fmt, bool read_only,
+		      enum block_cache_mode cache, bool no_backing)
+{
+	struct block_open_opts o = {
+		.format = fmt, .read_only = read_only, .cache = cache, .no_backing = no_backing,
+	};
+
+	return img_open_opts(path, &o);
+}
+
+int img_create_image(const char *path, const char *fmt, const struct block_create_opts *o)
+{
+	const struct block_format *f = block_format_find(fmt);
+	char err[512] = "";
+	int ret;
+
+	if (!f) {
+		img_err("unknown format '%s'", fmt);
+		return -1;
+	}
+	if (!f->create) {
+		img_err("format '%s' does not support image creation", fmt);
+		return -1;
+	}
+	ret = f->create(path, o, err, sizeof(err));
+	if (ret < 0) {
+		if (err[0])
+			img_err("%s", err);
+		else
+			img_err("%s: could not create image: %s", path, strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+int64_t img_layer_status(struct bdev *bs, uint64_t off, uint64_t len, unsigned *status,
+			 uint64_t *host_offset, bool *offset_valid)
+{
+	uint64_t host = 0;
+	int64_t n;
+
+	*status = 0;
+	n = bdev_block_status(bs, off, len, status, &host);
+	if (n <= 0)
+		return n ? n : -EIO;
+	if ((uint64_t)n > len)
+		n = (int64_t)len;
+	*host_offset = host;
+	/* Data has a host offset; zeroes only where the format maps guest
+	 * offsets to file offsets one to one (raw holes). */
+	*offset_valid = !(*status & (BLOCK_STATUS_COMPRESSED | BLOCK_STATUS_BACKING |
+				    BLOCK_STATUS_UNALLOCATED)) &&
+			((*status & BLOCK_STATUS_DATA) ||
+			 ((*status & BLOCK_STATUS_ZERO) && !strcmp(bdev_format_name(bs), "raw")));
+	return n;
+}
+
+int64_t img_chain_status(struct bdev *bs, uint64_t off, uint64_t len, struct chain_status *cs)
+{
+	unsigned depth = 0;
+
+	for (;;) {
+		unsigned st;
+		uint64_t host;
+		bool valid;
+		int64_t n;
+
+		if (off >= bdev_size(bs)) {
+			/* beyond a shorter backing file: zeroes */
+			cs->status = BLOCK_STATUS_ZERO;
+			cs->layer = NULL;
+			cs->depth = depth;
+			cs->offset_valid = false;
+			return (int64_t)len;
+		}
+		if (len > bdev_size(bs) - off)
+			len = bdev_size(bs) - off;
+		n = img_layer_status(bs, off, len, &st, &host, &valid);
+		if (n < 0)
+			return n;
+		if (!(st & (BLOCK_STATUS_BACKING | BLOCK_STATUS_UNALLOCATED)) &&
+		    (st & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO))) {
+			cs->status = st;
+			cs->layer = bs;
+			cs->depth = depth;
+			cs->host_offset = host;
+			cs->offset_valid = valid;
+			return n;
+		}
+		len = (uint64_t)n;
+		if (!bdev_backing(bs)) {
+			cs->status = BLOCK_STATUS_ZERO;
+			cs->layer = NULL;
+			cs->depth = depth;
+			cs->offset_valid = false;
+			return n;
+		}
+		bs = bdev_backing(bs);
+		depth++;
+	}
+}
+
+uint32_t img_cluster_size(struct bdev *bs)
+{
+	uint32_t cs = 0;
+
+	if (bs->fmt && bs->fmt->cluster_size) {
+		pthread_mutex_lock(&bs->lock);
+		cs = bs->fmt->cluster_size(bs);
+		pthread_mutex_unlock(&bs->lock);
+	}
+	return cs;
+}
+
+int img_write_compressed(struct bdev *bs, uint64_t off, const void *buf, size_t len)
+{
+	int ret;
+
+	if (!bs->fmt->write_compressed)
+		return -ENOTSUP;
+	pthread_mutex_lock(&bs->lock);
+	ret = bs->fmt->write_compressed(bs, off, buf, len);
+	pthread_mutex_unlock(&bs->lock);
+	return ret;
+}
+
+void img_progress_update(struct img_progress *p, uint64_t done, uint64_t total)
+{
+	double pct;
+
+	if (!p->on)
+		return;
+	pct = total ? (double)done * 100.0 / (double)total : 100.0;
+	if (pct - p->last < 0.01 && pct < 100.0 && p->last > 0)
+		return;
+	p->last = pct;
+	printf("    (%.2f/100%%)\r", pct);
+	fflush(stdout);
+}
+
+void img_progress_end(struct img_progress *p)
+{
+	if (!p->on)
+		return;
+	printf("    (100.00/100%%)\n");
+	fflush(stdout);
+}
+
+bool img_buf_is_zero(const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	size_t i = 0;
+
+	for (; i < len && ((uintptr_t)(p + i) & 7); i++)
+		if (p[i])
+			return false;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, 8);
+		if (w)
+			return false;
+	}
+	for (; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+double img_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
