@@ -36,7 +36,6 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(O)/fuzz/%)
 FUZZ_CC   ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -I. \
               -Wno-unused-command-line-argument
-FUZZ_LIB_SRCS := $(CORE_SRCS)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
@@ -69,11 +68,22 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(LIB)
 
 -include tests/guest/guest.mk
 
-# Each fuzz target is linked with the core sources compiled by clang with
-# sanitizers (a separate object tree, build/fuzz/obj).
-$(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+# Fuzz targets link a second copy of the core, compiled by clang with the
+# fuzzer and sanitizer instrumentation (build/fuzz/obj, build/fuzz/libcore.a).
+FUZZ_OBJS := $(CORE_SRCS:%.c=$(O)/fuzz/obj/%.o)
+FUZZ_LIB  := $(O)/fuzz/libcore.a
+
+$(O)/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(filter-out vmm/main.c,$(FUZZ_LIB_SRCS)) $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< -Wl,--whole-archive $(FUZZ_LIB) -Wl,--no-whole-archive $(LDLIBS)
 
 # make fuzz: each target for FUZZ_SECONDS (default 60); make check runs a
 # short pass (FUZZ_SECONDS=10) over the committed corpora.
