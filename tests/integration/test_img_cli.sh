@@ -294,6 +294,13 @@ check "map --start-offset/--max-length like qemu-img" bash -c \
 	"diff <('$IMG' map --output=json --start-offset=1M --max-length=9M '$T/top.qcow2') <(qemu-img map --output=json --start-offset=1M --max-length=9M '$T/top.qcow2')"
 check "bench read and write run" bash -c \
 	"'$IMG' bench -c 2000 -d 8 -f raw '$T/base.raw' | grep -q 'Run completed' && '$IMG' bench -w -r -c 2000 -d 8 '$T/q.qcow2' | grep -q 'Run completed' && qemu-img check -q '$T/q.qcow2'"
+check "check -r all repairs an image marked corrupt and clears the bit" bash -c "set -e
+	qemu-img create -q -f qcow2 '$T/cor.qcow2' 16M; qemu-io -c 'write -P 1 0 1M' '$T/cor.qcow2' >/dev/null
+	python3 -c 'import struct,sys; f=open(sys.argv[1],\"r+b\"); f.seek(72); v=struct.unpack(\">Q\",f.read(8))[0]; f.seek(72); f.write(struct.pack(\">Q\",v|2))' '$T/cor.qcow2'
+	qemu-img info '$T/cor.qcow2' | grep -q 'corrupt: true'
+	'$IMG' check -r all '$T/cor.qcow2'
+	qemu-img info '$T/cor.qcow2' | grep -q 'corrupt: false'
+	qemu-img check -q '$T/cor.qcow2'"
 
 echo
 echo "test_img_cli: $pass passed, $failn failed, $skipn skipped"

@@ -131,7 +131,13 @@ int cmd_check(int argc, char **argv)
 		img_err("check: unknown format '%s'", fmt);
 		return 1;
 	}
-	bs = img_open(path, fmt, fix == BLOCK_REPAIR_NONE, cache, true);
+	/* for_check: a corrupt or dirty image opens read-write without the
+	 * automatic repair, so -r can do the repair itself and report it. */
+	struct block_open_opts o = {
+		.format = fmt, .read_only = fix == BLOCK_REPAIR_NONE, .cache = cache,
+		.no_backing = true, .for_check = true,
+	};
+	bs = img_open_opts(path, &o);
 	if (!bs)
 		return 1;
 	if (!bs->fmt->check) {
