@@ -464,6 +464,12 @@ static void workers_init(void)
 	workers = block_pool_create(BLOCK_WORKERS);
 }
 
+__attribute__((destructor)) static void workers_exit(void)
+{
+	if (block_pool_destroy_if_idle(workers))
+		workers = NULL;
+}
+
 static void req_complete(struct bdev_req *r, int ret)
 {
 	struct bdev *bs = r->bs;

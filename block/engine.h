@@ -34,6 +34,8 @@ struct block_pool *block_pool_create(unsigned nthreads);
 int block_pool_submit(struct block_pool *p, void (*fn)(void *arg), void *arg);
 /* Runs every queued job, then joins the threads. */
 void block_pool_destroy(struct block_pool *p);
+/* Destroys the pool only if no job is queued or running; true if done. */
+bool block_pool_destroy_if_idle(struct block_pool *p);
 /* The process-wide pool for blocking I/O (threads engine, bounce path). */
 struct block_pool *block_io_pool(void);
 

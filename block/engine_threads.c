@@ -117,6 +117,22 @@ void block_pool_destroy(struct block_pool *p)
 	free(p);
 }
 
+/* At exit, a pool whose threads are all idle is joined (so leak checkers
+ * see no thread stacks); a busy one is left alone, never waited for. */
+bool block_pool_destroy_if_idle(struct block_pool *p)
+{
+	bool idle;
+
+	if (!p)
+		return true;
+	pthread_mutex_lock(&p->lock);
+	idle = !p->head && p->idle == p->nthreads;
+	pthread_mutex_unlock(&p->lock);
+	if (idle)
+		block_pool_destroy(p);
+	return idle;
+}
+
 #define BLOCK_IO_THREADS 16
 
 static struct block_pool *io_pool;
@@ -131,6 +147,12 @@ struct block_pool *block_io_pool(void)
 {
 	pthread_once(&io_pool_once, io_pool_init);
 	return io_pool;
+}
+
+__attribute__((destructor)) static void io_pool_exit(void)
+{
+	if (block_pool_destroy_if_idle(io_pool))
+		io_pool = NULL;
 }
 
 /* ---- threads engine ---- */
