@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "block/bfile.h"
+#include "block/endian.h"
 #include "block/format.h"
 #include "vmm/log.h"
 
@@ -31,14 +32,6 @@ struct cloop_state {
 	int64_t cached;			/* block in `block`, or -1 */
 	unsigned errors_logged;
 };
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
 
 static int cloop_probe(const uint8_t *head, size_t len, const char *filename)
 {
@@ -172,8 +165,8 @@ static int cloop_open(struct bdev *bs, char *err, size_t errlen)
 	if (!s)
 		FAIL("%s: out of memory", bs->filename);
 	bs->opaque = s;
-	s->block_size = get_be32(hdr + CLOOP_PREAMBLE);
-	s->n_blocks = get_be32(hdr + CLOOP_PREAMBLE + 4);
+	s->block_size = ld_be32(hdr + CLOOP_PREAMBLE);
+	s->n_blocks = ld_be32(hdr + CLOOP_PREAMBLE + 4);
 	s->cached = -1;
 	ret = cloop_check_geometry(s->block_size, s->n_blocks, (uint64_t)fsize, bs->filename,
 				   err, errlen);

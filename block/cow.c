@@ -19,7 +19,6 @@
  *   v3 "broken" (64-bit UML builds, 4136 bytes): mtime as u64, natural
  *      alignment; recognised by the zero cow_format where the name starts.
  * Crash order on write: the data, then the bitmap bits. */
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -28,6 +27,7 @@
 #include <sys/stat.h>
 
 #include "block/bfile.h"
+#include "block/endian.h"
 #include "block/format.h"
 #include "vmm/log.h"
 
@@ -68,50 +68,6 @@ struct cow_layout {			/* decoded header */
 	uint64_t header_size, name_offset, name_len;
 };
 
-static uint32_t be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
 static bool is_pow2(uint64_t v)
 {
 	return v && !(v & (v - 1));
@@ -127,10 +83,10 @@ static int cow_magic_version(const uint8_t *head, size_t len)
 {
 	if (len < 8)
 		return -1;
-	if (be32(head) == COW_MAGIC)
-		return (int)(be32(head + 4) & 0x7fffffff);
-	if (le32(head) == COW_MAGIC)
-		return (int)(le32(head + 4) & 0x7fffffff);
+	if (ld_be32(head) == COW_MAGIC)
+		return (int)(ld_be32(head + 4) & 0x7fffffff);
+	if (ld_le32(head) == COW_MAGIC)
+		return (int)(ld_le32(head + 4) & 0x7fffffff);
 	return -1;
 }
 
@@ -146,7 +102,7 @@ static int cow_probe(const uint8_t *head, size_t len, const char *filename)
 /* The QEMU v2 layout when its size and sector size make sense there. */
 static bool cow_v2_is_qemu(const uint8_t *h, size_t n)
 {
-	return n >= COW_V2Q_HEADER && be32(h + 1048) == 512 && be64(h + 1040) != 0 &&
+	return n >= COW_V2Q_HEADER && ld_be32(h + 1048) == 512 && ld_be64(h + 1040) != 0 &&
 	       memchr(h + 8, 0, COW_V2Q_NAME);
 }
 
@@ -164,8 +120,8 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 		if (n < COW_V1_HEADER)
 			FAIL("%s: cow v1 header truncated", fn);
 		l->flavour = COW_V1;
-		l->size = le64(h + 268);
-		l->sector_size = le32(h + 276);
+		l->size = ld_le64(h + 268);
+		l->sector_size = ld_le32(h + 276);
 		l->align = l->sector_size;
 		l->header_size = COW_V1_HEADER;
 		l->name_offset = 8;
@@ -174,7 +130,7 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 	case 2:
 		if (cow_v2_is_qemu(h, n)) {
 			l->flavour = COW_V2_QEMU;
-			l->size = be64(h + 1040);
+			l->size = ld_be64(h + 1040);
 			l->sector_size = 512;
 			l->header_size = COW_V2Q_HEADER;
 			l->name_len = COW_V2Q_NAME;
@@ -182,8 +138,8 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 			if (n < COW_V2U_HEADER)
 				FAIL("%s: cow v2 header truncated", fn);
 			l->flavour = COW_V2_UML;
-			l->size = be64(h + 4108);
-			l->sector_size = be32(h + 4116);
+			l->size = ld_be64(h + 4108);
+			l->sector_size = ld_be32(h + 4116);
 			l->header_size = COW_V2U_HEADER;
 			l->name_len = COW_V3_NAME;
 		}
@@ -193,22 +149,22 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 	case 3:
 		if (n < COW_V3_HEADER)
 			FAIL("%s: cow v3 header truncated", fn);
-		if (le32(h + 32) != 0) {
+		if (ld_le32(h + 32) != 0) {
 			l->flavour = COW_V3;
-			l->size = be64(h + 12);
-			l->sector_size = be32(h + 20);
-			l->align = be32(h + 24);
-			l->cow_format = be32(h + 28);
+			l->size = ld_be64(h + 12);
+			l->sector_size = ld_be32(h + 20);
+			l->align = ld_be32(h + 24);
+			l->cow_format = ld_be32(h + 28);
 			l->header_size = COW_V3_HEADER;
 			l->name_offset = 32;
 		} else {
 			if (n < COW_V3B_HEADER)
 				FAIL("%s: cow v3 header truncated", fn);
 			l->flavour = COW_V3_BROKEN;
-			l->size = be64(h + 16);
-			l->sector_size = be32(h + 24);
-			l->align = be32(h + 28);
-			l->cow_format = be32(h + 32);
+			l->size = ld_be64(h + 16);
+			l->sector_size = ld_be32(h + 24);
+			l->align = ld_be32(h + 28);
+			l->cow_format = ld_be32(h + 32);
 			l->header_size = COW_V3B_HEADER;
 			l->name_offset = 36;
 		}
@@ -604,20 +560,20 @@ static size_t cow_build_header(uint8_t *h, unsigned version, const char *backing
 			       uint64_t size, uint32_t mtime, uint32_t align)
 {
 	memset(h, 0, COW_MAX_HEADER);
-	put_be32(h, COW_MAGIC);
-	put_be32(h + 4, version);
+	st_be32(h, COW_MAGIC);
+	st_be32(h + 4, version);
 	if (version == 2) {
 		strcpy((char *)h + 8, backing);
-		put_be32(h + 1032, mtime);
-		put_be64(h + 1040, size);
-		put_be32(h + 1048, 512);
+		st_be32(h + 1032, mtime);
+		st_be64(h + 1040, size);
+		st_be32(h + 1048, 512);
 		return COW_V2Q_HEADER;
 	}
-	put_be32(h + 8, mtime);
-	put_be64(h + 12, size);
-	put_be32(h + 20, 512);
-	put_be32(h + 24, align);
-	put_be32(h + 28, 0);
+	st_be32(h + 8, mtime);
+	st_be64(h + 12, size);
+	st_be32(h + 20, 512);
+	st_be32(h + 24, align);
+	st_be32(h + 28, 0);
 	strcpy((char *)h + 32, backing);
 	return COW_V3_HEADER;
 }

@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "block/bfile.h"
+#include "block/endian.h"
 #include "block/format.h"
 #include "vmm/log.h"
 
@@ -58,34 +59,6 @@ struct qcow_state {
 	unsigned errors_logged;
 };
 
-static uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
 /* A metadata problem found during I/O: logged a few times per image. */
 static int qcow_corrupt(struct bdev *bs, const char *what, uint64_t value)
 {
@@ -100,7 +73,7 @@ static int qcow_corrupt(struct bdev *bs, const char *what, uint64_t value)
 
 static int qcow_probe(const uint8_t *head, size_t len, const char *filename)
 {
-	if (len >= 8 && get_be32(head) == QCOW_MAGIC && get_be32(head + 4) == QCOW_VERSION)
+	if (len >= 8 && ld_be32(head) == QCOW_MAGIC && ld_be32(head + 4) == QCOW_VERSION)
 		return 100;
 	return 0;
 }
@@ -118,13 +91,13 @@ struct qcow_header {
 
 static void qcow_header_decode(const uint8_t *b, struct qcow_header *h)
 {
-	h->backing_file_offset = get_be64(b + 8);
-	h->backing_file_size = get_be32(b + 16);
-	h->size = get_be64(b + 24);
+	h->backing_file_offset = ld_be64(b + 8);
+	h->backing_file_size = ld_be32(b + 16);
+	h->size = ld_be64(b + 24);
 	h->cluster_bits = b[32];
 	h->l2_bits = b[33];
-	h->crypt_method = get_be32(b + 36);
-	h->l1_table_offset = get_be64(b + 40);
+	h->crypt_method = ld_be32(b + 36);
+	h->l1_table_offset = ld_be64(b + 40);
 }
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
@@ -274,11 +247,11 @@ static int qcow_open(struct bdev *bs, char *err, size_t errlen)
 			 strerror(-ret));
 		return ret;
 	}
-	if (get_be32(buf) != QCOW_MAGIC)
+	if (ld_be32(buf) != QCOW_MAGIC)
 		FAIL("%s: not a qcow image (bad magic)", bs->filename);
-	if (get_be32(buf + 4) != QCOW_VERSION)
+	if (ld_be32(buf + 4) != QCOW_VERSION)
 		FAIL("%s: qcow version %u is not supported (only 1)", bs->filename,
-		     get_be32(buf + 4));
+		     ld_be32(buf + 4));
 	qcow_header_decode(buf, &h);
 	ret = qcow_header_check(&h, bs->filename, (uint64_t)fsize, &l1_size, err, errlen);
 	if (ret < 0)
@@ -744,18 +717,18 @@ static int qcow_create(const char *path, const struct block_create_opts *o, char
 	l1_size = (size + (1ull << shift) - 1) >> shift;
 	if (l1_size > QCOW_MAX_L1_BYTES / 8)
 		FAIL("%s: qcow image size too large for its L1 table", path);
-	put_be32(hdr, QCOW_MAGIC);
-	put_be32(hdr + 4, QCOW_VERSION);
+	st_be32(hdr, QCOW_MAGIC);
+	st_be32(hdr + 4, QCOW_VERSION);
 	if (blen) {
-		put_be64(hdr + 8, header_size);
-		put_be32(hdr + 16, blen);
+		st_be64(hdr + 8, header_size);
+		st_be32(hdr + 16, blen);
 		header_size += blen;
 	}
 	header_size = (header_size + 7) & ~7ull;
-	put_be64(hdr + 24, size);
+	st_be64(hdr + 24, size);
 	hdr[32] = cluster_bits;
 	hdr[33] = l2_bits;
-	put_be64(hdr + 40, header_size);
+	st_be64(hdr + 40, header_size);
 	l1_bytes = (l1_size * 8 + 511) & ~511ull;
 
 	ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
@@ -792,8 +765,8 @@ static int qcow_change_backing(struct bdev *bs, const char *file, const char *fm
 		if (ret < 0)
 			return ret;
 	}
-	put_be64(hdr, blen ? QCOW_HEADER_SIZE : 0);
-	put_be32(hdr + 8, blen);
+	st_be64(hdr, blen ? QCOW_HEADER_SIZE : 0);
+	st_be32(hdr + 8, blen);
 	ret = bfile_pwrite(bs->file, 8, hdr, sizeof(hdr));
 	if (ret < 0)
 		return ret;

@@ -31,9 +31,9 @@ static const struct feature_name known_features[] = {
 
 static int qcow2_probe(const uint8_t *head, size_t len, const char *filename)
 {
-	if (len < 8 || qc_be32(head) != QCOW2_MAGIC)
+	if (len < 8 || ld_be32(head) != QCOW2_MAGIC)
 		return 0;
-	return (qc_be32(head + 4) == 2 || qc_be32(head + 4) == 3) ? 100 : 0;
+	return (ld_be32(head + 4) == 2 || ld_be32(head + 4) == 3) ? 100 : 0;
 }
 
 bool qcow2_offset_sane(const struct qcow2 *s, uint64_t off, uint64_t len)
@@ -70,7 +70,7 @@ static int write_incompat(struct qcow2 *s)
 
 	if (s->version < 3)
 		return 0;
-	qc_put64(b, s->incompat);
+	st_be64(b, s->incompat);
 	return qcow2_write_header_fields(s, QH_INCOMPAT, b, 8);
 }
 
@@ -162,7 +162,7 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *c0, uint64_t start, 
 	uint64_t pos = start;
 
 	while (pos + 8 <= end) {
-		uint32_t type = qc_be32(c0 + pos), len = qc_be32(c0 + pos + 4);
+		uint32_t type = ld_be32(c0 + pos), len = ld_be32(c0 + pos + 4);
 		uint64_t padded = qc_align_up(len, 8);
 
 		if (type == QCOW2_EXT_END)
@@ -247,26 +247,26 @@ static int parse_header(struct qcow2 *s, uint8_t *c0, uint64_t fsize, char *err,
 	uint64_t size, ext_end;
 	int ret;
 
-	s->backing_offset = qc_be64(c0 + 8);
-	s->backing_size = qc_be32(c0 + 16);
-	size = qc_be64(c0 + 24);
-	if (qc_be32(c0 + 32)) {
+	s->backing_offset = ld_be64(c0 + 8);
+	s->backing_size = ld_be32(c0 + 16);
+	size = ld_be64(c0 + 24);
+	if (ld_be32(c0 + 32)) {
 		snprintf(err, errlen, "qcow2: %s: crypt_method %u: encrypted images are not "
-			 "supported", f, qc_be32(c0 + 32));
+			 "supported", f, ld_be32(c0 + 32));
 		return -ENOTSUP;
 	}
-	s->l1_size = qc_be32(c0 + 36);
-	s->l1_offset = qc_be64(c0 + 40);
-	s->rt_offset = qc_be64(c0 + 48);
-	s->rt_clusters = qc_be32(c0 + 56);
-	s->nb_snapshots = qc_be32(c0 + 60);
-	s->snapshots_offset = qc_be64(c0 + 64);
+	s->l1_size = ld_be32(c0 + 36);
+	s->l1_offset = ld_be64(c0 + 40);
+	s->rt_offset = ld_be64(c0 + 48);
+	s->rt_clusters = ld_be32(c0 + 56);
+	s->nb_snapshots = ld_be32(c0 + 60);
+	s->snapshots_offset = ld_be64(c0 + 64);
 	if (s->version >= 3) {
-		s->incompat = qc_be64(c0 + 72);
-		s->compat = qc_be64(c0 + 80);
-		s->autoclear = qc_be64(c0 + 88);
-		s->refcount_order = qc_be32(c0 + 96);
-		s->header_length = qc_be32(c0 + 100);
+		s->incompat = ld_be64(c0 + 72);
+		s->compat = ld_be64(c0 + 80);
+		s->autoclear = ld_be64(c0 + 88);
+		s->refcount_order = ld_be32(c0 + 96);
+		s->header_length = ld_be32(c0 + 100);
 		if (s->header_length < QCOW2_V3_HEADER_LEN || s->header_length > s->cluster_size) {
 			snprintf(err, errlen, "qcow2: %s: header_length %u out of range (104..%llu)",
 				 f, s->header_length, (unsigned long long)s->cluster_size);
@@ -423,7 +423,7 @@ static int read_l1(struct qcow2 *s, char *err, size_t errlen)
 		return -EIO;
 	}
 	for (uint32_t i = 0; i < s->l1_size; i++)
-		s->l1[i] = qc_be64(&s->l1[i]);
+		s->l1[i] = ld_be64((uint8_t *)&s->l1[i]);
 	return 0;
 }
 
@@ -470,12 +470,12 @@ static int qcow2_open(struct bdev *bs, char *err, size_t errlen)
 		ret = -EIO;
 		goto fail;
 	}
-	if (qc_be32(head) != QCOW2_MAGIC) {
+	if (ld_be32(head) != QCOW2_MAGIC) {
 		snprintf(err, errlen, "qcow2: %s: bad magic (not a qcow2 image)", s->fname);
 		ret = -EINVAL;
 		goto fail;
 	}
-	s->version = qc_be32(head + 4);
+	s->version = ld_be32(head + 4);
 	if (s->version != 2 && s->version != 3) {
 		snprintf(err, errlen, "qcow2: %s: unsupported version %u", s->fname, s->version);
 		ret = -ENOTSUP;
@@ -486,7 +486,7 @@ static int qcow2_open(struct bdev *bs, char *err, size_t errlen)
 		ret = -EINVAL;
 		goto fail;
 	}
-	s->cluster_bits = qc_be32(head + 20);
+	s->cluster_bits = ld_be32(head + 20);
 	if (s->cluster_bits < QCOW2_MIN_CLUSTER_BITS || s->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
 		snprintf(err, errlen, "qcow2: %s: cluster_bits %u out of range (9..21)", s->fname,
 			 s->cluster_bits);
@@ -594,8 +594,8 @@ static uint32_t qcow2_cluster_size(struct bdev *bs)
 
 static size_t put_ext(uint8_t *buf, size_t pos, uint32_t type, const void *data, uint32_t len)
 {
-	qc_put32(buf + pos, type);
-	qc_put32(buf + pos + 4, len);
+	st_be32(buf + pos, type);
+	st_be32(buf + pos + 4, len);
 	memcpy(buf + pos + 8, data, len);
 	memset(buf + pos + 8 + len, 0, qc_align_up(len, 8) - len);
 	return pos + 8 + qc_align_up(len, 8);
@@ -629,23 +629,23 @@ int qcow2_rewrite_header(struct qcow2 *s, const char *backing, const char *backi
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, s->header_raw, s->header_length);
-	qc_put32(buf, QCOW2_MAGIC);
-	qc_put32(buf + 4, s->version);
-	qc_put32(buf + 20, s->cluster_bits);
-	qc_put64(buf + 24, s->bs->size);
-	qc_put32(buf + 32, 0);
-	qc_put32(buf + 36, s->l1_size);
-	qc_put64(buf + 40, s->l1_offset);
-	qc_put64(buf + 48, s->rt_offset);
-	qc_put32(buf + 56, s->rt_clusters);
-	qc_put32(buf + 60, s->nb_snapshots);
-	qc_put64(buf + 64, s->snapshots_offset);
+	st_be32(buf, QCOW2_MAGIC);
+	st_be32(buf + 4, s->version);
+	st_be32(buf + 20, s->cluster_bits);
+	st_be64(buf + 24, s->bs->size);
+	st_be32(buf + 32, 0);
+	st_be32(buf + 36, s->l1_size);
+	st_be64(buf + 40, s->l1_offset);
+	st_be64(buf + 48, s->rt_offset);
+	st_be32(buf + 56, s->rt_clusters);
+	st_be32(buf + 60, s->nb_snapshots);
+	st_be64(buf + 64, s->snapshots_offset);
 	if (s->version >= 3) {
-		qc_put64(buf + 72, s->incompat);
-		qc_put64(buf + 80, s->compat);
-		qc_put64(buf + 88, s->autoclear);
-		qc_put32(buf + 96, s->refcount_order);
-		qc_put32(buf + 100, s->header_length);
+		st_be64(buf + 72, s->incompat);
+		st_be64(buf + 80, s->compat);
+		st_be64(buf + 88, s->autoclear);
+		st_be32(buf + 96, s->refcount_order);
+		st_be32(buf + 100, s->header_length);
 	}
 	pos = qc_align_up(s->header_length, 8);
 	if (flen)
@@ -664,8 +664,8 @@ int qcow2_rewrite_header(struct qcow2 *s, const char *backing, const char *backi
 		memcpy(buf + pos, s->ext_keep, s->ext_keep_len);
 	pos += s->ext_keep_len;
 	pos += 8;	/* end of extensions */
-	qc_put64(buf + 8, blen ? pos : 0);
-	qc_put32(buf + 16, (uint32_t)blen);
+	st_be64(buf + 8, blen ? pos : 0);
+	st_be32(buf + 16, (uint32_t)blen);
 	if (blen)
 		memcpy(buf + pos, backing, blen);
 	ret = bfile_pwrite(s->file, 0, buf, cs) < 0 ? -EIO : 0;
@@ -714,7 +714,7 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
 	}
 	memcpy(nl1, s->l1, (size_t)s->l1_size * 8);
 	for (uint64_t i = 0; i < min_size; i++)
-		qc_put64(&be[i], nl1[i]);
+		st_be64((uint8_t *)&be[i], nl1[i]);
 	off = qcow2_alloc_clusters(s, n);
 	ret = off < 0 ? (int)off : 0;
 	if (ret == 0)
@@ -723,8 +723,8 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size)
 		ret = qcow2_flush_barrier(s);
 	if (ret == 0) {
 		uint8_t h[12];
-		qc_put32(h, (uint32_t)min_size);
-		qc_put64(h + 4, (uint64_t)off);
+		st_be32(h, (uint32_t)min_size);
+		st_be64(h + 4, (uint64_t)off);
 		ret = qcow2_write_header_fields(s, QH_L1_SIZE, h, 12);
 	}
 	if (ret == 0)
@@ -766,7 +766,7 @@ static int set_size(struct qcow2 *s, uint64_t size)
 {
 	uint8_t b[8];
 
-	qc_put64(b, size);
+	st_be64(b, size);
 	if (qcow2_write_header_fields(s, QH_SIZE, b, 8) < 0 || bfile_flush(s->file) < 0)
 		return -EIO;
 	s->bs->size = size;
@@ -882,18 +882,18 @@ static int write_empty_image(const char *path, const struct block_create_opts *o
 		bfile_close(f);
 		return -ENOMEM;
 	}
-	qc_put32(buf, QCOW2_MAGIC);
-	qc_put32(buf + 4, version);
-	qc_put32(buf + 20, cluster_bits);
-	qc_put64(buf + 40, 3 * cs);		/* L1 (empty) */
-	qc_put64(buf + 48, cs);			/* refcount table */
-	qc_put32(buf + 56, 1);
+	st_be32(buf, QCOW2_MAGIC);
+	st_be32(buf + 4, version);
+	st_be32(buf + 20, cluster_bits);
+	st_be64(buf + 40, 3 * cs);		/* L1 (empty) */
+	st_be64(buf + 48, cs);			/* refcount table */
+	st_be32(buf + 56, 1);
 	if (version >= 3) {
-		qc_put64(buf + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
-		qc_put32(buf + 96, refcount_order);
-		qc_put32(buf + 100, QCOW2_V3_HEADER_LEN);
+		st_be64(buf + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
+		st_be32(buf + 96, refcount_order);
+		st_be32(buf + 100, QCOW2_V3_HEADER_LEN);
 	}
-	qc_put64(buf + cs, 2 * cs);		/* refcount block */
+	st_be64(buf + cs, 2 * cs);		/* refcount block */
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.refcount_bits = 1u << refcount_order;
 	for (unsigned i = 0; i < 3; i++)

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "block/endian.h"
 #include "block/format.h"
 
 #define QCOW2_MAGIC		0x514649fbu	/* "QFI\xfb" */
@@ -250,48 +251,6 @@ int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_resul
 		FILE *report);
 int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_result *res,
 		    FILE *report);
-
-/* byte order helpers */
-static inline uint64_t qc_be64(const void *p)
-{
-	const uint8_t *b = p;
-	return ((uint64_t)b[0] << 56) | ((uint64_t)b[1] << 48) | ((uint64_t)b[2] << 40) |
-	       ((uint64_t)b[3] << 32) | ((uint64_t)b[4] << 24) | ((uint64_t)b[5] << 16) |
-	       ((uint64_t)b[6] << 8) | b[7];
-}
-
-static inline uint32_t qc_be32(const void *p)
-{
-	const uint8_t *b = p;
-	return ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
-}
-
-static inline uint16_t qc_be16(const void *p)
-{
-	const uint8_t *b = p;
-	return (uint16_t)((b[0] << 8) | b[1]);
-}
-
-static inline void qc_put64(void *p, uint64_t v)
-{
-	uint8_t *b = p;
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		b[i] = (uint8_t)v;
-}
-
-static inline void qc_put32(void *p, uint32_t v)
-{
-	uint8_t *b = p;
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		b[i] = (uint8_t)v;
-}
-
-static inline void qc_put16(void *p, uint16_t v)
-{
-	uint8_t *b = p;
-	b[0] = (uint8_t)(v >> 8);
-	b[1] = (uint8_t)v;
-}
 
 static inline uint64_t qc_align_up(uint64_t v, uint64_t a)
 {

@@ -139,7 +139,7 @@ static int read_l1_table(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **o
 		return -EIO;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		l1[i] = qc_be64(&l1[i]);
+		l1[i] = ld_be64((uint8_t *)&l1[i]);
 	*out = l1;
 	return 0;
 }
@@ -280,7 +280,7 @@ static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
 			goto out;
 		}
 		nrt[g] = boff;
-		qc_put64(&tab[g], boff);
+		st_be64((uint8_t *)&tab[g], boff);
 	}
 	if (bfile_pwrite(s->file, (p + ngroups) * cs, tab, tclusters * cs) < 0 ||
 	    bfile_flush(s->file) < 0) {
@@ -289,8 +289,8 @@ static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
 	}
 	{
 		uint8_t h[12];
-		qc_put64(h, (p + ngroups) * cs);
-		qc_put32(h + 8, (uint32_t)tclusters);
+		st_be64(h, (p + ngroups) * cs);
+		st_be32(h + 8, (uint32_t)tclusters);
 		if (qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 ||
 		    bfile_flush(s->file) < 0) {
 			ret = -EIO;
@@ -514,7 +514,7 @@ int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_resul
 			uint8_t b[8];
 			s->incompat &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
 			s->dirty_set = false;
-			qc_put64(b, s->incompat);
+			st_be64(b, s->incompat);
 			if (qcow2_write_header_fields(s, QH_INCOMPAT, b, 8) < 0 ||
 			    bfile_flush(s->file) < 0)
 				return -EIO;

@@ -112,7 +112,7 @@ int qcow2_read_l2(struct qcow2 *s, uint64_t l2_off, uint64_t *tab)
 	if (bfile_pread(s->file, l2_off, tab, s->cluster_size) < 0)
 		return -EIO;
 	for (uint64_t i = 0; i < s->cluster_size / 8; i++)
-		tab[i] = qc_be64(&tab[i]);
+		tab[i] = ld_be64((uint8_t *)&tab[i]);
 	return 0;
 }
 
@@ -124,7 +124,7 @@ int qcow2_write_l2(struct qcow2 *s, uint64_t l2_off, const uint64_t *tab)
 	if (!buf)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < s->cluster_size / 8; i++)
-		qc_put64(&buf[i], l2_get(tab, i));
+		st_be64((uint8_t *)&buf[i], l2_get(tab, i));
 	ret = bfile_pwrite(s->file, l2_off, buf, s->cluster_size) < 0 ? -EIO : 0;
 	free(buf);
 	return ret;
@@ -134,7 +134,7 @@ int qcow2_write_l1_entry(struct qcow2 *s, uint32_t idx)
 {
 	uint64_t be;
 
-	qc_put64(&be, s->l1[idx]);
+	st_be64((uint8_t *)&be, s->l1[idx]);
 	return bfile_pwrite(s->file, s->l1_offset + (uint64_t)idx * 8, &be, 8) < 0 ? -EIO : 0;
 }
 

@@ -18,11 +18,11 @@ uint64_t qcow2_rb_get(const struct qcow2 *s, const uint8_t *blk, uint64_t idx)
 	case 8:
 		return blk[idx];
 	case 16:
-		return qc_be16(blk + idx * 2);
+		return ld_be16(blk + idx * 2);
 	case 32:
-		return qc_be32(blk + idx * 4);
+		return ld_be32(blk + idx * 4);
 	default:
-		return qc_be64(blk + idx * 8);
+		return ld_be64(blk + idx * 8);
 	}
 }
 
@@ -42,13 +42,13 @@ void qcow2_rb_set(const struct qcow2 *s, uint8_t *blk, uint64_t idx, uint64_t v)
 		blk[idx] = (uint8_t)v;
 		break;
 	case 16:
-		qc_put16(blk + idx * 2, (uint16_t)v);
+		st_be16(blk + idx * 2, (uint16_t)v);
 		break;
 	case 32:
-		qc_put32(blk + idx * 4, (uint32_t)v);
+		st_be32(blk + idx * 4, (uint32_t)v);
 		break;
 	default:
-		qc_put64(blk + idx * 8, v);
+		st_be64(blk + idx * 8, v);
 		break;
 	}
 }
@@ -68,7 +68,7 @@ int qcow2_refcount_init(struct qcow2 *s, char *err, size_t errlen)
 		return -EIO;
 	}
 	for (uint64_t i = 0; i < s->rt_entries; i++)
-		s->rt[i] = qc_be64(&s->rt[i]);
+		s->rt[i] = ld_be64((uint8_t *)&s->rt[i]);
 	for (unsigned i = 0; i < QCOW2_RB_CACHE; i++) {
 		s->rbc[i].data = malloc(s->cluster_size);
 		if (!s->rbc[i].data) {
@@ -159,7 +159,7 @@ static int rt_write_entry(struct qcow2 *s, uint64_t idx)
 {
 	uint64_t be;
 
-	qc_put64(&be, s->rt[idx]);
+	st_be64((uint8_t *)&be, s->rt[idx]);
 	return bfile_pwrite(s->file, s->rt_offset + idx * 8, &be, 8) < 0 ? -EIO : 0;
 }
 
@@ -209,7 +209,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
 		goto out;
 	}
 	for (uint64_t i = 0; i < s->rt_entries; i++)
-		qc_put64(&tab[i], s->rt[i]);
+		st_be64((uint8_t *)&tab[i], s->rt[i]);
 	for (uint64_t b = 0; b < nblocks; b++) {
 		uint64_t g = g0 + b;
 		memset(blk, 0, cs);
@@ -220,7 +220,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
 			ret = -EIO;
 			goto out;
 		}
-		qc_put64(&tab[g], (p + b) * cs);
+		st_be64((uint8_t *)&tab[g], (p + b) * cs);
 	}
 	if (bfile_pwrite(s->file, (p + nblocks) * cs, tab, tclusters * cs) < 0) {
 		ret = -EIO;
@@ -231,8 +231,8 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
 		goto out;
 	{
 		uint8_t hdr[12];
-		qc_put64(hdr, (p + nblocks) * cs);
-		qc_put32(hdr + 8, (uint32_t)tclusters);
+		st_be64(hdr, (p + nblocks) * cs);
+		st_be32(hdr + 8, (uint32_t)tclusters);
 		ret = qcow2_write_header_fields(s, QH_RT_OFFSET, hdr, 12);
 		if (ret < 0)
 			goto out;
@@ -248,7 +248,7 @@ static int grow_reftable(struct qcow2 *s, uint64_t min_entries)
 			goto out;
 		}
 		for (uint64_t i = 0; i < entries && i < tclusters * cs / 8; i++)
-			nrt[i] = qc_be64(&tab[i]);
+			nrt[i] = ld_be64((uint8_t *)&tab[i]);
 		free(s->rt);
 		s->rt = nrt;
 		s->rt_offset = (p + nblocks) * cs;

@@ -50,15 +50,15 @@ int qcow2_snapshots_read(struct qcow2 *s, char *err, size_t errlen)
 		}
 		if (bfile_pread(s->file, pos, h, 40) < 0)
 			return -EIO;
-		sn->l1_offset = qc_be64(h);
-		sn->l1_size = qc_be32(h + 8);
-		id_len = qc_be16(h + 12);
-		name_len = qc_be16(h + 14);
-		sn->date_sec = qc_be32(h + 16);
-		sn->date_nsec = qc_be32(h + 20);
-		sn->vm_clock_nsec = qc_be64(h + 24);
-		sn->vm_state_size = qc_be32(h + 32);
-		sn->extra_size = qc_be32(h + 36);
+		sn->l1_offset = ld_be64(h);
+		sn->l1_size = ld_be32(h + 8);
+		id_len = ld_be16(h + 12);
+		name_len = ld_be16(h + 14);
+		sn->date_sec = ld_be32(h + 16);
+		sn->date_nsec = ld_be32(h + 20);
+		sn->vm_clock_nsec = ld_be64(h + 24);
+		sn->vm_state_size = ld_be32(h + 32);
+		sn->extra_size = ld_be32(h + 36);
 		if (sn->extra_size > SN_MAX_EXTRA) {
 			snprintf(err, errlen, "qcow2: %s: snapshot %u: extra_data_size %u exceeds "
 				 "%u", s->fname, i, sn->extra_size, SN_MAX_EXTRA);
@@ -91,11 +91,11 @@ int qcow2_snapshots_read(struct qcow2 *s, char *err, size_t errlen)
 		sn->disk_size = s->bs->size;
 		sn->icount = UINT64_MAX;
 		if (sn->extra_size >= 8)
-			sn->vm_state_size = qc_be64(sn->extra);
+			sn->vm_state_size = ld_be64(sn->extra);
 		if (sn->extra_size >= 16)
-			sn->disk_size = qc_be64(sn->extra + 8);
+			sn->disk_size = ld_be64(sn->extra + 8);
 		if (sn->extra_size >= 24)
-			sn->icount = qc_be64(sn->extra + 16);
+			sn->icount = ld_be64(sn->extra + 16);
 		pos += body;
 	}
 	s->snapshots_size = qc_align_up(pos, 8) - s->snapshots_offset;
@@ -120,16 +120,16 @@ static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n
 	for (uint32_t i = 0; i < n; i++) {
 		struct qcow2_snapshot *sn = &snaps[i];
 		size_t il = strlen(sn->id), nl = strlen(sn->name);
-		qc_put64(buf + pos, sn->l1_offset);
-		qc_put32(buf + pos + 8, sn->l1_size);
-		qc_put16(buf + pos + 12, (uint16_t)il);
-		qc_put16(buf + pos + 14, (uint16_t)nl);
-		qc_put32(buf + pos + 16, sn->date_sec);
-		qc_put32(buf + pos + 20, sn->date_nsec);
-		qc_put64(buf + pos + 24, sn->vm_clock_nsec);
-		qc_put32(buf + pos + 32, sn->vm_state_size > UINT32_MAX ? 0 :
+		st_be64(buf + pos, sn->l1_offset);
+		st_be32(buf + pos + 8, sn->l1_size);
+		st_be16(buf + pos + 12, (uint16_t)il);
+		st_be16(buf + pos + 14, (uint16_t)nl);
+		st_be32(buf + pos + 16, sn->date_sec);
+		st_be32(buf + pos + 20, sn->date_nsec);
+		st_be64(buf + pos + 24, sn->vm_clock_nsec);
+		st_be32(buf + pos + 32, sn->vm_state_size > UINT32_MAX ? 0 :
 			 (uint32_t)sn->vm_state_size);
-		qc_put32(buf + pos + 36, sn->extra_size);
+		st_be32(buf + pos + 36, sn->extra_size);
 		memcpy(buf + pos + 40, sn->extra, sn->extra_size);
 		memcpy(buf + pos + 40 + sn->extra_size, sn->id, il);
 		memcpy(buf + pos + 40 + sn->extra_size + il, sn->name, nl);
@@ -151,8 +151,8 @@ static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n
 		return ret;
 	{
 		uint8_t h[12];
-		qc_put32(h, n);
-		qc_put64(h + 4, (uint64_t)off);
+		st_be32(h, n);
+		st_be64(h + 4, (uint64_t)off);
 		ret = qcow2_write_header_fields(s, QH_NB_SNAPSHOTS, h, 12);
 		if (ret == 0)
 			ret = bfile_flush(s->file) < 0 ? -EIO : 0;
@@ -223,7 +223,7 @@ int qcow2_update_tree_refcount(struct qcow2 *s, uint64_t *l1, uint32_t l1_size,
 		if (!be)
 			return -ENOMEM;
 		for (uint32_t i = 0; i < l1_size; i++)
-			qc_put64(&be[i], l1[i]);
+			st_be64((uint8_t *)&be[i], l1[i]);
 		ret = bfile_pwrite(s->file, l1_offset, be, (uint64_t)l1_size * 8) < 0 ? -EIO : 0;
 		free(be);
 	}
@@ -274,7 +274,7 @@ static int read_l1_copy(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **ou
 		return -EIO;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		l1[i] = qc_be64(&l1[i]);
+		l1[i] = ld_be64((uint8_t *)&l1[i]);
 	*out = l1;
 	return 0;
 }
@@ -334,7 +334,7 @@ int qcow2_snapshot_create(struct bdev *bs, const char *name, char *err, size_t e
 		if (!be)
 			return -ENOMEM;
 		for (uint32_t i = 0; i < s->l1_size; i++)
-			qc_put64(&be[i], s->l1[i] & ~QCOW_OFLAG_COPIED);
+			st_be64((uint8_t *)&be[i], s->l1[i] & ~QCOW_OFLAG_COPIED);
 		ret = bfile_pwrite(s->file, (uint64_t)off, be, l1_bytes) < 0 ? -EIO : 0;
 		free(be);
 		if (ret < 0)
@@ -376,8 +376,8 @@ int qcow2_snapshot_create(struct bdev *bs, const char *name, char *err, size_t e
 	sn->date_nsec = (uint32_t)ts.tv_nsec;
 	sn->disk_size = bs->size;
 	sn->icount = UINT64_MAX;
-	qc_put64(sn->extra + 8, bs->size);
-	qc_put64(sn->extra + 16, UINT64_MAX);
+	st_be64(sn->extra + 8, bs->size);
+	st_be64(sn->extra + 16, UINT64_MAX);
 	ret = write_table(s, snaps, s->nb_snapshots + 1);
 	if (ret < 0) {
 		free(sn->id);
@@ -441,7 +441,7 @@ int qcow2_snapshot_apply(struct bdev *bs, const char *name, char *err, size_t er
 	if (ret == 0 && sn->disk_size != bs->size && sn->disk_size <= (1ull << 62) &&
 	    qcow2_l1_needed(s, sn->disk_size) <= s->l1_size) {
 		uint8_t b[8];
-		qc_put64(b, sn->disk_size);
+		st_be64(b, sn->disk_size);
 		ret = qcow2_write_header_fields(s, QH_SIZE, b, 8);
 		if (ret == 0)
 			bs->size = sn->disk_size;

@@ -12,36 +12,9 @@
 #include <string.h>
 #include <zlib.h>
 #include "block/bfile.h"
+#include "block/endian.h"
 #include "block/vmdk.h"
 #include "vmm/log.h"
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return le64toh(v);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, 8);
-}
 
 static uint64_t round_up(uint64_t v, uint64_t a)
 {
@@ -55,42 +28,41 @@ static uint64_t div_round_up(uint64_t v, uint64_t d)
 
 void vmdk_header_decode(const uint8_t *raw, struct vmdk_sparse_header *h)
 {
-	h->version = get_le32(raw + 4);
-	h->flags = get_le32(raw + 8);
-	h->capacity = get_le64(raw + 12);
-	h->grain_size = get_le64(raw + 20);
-	h->desc_offset = get_le64(raw + 28);
-	h->desc_size = get_le64(raw + 36);
-	h->gtes_per_gt = get_le32(raw + 44);
-	h->rgd_offset = get_le64(raw + 48);
-	h->gd_offset = get_le64(raw + 56);
-	h->overhead = get_le64(raw + 64);
+	h->version = ld_le32(raw + 4);
+	h->flags = ld_le32(raw + 8);
+	h->capacity = ld_le64(raw + 12);
+	h->grain_size = ld_le64(raw + 20);
+	h->desc_offset = ld_le64(raw + 28);
+	h->desc_size = ld_le64(raw + 36);
+	h->gtes_per_gt = ld_le32(raw + 44);
+	h->rgd_offset = ld_le64(raw + 48);
+	h->gd_offset = ld_le64(raw + 56);
+	h->overhead = ld_le64(raw + 64);
 	h->unclean = raw[72];
 	h->newlines_ok = !memcmp(raw + 73, "\n \r\n", 4);
-	h->compress_algorithm = (uint16_t)(raw[77] | raw[78] << 8);
+	h->compress_algorithm = ld_le16(raw + 77);
 }
 
 void vmdk_header_encode(const struct vmdk_sparse_header *h, uint8_t *raw)
 {
 	memset(raw, 0, VMDK_HEADER_SIZE);
 	memcpy(raw, VMDK4_MAGIC_BYTES, 4);
-	put_le32(raw + 4, h->version);
-	put_le32(raw + 8, h->flags);
-	put_le64(raw + 12, h->capacity);
-	put_le64(raw + 20, h->grain_size);
-	put_le64(raw + 28, h->desc_offset);
-	put_le64(raw + 36, h->desc_size);
-	put_le32(raw + 44, h->gtes_per_gt);
-	put_le64(raw + 48, h->rgd_offset);
-	put_le64(raw + 56, h->gd_offset);
-	put_le64(raw + 64, h->overhead);
+	st_le32(raw + 4, h->version);
+	st_le32(raw + 8, h->flags);
+	st_le64(raw + 12, h->capacity);
+	st_le64(raw + 20, h->grain_size);
+	st_le64(raw + 28, h->desc_offset);
+	st_le64(raw + 36, h->desc_size);
+	st_le32(raw + 44, h->gtes_per_gt);
+	st_le64(raw + 48, h->rgd_offset);
+	st_le64(raw + 56, h->gd_offset);
+	st_le64(raw + 64, h->overhead);
 	raw[72] = h->unclean;
 	raw[73] = '\n';
 	raw[74] = ' ';
 	raw[75] = '\r';
 	raw[76] = '\n';
-	raw[77] = (uint8_t)h->compress_algorithm;
-	raw[78] = (uint8_t)(h->compress_algorithm >> 8);
+	st_le16(raw + 77, h->compress_algorithm);
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -126,9 +98,9 @@ static int read_footer(struct vmdk_extent *ext, uint64_t fsize, struct vmdk_spar
 		snprintf(err, errlen, "%s: cannot read footer: %s", fn, strerror(-ret));
 		return ret;
 	}
-	if (get_le32(buf + 8) != 0 || get_le32(buf + 12) != VMDK_MARKER_FOOTER ||
-	    memcmp(buf + 512, VMDK4_MAGIC_BYTES, 4) || get_le32(buf + 1024 + 8) != 0 ||
-	    get_le32(buf + 1024 + 12) != VMDK_MARKER_EOS) {
+	if (ld_le32(buf + 8) != 0 || ld_le32(buf + 12) != VMDK_MARKER_FOOTER ||
+	    memcmp(buf + 512, VMDK4_MAGIC_BYTES, 4) || ld_le32(buf + 1024 + 8) != 0 ||
+	    ld_le32(buf + 1024 + 12) != VMDK_MARKER_EOS) {
 		snprintf(err, errlen, "%s: invalid stream footer", fn);
 		return -EINVAL;
 	}
@@ -411,7 +383,7 @@ static int read_compressed(struct vmdk_extent *ext, uint64_t host)
 		ret = bfile_pread(ext->file, host, m, sizeof(m));
 		if (ret < 0)
 			return ret;
-		clen = get_le32(m + 8);
+		clen = ld_le32(m + 8);
 		data = host + VMDK_GRAIN_MARKER_SIZE;
 		if (clen == 0 || clen > bound || clen > ext->file_end - data) {
 			corrupt(ext, "compressed grain at %" PRIu64 " has invalid size %" PRIu64,
@@ -483,7 +455,7 @@ static int write_le32_at(struct bfile *f, uint64_t at, uint32_t v)
 {
 	uint8_t b[4];
 
-	put_le32(b, v);
+	st_le32(b, v);
 	return bfile_pwrite(f, at, b, 4);
 }
 
@@ -583,8 +555,8 @@ static int write_compressed_grain(struct vmdk_extent *ext, uint64_t grain_off, c
 		return -EIO;
 	}
 	if (hdr) {
-		put_le64(buf, grain_off / VMDK_SECTOR);
-		put_le32(buf + 8, (uint32_t)clen);
+		st_le64(buf, grain_off / VMDK_SECTOR);
+		st_le32(buf + 8, (uint32_t)clen);
 	}
 	total = round_up(hdr + clen, VMDK_SECTOR);
 	ret = alloc_space(ext, total, VMDK_SECTOR, &at);

@@ -442,7 +442,7 @@ static uint64_t header_u64(const char *path, unsigned off)
 	assert_true(fd >= 0);
 	assert_int_equal(pread(fd, b, 8, off), 8);
 	close(fd);
-	return qc_be64(b);
+	return ld_be64(b);
 }
 
 static void patch(const char *path, unsigned off, const void *data, size_t n)
@@ -494,7 +494,7 @@ static void test_corrupt_bit(void **state)
 	uint8_t b[8];
 
 	assert_int_equal(create_img(img, 1 << 20, 65536, "1.1", 0, false, NULL, NULL), 0);
-	qc_put64(b, 2);
+	st_be64(b, 2);
 	patch(img, QH_INCOMPAT, b, 8);
 	assert_int_equal(try_open(img, false), -EACCES);
 	assert_non_null(strstr(errbuf, "corrupt"));
@@ -512,7 +512,7 @@ static void test_corrupt_bit(void **state)
 	struct qcow2 *s = bs->opaque;
 	uint64_t l2 = s->l1[0] & L1E_OFFSET_MASK, l1off = s->l1_offset;
 	bdev_close(bs);
-	qc_put64(b, l1off | QCOW_OFLAG_COPIED);
+	st_be64(b, l1off | QCOW_OFLAG_COPIED);
 	patch(img, (unsigned)l2, b, 8);
 	bs = open_img(img, false);
 	assert_int_equal(bdev_pwrite(bs, 0, data, sizeof(data)), -EIO);
@@ -555,11 +555,11 @@ static void test_malformed_headers(void **state)
 		uint8_t b[8];
 		assert_int_equal(sh("cp %s %s", good, bad), 0);
 		if (c->off == 16)	/* backing name length needs an offset */
-			qc_put64(b, 512), patch(bad, 8, b, 8);
+			st_be64(b, 512), patch(bad, 8, b, 8);
 		if (c->len == 8)
-			qc_put64(b, c->value);
+			st_be64(b, c->value);
 		else
-			qc_put32(b, (uint32_t)c->value);
+			st_be32(b, (uint32_t)c->value);
 		patch(bad, c->off, b, c->len);
 		int ret = try_open(bad, true);
 		if (ret == 0 || !strstr(errbuf, c->expect) || !strstr(errbuf, "bad.qcow2")) {

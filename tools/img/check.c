@@ -122,15 +122,9 @@ int cmd_check(int argc, char **argv)
 			return img_bad_option("check", argc, argv);
 		}
 	}
-	if (optind != argc - 1) {
-		img_err("check: expecting exactly one filename (see '%s check --help')", IMG_PROG);
+	path = img_single_image_arg("check", argc - optind, argv + optind, fmt);
+	if (!path)
 		return 1;
-	}
-	path = argv[optind];
-	if (fmt && !block_format_find(fmt)) {
-		img_err("check: unknown format '%s'", fmt);
-		return 1;
-	}
 	/* for_check: a corrupt or dirty image opens read-write without the
 	 * automatic repair, so -r can do the repair itself and report it. */
 	struct block_open_opts o = {

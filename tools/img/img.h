@@ -111,4 +111,10 @@ double img_now(void);
 /* Parse --output=human|json; returns 0 human, 1 json, -1 error. */
 int img_parse_output(const char *s);
 
+/* The one image filename left after option parsing (nargs/args: what getopt
+ * left over) for command `cmd`; checks -f's format name (fmt, may be NULL)
+ * too. NULL, with the error printed, when there isn't exactly one filename
+ * or the format is unknown. */
+const char *img_single_image_arg(const char *cmd, int nargs, char **args, const char *fmt);
+
 #endif

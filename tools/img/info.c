@@ -257,7 +257,7 @@ int cmd_info(int argc, char **argv)
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *fmt = NULL;
+	const char *fmt = NULL, *path;
 	bool chain = false;
 	int json = 0, c;
 	struct bdev *bs, *cur;
@@ -277,15 +277,10 @@ int cmd_info(int argc, char **argv)
 			return img_bad_option("info", argc, argv);
 		}
 	}
-	if (optind != argc - 1) {
-		img_err("info: expecting exactly one filename (see '%s info --help')", IMG_PROG);
+	path = img_single_image_arg("info", argc - optind, argv + optind, fmt);
+	if (!path)
 		return 1;
-	}
-	if (fmt && !block_format_find(fmt)) {
-		img_err("info: unknown format '%s'", fmt);
-		return 1;
-	}
-	bs = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, !chain);
+	bs = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, !chain);
 	if (!bs)
 		return 1;
 	all = json_array();

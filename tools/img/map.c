@@ -47,7 +47,7 @@ int cmd_map(int argc, char **argv)
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *fmt = NULL;
+	const char *fmt = NULL, *path;
 	uint64_t start = 0, max_len = UINT64_MAX, end, off;
 	struct map_entry cur = { 0 };
 	bool have = false, first = true;
@@ -79,15 +79,10 @@ int cmd_map(int argc, char **argv)
 			return img_bad_option("map", argc, argv);
 		}
 	}
-	if (optind != argc - 1) {
-		img_err("map: expecting exactly one filename (see '%s map --help')", IMG_PROG);
+	path = img_single_image_arg("map", argc - optind, argv + optind, fmt);
+	if (!path)
 		return 1;
-	}
-	if (fmt && !block_format_find(fmt)) {
-		img_err("map: unknown format '%s'", fmt);
-		return 1;
-	}
-	bs = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, false);
+	bs = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, false);
 	if (!bs)
 		return 1;
 	end = bdev_size(bs);
@@ -104,7 +99,7 @@ int cmd_map(int argc, char **argv)
 
 		if (n <= 0) {
 			img_err("map: could not read the allocation of '%s' at offset %llu: %s",
-				argv[optind], (unsigned long long)off, strerror(n ? (int)-n : EIO));
+				path, (unsigned long long)off, strerror(n ? (int)-n : EIO));
 			rc = 1;
 			break;
 		}

@@ -140,6 +140,20 @@ int img_parse_output(const char *s)
 	return -1;
 }
 
+const char *img_single_image_arg(const char *cmd, int nargs, char **args, const char *fmt)
+{
+	if (nargs != 1) {
+		img_err("%s: expecting exactly one filename (see '%s %s --help')", cmd, IMG_PROG,
+			cmd);
+		return NULL;
+	}
+	if (fmt && !block_format_find(fmt)) {
+		img_err("%s: unknown format '%s'", cmd, fmt);
+		return NULL;
+	}
+	return args[0];
+}
+
 static int parse_bool(const char *key, const char *v, bool *out)
 {
 	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
