@@ -532,28 +532,6 @@ static int cow_backing_stat(const char *path, const char *backing, struct stat *
 	return ret;
 }
 
-/* The backing image's virtual size, for a create without a size. */
-static int cow_backing_size(const char *path, const struct block_create_opts *o,
-			    uint64_t *size, char *err, size_t errlen)
-{
-	struct block_open_opts bo = { .format = o->backing_format, .read_only = true,
-				      .no_backing = true, .allow_absolute_paths = true };
-	const char *slash = strrchr(path, '/');
-	char *full = NULL;
-	struct bdev *b;
-	int ret;
-
-	if (o->backing_file[0] != '/' && slash &&
-	    asprintf(&full, "%.*s/%s", (int)(slash - path), path, o->backing_file) < 0)
-		return -ENOMEM;
-	ret = bdev_open(full ? full : o->backing_file, &bo, &b, err, errlen);
-	free(full);
-	if (ret < 0)
-		return ret;
-	*size = bdev_size(b);
-	bdev_close(b);
-	return 0;
-}
 
 /* The header, bitmap offset and data offset of a new image. */
 static size_t cow_build_header(uint8_t *h, unsigned version, const char *backing,
@@ -609,7 +587,7 @@ static int cow_create(const char *path, const struct block_create_opts *o, char 
 		FAIL("%s: cow does not support preallocation", path);
 	cow_backing_stat(path, o->backing_file, &st);	/* mtime, when it exists */
 	if (size == 0) {
-		ret = cow_backing_size(path, o, &size, err, errlen);
+		ret = block_backing_size_for_create(path, o, &size, err, errlen);
 		if (ret < 0)
 			return ret;
 	}

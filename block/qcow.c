@@ -651,29 +651,6 @@ static int qcow_write_compressed(struct bdev *bs, uint64_t offset, const void *b
 
 /* ---- create ---- */
 
-/* Without a size, a new overlay takes its backing file's virtual size
- * (the name resolved next to the new image, as qemu-img does). */
-static int qcow_backing_size(const char *path, const struct block_create_opts *o,
-			     uint64_t *size, char *err, size_t errlen)
-{
-	struct block_open_opts bo = { .format = o->backing_format, .read_only = true,
-				      .no_backing = true, .allow_absolute_paths = true };
-	const char *slash = strrchr(path, '/');
-	char *full = NULL;
-	struct bdev *b;
-	int ret;
-
-	if (o->backing_file[0] != '/' && slash &&
-	    asprintf(&full, "%.*s/%s", (int)(slash - path), path, o->backing_file) < 0)
-		return -ENOMEM;
-	ret = bdev_open(full ? full : o->backing_file, &bo, &b, err, errlen);
-	free(full);
-	if (ret < 0)
-		return ret;
-	*size = bdev_size(b);
-	bdev_close(b);
-	return 0;
-}
 
 static int qcow_create(const char *path, const struct block_create_opts *o, char *err,
 		       size_t errlen)
@@ -695,7 +672,7 @@ static int qcow_create(const char *path, const struct block_create_opts *o, char
 		l2_bits = 12;
 	}
 	if (size == 0 && o->backing_file) {
-		ret = qcow_backing_size(path, o, &size, err, errlen);
+		ret = block_backing_size_for_create(path, o, &size, err, errlen);
 		if (ret < 0)
 			return ret;
 		size &= ~(uint64_t)(BDRV_SECTOR_SIZE - 1);

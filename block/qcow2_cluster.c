@@ -438,28 +438,6 @@ static int get_extent(struct qcow2 *s, uint64_t off, uint64_t max, struct qext *
 	return 0;
 }
 
-/* iovec helpers */
-static int iov_slice(const struct iovec *iov, int cnt, uint64_t off, uint64_t len,
-		     struct iovec *out)
-{
-	int n = 0;
-
-	for (int i = 0; i < cnt && len; i++) {
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		uint64_t take = iov[i].iov_len - off;
-		if (take > len)
-			take = len;
-		out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
-		out[n].iov_len = take;
-		n++;
-		len -= take;
-		off = 0;
-	}
-	return n;
-}
 
 static int decompress_cluster(struct qcow2 *s, uint64_t entry)
 {

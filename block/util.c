@@ -189,3 +189,47 @@ int block_parse_engine(const char *s, enum block_engine_kind *out)
 	}
 	return -1;
 }
+
+int iov_slice(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len,
+	      struct iovec *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < iovcnt && len; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		uint64_t take = iov[i].iov_len - off;
+		if (take > len)
+			take = len;
+		out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
+		out[n].iov_len = take;
+		n++;
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+int block_backing_size_for_create(const char *path, const struct block_create_opts *o,
+				  uint64_t *size, char *err, size_t errlen)
+{
+	struct block_open_opts bo = { .format = o->backing_format, .read_only = true,
+				      .no_backing = true, .allow_absolute_paths = true };
+	const char *slash = strrchr(path, '/');
+	char *full = NULL;
+	struct bdev *b;
+	int ret;
+
+	if (o->backing_file[0] != '/' && slash &&
+	    asprintf(&full, "%.*s/%s", (int)(slash - path), path, o->backing_file) < 0)
+		return -ENOMEM;
+	ret = bdev_open(full ? full : o->backing_file, &bo, &b, err, errlen);
+	free(full);
+	if (ret < 0)
+		return ret;
+	*size = bdev_size(b);
+	bdev_close(b);
+	return 0;
+}

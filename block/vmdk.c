@@ -338,28 +338,6 @@ static struct vmdk_extent *find_extent(struct vmdk_state *s, uint64_t off)
 	return &s->extents[lo];
 }
 
-/* The part of iov at [off, off+len) as a new iovec array in out. */
-static int iov_slice(const struct iovec *iov, int iovcnt, size_t off, size_t len,
-		     struct iovec *out)
-{
-	int n = 0;
-
-	for (int i = 0; i < iovcnt && len; i++) {
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		size_t take = iov[i].iov_len - off;
-		if (take > len)
-			take = len;
-		out[n].iov_base = (uint8_t *)iov[i].iov_base + off;
-		out[n].iov_len = take;
-		n++;
-		len -= take;
-		off = 0;
-	}
-	return n;
-}
 
 /* Largest piece from extent-relative rel that stays inside one grain
  * (sparse) or the extent, at most len. */
