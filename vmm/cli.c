@@ -18,8 +18,11 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+struct spec_device;
+
 struct cli_ctx {
 	struct vm_config *cfg;
+	const struct spec_device *device;	/* the -device being parsed */
 	char *err;
 	size_t errlen;
 	bool nodefaults;
@@ -229,8 +232,14 @@ static int opt_device_exit_kv(struct cli_ctx *c, const char *key, const char *va
 	return 0;
 }
 
-/* Devices whose model parses the spec; the CLI checks the keys. */
-static const char *const spec_devices[] = { "virtio-rng-pci" };
+/* Devices whose model parses the spec; the CLI checks each one's keys. */
+static const struct spec_device {
+	const char *name;
+	const char *const keys[4];	/* beyond addr= and id= */
+} spec_devices[] = {
+	{ "virtio-rng-pci", { NULL } },
+	{ "virtio-blk-pci", { "drive", "serial", NULL } },
+};
 
 static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *val)
 {
@@ -240,7 +249,11 @@ static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *va
 		return 0;	/* slot[.fn], checked by the device */
 	if (!strcmp(key, "id") && val)
 		return 0;
-	return cli_error(c, "-device: unknown or bad parameter '%s'", key);
+	for (unsigned i = 0; val && c->device && c->device->keys[i]; i++)
+		if (!strcmp(key, c->device->keys[i]))
+			return 0;	/* checked by the device */
+	return cli_error(c, "-device %s: unknown or bad parameter '%s'",
+			 c->device ? c->device->name : "", key);
 }
 
 static int opt_device_spec(struct cli_ctx *c, const char *arg)
@@ -257,9 +270,12 @@ static int opt_device(struct cli_ctx *c, const char *arg)
 {
 	size_t n = strcspn(arg, ",");
 
-	for (size_t i = 0; i < sizeof(spec_devices) / sizeof(spec_devices[0]); i++)
-		if (n == strlen(spec_devices[i]) && !strncmp(arg, spec_devices[i], n))
+	for (size_t i = 0; i < sizeof(spec_devices) / sizeof(spec_devices[0]); i++) {
+		if (n == strlen(spec_devices[i].name) && !strncmp(arg, spec_devices[i].name, n)) {
+			c->device = &spec_devices[i];
 			return opt_device_spec(c, arg);
+		}
+	}
 
 	if (n == strlen("isa-debug-exit") && !strncmp(arg, "isa-debug-exit", n)) {
 		c->cfg->exit_port = true;
@@ -268,8 +284,20 @@ static int opt_device(struct cli_ctx *c, const char *arg)
 		return parse_kv(c, "-device", arg, NULL, opt_device_exit_kv);
 	}
 	if (!strcmp(arg, "help"))
-		return cli_error(c, "-device: supported devices: isa-debug-exit, virtio-rng-pci");
+		return cli_error(c, "-device: supported devices: isa-debug-exit, virtio-rng-pci, "
+				 "virtio-blk-pci");
 	return cli_error(c, "-device: unsupported device '%.*s'", (int)n, arg);
+}
+
+/* -drive: stored raw; the block device models parse the keys. */
+static int opt_drive(struct cli_ctx *c, const char *arg)
+{
+	if (c->cfg->n_drives == MAX_DRIVE_SPECS)
+		return cli_error(c, "-drive: too many drives");
+	if (!*arg)
+		return cli_error(c, "-drive: empty specification");
+	c->cfg->drives[c->cfg->n_drives++] = arg;
+	return 0;
 }
 
 static int opt_machine_kv(struct cli_ctx *c, const char *key, const char *val)
@@ -336,7 +364,7 @@ enum opt_id {
 	OPT_M, OPT_SMP, OPT_CPU, OPT_BIOS, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_SERIAL,
 	OPT_NOGRAPHIC, OPT_DISPLAY, OPT_NAME, OPT_UUID, OPT_NO_REBOOT, OPT_NO_SHUTDOWN,
 	OPT_LOGFILE, OPT_LOGMASK, OPT_HELP, OPT_VERSION, OPT_ENABLE_KVM, OPT_MACHINE,
-	OPT_ACCEL, OPT_NODEFAULTS, OPT_NO_USER_CONFIG, OPT_DEVICE, OPT_DEBUGCON, OPT_RTC,
+	OPT_ACCEL, OPT_NODEFAULTS, OPT_NO_USER_CONFIG, OPT_DEVICE, OPT_DRIVE, OPT_DEBUGCON, OPT_RTC,
 	OPT_BOOT, OPT_VGA, OPT_MONITOR,
 };
 
@@ -372,7 +400,10 @@ static const struct cli_option {
 	{ "nodefaults", OPT_NODEFAULTS, false, "-nodefaults       no default serial port" },
 	{ "no-user-config", OPT_NO_USER_CONFIG, false, NULL },
 	{ "device", OPT_DEVICE, true,
-	  "-device isa-debug-exit[,iobase=PORT,iosize=N] | virtio-rng-pci[,addr=SLOT]" },
+	  "-device isa-debug-exit[,iobase=PORT,iosize=N] | virtio-rng-pci[,addr=SLOT]"
+	  " | virtio-blk-pci,drive=ID[,addr=SLOT,serial=S]" },
+	{ "drive", OPT_DRIVE, true,
+	  "-drive file=PATH[,format=F,if=none|virtio,id=ID,cache=C,aio=A,readonly=on]" },
 	{ "debugcon", OPT_DEBUGCON, true, "-debugcon SPEC    port 0x402 debug console backend" },
 	{ "rtc", OPT_RTC, true, "-rtc base=utc|localtime" },
 	{ "boot", OPT_BOOT, true, "-boot [order=]DRIVES (a c d n)" },
@@ -451,6 +482,7 @@ static int apply_option(struct cli_ctx *c, const struct cli_option *o, const cha
 		return 0;
 	case OPT_NODEFAULTS: c->nodefaults = true; return 0;
 	case OPT_DEVICE: return opt_device(c, arg);
+	case OPT_DRIVE: return opt_drive(c, arg);
 	case OPT_DEBUGCON: cfg->debugcon = arg; return 0;
 	case OPT_RTC: return parse_kv(c, "-rtc", arg, NULL, opt_rtc_kv);
 	case OPT_BOOT: return parse_kv(c, "-boot", arg, "order", opt_boot_kv);

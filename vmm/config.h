@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define MAX_SERIAL_PORTS 4
+#define MAX_DRIVE_SPECS	16
 #define MAX_DEVICE_SPECS 32
 
 struct cpu_feature_edit {
@@ -51,6 +52,11 @@ struct vm_config {
 	 * option string, e.g. "virtio-rng-pci,addr=5"), in command line order. */
 	const char *devices[MAX_DEVICE_SPECS];
 	unsigned n_devices;
+
+	/* -drive specs (raw option strings, e.g. "file=a.img,if=none,id=d0"),
+	 * parsed by the block device models (hw/virtio_blk.c). */
+	const char *drives[MAX_DRIVE_SPECS];
+	unsigned n_drives;
 };
 
 /* Parse argv into cfg. Returns 0 on success, 1 when the program should

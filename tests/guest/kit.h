@@ -221,6 +221,7 @@ int case_fatal(void);
 int case_badio(void);
 int case_sleep(void);
 int case_virtio_rng(void);	/* virtio.c: mode=modern (default) or legacy */
+int case_virtio_blk(void);	/* virtio.c: mode=modern (default) or legacy */
 void pci_list(bool print);
 int smp_expected_cpus(void);
 

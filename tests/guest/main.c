@@ -24,6 +24,7 @@ static const struct test_case cases[] = {
 	{ "badio", case_badio },
 	{ "sleep", case_sleep },
 	{ "virtio-rng", case_virtio_rng },
+	{ "virtio-blk", case_virtio_blk },
 };
 
 static const char all_cases[] = "serial,cmos,timers,kvmclock,smp,pci,acpi";

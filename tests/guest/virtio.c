@@ -1,16 +1,17 @@
-/* virtio.c: a CPL3 virtio-pci driver and the virtio-rng case.
+/* virtio.c: a CPL3 virtio-pci driver and the virtio-rng and virtio-blk cases.
  * `case=virtio-rng` drives the modern interface (capabilities in BAR 4):
  * polled requests (single, chained, indirect), 70,000 batched requests so
  * the 16-bit ring indexes wrap, MSI-X delivery through the LAPIC with
  * masking and the pending bit, EVENT_IDX suppression, INTx + ISR, and a
  * descriptor loop that must set DEVICE_NEEDS_RESET with a config
  * interrupt, after which a reset and re-initialisation work again.
- * `mode=legacy` drives the legacy I/O BAR 0 instead (polled + INTx). */
+ * `mode=legacy` drives the legacy I/O BAR 0 instead (polled + INTx).
+ * `case=virtio-blk` writes, flushes and reads back sector patterns, checks
+ * GET_ID and the IOERR/UNSUPP statuses (polled; modern or legacy). */
 #include "tests/guest/kit.h"
 
 #define VIRTIO_VENDOR		0x1af4
 #define VIRTIO_RNG_TRANS	0x1005
-#define VIRTIO_RNG_MODERN	0x1044
 
 #define ST_ACK			0x01
 #define ST_DRIVER		0x02
@@ -63,6 +64,8 @@ struct vdev {
 	u16 qsize;
 	u16 avail_idx;
 	u64 features;
+	u16 trans_id;			/* transitional PCI device ID */
+	u16 type;			/* virtio device type (subsystem ID) */
 };
 
 static struct vdev vd;
@@ -159,7 +162,7 @@ static int find_device(void)
 		u32 id = cfg_read32(dev, 0);
 
 		if ((id & 0xffff) == VIRTIO_VENDOR &&
-		    ((id >> 16) == VIRTIO_RNG_TRANS || (id >> 16) == VIRTIO_RNG_MODERN)) {
+		    ((id >> 16) == vd.trans_id || (id >> 16) == 0x1040u + vd.type)) {
 			vd.dev = dev;
 			return 0;
 		}
@@ -241,8 +244,8 @@ static int map_device(void)
 {
 	u32 sub = cfg_read32(vd.dev, 0x2c);
 
-	if (sub >> 16 != 4)
-		return fail("subsystem id %#x, expected 4 (entropy)", sub >> 16);
+	if (sub >> 16 != vd.type)
+		return fail("subsystem id %#x, expected %u", sub >> 16, vd.type);
 	if (vd.legacy) {
 		vd.iobase = bar_address(0, 0xc000);
 		/* I/O decode, bus master */
@@ -253,7 +256,7 @@ static int map_device(void)
 		cfg_write16(vd.dev, 0x04, cfg_read16(vd.dev, 0x04) | 0x6);
 	}
 	info("device at 00:%02x.0, %s, %s %#lx", vd.dev,
-	     cfg_read16(vd.dev, 2) == VIRTIO_RNG_TRANS ? "transitional" : "modern",
+	     cfg_read16(vd.dev, 2) == vd.trans_id ? "transitional" : "modern",
 	     vd.legacy ? "I/O BAR 0" : "BAR 4", vd.legacy ? (u64)vd.iobase : vd.bar4);
 	/* The capabilities are read in legacy mode too: MSI-X lives there. */
 	if (!vd.legacy)
@@ -689,9 +692,194 @@ int case_virtio_rng(void)
 
 	memset(&vd, 0, sizeof(vd));
 	vd.legacy = cmdline_get("mode", mode, sizeof(mode)) && !strncmp(mode, "legacy", 7);
+	vd.trans_id = VIRTIO_RNG_TRANS;
+	vd.type = 4;
 	if (find_device() < 0)
 		return fail("no virtio-rng-pci device (1af4:1005 or 1af4:1044) on bus 0");
 	if (map_device() < 0)
 		return -1;
 	return vd.legacy ? run_legacy() : run_modern();
+}
+
+/* ---------------- virtio-blk ---------------- */
+#define VIRTIO_BLK_TRANS	0x1001
+#define BLK_F_RO		(1ull << 5)
+#define BLK_F_BLK_SIZE		(1ull << 6)
+#define BLK_F_FLUSH		(1ull << 9)
+#define BLK_T_IN		0
+#define BLK_T_OUT		1
+#define BLK_T_FLUSH		4
+#define BLK_T_GET_ID		8
+#define BLK_S_OK		0
+#define BLK_S_IOERR		1
+#define BLK_S_UNSUPP		2
+#define BLK_ID			"minikvm-kit"
+
+struct blk_hdr {
+	u32 type;
+	u32 reserved;
+	u64 sector;
+};
+
+static struct blk_hdr blk_hdr;
+static u8 blk_status;
+static u8 blk_data[8192] __attribute__((aligned(512)));
+
+/* One polled request: header, data (up to two descriptors when split),
+ * status. Returns the status byte, or -1 on timeout; *written gets the
+ * used length. */
+static int blk_request(u32 type, u64 sector, u32 len, bool device_writes, bool split, u32 *written)
+{
+	u16 n = 0, flags = device_writes ? DESC_F_WRITE : 0;
+
+	blk_hdr = (struct blk_hdr){ type, 0, sector };
+	blk_status = 0xff;
+	add_buf(n, &blk_hdr, sizeof(blk_hdr), DESC_F_NEXT, n + 1);
+	n++;
+	if (len && split) {
+		add_buf(n, blk_data, len / 2, flags | DESC_F_NEXT, n + 1);
+		n++;
+		add_buf(n, blk_data + len / 2, len - len / 2, flags | DESC_F_NEXT, n + 1);
+		n++;
+	} else if (len) {
+		add_buf(n, blk_data, len, flags | DESC_F_NEXT, n + 1);
+		n++;
+	}
+	add_buf(n, &blk_status, 1, DESC_F_WRITE, 0);
+	mb();
+	publish(0);
+	mb();
+	kick();
+	if (wait_used(5000) < 0)
+		return fail("request type %u sector %lu: no completion", type, sector);
+	mb();
+	*written = used_len(vd.avail_idx - 1);
+	return blk_status;
+}
+
+static u64 blk_capacity(void)
+{
+	if (vd.legacy)
+		return inl(vd.iobase + 0x14) | (u64)inl(vd.iobase + 0x18) << 32;
+	return mmio_read32(vd.devcfg) | (u64)mmio_read32(vd.devcfg + 4) << 32;
+}
+
+/* Patterns: sector 0 = 0xa1, sectors 8-15 = 0xb2 (split), last = 0xc3. */
+static const struct { u64 sector; u32 len; u8 pattern; bool split; } blk_patterns[] = {
+	{ 0, 512, 0xa1, false }, { 8, 4096, 0xb2, true }, { ~0ull, 512, 0xc3, false },
+};
+
+static int blk_rw_tests(u64 cap)
+{
+	u32 w;
+	int st;
+
+	for (unsigned i = 0; i < 3; i++) {
+		u64 s = blk_patterns[i].sector == ~0ull ? cap - 1 : blk_patterns[i].sector;
+
+		memset(blk_data, blk_patterns[i].pattern, blk_patterns[i].len);
+		st = blk_request(BLK_T_OUT, s, blk_patterns[i].len, false, blk_patterns[i].split, &w);
+		if (st != BLK_S_OK)
+			return fail("write sector %lu: status %d", s, st);
+	}
+	st = blk_request(BLK_T_FLUSH, 0, 0, false, false, &w);
+	if (st != BLK_S_OK)
+		return fail("flush: status %d", st);
+	for (unsigned i = 0; i < 3; i++) {
+		u64 s = blk_patterns[i].sector == ~0ull ? cap - 1 : blk_patterns[i].sector;
+		u32 len = blk_patterns[i].len;
+
+		memset(blk_data, 0, len);
+		st = blk_request(BLK_T_IN, s, len, true, !blk_patterns[i].split, &w);
+		if (st != BLK_S_OK)
+			return fail("read sector %lu: status %d", s, st);
+		if (w != len + 1)
+			return fail("read sector %lu: used length %u, expected %u", s, w, len + 1);
+		for (u32 j = 0; j < len; j++)
+			if (blk_data[j] != blk_patterns[i].pattern)
+				return fail("read sector %lu: byte %u is %#x, expected %#x", s, j,
+					    blk_data[j], blk_patterns[i].pattern);
+	}
+	info("wrote, flushed and read back sectors 0, 8-15 and %lu", cap - 1);
+	return 0;
+}
+
+static int blk_other_tests(u64 cap)
+{
+	u32 w;
+	int st;
+
+	memset(blk_data, 0, 64);
+	st = blk_request(BLK_T_GET_ID, 0, 20, true, false, &w);
+	if (st != BLK_S_OK || memcmp(blk_data, BLK_ID, sizeof(BLK_ID)))
+		return fail("GET_ID: status %d, id '%.20s'", st, blk_data);
+	info("GET_ID: '%s'", (const char *)blk_data);
+	st = blk_request(BLK_T_IN, cap, 512, true, false, &w);
+	if (st != BLK_S_IOERR)
+		return fail("read beyond capacity: status %d, expected IOERR", st);
+	st = blk_request(BLK_T_IN, cap - 1, 1024, true, false, &w);
+	if (st != BLK_S_IOERR)
+		return fail("read across the end: status %d, expected IOERR", st);
+	st = blk_request(BLK_T_IN, ~0ull, 512, true, false, &w);
+	if (st != BLK_S_IOERR)
+		return fail("read at sector 2^64-1: status %d, expected IOERR", st);
+	st = blk_request(0x77, 0, 0, false, false, &w);
+	if (st != BLK_S_UNSUPP)
+		return fail("unknown request type: status %d, expected UNSUPP", st);
+	info("out-of-range reads: IOERR; unknown type: UNSUPP");
+	/* The device still works. */
+	st = blk_request(BLK_T_IN, 0, 512, true, false, &w);
+	if (st != BLK_S_OK || blk_data[0] != 0xa1)
+		return fail("read after errors: status %d", st);
+	return 0;
+}
+
+/* readonly=1: the image holds the patterns of an earlier run; writes fail. */
+static int blk_ro_tests(void)
+{
+	u32 w;
+	int st;
+
+	if (!vd.legacy && !(vd.features & BLK_F_RO))
+		return fail("RO not offered (features %#lx)", vd.features);
+	memset(blk_data, 0x5a, 512);
+	st = blk_request(BLK_T_OUT, 0, 512, false, false, &w);
+	if (st != BLK_S_IOERR)
+		return fail("write to a read-only device: status %d, expected IOERR", st);
+	st = blk_request(BLK_T_IN, 0, 512, true, false, &w);
+	if (st != BLK_S_OK || blk_data[0] != 0xa1 || blk_data[511] != 0xa1)
+		return fail("read-only: read sector 0: status %d, byte %#x", st, blk_data[0]);
+	info("read-only: write IOERR, read back the earlier pattern");
+	return 0;
+}
+
+int case_virtio_blk(void)
+{
+	char mode[16], ro[8];
+	bool readonly;
+	u64 cap;
+
+	memset(&vd, 0, sizeof(vd));
+	vd.legacy = cmdline_get("mode", mode, sizeof(mode)) && !strncmp(mode, "legacy", 7);
+	readonly = cmdline_get("readonly", ro, sizeof(ro)) && ro[0] == '1';
+	vd.trans_id = VIRTIO_BLK_TRANS;
+	vd.type = 2;
+	if (find_device() < 0)
+		return fail("no virtio-blk-pci device (1af4:1001 or 1af4:1042) on bus 0");
+	if (map_device() < 0)
+		return -1;
+	if (vd.legacy ? legacy_init() < 0
+		      : modern_init(F_VERSION_1 | BLK_F_FLUSH | BLK_F_BLK_SIZE | BLK_F_RO, 16,
+				    false) < 0)
+		return -1;
+	if (!vd.legacy && !(vd.features & BLK_F_FLUSH))
+		return fail("FLUSH not offered (features %#lx)", vd.features);
+	cap = blk_capacity();
+	info("capacity %lu sectors, features %#lx, queue size %u", cap, vd.features, vd.qsize);
+	if (cap < 64)
+		return fail("capacity %lu too small for the test", cap);
+	if ((readonly ? blk_ro_tests() : blk_rw_tests(cap)) < 0 || blk_other_tests(cap) < 0)
+		return -1;
+	set_status(0);
+	return 0;
 }
