@@ -146,21 +146,9 @@ static int cloop_open(struct bdev *bs, char *err, size_t errlen)
 
 	if (!bs->read_only)
 		FAIL("%s: cloop images are read-only", bs->filename);
-	fsize = bfile_size(bs->file);
-	if (fsize < 0) {
-		snprintf(err, errlen, "%s: cannot get the file size: %s", bs->filename,
-			 strerror((int)-fsize));
-		return (int)fsize;
-	}
-	if (fsize < CLOOP_HEADER)
-		FAIL("%s: file too short for a cloop header (%lld bytes)", bs->filename,
-		     (long long)fsize);
-	ret = bfile_pread(bs->file, 0, hdr, sizeof(hdr));
-	if (ret < 0) {
-		snprintf(err, errlen, "%s: cannot read the cloop header: %s", bs->filename,
-			 strerror(-ret));
+	ret = block_read_header(bs, "cloop", hdr, sizeof(hdr), CLOOP_HEADER, &fsize, err, errlen);
+	if (ret < 0)
 		return ret;
-	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		FAIL("%s: out of memory", bs->filename);

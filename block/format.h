@@ -147,6 +147,10 @@ size_t iov_size(const struct iovec *iov, int iovcnt);
  * iovcnt entries); returns the number of entries. */
 int iov_slice(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len,
 	      struct iovec *out);
+/* Read the first len bytes of bs->file into buf after checking the file
+ * holds at least min_size bytes; errors name the file and the format. */
+int block_read_header(struct bdev *bs, const char *fmt, void *buf, size_t len,
+		      uint64_t min_size, int64_t *file_size, char *err, size_t errlen);
 /* Create without a size: the virtual size of the backing file o names,
  * resolved next to the new image at path as qemu-img does. */
 int block_backing_size_for_create(const char *path, const struct block_create_opts *o,

@@ -232,21 +232,10 @@ static int qcow_open(struct bdev *bs, char *err, size_t errlen)
 	uint32_t l1_size;
 	int ret;
 
-	fsize = bfile_size(bs->file);
-	if (fsize < 0) {
-		snprintf(err, errlen, "%s: cannot get the file size: %s", bs->filename,
-			 strerror((int)-fsize));
-		return (int)fsize;
-	}
-	if (fsize < QCOW_HEADER_SIZE)
-		FAIL("%s: file too short for a qcow header (%lld bytes)", bs->filename,
-		     (long long)fsize);
-	ret = bfile_pread(bs->file, 0, buf, sizeof(buf));
-	if (ret < 0) {
-		snprintf(err, errlen, "%s: cannot read the qcow header: %s", bs->filename,
-			 strerror(-ret));
+	ret = block_read_header(bs, "qcow", buf, sizeof(buf), QCOW_HEADER_SIZE, &fsize, err,
+				errlen);
+	if (ret < 0)
 		return ret;
-	}
 	if (ld_be32(buf) != QCOW_MAGIC)
 		FAIL("%s: not a qcow image (bad magic)", bs->filename);
 	if (ld_be32(buf + 4) != QCOW_VERSION)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "block/bfile.h"
 #include "block/format.h"
 
 size_t iov_size(const struct iovec *iov, int iovcnt)
@@ -231,5 +232,31 @@ int block_backing_size_for_create(const char *path, const struct block_create_op
 		return ret;
 	*size = bdev_size(b);
 	bdev_close(b);
+	return 0;
+}
+
+int block_read_header(struct bdev *bs, const char *fmt, void *buf, size_t len,
+		      uint64_t min_size, int64_t *file_size, char *err, size_t errlen)
+{
+	int64_t fsize = bfile_size(bs->file);
+	int ret;
+
+	if (fsize < 0) {
+		snprintf(err, errlen, "%s: cannot get the file size: %s", bs->filename,
+			 strerror((int)-fsize));
+		return (int)fsize;
+	}
+	if ((uint64_t)fsize < min_size) {
+		snprintf(err, errlen, "%s: file too short for a %s header (%lld bytes)",
+			 bs->filename, fmt, (long long)fsize);
+		return -EINVAL;
+	}
+	ret = bfile_pread(bs->file, 0, buf, len);
+	if (ret < 0) {
+		snprintf(err, errlen, "%s: cannot read the %s header: %s", bs->filename, fmt,
+			 strerror(-ret));
+		return ret;
+	}
+	*file_size = fsize;
 	return 0;
 }
