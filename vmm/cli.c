@@ -235,10 +235,14 @@ static int opt_device_exit_kv(struct cli_ctx *c, const char *key, const char *va
 /* Devices whose model parses the spec; the CLI checks each one's keys. */
 static const struct spec_device {
 	const char *name;
-	const char *const keys[4];	/* beyond addr= and id= */
+	const char *const keys[16];	/* beyond addr= and id= */
 } spec_devices[] = {
 	{ "virtio-rng-pci", { NULL } },
-	{ "virtio-blk-pci", { "drive", "serial", NULL } },
+	{ "virtio-blk-pci", { "drive", "serial", "num-queues", "queue-size", "discard",
+			      "write-zeroes", "config-wce", "seg-max-adjust", NULL } },
+	{ "virtio-net-pci", { "netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso",
+			      "host_tso4", "host_tso6", "guest_tso4", "guest_tso6", "mrg_rxbuf",
+			      "ctrl_vq", "rx_queue_size", "tx_queue_size", NULL } },
 };
 
 static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *val)
@@ -285,8 +289,20 @@ static int opt_device(struct cli_ctx *c, const char *arg)
 	}
 	if (!strcmp(arg, "help"))
 		return cli_error(c, "-device: supported devices: isa-debug-exit, virtio-rng-pci, "
-				 "virtio-blk-pci");
+				 "virtio-blk-pci, virtio-net-pci");
 	return cli_error(c, "-device: unsupported device '%.*s'", (int)n, arg);
+}
+
+/* -netdev / -nic: stored raw; net/ parses them (type first). */
+static int opt_netdev(struct cli_ctx *c, const char *opt, const char *arg, const char **list,
+		      unsigned *n)
+{
+	if (*n == MAX_NETDEV_SPECS)
+		return cli_error(c, "%s: at most %d", opt, MAX_NETDEV_SPECS);
+	if (!*arg || *arg == ',')
+		return cli_error(c, "%s: missing backend type (tap, user, socket)", opt);
+	list[(*n)++] = arg;
+	return 0;
 }
 
 /* -drive: stored raw; the block device models parse the keys. */
@@ -364,7 +380,8 @@ enum opt_id {
 	OPT_M, OPT_SMP, OPT_CPU, OPT_BIOS, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_SERIAL,
 	OPT_NOGRAPHIC, OPT_DISPLAY, OPT_NAME, OPT_UUID, OPT_NO_REBOOT, OPT_NO_SHUTDOWN,
 	OPT_LOGFILE, OPT_LOGMASK, OPT_HELP, OPT_VERSION, OPT_ENABLE_KVM, OPT_MACHINE,
-	OPT_ACCEL, OPT_NODEFAULTS, OPT_NO_USER_CONFIG, OPT_DEVICE, OPT_DRIVE, OPT_DEBUGCON, OPT_RTC,
+	OPT_ACCEL, OPT_NODEFAULTS, OPT_NO_USER_CONFIG, OPT_DEVICE, OPT_DRIVE, OPT_NETDEV, OPT_NIC,
+	OPT_DEBUGCON, OPT_RTC,
 	OPT_BOOT, OPT_VGA, OPT_MONITOR,
 };
 
@@ -401,7 +418,12 @@ static const struct cli_option {
 	{ "no-user-config", OPT_NO_USER_CONFIG, false, NULL },
 	{ "device", OPT_DEVICE, true,
 	  "-device isa-debug-exit[,iobase=PORT,iosize=N] | virtio-rng-pci[,addr=SLOT]"
-	  " | virtio-blk-pci,drive=ID[,addr=SLOT,serial=S]" },
+	  " | virtio-blk-pci,drive=ID[,addr=SLOT,serial=S,num-queues=N]"
+	  " | virtio-net-pci,netdev=ID[,mac=MAC,mq=on,vectors=N]" },
+	{ "netdev", OPT_NETDEV, true,
+	  "-netdev tap,id=ID[,ifname=,script=,downscript=,fd=,vnet_hdr=,queues=] |"
+	  " user,id=ID[,net=,hostfwd=,tftp=,bootfile=] | socket,id=ID,listen=|connect=|udp=" },
+	{ "nic", OPT_NIC, true, "-nic TYPE[,model=virtio-net-pci,mac=MAC,...backend options]" },
 	{ "drive", OPT_DRIVE, true,
 	  "-drive file=PATH[,format=F,if=none|virtio,id=ID,cache=C,aio=A,readonly=on]" },
 	{ "debugcon", OPT_DEBUGCON, true, "-debugcon SPEC    port 0x402 debug console backend" },
@@ -483,6 +505,8 @@ static int apply_option(struct cli_ctx *c, const struct cli_option *o, const cha
 	case OPT_NODEFAULTS: c->nodefaults = true; return 0;
 	case OPT_DEVICE: return opt_device(c, arg);
 	case OPT_DRIVE: return opt_drive(c, arg);
+	case OPT_NETDEV: return opt_netdev(c, "-netdev", arg, cfg->netdevs, &cfg->n_netdevs);
+	case OPT_NIC: return opt_netdev(c, "-nic", arg, cfg->nics, &cfg->n_nics);
 	case OPT_DEBUGCON: cfg->debugcon = arg; return 0;
 	case OPT_RTC: return parse_kv(c, "-rtc", arg, NULL, opt_rtc_kv);
 	case OPT_BOOT: return parse_kv(c, "-boot", arg, "order", opt_boot_kv);

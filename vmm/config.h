@@ -9,6 +9,7 @@
 #define MAX_SERIAL_PORTS 4
 #define MAX_DRIVE_SPECS	16
 #define MAX_DEVICE_SPECS 32
+#define MAX_NETDEV_SPECS 8
 
 struct cpu_feature_edit {
 	char name[32];
@@ -57,6 +58,15 @@ struct vm_config {
 	 * parsed by the block device models (hw/virtio_blk.c). */
 	const char *drives[MAX_DRIVE_SPECS];
 	unsigned n_drives;
+
+	/* -netdev specs (raw, e.g. "user,id=n0,hostfwd=tcp::2222-:22"), parsed
+	 * by net/; -nic specs (a backend plus its NIC in one: net/ creates the
+	 * backend with id "__nicN", the NIC model (model=, default
+	 * virtio-net-pci) picks it up). */
+	const char *netdevs[MAX_NETDEV_SPECS];
+	unsigned n_netdevs;
+	const char *nics[MAX_NETDEV_SPECS];
+	unsigned n_nics;
 };
 
 /* Parse argv into cfg. Returns 0 on success, 1 when the program should
