@@ -50,20 +50,31 @@ struct net_offloads {
  * startup; errors are one line in err and a negative return). */
 int net_init_backends(const char *const *specs, unsigned n, struct event_loop *loop, char *err,
 		      size_t errlen);
+/* Create the backends of -nic specs: model= and mac= are skipped (they are
+ * the NIC's), spec i becomes backend "__nic<i>"; "-nic none" creates none.
+ * Both are called by net/'s own DEVICE_LEVEL_PLATFORM hook. */
+int net_init_nics(const char *const *specs, unsigned n, struct event_loop *loop, char *err,
+		  size_t errlen);
 /* Find a backend by id; NULL when there is none. */
 struct net_backend *net_find(const char *id);
-/* Attach the frontend (once per backend; -EBUSY when taken). */
+/* Attach the frontend (once per backend; -EBUSY when taken). Frames that
+ * arrive while no frontend is attached are dropped (rx_dropped). */
 int net_attach(struct net_backend *nb, const struct net_frontend *fe);
 
 /* Send one frame (vnet header in front when the backend carries one).
  * Returns the bytes sent, 0 when the backend is full (fe->send_ready
  * follows), or a negative errno for a frame that was dropped. */
 ssize_t net_send(struct net_backend *nb, const struct iovec *iov, int iovcnt);
-/* The frontend has rx buffers again: resume delivering frames. */
+/* The frontend has rx buffers again: resume delivering frames (any
+ * thread; cheap to call often). While can_receive() says no or receive()
+ * returns 0, the backend holds the frame (and a few more, bounded), stops
+ * reading its fd, and waits for this call. */
 void net_receive_ready(struct net_backend *nb);
 
 /* vnet header support: whether frames carry it, and its length (10 or 12). */
 bool net_has_vnet_hdr(const struct net_backend *nb);
+/* Current vnet header length (tap starts at NET_VNET_HDR_LEN); 0 if none. */
+unsigned net_vnet_hdr_len(const struct net_backend *nb);
 int net_set_vnet_hdr_len(struct net_backend *nb, unsigned len);
 int net_set_offloads(struct net_backend *nb, const struct net_offloads *o);
 
@@ -71,12 +82,16 @@ const char *net_id(const struct net_backend *nb);
 const char *net_type(const struct net_backend *nb);	/* "tap", "user", "socket" */
 void net_get_stats(const struct net_backend *nb, struct net_stats *out);
 
-/* MAC addresses: parse "52:54:00:12:34:56"; generate a unique one with
- * QEMU's 52:54:00 prefix (unique within the process, varied by pid). */
+/* MAC addresses: parse "52:54:00:12:34:56" (or '-' separators; -EINVAL
+ * when malformed or multicast); generate a unique one with QEMU's
+ * 52:54:00 prefix (unique within the process, varied by pid). */
 int net_parse_mac(const char *s, uint8_t mac[6]);
 void net_generate_mac(uint8_t mac[6]);
 
-/* Close every backend (downscripts run here). */
+/* Close every backend (downscripts run here). Registered with atexit()
+ * by net_init_backends; call it too before an _exit(). Runs the teardown
+ * on the loop thread when the loop runs. Frontends' backend pointers stay
+ * valid (net_send then returns -ENODEV). */
 void net_cleanup(void);
 
 #endif

@@ -1,5 +1,7 @@
 /* The list of self-registered device constructors and their ordered
- * initialisation, plus the reset hook list of a VM. */
+ * initialisation, the reset hook list of a VM and the process exit hooks. */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include "vmm/device.h"
 #include "vmm/log.h"
@@ -37,4 +39,38 @@ void vm_register_reset(struct vm *vm, void (*fn)(void *), void *opaque)
 	h->opaque = opaque;
 	h->next = vm->reset_hooks;
 	vm->reset_hooks = h;
+}
+
+#define MAX_EXIT_HOOKS 16
+static void (*exit_hooks[MAX_EXIT_HOOKS])(void);
+static unsigned n_exit_hooks;
+static pthread_mutex_t exit_hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void devices_run_exit_hooks(void)
+{
+	for (;;) {
+		void (*fn)(void) = NULL;
+
+		pthread_mutex_lock(&exit_hooks_lock);
+		if (n_exit_hooks)
+			fn = exit_hooks[--n_exit_hooks];
+		pthread_mutex_unlock(&exit_hooks_lock);
+		if (!fn)
+			return;
+		fn();
+	}
+}
+
+void device_register_exit(void (*fn)(void))
+{
+	bool first;
+
+	pthread_mutex_lock(&exit_hooks_lock);
+	if (n_exit_hooks == MAX_EXIT_HOOKS)
+		die("too many exit hooks");
+	first = n_exit_hooks == 0;
+	exit_hooks[n_exit_hooks++] = fn;
+	pthread_mutex_unlock(&exit_hooks_lock);
+	if (first)
+		atexit(devices_run_exit_hooks);
 }

@@ -41,4 +41,10 @@ struct reset_hook {
 };
 void vm_register_reset(struct vm *vm, void (*fn)(void *), void *opaque);
 
+/* Exit hooks: host-side teardown that must run when the process leaves
+ * (tap downscripts, ...), newest first, at most once each. main() runs
+ * them before _exit(); they are also registered with atexit(). */
+void device_register_exit(void (*fn)(void));
+void devices_run_exit_hooks(void);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <pthread.h>
 #include "vmm/config.h"
+#include "vmm/device.h"
 #include "vmm/chardev.h"
 #include "vmm/log.h"
 #include "vmm/machine.h"
@@ -71,7 +72,9 @@ int main(int argc, char **argv)
 	}
 	status = vm_run(&the_vm);
 	fflush(stdout);
-	/* Device threads may still hold state: leave without tearing down. */
+	/* Device threads may still hold state: leave without tearing down,
+	 * but run the host-side exit hooks (tap downscripts, ...). */
+	devices_run_exit_hooks();
 	chardev_cleanup_all();
 	_exit(status);
 }

@@ -1,0 +1,573 @@
+/* -netdev socket: frames over a host socket, compatible with QEMU's socket
+ * netdev (IPv4, as QEMU 7.2).
+ *   socket,id=ID,listen=[HOST]:PORT   wait for one peer (in the background,
+ *                                     like QEMU 7.2; startup never blocks);
+ *                                     after it leaves, accept the next one
+ *   socket,id=ID,connect=HOST:PORT    non-blocking connect; an immediate
+ *                                     refusal is a startup error; once the
+ *                                     connection ends it stays down (QEMU)
+ *   socket,id=ID,udp=HOST:PORT,localaddr=HOST:PORT
+ *                                     one datagram per frame, sent to udp=,
+ *                                     received on localaddr= from anyone
+ * Stream framing is QEMU's: a 4-byte big-endian length, then the frame.
+ * Reads and writes may be partial: the reader keeps its place in the
+ * header or frame, the writer keeps the unsent tail of one frame and asks
+ * for EPOLLOUT (further sends return 0 until it is gone, then send_ready).
+ * A peer announcing a frame above NET_MAX_FRAME loses its connection.
+ * Frames sent while no peer is connected are dropped (-ENOTCONN). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include "net/net_priv.h"
+#include "vmm/event_loop.h"
+#include "vmm/log.h"
+
+#define SOCK_READ_BUDGET	256	/* reads per wakeup, for fairness */
+#define SOCK_DIRECT_IOVS	63	/* larger iovecs are flattened first */
+
+enum sock_mode { SOCK_LISTEN, SOCK_CONNECT, SOCK_UDP };
+
+struct sock {
+	struct net_backend *nb;
+	enum sock_mode mode;
+	int listen_fd, fd;
+	bool connected;			/* stream: frames may flow on fd */
+	struct sockaddr_in peer;	/* connect= target or udp= destination */
+	char where[64];			/* for log lines: the address we use */
+	char peer_str[64];		/* the connected peer */
+
+	pthread_mutex_t lock;		/* fd, connected, tx state, epoll masks */
+	size_t tx_off, tx_len;		/* unsent tail of one frame in txbuf */
+	bool tx_notify;			/* a send returned 0: send_ready later */
+	bool udp_tx_blocked;
+	bool rx_paused;
+
+	/* Stream reader state (loop thread). */
+	uint8_t hdr[4];
+	size_t hdr_got, got;
+	uint32_t want;
+
+	uint8_t rxbuf[NET_MAX_FRAME];
+	uint8_t txbuf[4 + NET_MAX_FRAME];
+};
+
+static const char *const socket_keys[] = { "listen", "connect", "udp", "localaddr", NULL };
+
+static void addr_str(const struct sockaddr_in *a, char *buf, size_t len)
+{
+	char ip[INET_ADDRSTRLEN];
+
+	inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+	snprintf(buf, len, "%s:%u", ip, ntohs(a->sin_port));
+}
+
+/* Lock held. */
+static void sock_update_mask(struct sock *s)
+{
+	uint32_t ev = s->rx_paused ? 0 : EPOLLIN;
+
+	if (s->fd < 0)
+		return;
+	if (s->tx_len || s->udp_tx_blocked || (s->mode == SOCK_CONNECT && !s->connected))
+		ev |= EPOLLOUT;
+	event_loop_mod_fd(s->nb->loop, s->fd, ev);
+}
+
+static void sock_conn_event(void *opaque, uint32_t events);
+static void sock_listen_event(void *opaque, uint32_t events);
+
+/* Drop the stream connection; a listener waits for the next peer. */
+static void sock_disconnect(struct sock *s)
+{
+	bool notify;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->fd >= 0) {
+		event_loop_del_fd(s->nb->loop, s->fd);
+		close(s->fd);
+	}
+	s->fd = -1;
+	s->connected = false;
+	s->tx_off = s->tx_len = 0;
+	notify = s->tx_notify;
+	s->tx_notify = false;
+	s->hdr_got = s->got = 0;
+	if (s->mode == SOCK_LISTEN &&
+	    event_loop_add_fd(s->nb->loop, s->listen_fd, EPOLLIN, sock_listen_event, s) < 0)
+		log_error("netdev %s: cannot listen on %s again", s->nb->id, s->where);
+	pthread_mutex_unlock(&s->lock);
+	if (notify)
+		net_tx_ready(s->nb);
+}
+
+static void sock_set_rx_paused(struct sock *s, bool paused)
+{
+	pthread_mutex_lock(&s->lock);
+	s->rx_paused = paused;
+	sock_update_mask(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void sock_rx_resume(struct net_backend *nb)
+{
+	sock_set_rx_paused(nb->priv, false);
+}
+
+static void sock_listen_event(void *opaque, uint32_t events)
+{
+	struct sock *s = opaque;
+	struct sockaddr_in from = { 0 };
+	socklen_t fromlen = sizeof(from);
+	int fd = accept4(s->listen_fd, (struct sockaddr *)&from, &fromlen,
+			 SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_error("netdev %s: accept on %s: %s", s->nb->id, s->where,
+				  strerror(errno));
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	pthread_mutex_lock(&s->lock);
+	if (s->fd >= 0) {
+		pthread_mutex_unlock(&s->lock);
+		close(fd);	/* one peer at a time */
+		return;
+	}
+	event_loop_del_fd(s->nb->loop, s->listen_fd);
+	addr_str(&from, s->peer_str, sizeof(s->peer_str));
+	s->fd = fd;
+	s->connected = true;
+	s->hdr_got = s->got = 0;
+	if (event_loop_add_fd(s->nb->loop, fd, s->rx_paused ? 0 : EPOLLIN, sock_conn_event,
+			      s) < 0) {
+		pthread_mutex_unlock(&s->lock);
+		log_error("netdev %s: cannot watch the connection", s->nb->id);
+		sock_disconnect(s);
+		return;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* One step of the stream reader: 1 go on, 0 stop for now, -1 closed. */
+static int stream_read_step(struct sock *s)
+{
+	ssize_t n;
+
+	if (s->hdr_got < 4)
+		n = recv(s->fd, s->hdr + s->hdr_got, 4 - s->hdr_got, 0);
+	else
+		n = recv(s->fd, s->rxbuf + s->got, s->want - s->got, 0);
+	if (n < 0 && errno == EINTR)
+		return 1;
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	if (n <= 0) {
+		if (n < 0)
+			log_warn("netdev %s: connection with %s: %s", s->nb->id, s->peer_str,
+				 strerror(errno));
+		return -1;
+	}
+	if (s->hdr_got < 4) {
+		s->hdr_got += n;
+		if (s->hdr_got < 4)
+			return 1;
+		s->want = (uint32_t)s->hdr[0] << 24 | s->hdr[1] << 16 | s->hdr[2] << 8 | s->hdr[3];
+		s->got = 0;
+		if (s->want > NET_MAX_FRAME) {
+			log_error("netdev %s: peer %s announced a %u-byte frame (at most %u); "
+				  "dropping the connection", s->nb->id, s->peer_str, s->want,
+				  NET_MAX_FRAME);
+			net_count_rx_error(s->nb);
+			return -1;
+		}
+		if (s->want == 0)
+			s->hdr_got = 0;		/* empty frame: nothing to deliver */
+		return 1;
+	}
+	s->got += n;
+	if (s->got < s->want)
+		return 1;
+	s->hdr_got = 0;
+	if (!net_rx_deliver(s->nb, s->rxbuf, s->want)) {
+		sock_set_rx_paused(s, true);
+		return 0;
+	}
+	return 1;
+}
+
+static void stream_read(struct sock *s)
+{
+	for (int i = 0; i < SOCK_READ_BUDGET && !s->rx_paused && s->fd >= 0; i++) {
+		int r = stream_read_step(s);
+
+		if (r < 0)
+			sock_disconnect(s);
+		if (r <= 0)
+			return;
+	}
+}
+
+static void udp_read(struct sock *s)
+{
+	for (int i = 0; i < SOCK_READ_BUDGET && !s->rx_paused; i++) {
+		ssize_t n = recv(s->fd, s->rxbuf, sizeof(s->rxbuf), MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return;		/* EAGAIN, or an ICMP error: nothing to read */
+		if (n == 0)
+			continue;
+		if ((size_t)n > sizeof(s->rxbuf)) {
+			net_count_rx_error(s->nb);
+			continue;
+		}
+		if (!net_rx_deliver(s->nb, s->rxbuf, n))
+			sock_set_rx_paused(s, true);
+	}
+}
+
+/* Loop thread, EPOLLOUT: push the unsent tail; true when something waits
+ * for send_ready. */
+static bool stream_flush(struct sock *s)
+{
+	bool notify = false;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->fd >= 0 && s->tx_off < s->tx_len) {
+		ssize_t n = send(s->fd, s->txbuf + s->tx_off, s->tx_len - s->tx_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;		/* EAGAIN; errors show up on the read side */
+		s->tx_off += n;
+	}
+	if (s->tx_off >= s->tx_len) {
+		s->tx_off = s->tx_len = 0;
+		notify = s->tx_notify;
+		s->tx_notify = false;
+	}
+	sock_update_mask(s);
+	pthread_mutex_unlock(&s->lock);
+	return notify;
+}
+
+static void sock_connected(struct sock *s)
+{
+	int err = 0, one = 1;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		log_error("netdev %s: cannot connect to %s: %s", s->nb->id, s->where,
+			  strerror(err));
+		sock_disconnect(s);
+		return;
+	}
+	setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	pthread_mutex_lock(&s->lock);
+	s->connected = true;
+	sock_update_mask(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void sock_conn_event(void *opaque, uint32_t events)
+{
+	struct sock *s = opaque;
+	bool notify = false;
+
+	if (s->fd < 0)
+		return;
+	if (s->mode == SOCK_CONNECT && !s->connected) {
+		sock_connected(s);
+		return;
+	}
+	if (events & EPOLLOUT) {
+		if (s->mode == SOCK_UDP) {
+			pthread_mutex_lock(&s->lock);
+			notify = s->udp_tx_blocked;
+			s->udp_tx_blocked = false;
+			sock_update_mask(s);
+			pthread_mutex_unlock(&s->lock);
+		} else {
+			notify = stream_flush(s);
+		}
+		if (notify)
+			net_tx_ready(s->nb);
+	}
+	if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+		return;
+	if (s->mode == SOCK_UDP)
+		udp_read(s);
+	else if (s->rx_paused && (events & (EPOLLERR | EPOLLHUP)))
+		sock_disconnect(s);	/* dead while paused: no spinning on HUP */
+	else
+		stream_read(s);
+}
+
+/* Copy the bytes of [hdr, iov...] after the first skip into txbuf. */
+static size_t stash_tail(struct sock *s, const uint8_t *hdr, const struct iovec *iov,
+			 int iovcnt, size_t skip)
+{
+	size_t out = 0;
+
+	for (int i = -1; i < iovcnt; i++) {
+		const uint8_t *p = i < 0 ? hdr : iov[i].iov_base;
+		size_t l = i < 0 ? 4 : iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		memcpy(s->txbuf + out, p + skip, l - skip);
+		out += l - skip;
+		skip = 0;
+	}
+	return out;
+}
+
+static ssize_t stream_send(struct sock *s, const struct iovec *iov, int iovcnt, size_t len)
+{
+	uint8_t hdr[4] = { len >> 24, len >> 16, len >> 8, len };
+	struct iovec vec[SOCK_DIRECT_IOVS + 1];
+	struct msghdr msg = { .msg_iov = vec };
+	ssize_t n;
+
+	if (iovcnt <= SOCK_DIRECT_IOVS) {
+		vec[0] = (struct iovec){ hdr, 4 };
+		memcpy(vec + 1, iov, iovcnt * sizeof(*iov));
+		msg.msg_iovlen = iovcnt + 1;
+	} else {
+		s->tx_len = stash_tail(s, hdr, iov, iovcnt, 0);
+		vec[0] = (struct iovec){ s->txbuf, s->tx_len };
+		msg.msg_iovlen = 1;
+	}
+	do {
+		n = sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && errno != EAGAIN) {
+		s->tx_len = 0;
+		return -errno;
+	}
+	if (n < 0)
+		n = 0;
+	if (iovcnt <= SOCK_DIRECT_IOVS)
+		s->tx_len = stash_tail(s, hdr, iov, iovcnt, n);
+	else {
+		s->tx_len -= n;
+		memmove(s->txbuf, s->txbuf + n, s->tx_len);
+	}
+	s->tx_off = 0;
+	if (s->tx_len)
+		sock_update_mask(s);
+	return len;
+}
+
+static ssize_t udp_send(struct sock *s, const struct iovec *iov, int iovcnt)
+{
+	struct msghdr msg = {
+		.msg_name = &s->peer, .msg_namelen = sizeof(s->peer),
+		.msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt,
+	};
+	ssize_t n;
+
+	do {
+		n = sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	if (errno != EAGAIN && errno != ENOBUFS)
+		return -errno;
+	s->udp_tx_blocked = true;
+	s->tx_notify = true;
+	sock_update_mask(s);
+	return 0;
+}
+
+static ssize_t sock_send(struct net_backend *nb, const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct sock *s = nb->priv;
+	ssize_t r;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->mode == SOCK_UDP) {
+		r = s->udp_tx_blocked ? 0 : udp_send(s, iov, iovcnt);
+		if (r == 0)
+			s->tx_notify = true;
+	} else if (!s->connected) {
+		r = -ENOTCONN;
+	} else if (s->tx_len) {
+		s->tx_notify = true;
+		r = 0;
+	} else {
+		r = stream_send(s, iov, iovcnt, len);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int sock_socket(int type, const struct sockaddr_in *bind_to, char *err, size_t errlen)
+{
+	int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+	char a[64];
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
+		return -1;
+	}
+	if (!bind_to)
+		return fd;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)bind_to, sizeof(*bind_to)) < 0) {
+		addr_str(bind_to, a, sizeof(a));
+		snprintf(err, errlen, "cannot bind to %s: %s", a, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int sock_open_listen(struct sock *s, const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_in sa;
+
+	if (net_parse_host_port(addr, &sa, err, errlen) < 0)
+		return -1;
+	addr_str(&sa, s->where, sizeof(s->where));
+	s->listen_fd = sock_socket(SOCK_STREAM, &sa, err, errlen);
+	if (s->listen_fd < 0)
+		return -1;
+	if (listen(s->listen_fd, 1) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", s->where, strerror(errno));
+		return -1;
+	}
+	if (event_loop_add_fd(s->nb->loop, s->listen_fd, EPOLLIN, sock_listen_event, s) < 0) {
+		snprintf(err, errlen, "cannot watch the listening socket");
+		return -1;
+	}
+	return 0;
+}
+
+static int sock_open_connect(struct sock *s, const char *addr, char *err, size_t errlen)
+{
+	if (net_parse_host_port(addr, &s->peer, err, errlen) < 0)
+		return -1;
+	addr_str(&s->peer, s->where, sizeof(s->where));
+	memcpy(s->peer_str, s->where, sizeof(s->peer_str));
+	s->fd = sock_socket(SOCK_STREAM, NULL, err, errlen);
+	if (s->fd < 0)
+		return -1;
+	if (connect(s->fd, (struct sockaddr *)&s->peer, sizeof(s->peer)) == 0) {
+		s->connected = true;
+	} else if (errno != EINPROGRESS && errno != EINTR) {
+		snprintf(err, errlen, "cannot connect to %s: %s", s->where, strerror(errno));
+		return -1;
+	}
+	if (event_loop_add_fd(s->nb->loop, s->fd, s->connected ? EPOLLIN : EPOLLOUT,
+			      sock_conn_event, s) < 0) {
+		snprintf(err, errlen, "cannot watch the socket");
+		return -1;
+	}
+	return 0;
+}
+
+static int sock_open_udp(struct sock *s, const char *addr, const char *local, char *err,
+			 size_t errlen)
+{
+	struct sockaddr_in la;
+
+	if (!local) {
+		snprintf(err, errlen, "localaddr= is mandatory with udp=");
+		return -1;
+	}
+	if (net_parse_host_port(addr, &s->peer, err, errlen) < 0 ||
+	    net_parse_host_port(local, &la, err, errlen) < 0)
+		return -1;
+	addr_str(&s->peer, s->where, sizeof(s->where));
+	s->fd = sock_socket(SOCK_DGRAM, &la, err, errlen);
+	if (s->fd < 0)
+		return -1;
+	if (event_loop_add_fd(s->nb->loop, s->fd, EPOLLIN, sock_conn_event, s) < 0) {
+		snprintf(err, errlen, "cannot watch the socket");
+		return -1;
+	}
+	return 0;
+}
+
+static void sock_close_fds(struct sock *s)
+{
+	if (s->fd >= 0) {
+		event_loop_del_fd(s->nb->loop, s->fd);
+		close(s->fd);
+	}
+	if (s->listen_fd >= 0) {
+		event_loop_del_fd(s->nb->loop, s->listen_fd);
+		close(s->listen_fd);
+	}
+	s->fd = s->listen_fd = -1;
+	s->connected = false;
+}
+
+static int sock_open(struct net_backend *nb, const struct net_opts *o, char *err, size_t errlen)
+{
+	struct sock *s = nb->priv;
+	const char *listen_at = net_opt_get(o, "listen"), *conn = net_opt_get(o, "connect");
+	const char *udp = net_opt_get(o, "udp"), *local = net_opt_get(o, "localaddr");
+	int r;
+
+	s->nb = nb;
+	s->fd = s->listen_fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	if (!!listen_at + !!conn + !!udp != 1) {
+		snprintf(err, errlen, "exactly one of listen=, connect= and udp= is needed");
+		return -1;
+	}
+	if (local && !udp) {
+		snprintf(err, errlen, "localaddr= is only valid with udp=");
+		return -1;
+	}
+	if (listen_at) {
+		s->mode = SOCK_LISTEN;
+		r = sock_open_listen(s, listen_at, err, errlen);
+	} else if (conn) {
+		s->mode = SOCK_CONNECT;
+		r = sock_open_connect(s, conn, err, errlen);
+	} else {
+		s->mode = SOCK_UDP;
+		r = sock_open_udp(s, udp, local, err, errlen);
+	}
+	if (r < 0)
+		sock_close_fds(s);
+	return r;
+}
+
+static void sock_close(struct net_backend *nb)
+{
+	struct sock *s = nb->priv;
+
+	pthread_mutex_lock(&s->lock);
+	sock_close_fds(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+const struct net_backend_ops net_socket_ops = {
+	.type = "socket",
+	.keys = socket_keys,
+	.priv_size = sizeof(struct sock),
+	.open = sock_open,
+	.send = sock_send,
+	.rx_resume = sock_rx_resume,
+	.close = sock_close,
+};
