@@ -4,6 +4,10 @@
  * device status and feature negotiation, reset, interrupts (MSI-X with
  * masking and pending bits, INTx + ISR otherwise) and queue notification
  * through one ioeventfd per queue served on the event loop thread.
+ * An unmasked MSI-X vector is delivered through an irqfd: a GSI routed to
+ * its message (updated when the guest reprograms it) and an eventfd the
+ * device writes, so an interrupt costs no ioctl; KVM_SIGNAL_MSI remains
+ * the fallback when routing fails. Masking stays in userspace (PBA).
  * All state is guarded by the PCI bus lock (recursive), which the PCI core
  * also holds around config accesses and INTx updates. */
 #include <errno.h>
@@ -21,6 +25,10 @@
 #include "vmm/vmstate.h"
 
 static const uint8_t vp_cap_len = 16;
+
+/* The PBA is one 32-bit word (msix_pba); the table fits its region. */
+_Static_assert(VIRTIO_MSIX_MAX <= 32, "MSI-X pending bits exceed msix_pba");
+_Static_assert(VIRTIO_MSIX_MAX * PCI_MSIX_ENTRY_SIZE <= VP_REGION_SIZE, "MSI-X table too big");
 
 /* --- locking ------------------------------------------------------------- */
 
@@ -62,12 +70,91 @@ static bool msix_vector_masked(const struct virtio_pci *vp, unsigned v)
 	       (vp->msix_table[v * 4 + 3] & PCI_MSIX_ENTRY_CTRL_MASKBIT);
 }
 
+static uint64_t msix_addr(const struct virtio_pci *vp, unsigned v)
+{
+	return vp->msix_table[v * 4] | (uint64_t)vp->msix_table[v * 4 + 1] << 32;
+}
+
+static bool msix_route_failed(struct virtio_pci *vp, unsigned v, const char *what, int err)
+{
+	static const char fmt[] = "%s %02x.%x: MSI-X vector %u: %s: %s; using KVM_SIGNAL_MSI";
+
+	vp->msix_routes[v].failed = true;
+	if (!vp->msix_route_warned)
+		log_warn(fmt, vp->ops->name, vp->pci.devfn >> 3, vp->pci.devfn & 7, v, what,
+			 strerror(-err));
+	else
+		log_guest(LOG_GUEST_ERRORS, fmt, vp->ops->name, vp->pci.devfn >> 3,
+			  vp->pci.devfn & 7, v, what, strerror(-err));
+	vp->msix_route_warned = true;
+	return false;
+}
+
+/* Make vector v's irqfd carry the message now in its table entry: an
+ * eventfd, a GSI and the irqfd the first time, a route update when the
+ * guest changed the message. Returns false when the vector must use
+ * send_msi instead. */
+static bool msix_route_sync(struct virtio_pci *vp, unsigned v)
+{
+	const struct virtio_msi_router *r = vp->router;
+	struct vp_msix_route *m = &vp->msix_routes[v];
+	uint64_t addr = msix_addr(vp, v);
+	uint32_t data = vp->msix_table[v * 4 + 2];
+	int ret;
+
+	if (!r || m->failed)
+		return false;
+	if (m->fd < 0) {
+		m->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (m->fd < 0)
+			return msix_route_failed(vp, v, "eventfd", -errno);
+	}
+	if (m->gsi < 0) {
+		ret = r->alloc(vp->router_opaque, addr, data);
+		if (ret < 0)
+			return msix_route_failed(vp, v, "no GSI route", ret);
+		m->gsi = ret;
+		m->addr = addr;
+		m->data = data;
+	} else if (m->addr != addr || m->data != data) {
+		ret = r->update(vp->router_opaque, m->gsi, addr, data);
+		if (ret < 0)
+			return msix_route_failed(vp, v, "route update", ret);
+		m->addr = addr;
+		m->data = data;
+	}
+	if (!m->attached) {
+		ret = r->attach(vp->router_opaque, m->fd, m->gsi);
+		if (ret < 0)
+			return msix_route_failed(vp, v, "KVM_IRQFD", ret);
+		m->attached = true;
+	}
+	return true;
+}
+
 static void msix_send(struct virtio_pci *vp, unsigned v)
 {
-	uint64_t addr = vp->msix_table[v * 4] | (uint64_t)vp->msix_table[v * 4 + 1] << 32;
+	uint64_t one = 1;
 
+	if (msix_route_sync(vp, v) &&
+	    write(vp->msix_routes[v].fd, &one, sizeof(one)) == sizeof(one))
+		return;
 	if (vp->send_msi)
-		vp->send_msi(vp, addr, vp->msix_table[v * 4 + 2]);
+		vp->send_msi(vp, msix_addr(vp, v), vp->msix_table[v * 4 + 2]);
+}
+
+/* A vector the guest may use now has its route ready before the first
+ * interrupt (the guest unmasks what it has programmed). */
+static void msix_prepare(struct virtio_pci *vp, unsigned v)
+{
+	if (v < vp->msix_vectors && virtio_pci_msix_enabled(vp) && !msix_vector_masked(vp, v))
+		msix_route_sync(vp, v);
+}
+
+static void msix_prepare_all(struct virtio_pci *vp)
+{
+	for (unsigned v = 0; v < vp->msix_vectors; v++)
+		msix_prepare(vp, v);
 }
 
 static void msix_notify(struct virtio_pci *vp, unsigned v)
@@ -403,6 +490,7 @@ static void common_write_queue(struct virtio_pci *vp, uint64_t off, uint64_t v, 
 		return;
 	if (off == VP_COMMON_Q_MSIX) {
 		vq->msix_vector = valid_vector(vp, v);
+		msix_prepare(vp, vq->msix_vector);
 		return;
 	}
 	if (vq->enabled) {
@@ -445,6 +533,7 @@ static void common_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsign
 		return;
 	case VP_COMMON_MSIX:
 		vp->config_vector = valid_vector(vp, v);
+		msix_prepare(vp, vp->config_vector);
 		return;
 	case VP_COMMON_STATUS:
 		write_status(vp, v, true);
@@ -489,6 +578,9 @@ static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned
 			val &= PCI_MSIX_ENTRY_CTRL_MASKBIT;
 		vp->msix_table[w] = val;
 	}
+	/* A reprogrammed vector gets another chance at a route. */
+	vp->msix_routes[off / PCI_MSIX_ENTRY_SIZE].failed = false;
+	msix_prepare(vp, off / PCI_MSIX_ENTRY_SIZE);
 	msix_flush_pending(vp);
 }
 
@@ -622,10 +714,13 @@ static void legacy_write_locked(struct virtio_pci *vp, uint64_t off, uint64_t v,
 		break;
 	case VIRTIO_LEGACY_CONFIG_VECTOR:
 		vp->config_vector = valid_vector(vp, v);
+		msix_prepare(vp, vp->config_vector);
 		break;
 	case VIRTIO_LEGACY_QUEUE_VECTOR:
-		if (vq)
+		if (vq) {
 			vq->msix_vector = valid_vector(vp, v);
+			msix_prepare(vp, vq->msix_vector);
+		}
 		break;
 	}
 }
@@ -721,6 +816,7 @@ static void vp_config_write(struct pci_device *d, unsigned off, unsigned size, u
 	if (overlaps(off, size, vp->msix_cap + 2, 2)) {
 		virtio_pci_lock(vp);
 		update_intx(vp);
+		msix_prepare_all(vp);
 		msix_flush_pending(vp);
 		virtio_pci_unlock(vp);
 	}
@@ -827,6 +923,25 @@ static void vm_send_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
 			  vp->ops->name, (unsigned long long)addr, data, strerror(-r));
 }
 
+static int vm_route_alloc(void *vm, uint64_t addr, uint32_t data)
+{
+	return vm_msi_route_alloc(vm, addr, data);
+}
+
+static int vm_route_update(void *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	return vm_msi_route_update(vm, gsi, addr, data);
+}
+
+static int vm_route_attach(void *vm, int fd, unsigned gsi)
+{
+	return vm_irqfd_attach(vm, fd, gsi);
+}
+
+static const struct virtio_msi_router vm_router = {
+	.alloc = vm_route_alloc, .update = vm_route_update, .attach = vm_route_attach,
+};
+
 static uint64_t offered_features(const struct virtio_dev_ops *ops)
 {
 	return ops->features | (1ull << VIRTIO_F_VERSION_1) |
@@ -866,9 +981,10 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_dev_ops *ops, voi
 	vp->elem = calloc(1, sizeof(*vp->elem));
 	if (!vp->elem)
 		return -ENOMEM;
-	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		vp->notifiers[q] = (struct vp_notifier){ .vp = vp, .q = q, .fd = -1 };
-	}
+	for (unsigned v = 0; v < VIRTIO_MSIX_MAX; v++)
+		vp->msix_routes[v] = (struct vp_msix_route){ .gsi = -1, .fd = -1 };
 
 	pci_device_init(d, ops->name, VIRTIO_PCI_VENDOR, ops->transitional_id, 0,
 			ops->class_code);
@@ -920,6 +1036,8 @@ int virtio_pci_realize(struct virtio_pci *vp, struct vm *vm, int slot)
 
 	vp->vm = vm;
 	vp->send_msi = vm_send_msi;
+	vp->router = &vm_router;
+	vp->router_opaque = vm;
 	if (!pci_bus_of(vm)) {
 		log_error("%s: no PCI bus", vp->ops->name);
 		return -ENODEV;

@@ -35,7 +35,7 @@ struct virtio_pci;
 #define VIRTIO_MSI_NO_VECTOR		0xffff
 #define VIRTIO_ISR_QUEUE		0x01
 #define VIRTIO_ISR_CONFIG		0x02
-#define VIRTIO_MAX_QUEUES		8
+#define VIRTIO_MAX_QUEUES		17	/* 8 net queue pairs + control */
 #define VIRTIO_CONFIG_MAX		256
 
 /* Modern capabilities: cfg_type values */
@@ -129,6 +129,27 @@ struct vp_notifier {
 	uint16_t pio_addr;
 };
 
+/* One MSI-X vector delivered through an irqfd: a GSI routed to the
+ * vector's message and an eventfd attached to it. Not migrated: rebuilt
+ * from the table when the vector is unmasked or used. */
+struct vp_msix_route {
+	int gsi;			/* -1: none yet */
+	int fd;				/* eventfd, -1: none yet */
+	bool attached;			/* fd is an irqfd on gsi */
+	uint64_t addr;			/* the message the route carries */
+	uint32_t data;
+	bool failed;			/* refused: send_msi until reprogrammed */
+};
+
+/* Where MSI-X routes come from: the VM's GSI routing (vm_msi_route_*,
+ * vm_irqfd_attach) once realized; unit tests may install fakes. Each
+ * returns 0 (alloc: the GSI) or -errno. */
+struct virtio_msi_router {
+	int (*alloc)(void *opaque, uint64_t addr, uint32_t data);
+	int (*update)(void *opaque, unsigned gsi, uint64_t addr, uint32_t data);
+	int (*attach)(void *opaque, int fd, unsigned gsi);
+};
+
 struct virtio_pci {
 	struct pci_device pci;
 	const struct virtio_dev_ops *ops;
@@ -137,7 +158,11 @@ struct virtio_pci {
 	const struct guest_memory *mem;
 	pthread_mutex_t own_lock;	/* used until the device sits on a bus */
 
-	/* Interrupt delivery (vm_signal_msi by default; tests replace it). */
+	/* Interrupt delivery: MSI-X vectors go through irqfds from router
+	 * (NULL: none); send_msi (vm_signal_msi by default, one ioctl per
+	 * interrupt; tests replace it) when a vector has no route. */
+	const struct virtio_msi_router *router;
+	void *router_opaque;
 	void (*send_msi)(struct virtio_pci *vp, uint64_t addr, uint32_t data);
 
 	/* Transport state (migrated). */
@@ -159,6 +184,8 @@ struct virtio_pci {
 	uint32_t msix_table[VIRTIO_MSIX_MAX * 4];
 	uint32_t msix_pba;
 	uint8_t pci_cfg_cap;		/* config offset of VIRTIO_PCI_CAP_PCI_CFG */
+	struct vp_msix_route msix_routes[VIRTIO_MSIX_MAX];
+	bool msix_route_warned;		/* a routing failure was logged */
 
 	struct vp_notifier notifiers[VIRTIO_MAX_QUEUES];
 	struct virtq_elem *elem;	/* scratch for the device's queue work */
@@ -178,7 +205,8 @@ uint64_t virtio_pci_legacy_read(struct virtio_pci *vp, uint64_t off, unsigned si
 void virtio_pci_legacy_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size);
 
 /* For device models (device lock held): interrupt for a queue's used
- * buffers when the driver wants one, the config-change interrupt, and
+ * buffers when the driver wants one (with MSI-X a write to the vector's
+ * irqfd: no ioctl, no exit), the config-change interrupt, and
  * the violation path (DEVICE_NEEDS_RESET + config interrupt, logged once). */
 void virtio_pci_queue_interrupt(struct virtio_pci *vp, unsigned q);
 void virtio_pci_config_changed(struct virtio_pci *vp);

@@ -145,6 +145,40 @@ void virtq_update_avail_event(struct virtq *vq)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+void virtq_disable_notify(struct virtq *vq)
+{
+	volatile uint16_t *flags;
+
+	if (vq->no_notify || !virtq_ready(vq))
+		return;
+	vq->no_notify = true;
+	if (vq->event_idx)
+		return;		/* avail_event just stays behind */
+	flags = used_u16(vq, USED_FLAGS);
+	__atomic_store_n(flags, *flags | VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+}
+
+uint16_t virtq_enable_notify(struct virtq *vq)
+{
+	volatile uint16_t *p;
+	uint16_t idx;
+
+	vq->no_notify = false;
+	if (!virtq_ready(vq))
+		return vq->last_avail_idx;
+	idx = avail_idx(vq);
+	if (vq->event_idx) {
+		p = used_u16(vq, USED_RING + 8ull * vq->size);
+		__atomic_store_n(p, idx, __ATOMIC_RELAXED);
+	} else {
+		p = used_u16(vq, USED_FLAGS);
+		__atomic_store_n(p, *p & ~VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
+	}
+	/* Visible before the caller looks at avail->idx again. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return idx;
+}
+
 /* --- chain walking ------------------------------------------------------- */
 
 struct chain_walk {
@@ -284,7 +318,8 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *e)
 		return -EINVAL;
 	vq->last_avail_idx++;
 	vq->inflight++;
-	virtq_update_avail_event(vq);
+	if (!vq->no_notify)
+		virtq_update_avail_event(vq);
 	return 1;
 }
 
@@ -304,6 +339,37 @@ void virtq_push(struct virtq *vq, const struct virtq_elem *e, uint32_t written)
 	__atomic_store_n(used_u16(vq, USED_IDX), vq->used_idx, __ATOMIC_RELEASE);
 	if (vq->inflight)
 		vq->inflight--;
+}
+
+void virtq_fill(struct virtq *vq, const struct virtq_elem *e, uint32_t written, uint16_t i)
+{
+	uint64_t slot;
+
+	if (!virtq_ready(vq))
+		return;
+	if (written > e->in_len)
+		written = e->in_len;
+	slot = USED_RING + 8ull * ((uint16_t)(vq->used_idx + i) & (vq->size - 1));
+	__atomic_store_n((volatile uint32_t *)(vq->used + slot), e->head, __ATOMIC_RELAXED);
+	__atomic_store_n((volatile uint32_t *)(vq->used + slot + 4), written, __ATOMIC_RELAXED);
+}
+
+void virtq_flush(struct virtq *vq, uint16_t n)
+{
+	if (!virtq_ready(vq))
+		return;
+	vq->used_idx += n;
+	/* The elements must be visible before the index that publishes them. */
+	__atomic_store_n(used_u16(vq, USED_IDX), vq->used_idx, __ATOMIC_RELEASE);
+	vq->inflight = vq->inflight > n ? vq->inflight - n : 0;
+}
+
+void virtq_unpop(struct virtq *vq, uint16_t n)
+{
+	if (n > vq->inflight)
+		n = vq->inflight;
+	vq->last_avail_idx -= n;
+	vq->inflight -= n;
 }
 
 bool virtq_should_notify(struct virtq *vq)

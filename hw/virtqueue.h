@@ -57,6 +57,7 @@ struct virtq {
 	uint16_t inflight;		/* popped, not yet pushed */
 	uint16_t signalled_used;	/* used_idx at the last interrupt */
 	bool signalled_used_valid;
+	bool no_notify;			/* device busy: no kicks wanted (not migrated) */
 
 	/* Host views of the rings, set by virtq_map. */
 	const struct guest_memory *mem;
@@ -84,11 +85,26 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *e);
 /* Return a chain to the driver with `written` bytes of device-writable
  * data (clamped to what the chain offers). */
 void virtq_push(struct virtq *vq, const struct virtq_elem *e, uint32_t written);
+/* Batched used-ring updates (a merged rx frame must appear at once):
+ * write chain e as the i-th element after used_idx without publishing
+ * it, then publish n filled elements with one index update. */
+void virtq_fill(struct virtq *vq, const struct virtq_elem *e, uint32_t written, uint16_t i);
+void virtq_flush(struct virtq *vq, uint16_t n);
+/* Give back the last n popped, not yet pushed chains: the next pops
+ * return them again (a device that ran short of buffers or backend room). */
+void virtq_unpop(struct virtq *vq, uint16_t n);
 /* After pushes: does the driver want an interrupt now? (EVENT_IDX
  * used_event, or the NO_INTERRUPT flag) */
 bool virtq_should_notify(struct virtq *vq);
 /* EVENT_IDX: ask for a kick when the driver adds beyond what we consumed. */
 void virtq_update_avail_event(struct virtq *vq);
+/* Kick suppression while the device works through a queue anyway (like
+ * QEMU's virtio_queue_set_notification): pops stop moving avail_event and
+ * without EVENT_IDX the used ring says NO_NOTIFY. Enabling asks for a kick
+ * once the driver adds beyond the avail index it has now; callers check
+ * virtq_has_work afterwards (the driver may have added in between). */
+void virtq_disable_notify(struct virtq *vq);
+uint16_t virtq_enable_notify(struct virtq *vq);	/* returns the avail idx seen */
 /* The ring wrap arithmetic of the spec: should an event fire when the
  * index moved from old to new_idx, given the other side's event index? */
 static inline bool virtq_need_event(uint16_t event, uint16_t new_idx, uint16_t old)

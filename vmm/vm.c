@@ -91,22 +91,37 @@ int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data)
 	return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
 }
 
+/* --- GSI routing --------------------------------------------------------- */
+
+_Static_assert(VM_MSI_GSI_BASE == IOAPIC_PINS, "MSI GSIs start after the IOAPIC pins");
+
+/* The kept list the table is rebuilt from: the ISA/IOAPIC wiring is fixed,
+ * MSI routes come and go. */
+struct vm_routes {
+	pthread_mutex_t lock;
+	unsigned limit;			/* MSI routes KVM's table leaves room for */
+	struct msi_route {
+		bool used;
+		uint64_t addr;
+		uint32_t data;
+	} msi[VM_MSI_ROUTES_MAX];
+};
+
+/* ISA routes: 15 PIC + 23 IOAPIC entries. */
+#define ISA_ROUTES 38
+
 /* The PC's ISA wiring: IRQ0 (the PIT) reaches IOAPIC pin 2, as the MADT
  * override IRQ0 -> GSI 2 says; the cascade pin 2 has no PIC route; the
  * other ISA IRQs go to both PICs and the same IOAPIC pin; GSIs 16-23
  * only to the IOAPIC. KVM's default table routes GSI 0 to pin 0. */
-static int vm_setup_irq_routing(struct vm *vm)
+static unsigned fill_isa_routes(struct kvm_irq_routing_entry *e)
 {
-	struct {
-		struct kvm_irq_routing hdr;
-		struct kvm_irq_routing_entry e[64];
-	} r = { 0 };
 	unsigned n = 0;
 
 	for (unsigned gsi = 0; gsi < 16; gsi++) {
 		if (gsi == 2)
 			continue;
-		r.e[n++] = (struct kvm_irq_routing_entry){
+		e[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
 			.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
 				       gsi % 8 } };
@@ -114,12 +129,158 @@ static int vm_setup_irq_routing(struct vm *vm)
 	for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
 		if (gsi == 2)
 			continue;
-		r.e[n++] = (struct kvm_irq_routing_entry){
+		e[n++] = (struct kvm_irq_routing_entry){
 			.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
 			.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi } };
 	}
-	r.hdr.nr = n;
-	return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r);
+	return n;
+}
+
+/* Rebuild KVM's table from the list (routes lock held). */
+static int commit_routes(struct vm *vm)
+{
+	struct vm_routes *rt = vm->routes;
+	struct kvm_irq_routing *r;
+	unsigned n;
+	int ret = 0;
+
+	r = calloc(1, sizeof(*r) + (ISA_ROUTES + rt->limit) * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	n = fill_isa_routes(r->entries);
+	for (unsigned i = 0; i < rt->limit; i++) {
+		if (!rt->msi[i].used)
+			continue;
+		r->entries[n++] = (struct kvm_irq_routing_entry){
+			.gsi = VM_MSI_GSI_BASE + i, .type = KVM_IRQ_ROUTING_MSI,
+			.u.msi = { .address_lo = (uint32_t)rt->msi[i].addr,
+				   .address_hi = rt->msi[i].addr >> 32,
+				   .data = rt->msi[i].data } };
+	}
+	r->nr = n;
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r) < 0)
+		ret = -errno;
+	free(r);
+	return ret;
+}
+
+static int vm_setup_irq_routing(struct vm *vm)
+{
+	int max = kvm_check_extension(vm->vm_fd, KVM_CAP_IRQ_ROUTING);
+	struct vm_routes *rt = calloc(1, sizeof(*rt));
+	int ret;
+
+	if (!rt) {
+		errno = ENOMEM;
+		return -1;
+	}
+	pthread_mutex_init(&rt->lock, NULL);
+	/* The capability is the number of routing entries KVM accepts. */
+	if (max > ISA_ROUTES)
+		rt->limit = max - ISA_ROUTES;
+	if (rt->limit > VM_MSI_ROUTES_MAX)
+		rt->limit = VM_MSI_ROUTES_MAX;
+	vm->routes = rt;
+	ret = commit_routes(vm);
+	if (ret < 0) {
+		errno = -ret;
+		return -1;
+	}
+	return 0;
+}
+
+static struct msi_route *msi_route_of(struct vm *vm, unsigned gsi)
+{
+	unsigned i = gsi - VM_MSI_GSI_BASE;
+
+	if (gsi < VM_MSI_GSI_BASE || i >= vm->routes->limit || !vm->routes->msi[i].used)
+		return NULL;
+	return &vm->routes->msi[i];
+}
+
+int vm_msi_route_alloc(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	struct vm_routes *rt = vm->routes;
+	int ret = -ENOSPC;
+
+	pthread_mutex_lock(&rt->lock);
+	for (unsigned i = 0; i < rt->limit; i++) {
+		if (rt->msi[i].used)
+			continue;
+		rt->msi[i] = (struct msi_route){ .used = true, .addr = addr, .data = data };
+		ret = commit_routes(vm);
+		if (ret < 0)
+			rt->msi[i].used = false;
+		else
+			ret = VM_MSI_GSI_BASE + i;
+		break;
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return ret;
+}
+
+int vm_msi_route_update(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	struct msi_route *m, old;
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->routes->lock);
+	m = msi_route_of(vm, gsi);
+	if (!m) {
+		ret = -EINVAL;
+	} else if (m->addr != addr || m->data != data) {
+		old = *m;
+		m->addr = addr;
+		m->data = data;
+		ret = commit_routes(vm);
+		if (ret < 0)
+			*m = old;
+	}
+	pthread_mutex_unlock(&vm->routes->lock);
+	return ret;
+}
+
+int vm_msi_route_release(struct vm *vm, unsigned gsi)
+{
+	struct msi_route *m;
+	int ret = -EINVAL;
+
+	pthread_mutex_lock(&vm->routes->lock);
+	m = msi_route_of(vm, gsi);
+	if (m) {
+		m->used = false;
+		ret = commit_routes(vm);
+		if (ret < 0)
+			m->used = true;
+	}
+	pthread_mutex_unlock(&vm->routes->lock);
+	return ret;
+}
+
+static int irqfd(struct vm *vm, int fd, int resample_fd, unsigned gsi, uint32_t flags)
+{
+	struct kvm_irqfd r = { .fd = fd, .gsi = gsi, .flags = flags };
+
+	if (flags & KVM_IRQFD_FLAG_RESAMPLE)
+		r.resamplefd = resample_fd;
+	return ioctl(vm->vm_fd, KVM_IRQFD, &r) < 0 ? -errno : 0;
+}
+
+int vm_irqfd_attach(struct vm *vm, int fd, unsigned gsi)
+{
+	return irqfd(vm, fd, -1, gsi, 0);
+}
+
+int vm_irqfd_attach_level(struct vm *vm, int fd, int resample_fd, unsigned gsi)
+{
+	if (gsi >= IOAPIC_PINS)
+		return -EINVAL;
+	return irqfd(vm, fd, resample_fd, gsi, KVM_IRQFD_FLAG_RESAMPLE);
+}
+
+int vm_irqfd_detach(struct vm *vm, int fd, unsigned gsi)
+{
+	return irqfd(vm, fd, -1, gsi, KVM_IRQFD_FLAG_DEASSIGN);
 }
 
 /* The interrupt controllers and PIT as created: restored on every reset,

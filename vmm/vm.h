@@ -15,6 +15,7 @@
 
 struct vcpu;
 struct event_loop;
+struct vm_routes;
 
 enum vm_exit_reason {
 	VM_RUNNING = 0,
@@ -61,6 +62,9 @@ struct vm {
 	int exit_code;
 	bool reset_requested;
 
+	/* The GSI routing table: the ISA/IOAPIC wiring plus MSI routes. */
+	struct vm_routes *routes;
+
 	struct reset_hook *reset_hooks;
 	/* Rewrites the boot payload (kernel, tables) on a guest reset. */
 	int (*reload_boot)(struct vm *vm, char *err, size_t errlen);
@@ -81,8 +85,31 @@ int vm_unmap_memory(struct vm *vm, int slot);
 
 /* ISA/IOAPIC interrupt line for a GSI. */
 struct irq_line vm_irq_line(struct vm *vm, unsigned gsi);
-/* MSI delivery through KVM_SIGNAL_MSI. */
+/* MSI delivery through KVM_SIGNAL_MSI: one ioctl per interrupt. */
 int vm_signal_msi(struct vm *vm, uint64_t addr, uint32_t data);
+
+/* MSI routes: a GSI (from VM_MSI_GSI_BASE up) whose routing entry is an
+ * MSI message. With an irqfd on it, writing 1 to the eventfd delivers the
+ * message from any thread without an ioctl or a userspace exit. KVM
+ * replaces the whole routing table on every change, so vm.c keeps the list
+ * and rebuilds the table (ISA/IOAPIC routes included) each time; a change
+ * costs an ioctl that waits for KVM's readers (50-200 us measured here):
+ * update routes when the guest reprograms a vector, not per interrupt.
+ * All functions are thread-safe and return 0 (or the GSI) or -errno;
+ * on failure the previous routes stay in force. */
+#define VM_MSI_GSI_BASE		24	/* after the IOAPIC pins */
+#define VM_MSI_ROUTES_MAX	1024
+int vm_msi_route_alloc(struct vm *vm, uint64_t addr, uint32_t data);
+int vm_msi_route_update(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+/* Detach the GSI's irqfds first: signals on a released GSI are lost. */
+int vm_msi_route_release(struct vm *vm, unsigned gsi);
+/* Edge irqfd (KVM_IRQFD): each write to the eventfd fd raises the GSI. */
+int vm_irqfd_attach(struct vm *vm, int fd, unsigned gsi);
+/* Level-triggered irqfd for an IOAPIC pin (INTx): a write asserts the
+ * line; KVM deasserts it at the guest's EOI and then signals resample_fd,
+ * where the device re-raises it if its condition still holds. */
+int vm_irqfd_attach_level(struct vm *vm, int fd, int resample_fd, unsigned gsi);
+int vm_irqfd_detach(struct vm *vm, int fd, unsigned gsi);
 
 /* Lifecycle requests, callable from any thread (device callbacks). */
 void vm_request_poweroff(struct vm *vm, int exit_code);

@@ -3,14 +3,17 @@
  * capabilities, feature negotiation, the modern and legacy register
  * files, INTx + ISR, MSI-X masking and pending bits, the violation path
  * (DEVICE_NEEDS_RESET) and reset, the PCI config access window, state
- * save/load validation. */
+ * save/load validation, MSI-X through irqfds (a fake router with real
+ * eventfds): route setup at unmask, updates, masking, fallback. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "hw/pci.h"
 #include "hw/virtio_pci.h"
 #include "hw/virtio_rng.h"
@@ -23,6 +26,16 @@
 #define USED_GPA	0x12000
 #define BUF_GPA		0x20000
 
+#define FAKE_GSI	100
+#define FAKE_ROUTES	4
+
+/* The routes a fake router was asked for: GSI FAKE_GSI + index. */
+struct fake_route {
+	uint64_t addr;
+	uint32_t data;
+	int fd;			/* attached irqfd, -1: none */
+};
+
 struct fixture {
 	struct guest_memory mem;
 	struct pci_bus bus;
@@ -30,6 +43,9 @@ struct fixture {
 	unsigned msi_count;
 	uint64_t msi_addr;
 	uint32_t msi_data;
+	struct fake_route routes[FAKE_ROUTES];
+	unsigned nroutes, route_updates;
+	bool refuse_update;
 };
 
 static struct fixture *cur;
@@ -62,6 +78,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
+
+	for (unsigned v = 0; v < VIRTIO_MSIX_MAX; v++)
+		if (f->vp.msix_routes[v].fd >= 0)
+			close(f->vp.msix_routes[v].fd);
 
 	free(f->vp.elem);
 	free(f->mem.host);
@@ -341,6 +361,238 @@ static void test_msix(void **state)
 	assert_int_equal(mread(f, VP_MSIX_PBA_OFF, 4), 0);
 }
 
+/* --- MSI-X through irqfds ------------------------------------------------- */
+
+static int fake_alloc(void *opaque, uint64_t addr, uint32_t data)
+{
+	struct fixture *f = opaque;
+
+	if (f->nroutes == FAKE_ROUTES)
+		return -ENOSPC;
+	f->routes[f->nroutes] = (struct fake_route){ addr, data, -1 };
+	return FAKE_GSI + f->nroutes++;
+}
+
+static int fake_update(void *opaque, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	struct fixture *f = opaque;
+
+	assert_in_range(gsi, FAKE_GSI, FAKE_GSI + f->nroutes - 1);
+	if (f->refuse_update)
+		return -EINVAL;
+	f->routes[gsi - FAKE_GSI].addr = addr;
+	f->routes[gsi - FAKE_GSI].data = data;
+	f->route_updates++;
+	return 0;
+}
+
+static int fake_attach(void *opaque, int fd, unsigned gsi)
+{
+	struct fixture *f = opaque;
+
+	assert_in_range(gsi, FAKE_GSI, FAKE_GSI + f->nroutes - 1);
+	f->routes[gsi - FAKE_GSI].fd = fd;
+	return 0;
+}
+
+static const struct virtio_msi_router fake_router = {
+	.alloc = fake_alloc, .update = fake_update, .attach = fake_attach,
+};
+
+/* Interrupts signalled on route r's eventfd since the last call. */
+static uint64_t irqfd_count(struct fixture *f, unsigned r)
+{
+	uint64_t n = 0;
+
+	assert_true(r < f->nroutes);
+	assert_true(f->routes[r].fd >= 0);
+	if (read(f->routes[r].fd, &n, sizeof(n)) != sizeof(n))
+		assert_int_equal(errno, EAGAIN);
+	return n;
+}
+
+/* The queue's completion, as the device signals it. */
+static void complete_one(struct fixture *f, uint16_t i)
+{
+	submit(f, i, 16, 0, 0);
+	mwrite(f, VP_NOTIFY_OFF, 0, 2);
+}
+
+static void test_msix_irqfd(void **state)
+{
+	struct fixture *f = *state;
+	unsigned cap = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
+
+	f->vp.router = &fake_router;
+	f->vp.router_opaque = f;
+	modern_init(f, 1ull << 32);
+	msix_entry(f, 0, 0x40, true);
+	msix_entry(f, 1, 0x41, true);
+	mwrite(f, VP_COMMON_MSIX, 0, 2);
+	mwrite(f, VP_COMMON_Q_SELECT, 0, 2);
+	mwrite(f, VP_COMMON_Q_MSIX, 1, 2);
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	assert_int_equal(f->nroutes, 0);		/* masked: nothing routed yet */
+
+	/* Unmasking routes the vector: one GSI with its message, an irqfd. */
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 12, 0, 4);
+	assert_int_equal(f->nroutes, 1);
+	assert_int_equal(f->routes[0].addr, 0xfee00000);
+	assert_int_equal(f->routes[0].data, 0x41);
+	assert_true(f->routes[0].fd >= 0);
+	complete_one(f, 0);
+	assert_int_equal(irqfd_count(f, 0), 1);
+	assert_int_equal(f->msi_count, 0);		/* no KVM_SIGNAL_MSI */
+
+	/* The guest changes the message while unmasked: the route follows. */
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 8, 0x51, 4);
+	assert_int_equal(f->route_updates, 1);
+	assert_int_equal(f->routes[0].data, 0x51);
+	complete_one(f, 1);
+	assert_int_equal(irqfd_count(f, 0), 1);
+
+	/* Entry mask: pending in the PBA, nothing signalled, sent at unmask. */
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 12, 1, 4);
+	complete_one(f, 2);
+	assert_int_equal(irqfd_count(f, 0), 0);
+	assert_int_equal(mread(f, VP_MSIX_PBA_OFF, 4), 2);
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 12, 0, 4);
+	assert_int_equal(irqfd_count(f, 0), 1);
+	assert_int_equal(mread(f, VP_MSIX_PBA_OFF, 4), 0);
+
+	/* Function mask likewise; unmasking it also routes vector 0. */
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+	complete_one(f, 3);
+	assert_int_equal(irqfd_count(f, 0), 0);
+	mwrite(f, VP_MSIX_TABLE_OFF + 12, 0, 4);	/* vector 0 entry unmasked */
+	assert_int_equal(f->nroutes, 1);
+	cfg_write(f, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	assert_int_equal(irqfd_count(f, 0), 1);
+	assert_int_equal(f->nroutes, 2);
+	assert_int_equal(f->routes[1].data, 0x40);
+
+	/* A message changed behind the transport's back (a state load) is
+	 * routed before the next interrupt. */
+	f->vp.msix_table[1 * 4 + 2] = 0x61;
+	complete_one(f, 4);
+	assert_int_equal(f->routes[0].data, 0x61);
+	assert_int_equal(irqfd_count(f, 0), 1);
+
+	/* Routing refused: KVM_SIGNAL_MSI with the new message instead... */
+	f->refuse_update = true;
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 8, 0x71, 4);
+	complete_one(f, 5);
+	assert_int_equal(irqfd_count(f, 0), 0);
+	assert_int_equal(f->msi_count, 1);
+	assert_int_equal(f->msi_data, 0x71);
+	/* ...until the guest reprograms the vector and routing works again. */
+	f->refuse_update = false;
+	mwrite(f, VP_MSIX_TABLE_OFF + 16 + 8, 0x72, 4);
+	complete_one(f, 6);
+	assert_int_equal(irqfd_count(f, 0), 1);
+	assert_int_equal(f->routes[0].data, 0x72);
+	assert_int_equal(f->msi_count, 1);
+
+	/* MSI-X off: INTx, the irqfds stay quiet. */
+	cfg_write(f, cap + 2, 2, 0);
+	complete_one(f, 7);
+	assert_int_equal(irqfd_count(f, 0), 0);
+	assert_int_equal(f->vp.pci.irq_level, 1);
+	assert_int_equal(f->nroutes, 2);
+}
+
+/* --- the largest device: 17 queues (8 net queue pairs + control) ----------- */
+
+static unsigned last_kicked = ~0u;
+
+static void big_notify(struct virtio_pci *vp, unsigned q)
+{
+	(void)vp;
+	last_kicked = q;
+}
+
+static const struct virtio_dev_ops big_ops = {
+	.name = "virtio-big", .device_type = 1, .transitional_id = 0x1000,
+	.class_code = 0x020000, .num_queues = VIRTIO_MAX_QUEUES, .queue_size = 16,
+	.config_size = 8, .queue_notify = big_notify,
+};
+
+static void test_max_queues(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_pci *vp = calloc(1, sizeof(*vp));
+	struct virtio_dev_ops too_many = big_ops;
+	const unsigned devfn = (SLOT + 1) << 3, last = VIRTIO_MAX_QUEUES - 1;
+	const uint64_t e = VP_MSIX_TABLE_OFF + 16 * VIRTIO_MAX_QUEUES;
+	size_t n = vmstate_size(&virtio_pci_vmstate);
+	uint8_t *buf = malloc(n);
+	unsigned cap;
+	char err[128];
+
+	assert_int_equal(VIRTIO_MAX_QUEUES, 17);
+	too_many.num_queues = VIRTIO_MAX_QUEUES + 1;
+	assert_int_equal(virtio_pci_init(vp, &too_many, NULL, &f->mem), -EINVAL);
+	assert_int_equal(virtio_pci_init(vp, &big_ops, NULL, &f->mem), 0);
+	assert_int_equal(pci_bus_add_device(&f->bus, &vp->pci, SLOT + 1, 0), 0);
+	vp->send_msi = fake_msi;
+	pci_config_write(&f->bus, devfn, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
+	/* One vector per queue plus the configuration vector. */
+	cap = pci_find_capability(&vp->pci, PCI_CAP_ID_MSIX);
+	assert_int_equal(pci_config_read(&f->bus, devfn, cap + 2, 2), VIRTIO_MAX_QUEUES);
+	assert_int_equal(vp->msix_vectors, VIRTIO_MSIX_MAX);
+	assert_int_equal(virtio_pci_modern_read(vp, VP_COMMON_NUMQ, 2), VIRTIO_MAX_QUEUES);
+
+	/* The last queue on the last vector. */
+	virtio_pci_modern_write(vp, VP_COMMON_STATUS, 0x03, 1);
+	virtio_pci_modern_write(vp, VP_COMMON_GFSELECT, 1, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_GF, 1, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_STATUS, 0x0b, 1);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_SELECT, last, 2);
+	assert_int_equal(virtio_pci_modern_read(vp, VP_COMMON_Q_SIZE, 2), 16);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_DESCLO, DESC_GPA + 0x40000, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_AVAILLO, AVAIL_GPA + 0x40000, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_USEDLO, USED_GPA + 0x40000, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_MSIX, VIRTIO_MAX_QUEUES, 2);
+	assert_int_equal(virtio_pci_modern_read(vp, VP_COMMON_Q_MSIX, 2), VIRTIO_MAX_QUEUES);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_MSIX, VIRTIO_MAX_QUEUES + 1, 2);
+	assert_int_equal(virtio_pci_modern_read(vp, VP_COMMON_Q_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_MSIX, VIRTIO_MAX_QUEUES, 2);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_ENABLE, 1, 2);
+	virtio_pci_modern_write(vp, VP_COMMON_STATUS, 0x0f, 1);
+	virtio_pci_modern_write(vp, VP_NOTIFY_OFF + VP_NOTIFY_MULT * last, last, 2);
+	assert_int_equal(last_kicked, last);
+
+	/* Its vector masked: pending bit 17; delivered at unmask. */
+	virtio_pci_modern_write(vp, e, 0xfee00000, 4);
+	virtio_pci_modern_write(vp, e + 8, 0x77, 4);
+	pci_config_write(&f->bus, devfn, cap + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+	virtio_pci_queue_interrupt(vp, last);
+	assert_int_equal(f->msi_count, 0);
+	assert_int_equal(virtio_pci_modern_read(vp, VP_MSIX_PBA_OFF, 4), 1u << VIRTIO_MAX_QUEUES);
+	virtio_pci_modern_write(vp, e + 12, 0, 4);
+	assert_int_equal(f->msi_count, 1);
+	assert_int_equal(f->msi_data, 0x77);
+	assert_int_equal(virtio_pci_modern_read(vp, VP_MSIX_PBA_OFF, 4), 0);
+	/* Past the table: ignored. */
+	virtio_pci_modern_write(vp, e + 16 + 8, 0x99, 4);
+	assert_int_equal(virtio_pci_modern_read(vp, e + 16 + 8, 4), 0);
+
+	/* State: pending bit 17 loads, a bit past the vectors does not. */
+	vp->msix_pba = 1u << VIRTIO_MAX_QUEUES;
+	vmstate_save(&virtio_pci_vmstate, vp, buf);
+	assert_int_equal(vmstate_load(&virtio_pci_vmstate, vp, sizeof(*vp), buf, n, err,
+				      sizeof(err)), 0);
+	vp->msix_pba = 1u << (VIRTIO_MAX_QUEUES + 1);
+	vmstate_save(&virtio_pci_vmstate, vp, buf);
+	vp->msix_pba = 0;
+	assert_int_not_equal(vmstate_load(&virtio_pci_vmstate, vp, sizeof(*vp), buf, n, err,
+					  sizeof(err)), 0);
+	f->bus.devs[devfn] = NULL;
+	free(buf);
+	free(vp->elem);
+	free(vp);
+}
+
 /* --- violations and reset -------------------------------------------------- */
 
 static void test_violation_then_reset(void **state)
@@ -572,6 +824,8 @@ int main(void)
 		T(test_request_intx),
 		T(test_no_processing_before_driver_ok),
 		T(test_msix),
+		T(test_msix_irqfd),
+		T(test_max_queues),
 		T(test_violation_then_reset),
 		T(test_bad_queue_setup),
 		T(test_violation_intx),
