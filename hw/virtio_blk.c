@@ -1,41 +1,84 @@
-/* virtio-blk-pci (virtio block device, type 2): one request queue served
- * on the event loop, each request submitted asynchronously to the block
- * layer and completed (status byte, used ring, interrupt) back on the event
- * loop. Owns the -drive option parsing and the "-device virtio-blk-pci,
- * drive=ID[,addr=SLOT,serial=S]" and "-drive ...,if=virtio" creation. */
+/* virtio-blk-pci model (virtio block device, type 2), behaving like QEMU
+ * 7.2's: request parsing and status values, read/write/flush/GET_ID,
+ * discard and write-zeroes (one segment, QEMU's limits), the guest-visible
+ * write cache (WCE, CONFIG_WCE; writethrough = a flush after each write),
+ * topology and geometry in the config space, several request queues,
+ * read-only drives, statistics, and draining for reset and migration.
+ * Requests are submitted asynchronously to the block layer; block threads
+ * hand finished ones back through a done list, and the event loop
+ * completes them (status byte, used ring, interrupt) under the device
+ * lock. Block threads never wait for the device lock: a reset holds it
+ * while it waits for them. The -drive / -device parsing is in
+ * hw/virtio_blk_drive.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "block/block.h"
 #include "hw/virtio_blk.h"
-#include "hw/virtio_rng.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/vmstate.h"
 
 #define PCI_CLASS_STORAGE_SCSI	0x010000
-#define BLK_HDR_SIZE		16
-#define BLK_SEG_MAX		(VIRTIO_BLK_QUEUE_SIZE - 2)
+#define SEG_MAX_UNADJUSTED	(128 - 2)
 
-/* One request in flight in the block layer. */
+/* One request handed to the block layer. */
 struct blk_req {
 	struct virtio_blk *blk;
+	struct blk_req *next;		/* done list */
 	unsigned q;
 	unsigned generation;
 	uint16_t head;
-	uint64_t in_len;		/* the chain's writable bytes */
+	uint64_t in_len;		/* the chain's writable bytes (the used length) */
 	uint8_t *status;		/* host address of the status byte */
-	uint32_t written;		/* used length on success */
+	enum virtio_blk_op op;
+	uint64_t offset, bytes;		/* for the statistics */
+	uint64_t start_ns;
+	bool flush_after;		/* writethrough: flush before completing */
+	bool flushed_after;		/* ... and that flush was issued */
 	int ret;
 	int niov;
 	struct iovec iov[];		/* data segments */
 };
 
-/* --- request parsing ---------------------------------------------------- */
+/* --- small helpers -------------------------------------------------------- */
 
-/* Copy the [skip, skip+len) bytes of iov[0..n) into dst as segments;
- * returns the segment count (len must lie within the vector). */
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = v;
+	p[1] = v >> 8;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = v >> (8 * i);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = v >> (8 * i);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	return get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static bool is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* Copy the [skip, skip+len) bytes of iov[0..n) as segments into dst (room
+ * for n); returns the segment count. */
 static int iov_slice(const struct iovec *iov, unsigned n, uint64_t skip, uint64_t len,
 		     struct iovec *dst)
 {
@@ -60,529 +103,910 @@ static int iov_slice(const struct iovec *iov, unsigned n, uint64_t skip, uint64_
 	return out;
 }
 
-/* The header may span descriptors: gather its 16 bytes. */
-static void read_header(const struct virtq_elem *e, uint8_t *hdr)
+/* Gather len bytes at skip of the vector into buf; returns bytes copied. */
+static uint64_t iov_to_buf(const struct iovec *iov, unsigned n, uint64_t skip, void *buf,
+			   uint64_t len)
 {
-	struct iovec part[BLK_HDR_SIZE];
-	int n = iov_slice(e->iov, e->n_out, 0, BLK_HDR_SIZE, part);
-	unsigned off = 0;
+	uint64_t done = 0;
 
-	for (int i = 0; i < n; i++) {
-		memcpy(hdr + off, part[i].iov_base, part[i].iov_len);
-		off += part[i].iov_len;
+	for (unsigned i = 0; i < n && done < len; i++) {
+		uint64_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l -= skip;
+		if (l > len - done)
+			l = len - done;
+		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, l);
+		done += l;
+		skip = 0;
+	}
+	return done;
+}
+
+static void buf_to_iov(const struct iovec *iov, unsigned n, const void *src, uint64_t len)
+{
+	uint64_t done = 0;
+
+	for (unsigned i = 0; i < n && done < len; i++) {
+		uint64_t l = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+
+		memcpy(iov[i].iov_base, (const uint8_t *)src + done, l);
+		done += l;
 	}
 }
 
-/* The last writable byte of the chain. */
-static uint8_t *status_byte(const struct virtq_elem *e)
-{
-	const struct iovec *last = &e->iov[e->n_out + e->n_in - 1];
+/* --- configuration space ------------------------------------------------ */
 
-	for (unsigned i = e->n_out + e->n_in; i > e->n_out; i--) {
-		last = &e->iov[i - 1];
-		if (last->iov_len)
-			return (uint8_t *)last->iov_base + last->iov_len - 1;
-	}
-	return NULL;
+static unsigned physical_block_exp(const struct virtio_blk_conf *c)
+{
+	uint32_t logical = c->logical_block_size > 512 ? c->logical_block_size : 512;
+	unsigned exp = 0;
+
+	for (uint32_t size = c->physical_block_size; size > logical; size >>= 1)
+		exp++;
+	return exp;
 }
 
-static void copy_to_iov(const struct iovec *iov, int n, const uint8_t *src, uint64_t len)
+/* The whole config space from the device state (QEMU's get_config). */
+static void refresh_config(struct virtio_blk *blk)
 {
-	for (int i = 0; i < n && len; i++) {
-		uint64_t l = iov[i].iov_len < len ? iov[i].iov_len : len;
+	const struct virtio_blk_conf *c = &blk->conf;
+	uint8_t *cfg = blk->vp.config;
+	uint32_t lbs = c->logical_block_size;
+	uint32_t gran = c->discard_granularity == UINT32_MAX ? lbs : c->discard_granularity;
 
-		memcpy(iov[i].iov_base, src, l);
-		src += l;
-		len -= l;
+	memset(cfg, 0, VIRTIO_BLK_CFG_SIZE);
+	put_le64(cfg + VIRTIO_BLK_CFG_CAPACITY, blk->capacity);
+	put_le32(cfg + VIRTIO_BLK_CFG_SEG_MAX,
+		 c->seg_max_adjust ? c->queue_size - 2u : SEG_MAX_UNADJUSTED);
+	put_le16(cfg + VIRTIO_BLK_CFG_CYLINDERS, blk->cyls);
+	cfg[VIRTIO_BLK_CFG_HEADS] = blk->heads;
+	cfg[VIRTIO_BLK_CFG_SECTORS] = blk->secs;
+	put_le32(cfg + VIRTIO_BLK_CFG_BLK_SIZE, lbs);
+	cfg[VIRTIO_BLK_CFG_PHYS_BLOCK_EXP] = physical_block_exp(c);
+	put_le16(cfg + VIRTIO_BLK_CFG_MIN_IO_SIZE, c->min_io_size / lbs);
+	put_le32(cfg + VIRTIO_BLK_CFG_OPT_IO_SIZE, c->opt_io_size / lbs);
+	cfg[VIRTIO_BLK_CFG_WCE] = blk->st.wce;
+	put_le16(cfg + VIRTIO_BLK_CFG_NUM_QUEUES, c->num_queues);
+	if (c->discard) {
+		put_le32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, c->max_discard_sectors);
+		put_le32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, 1);
+		put_le32(cfg + VIRTIO_BLK_CFG_DISCARD_ALIGNMENT, gran / BDRV_SECTOR_SIZE);
+	}
+	if (c->write_zeroes) {
+		put_le32(cfg + VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SECTORS,
+			 c->max_write_zeroes_sectors);
+		put_le32(cfg + VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SEG, 1);
+		cfg[VIRTIO_BLK_CFG_WRITE_ZEROES_MAY_UNMAP] = 1;
 	}
 }
 
-/* --- completion ---------------------------------------------------------- */
+/* The driver wrote config bytes: as QEMU, only the wce byte matters (any
+ * write sets the cache from it); everything else reads back unchanged. */
+static void blk_config_write(struct virtio_pci *vp, unsigned off, unsigned size)
+{
+	struct virtio_blk *blk = vp->opaque;
 
-/* Status byte, used ring and interrupt; device lock held. */
-static void finish_locked(struct virtio_blk *blk, unsigned q, uint16_t head, uint64_t in_len,
-			  uint8_t *status, uint8_t st, uint32_t written)
+	(void)off;
+	(void)size;
+	blk->st.wce = vp->config[VIRTIO_BLK_CFG_WCE] != 0;
+	refresh_config(blk);
+}
+
+static bool guest_has(const struct virtio_blk *blk, unsigned bit)
+{
+	return blk->vp.guest_features & (1ull << bit);
+}
+
+/* At DRIVER_OK a driver without CONFIG_WCE gets the cache it negotiated
+ * (QEMU's set_status): writeback only if it can flush. The transport calls
+ * us on every queue right after DRIVER_OK is set. */
+static void apply_driver_ok(struct virtio_blk *blk)
+{
+	if (blk->st.driver_ok_seen || !(blk->vp.status & VIRTIO_STATUS_DRIVER_OK))
+		return;
+	blk->st.driver_ok_seen = true;
+	if (!guest_has(blk, VIRTIO_BLK_F_CONFIG_WCE)) {
+		blk->st.wce = guest_has(blk, VIRTIO_BLK_F_WCE);
+		refresh_config(blk);
+	}
+}
+
+/* --- statistics ----------------------------------------------------------- */
+
+unsigned virtio_blk_lat_bucket(uint64_t ns)
+{
+	unsigned b = 0;
+
+	for (uint64_t limit = 10000; b < VIRTIO_BLK_LAT_BUCKETS - 1 && ns >= limit; limit *= 10)
+		b++;
+	return b;
+}
+
+static void account_done(struct virtio_blk *blk, const struct blk_req *r, bool ok)
+{
+	struct virtio_blk_op_stats *s = &blk->stats.op[r->op];
+	uint64_t now = clock_ns(), lat = now > r->start_ns ? now - r->start_ns : 0;
+
+	if (ok) {
+		s->ops++;
+		s->bytes += r->bytes;
+		if (r->op == VIRTIO_BLK_OP_WRITE || r->op == VIRTIO_BLK_OP_WRITE_ZEROES) {
+			if (r->offset + r->bytes > blk->stats.wr_highest_offset)
+				blk->stats.wr_highest_offset = r->offset + r->bytes;
+		}
+	} else {
+		s->failed++;
+	}
+	s->total_ns += lat;
+	if (lat > s->max_ns)
+		s->max_ns = lat;
+	s->hist[virtio_blk_lat_bucket(lat)]++;
+	blk->stats.last_access_ns = now;
+}
+
+static void account_invalid(struct virtio_blk *blk, enum virtio_blk_op op)
+{
+	blk->stats.op[op].invalid++;
+}
+
+void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out)
+{
+	virtio_pci_lock(&blk->vp);
+	*out = blk->stats;
+	virtio_pci_unlock(&blk->vp);
+	out->inflight = virtio_blk_inflight(blk);
+}
+
+/* --- completion ----------------------------------------------------------- */
+
+/* Status byte and used ring (device lock held); the interrupt is sent by
+ * the caller once per batch. */
+static void push_status(struct virtio_blk *blk, unsigned q, uint16_t head, uint64_t in_len,
+			uint8_t *status, uint8_t st, unsigned *notify)
 {
 	struct virtio_pci *vp = &blk->vp;
 
 	*status = st;
 	vp->elem->head = head;
 	vp->elem->in_len = in_len;
-	virtq_push(&vp->vqs[q], vp->elem, written);
-	virtio_pci_queue_interrupt(vp, q);
+	virtq_push(&vp->vqs[q], vp->elem, in_len);
+	*notify |= 1u << q;
 }
 
-static void complete_req(void *opaque)
+static void send_interrupts(struct virtio_blk *blk, unsigned notify)
 {
-	struct blk_req *r = opaque;
-	struct virtio_blk *blk = r->blk;
+	for (unsigned q = 0; notify; q++, notify >>= 1)
+		if (notify & 1)
+			virtio_pci_queue_interrupt(&blk->vp, q);
+}
+
+static void complete_req(struct virtio_blk *blk, struct blk_req *r, unsigned *notify)
+{
+	if (r->generation != blk->generation)
+		return;		/* the device was reset meanwhile */
+	account_done(blk, r, r->ret >= 0);
+	if (r->flushed_after)
+		blk->stats.writethrough_flushes++;
+	if (blk->vp.broken)
+		return;
+	push_status(blk, r->q, r->head, r->in_len, r->status,
+		    r->ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK, notify);
+}
+
+static struct blk_req *take_done(struct virtio_blk *blk)
+{
+	struct blk_req *list, *rev = NULL;
+
+	pthread_mutex_lock(&blk->done_lock);
+	list = blk->done;
+	blk->done = NULL;
+	blk->done_scheduled = false;
+	pthread_mutex_unlock(&blk->done_lock);
+	while (list) {		/* back to completion order */
+		struct blk_req *next = list->next;
+
+		list->next = rev;
+		rev = list;
+		list = next;
+	}
+	return rev;
+}
+
+/* Complete everything the block layer has finished (device lock taken). */
+static void process_done(struct virtio_blk *blk)
+{
+	unsigned notify = 0;
+	struct blk_req *r;
 
 	virtio_pci_lock(&blk->vp);
-	blk->inflight--;
-	if (r->generation == blk->generation && !blk->vp.broken) {
-		if (r->ret < 0)
-			finish_locked(blk, r->q, r->head, r->in_len, r->status,
-				      VIRTIO_BLK_S_IOERR, 1);
-		else
-			finish_locked(blk, r->q, r->head, r->in_len, r->status,
-				      VIRTIO_BLK_S_OK, r->written);
+	r = take_done(blk);
+	while (r) {
+		struct blk_req *next = r->next;
+
+		complete_req(blk, r, &notify);
+		free(r);
+		r = next;
 	}
+	send_interrupts(blk, notify);
 	virtio_pci_unlock(&blk->vp);
-	free(r);
 }
 
-/* Block-layer callback (a block thread, or inside the submit call): hand
- * the completion to the event loop, which owns the queue. */
+static void process_done_cb(void *opaque)
+{
+	process_done(opaque);
+}
+
+/* Block-layer callback (a block thread, or inside the submit call). */
 static void req_done(void *opaque, int ret)
 {
 	struct blk_req *r = opaque;
+	struct virtio_blk *blk = r->blk;
+	bool schedule;
 
-	r->ret = ret;
-	if (r->blk->loop && event_loop_call(r->blk->loop, complete_req, r) == 0)
+	if (ret >= 0 && r->flush_after) {
+		r->flush_after = false;		/* writethrough: the data must be stable */
+		r->flushed_after = true;
+		bdev_aio_flush(blk->bs, req_done, r);
 		return;
-	complete_req(r);	/* the lock is recursive: safe inside submit too */
+	}
+	r->ret = ret;
+	pthread_mutex_lock(&blk->done_lock);
+	r->next = blk->done;
+	blk->done = r;
+	schedule = !blk->done_scheduled;
+	blk->done_scheduled = true;
+	if (--blk->io_inflight == 0)
+		pthread_cond_broadcast(&blk->idle_cond);
+	pthread_mutex_unlock(&blk->done_lock);
+	if (!schedule)
+		return;
+	if (event_loop_call(blk->loop, process_done_cb, blk) == 0)
+		return;
+	/* Out of memory: complete here. Only the event loop may wait for the
+	 * device lock (a reset holding it waits for this very thread). */
+	process_done(blk);
 }
 
-/* --- request dispatch ---------------------------------------------------- */
+unsigned virtio_blk_inflight(struct virtio_blk *blk)
+{
+	unsigned n;
 
-static struct blk_req *new_req(struct virtio_blk *blk, unsigned q, const struct virtq_elem *e,
-			       uint8_t *status, unsigned niov)
+	pthread_mutex_lock(&blk->done_lock);
+	n = blk->io_inflight;
+	pthread_mutex_unlock(&blk->done_lock);
+	return n;
+}
+
+static void wait_idle(struct virtio_blk *blk)
+{
+	pthread_mutex_lock(&blk->done_lock);
+	while (blk->io_inflight)
+		pthread_cond_wait(&blk->idle_cond, &blk->done_lock);
+	pthread_mutex_unlock(&blk->done_lock);
+}
+
+void virtio_blk_drain(struct virtio_blk *blk)
+{
+	wait_idle(blk);
+	process_done(blk);
+}
+
+/* --- request dispatch ----------------------------------------------------- */
+
+struct req_ctx {
+	unsigned q;
+	const struct virtq_elem *e;
+	uint8_t *status;
+	uint64_t start_ns;
+	unsigned *notify;
+};
+
+static struct blk_req *new_req(struct virtio_blk *blk, const struct req_ctx *c,
+			       enum virtio_blk_op op, unsigned niov)
 {
 	struct blk_req *r = calloc(1, sizeof(*r) + niov * sizeof(struct iovec));
 
 	if (!r)
 		return NULL;
 	r->blk = blk;
-	r->q = q;
+	r->q = c->q;
 	r->generation = blk->generation;
-	r->head = e->head;
-	r->in_len = e->in_len;
-	r->status = status;
+	r->head = c->e->head;
+	r->in_len = c->e->in_len;
+	r->status = c->status;
+	r->op = op;
+	r->start_ns = c->start_ns;
 	return r;
 }
 
-/* Start a read or write; returns the status to report now, or -1 when
- * the request went to the block layer. */
-static int submit_rw(struct virtio_blk *blk, unsigned q, const struct virtq_elem *e,
-		     uint8_t *status, bool write, uint64_t sector)
+static void finish_now(struct virtio_blk *blk, const struct req_ctx *c, uint8_t st)
 {
-	uint64_t len = write ? e->out_len - BLK_HDR_SIZE : e->in_len - 1;
-	unsigned nseg = write ? e->n_out : e->n_in;
-	struct blk_req *r;
-	int rc;
+	push_status(blk, c->q, c->e->head, c->e->in_len, c->status, st, c->notify);
+}
 
-	if (write && blk->read_only)
-		return VIRTIO_BLK_S_IOERR;
-	if (len % BDRV_SECTOR_SIZE || len > UINT32_MAX - 1 || sector > blk->capacity ||
-	    len / BDRV_SECTOR_SIZE > blk->capacity - sector) {
+/* Account and complete a request that failed without reaching the block
+ * layer the way QEMU's would fail in it (read-only). */
+static void fail_now(struct virtio_blk *blk, const struct req_ctx *c, enum virtio_blk_op op)
+{
+	struct blk_req r = { .op = op, .start_ns = c->start_ns };
+
+	account_done(blk, &r, false);
+	finish_now(blk, c, VIRTIO_BLK_S_IOERR);
+}
+
+static void submit(struct virtio_blk *blk, struct blk_req *r, bool may_unmap)
+{
+	pthread_mutex_lock(&blk->done_lock);
+	blk->io_inflight++;
+	pthread_mutex_unlock(&blk->done_lock);
+	switch (r->op) {
+	case VIRTIO_BLK_OP_READ:
+		bdev_aio_readv(blk->bs, r->offset, r->iov, r->niov, req_done, r);
+		break;
+	case VIRTIO_BLK_OP_WRITE:
+		bdev_aio_writev(blk->bs, r->offset, r->iov, r->niov, req_done, r);
+		break;
+	case VIRTIO_BLK_OP_FLUSH:
+		bdev_aio_flush(blk->bs, req_done, r);
+		break;
+	case VIRTIO_BLK_OP_DISCARD:
+		bdev_aio_discard(blk->bs, r->offset, r->bytes, req_done, r);
+		break;
+	case VIRTIO_BLK_OP_WRITE_ZEROES:
+		bdev_aio_write_zeroes(blk->bs, r->offset, r->bytes, may_unmap, req_done, r);
+		break;
+	default:
+		req_done(r, -EINVAL);
+	}
+	/* an immediate error has already gone through req_done */
+}
+
+/* QEMU's virtio_blk_sect_range_ok. */
+static bool sect_range_ok(const struct virtio_blk *blk, uint64_t sector, uint64_t size)
+{
+	uint64_t nb = size / BDRV_SECTOR_SIZE;
+
+	return nb <= VIRTIO_BLK_REQUEST_MAX_SECTORS && !(sector & blk->sector_mask) &&
+	       size % blk->conf.logical_block_size == 0 && sector <= blk->capacity &&
+	       nb <= blk->capacity - sector;
+}
+
+static void handle_rw(struct virtio_blk *blk, const struct req_ctx *c, bool write,
+		      uint64_t sector)
+{
+	const struct virtq_elem *e = c->e;
+	enum virtio_blk_op op = write ? VIRTIO_BLK_OP_WRITE : VIRTIO_BLK_OP_READ;
+	uint64_t size = write ? e->out_len - VIRTIO_BLK_HDR_SIZE : e->in_len - 1;
+	struct blk_req *r;
+
+	if (!sect_range_ok(blk, sector, size)) {
 		log_guest(LOG_GUEST_ERRORS, "virtio-blk: %s of %llu bytes at sector %llu beyond "
 			  "capacity %llu or unaligned", write ? "write" : "read",
-			  (unsigned long long)len, (unsigned long long)sector,
+			  (unsigned long long)size, (unsigned long long)sector,
 			  (unsigned long long)blk->capacity);
-		return VIRTIO_BLK_S_IOERR;
+		account_invalid(blk, op);
+		finish_now(blk, c, VIRTIO_BLK_S_IOERR);
+		return;
 	}
-	r = new_req(blk, q, e, status, nseg);
-	if (!r)
-		return VIRTIO_BLK_S_IOERR;
+	if (write && blk->read_only) {
+		fail_now(blk, c, op);
+		return;
+	}
+	r = new_req(blk, c, op, write ? e->n_out : e->n_in);
+	if (!r) {
+		fail_now(blk, c, op);
+		return;
+	}
+	r->offset = sector * BDRV_SECTOR_SIZE;
+	r->bytes = size;
 	if (write) {
-		r->niov = iov_slice(e->iov, e->n_out, BLK_HDR_SIZE, len, r->iov);
-		r->written = 1;
+		r->niov = iov_slice(e->iov, e->n_out, VIRTIO_BLK_HDR_SIZE, size, r->iov);
+		r->flush_after = !blk->st.wce;
 	} else {
-		r->niov = iov_slice(e->iov + e->n_out, e->n_in, 0, len, r->iov);
-		r->written = len + 1;
+		r->niov = iov_slice(e->iov + e->n_out, e->n_in, 0, size, r->iov);
 	}
-	blk->inflight++;
-	if (write)
-		rc = bdev_aio_writev(blk->bs, sector * BDRV_SECTOR_SIZE, r->iov, r->niov,
-				     req_done, r);
-	else
-		rc = bdev_aio_readv(blk->bs, sector * BDRV_SECTOR_SIZE, r->iov, r->niov,
-				    req_done, r);
-	(void)rc;	/* an immediate error has already gone through req_done */
-	return -1;
+	submit(blk, r, false);
 }
 
-static int submit_flush(struct virtio_blk *blk, unsigned q, const struct virtq_elem *e,
-			uint8_t *status)
+static void handle_flush(struct virtio_blk *blk, const struct req_ctx *c)
 {
-	struct blk_req *r = new_req(blk, q, e, status, 0);
+	struct blk_req *r = new_req(blk, c, VIRTIO_BLK_OP_FLUSH, 0);
 
-	if (!r)
-		return VIRTIO_BLK_S_IOERR;
-	r->written = 1;
-	blk->inflight++;
-	bdev_aio_flush(blk->bs, req_done, r);
-	return -1;
+	if (!r) {
+		fail_now(blk, c, VIRTIO_BLK_OP_FLUSH);
+		return;
+	}
+	submit(blk, r, false);
 }
 
-/* Returns the bytes written besides the status byte. */
-static uint32_t get_id(struct virtio_blk *blk, const struct virtq_elem *e)
+static void handle_get_id(struct virtio_blk *blk, const struct req_ctx *c)
 {
-	struct iovec part[VIRTIO_BLK_ID_BYTES];
-	uint64_t len = e->in_len - 1;
+	const struct virtq_elem *e = c->e;
+	struct iovec part[VIRTIO_BLK_ID_BYTES + 1];
+	uint64_t size = strlen(blk->serial) + 1;
 	int n;
 
-	if (len > VIRTIO_BLK_ID_BYTES)
-		len = VIRTIO_BLK_ID_BYTES;
-	n = iov_slice(e->iov + e->n_out, e->n_in, 0, len, part);
-	copy_to_iov(part, n, (const uint8_t *)blk->serial, len);
-	return len;
+	/* NUL-terminated only when shorter than the 20 bytes (QEMU) */
+	if (size > e->in_len - 1)
+		size = e->in_len - 1;
+	if (size > VIRTIO_BLK_ID_BYTES)
+		size = VIRTIO_BLK_ID_BYTES;
+	n = iov_slice(e->iov + e->n_out, e->n_in, 0, size, part);
+	buf_to_iov(part, n, blk->serial, size);
+	finish_now(blk, c, VIRTIO_BLK_S_OK);
+}
+
+/* Legacy SCSI passthrough is never offered: QEMU's scsi=off answers. */
+static void handle_scsi(struct virtio_blk *blk, const struct req_ctx *c)
+{
+	const struct virtq_elem *e = c->e;
+	const struct iovec *inhdr;
+	uint8_t errors[4] = { 255, 0, 0, 0 };
+
+	if (e->n_out < 2 || e->n_in < 3) {
+		finish_now(blk, c, VIRTIO_BLK_S_IOERR);
+		return;
+	}
+	inhdr = &e->iov[e->n_out + e->n_in - 2];	/* virtio_scsi_inhdr.errors */
+	memcpy(inhdr->iov_base, errors, inhdr->iov_len < 4 ? inhdr->iov_len : 4);
+	finish_now(blk, c, VIRTIO_BLK_S_UNSUPP);
+}
+
+/* Status for a discard/write-zeroes segment that cannot go to the block
+ * layer, or -1 when it can. */
+static int check_dwz(struct virtio_blk *blk, bool wz, uint64_t sector, uint32_t num,
+		     uint32_t flags)
+{
+	uint32_t max = wz ? blk->conf.max_write_zeroes_sectors : blk->conf.max_discard_sectors;
+
+	if (num > max || !sect_range_ok(blk, sector, (uint64_t)num * BDRV_SECTOR_SIZE)) {
+		log_guest(LOG_GUEST_ERRORS, "virtio-blk: %s of %u sectors at %llu beyond "
+			  "capacity %llu, the limit %u or unaligned", wz ? "write-zeroes" :
+			  "discard", num, (unsigned long long)sector,
+			  (unsigned long long)blk->capacity, max);
+		if (wz)
+			account_invalid(blk, VIRTIO_BLK_OP_WRITE_ZEROES);
+		return VIRTIO_BLK_S_IOERR;
+	}
+	if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) {
+		if (wz)
+			account_invalid(blk, VIRTIO_BLK_OP_WRITE_ZEROES);
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+	if (!wz && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+		return VIRTIO_BLK_S_UNSUPP;	/* the spec forbids unmap on discard */
+	return -1;
+}
+
+/* Discard and write-zeroes: exactly one 16-byte segment, as QEMU offers
+ * (max_*_seg = 1). Returns false when the device had to stop. */
+static bool handle_dwz(struct virtio_blk *blk, const struct req_ctx *c, uint32_t type)
+{
+	const struct virtq_elem *e = c->e;
+	bool wz = (type & ~VIRTIO_BLK_T_BARRIER) == VIRTIO_BLK_T_WRITE_ZEROES;
+	enum virtio_blk_op op = wz ? VIRTIO_BLK_OP_WRITE_ZEROES : VIRTIO_BLK_OP_DISCARD;
+	uint64_t seg_len = e->out_len - VIRTIO_BLK_HDR_SIZE, sector;
+	uint8_t seg[VIRTIO_BLK_DWZ_SIZE];
+	uint32_t num, flags;
+	struct blk_req *r;
+	int st;
+
+	if (!(type & VIRTIO_BLK_T_OUT) || seg_len > VIRTIO_BLK_DWZ_SIZE ||
+	    !(wz ? blk->conf.write_zeroes : blk->conf.discard)) {
+		finish_now(blk, c, VIRTIO_BLK_S_UNSUPP);
+		return true;
+	}
+	if (seg_len < VIRTIO_BLK_DWZ_SIZE) {
+		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: discard/write_zeroes header "
+					   "too short");
+		return false;
+	}
+	iov_to_buf(e->iov, e->n_out, VIRTIO_BLK_HDR_SIZE, seg, sizeof(seg));
+	sector = get_le64(seg);
+	num = get_le32(seg + 8);
+	flags = get_le32(seg + 12);
+	st = check_dwz(blk, wz, sector, num, flags);
+	if (st >= 0) {
+		finish_now(blk, c, st);
+		return true;
+	}
+	if (blk->read_only && (wz || blk->conf.discard_unmap)) {
+		fail_now(blk, c, op);	/* the block layer refuses: EPERM in QEMU */
+		return true;
+	}
+	r = new_req(blk, c, op, 0);
+	if (!r) {
+		fail_now(blk, c, op);
+		return true;
+	}
+	r->offset = sector * BDRV_SECTOR_SIZE;
+	r->bytes = (uint64_t)num * BDRV_SECTOR_SIZE;
+	if (!wz && !blk->conf.discard_unmap) {
+		/* discard=ignore: QEMU's block layer succeeds without touching the image */
+		r->ret = 0;
+		complete_req(blk, r, c->notify);
+		free(r);
+		return true;
+	}
+	r->flush_after = wz && !blk->st.wce;
+	submit(blk, r, wz && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) &&
+		       blk->conf.discard_unmap);
+	return true;
 }
 
 /* Handle one popped chain; false when the device had to stop. */
-static bool handle_request(struct virtio_blk *blk, unsigned q, const struct virtq_elem *e)
+static bool handle_request(struct virtio_blk *blk, unsigned q, const struct virtq_elem *e,
+			   unsigned *notify)
 {
-	uint8_t hdr[BLK_HDR_SIZE];
-	uint8_t *status = e->in_len ? status_byte(e) : NULL;
+	struct req_ctx c = { .q = q, .e = e, .notify = notify };
+	const struct iovec *last;
+	uint8_t hdr[VIRTIO_BLK_HDR_SIZE];
 	uint32_t type;
-	uint64_t sector;
-	int st;
 
-	if (!status) {
-		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: request without a status byte");
+	if (e->n_out < 1 || e->n_in < 1) {
+		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: missing headers");
 		return false;
 	}
-	if (e->out_len < BLK_HDR_SIZE) {
-		log_guest(LOG_GUEST_ERRORS, "virtio-blk: request header of %llu bytes (16 needed)",
-			  (unsigned long long)e->out_len);
-		finish_locked(blk, q, e->head, e->in_len, status, VIRTIO_BLK_S_IOERR, 1);
-		return true;
+	if (e->out_len < VIRTIO_BLK_HDR_SIZE) {
+		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: request outhdr too short");
+		return false;
 	}
-	read_header(e, hdr);
-	memcpy(&type, hdr, 4);
-	memcpy(&sector, hdr + 8, 8);
-	switch (type) {
+	last = &e->iov[e->n_out + e->n_in - 1];
+	if (last->iov_len < 1) {
+		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: request inhdr too short");
+		return false;
+	}
+	c.status = (uint8_t *)last->iov_base + last->iov_len - 1;
+	c.start_ns = clock_ns();
+	iov_to_buf(e->iov, e->n_out, 0, hdr, sizeof(hdr));
+	type = get_le32(hdr);
+	switch (type & ~(VIRTIO_BLK_T_OUT | VIRTIO_BLK_T_BARRIER)) {
 	case VIRTIO_BLK_T_IN:
-	case VIRTIO_BLK_T_OUT:
-		st = submit_rw(blk, q, e, status, type == VIRTIO_BLK_T_OUT, sector);
-		break;
-	case VIRTIO_BLK_T_FLUSH:
-		st = submit_flush(blk, q, e, status);
-		break;
-	case VIRTIO_BLK_T_GET_ID:
-		finish_locked(blk, q, e->head, e->in_len, status, VIRTIO_BLK_S_OK,
-			      get_id(blk, e) + 1);
+		handle_rw(blk, &c, type & VIRTIO_BLK_T_OUT, get_le64(hdr + 8));
 		return true;
+	case VIRTIO_BLK_T_FLUSH:
+		handle_flush(blk, &c);
+		return true;
+	case VIRTIO_BLK_T_SCSI_CMD:
+		handle_scsi(blk, &c);
+		return true;
+	case VIRTIO_BLK_T_GET_ID:
+		handle_get_id(blk, &c);
+		return true;
+	case VIRTIO_BLK_T_DISCARD & ~VIRTIO_BLK_T_OUT:
+	case VIRTIO_BLK_T_WRITE_ZEROES & ~VIRTIO_BLK_T_OUT:
+		return handle_dwz(blk, &c, type);
 	default:
-		st = VIRTIO_BLK_S_UNSUPP;
-		break;
+		finish_now(blk, &c, VIRTIO_BLK_S_UNSUPP);
+		return true;
 	}
-	if (st >= 0)
-		finish_locked(blk, q, e->head, e->in_len, status, st, 1);
-	return true;
 }
 
 void virtio_blk_process(struct virtio_pci *vp, unsigned q)
 {
 	struct virtio_blk *blk = vp->opaque;
 	struct virtq *vq = &vp->vqs[q];
-	unsigned popped = 0;
+	unsigned popped = 0, notify = 0;
 	int r = 0;
 
+	apply_driver_ok(blk);
 	while (popped < vq->size && (r = virtq_pop(vq, vp->elem)) == 1) {
 		popped++;
-		if (!handle_request(blk, q, vp->elem))
-			return;
+		if (!handle_request(blk, q, vp->elem, &notify))
+			break;
 	}
 	if (r < 0)
 		virtio_pci_set_needs_reset(vp, vq->error);
-	if (r == 1 && popped == vq->size)
+	send_interrupts(blk, notify);
+	if (r == 1 && popped == vq->size && !vp->broken)
 		virtio_pci_kick_later(vp, q);
 }
 
+/* Reset (device lock held): wait for the block layer like QEMU's
+ * blk_drain, so nothing writes guest memory afterwards; finished requests
+ * of the old generation are dropped. */
 static void virtio_blk_reset(struct virtio_pci *vp)
 {
 	struct virtio_blk *blk = vp->opaque;
+	struct blk_req *r;
 
-	blk->generation++;	/* requests still in the block layer complete silently */
+	wait_idle(blk);
+	blk->generation++;
+	r = take_done(blk);
+	while (r) {
+		struct blk_req *next = r->next;
+
+		free(r);
+		r = next;
+	}
+	blk->st.wce = blk->original_wce;
+	blk->st.driver_ok_seen = false;
+	refresh_config(blk);
 }
 
-static const struct virtio_dev_ops virtio_blk_ops = {
-	.name = "virtio-blk-pci",
-	.device_type = VIRTIO_ID_BLOCK,
-	.transitional_id = VIRTIO_BLK_PCI_ID,
-	.class_code = PCI_CLASS_STORAGE_SCSI,
-	.features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-		    (1ull << VIRTIO_BLK_F_FLUSH),
-	.num_queues = 1,
-	.queue_size = VIRTIO_BLK_QUEUE_SIZE,
-	.config_size = VIRTIO_BLK_CFG_SIZE,
-	.queue_notify = virtio_blk_process,
-	.reset = virtio_blk_reset,
+/* --- setup ---------------------------------------------------------------- */
+
+static struct event_loop *private_loop;
+static pthread_once_t private_loop_once = PTHREAD_ONCE_INIT;
+
+static void private_loop_init(void)
+{
+	struct event_loop *l = event_loop_new();
+
+	if (l && event_loop_start(l) == 0)
+		private_loop = l;
+}
+
+struct loop_barrier {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool passed;
 };
 
-static const struct virtio_dev_ops virtio_blk_ro_ops = {
-	.name = "virtio-blk-pci",
-	.device_type = VIRTIO_ID_BLOCK,
-	.transitional_id = VIRTIO_BLK_PCI_ID,
-	.class_code = PCI_CLASS_STORAGE_SCSI,
-	.features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
-		    (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_RO),
-	.num_queues = 1,
-	.queue_size = VIRTIO_BLK_QUEUE_SIZE,
-	.config_size = VIRTIO_BLK_CFG_SIZE,
-	.queue_notify = virtio_blk_process,
-	.reset = virtio_blk_reset,
-};
-
-static void put_le32(uint8_t *p, uint32_t v)
+static void barrier_cb(void *opaque)
 {
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
+	struct loop_barrier *b = opaque;
+
+	pthread_mutex_lock(&b->lock);
+	b->passed = true;
+	pthread_cond_signal(&b->cond);
+	pthread_mutex_unlock(&b->lock);
 }
 
-static void put_le64(uint8_t *p, uint64_t v)
+/* Wait until the loop has run every call queued before this one. */
+static void loop_barrier(struct event_loop *l)
 {
-	for (int i = 0; i < 8; i++)
-		p[i] = v >> (8 * i);
+	struct loop_barrier b = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
+
+	if (event_loop_call(l, barrier_cb, &b) < 0)
+		return;
+	pthread_mutex_lock(&b.lock);
+	while (!b.passed)
+		pthread_cond_wait(&b.cond, &b.lock);
+	pthread_mutex_unlock(&b.lock);
 }
 
-int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, bool read_only, const char *serial,
+void virtio_blk_exit(struct virtio_blk *blk)
+{
+	virtio_blk_drain(blk);
+	loop_barrier(blk->loop);	/* no completion call left that names blk */
+	pthread_cond_destroy(&blk->idle_cond);
+	pthread_mutex_destroy(&blk->done_lock);
+	free(blk->vp.elem);
+	blk->vp.elem = NULL;
+}
+
+void virtio_blk_conf_init(struct virtio_blk_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->num_queues = 1;
+	c->queue_size = VIRTIO_BLK_QUEUE_SIZE;
+	c->seg_max_adjust = true;
+	c->config_wce = true;
+	c->discard = true;
+	c->write_zeroes = true;
+	c->writeback = true;
+	c->logical_block_size = BDRV_SECTOR_SIZE;
+	c->physical_block_size = BDRV_SECTOR_SIZE;
+	c->discard_granularity = UINT32_MAX;
+	c->max_discard_sectors = VIRTIO_BLK_REQUEST_MAX_SECTORS;
+	c->max_write_zeroes_sectors = VIRTIO_BLK_REQUEST_MAX_SECTORS;
+}
+
+static bool valid_block_size(uint32_t v)
+{
+	return is_pow2(v) && v >= VIRTIO_BLK_MIN_BLOCK_SIZE && v <= VIRTIO_BLK_MAX_BLOCK_SIZE;
+}
+
+static int check_sizes(const struct virtio_blk_conf *c, char *err, size_t errlen)
+{
+	uint32_t lbs = c->logical_block_size;
+
+	if (!valid_block_size(lbs) || !valid_block_size(c->physical_block_size)) {
+		snprintf(err, errlen, "block sizes must be powers of two from 512 to 2M");
+		return -EINVAL;
+	}
+	if (lbs > c->physical_block_size) {
+		snprintf(err, errlen, "logical_block_size > physical_block_size not supported");
+		return -EINVAL;
+	}
+	if (c->min_io_size % lbs) {
+		snprintf(err, errlen, "min_io_size must be a multiple of logical_block_size");
+		return -EINVAL;
+	}
+	if (c->min_io_size / lbs > UINT16_MAX) {
+		snprintf(err, errlen, "min_io_size must not exceed %u logical blocks", UINT16_MAX);
+		return -EINVAL;
+	}
+	if (c->opt_io_size % lbs) {
+		snprintf(err, errlen, "opt_io_size must be a multiple of logical_block_size");
+		return -EINVAL;
+	}
+	if (c->discard_granularity != UINT32_MAX && c->discard_granularity % lbs) {
+		snprintf(err, errlen, "discard_granularity must be a multiple of "
+			 "logical_block_size");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int virtio_blk_conf_check(const struct virtio_blk_conf *c, char *err, size_t errlen)
+{
+	if (!c->num_queues) {
+		snprintf(err, errlen, "num-queues property must be larger than 0");
+		return -EINVAL;
+	}
+	if (c->num_queues > VIRTIO_BLK_MAX_NUM_QUEUES) {
+		snprintf(err, errlen, "num-queues property must be at most %d",
+			 VIRTIO_BLK_MAX_NUM_QUEUES);
+		return -EINVAL;
+	}
+	if (c->queue_size <= 2) {
+		snprintf(err, errlen, "invalid queue-size property (%u), must be > 2",
+			 c->queue_size);
+		return -EINVAL;
+	}
+	if (!is_pow2(c->queue_size) || c->queue_size > VIRTQ_MAX_SIZE) {
+		snprintf(err, errlen, "invalid queue-size property (%u), must be a power of 2 "
+			 "(max %d)", c->queue_size, VIRTQ_MAX_SIZE);
+		return -EINVAL;
+	}
+	if (c->discard && (!c->max_discard_sectors ||
+			   c->max_discard_sectors > VIRTIO_BLK_REQUEST_MAX_SECTORS)) {
+		snprintf(err, errlen, "invalid max-discard-sectors property (%u), must be "
+			 "between 1 and %d", c->max_discard_sectors,
+			 VIRTIO_BLK_REQUEST_MAX_SECTORS);
+		return -EINVAL;
+	}
+	if (c->write_zeroes && (!c->max_write_zeroes_sectors ||
+				c->max_write_zeroes_sectors > VIRTIO_BLK_REQUEST_MAX_SECTORS)) {
+		snprintf(err, errlen, "invalid max-write-zeroes-sectors property (%u), must be "
+			 "between 1 and %d", c->max_write_zeroes_sectors,
+			 VIRTIO_BLK_REQUEST_MAX_SECTORS);
+		return -EINVAL;
+	}
+	return check_sizes(c, err, errlen);
+}
+
+/* QEMU's CHS guess: from an MBR partition's end (heads <= 16), else
+ * 16 heads, 63 sectors and as many cylinders as fit (2..16383). */
+static void guess_geometry(struct virtio_blk *blk)
+{
+	uint8_t mbr[BDRV_SECTOR_SIZE];
+	uint64_t nb = blk->capacity, cyls;
+
+	if (nb >= 1 && bdev_pread(blk->bs, 0, mbr, sizeof(mbr)) == 0 &&
+	    mbr[510] == 0x55 && mbr[511] == 0xaa) {
+		for (int i = 0; i < 4; i++) {
+			const uint8_t *p = mbr + 0x1be + 16 * i;
+			unsigned heads = p[5] + 1, secs = p[6] & 63;
+
+			if (!get_le32(p + 12) || !p[5] || !secs)
+				continue;
+			cyls = nb / (heads * secs);
+			if (cyls < 1 || cyls > 16383)
+				continue;
+			if (heads > 16)
+				break;	/* an LBA-translated layout: use the default */
+			blk->cyls = cyls;
+			blk->heads = heads;
+			blk->secs = secs;
+			return;
+		}
+	}
+	cyls = nb / (16 * 63);
+	blk->cyls = cyls > 16383 ? 16383 : cyls < 2 ? 2 : cyls;
+	blk->heads = 16;
+	blk->secs = 63;
+}
+
+static uint64_t offered_features(const struct virtio_blk *blk)
+{
+	const struct virtio_blk_conf *c = &blk->conf;
+	uint64_t f = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_GEOMETRY |
+		     1ull << VIRTIO_BLK_F_TOPOLOGY | 1ull << VIRTIO_BLK_F_BLK_SIZE;
+
+	if (c->config_wce)
+		f |= 1ull << VIRTIO_BLK_F_CONFIG_WCE;
+	if (c->discard)
+		f |= 1ull << VIRTIO_BLK_F_DISCARD;
+	if (c->write_zeroes)
+		f |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+	if (blk->original_wce || c->config_wce)	/* x-enable-wce-if-config-wce */
+		f |= 1ull << VIRTIO_BLK_F_WCE;
+	if (blk->read_only)
+		f |= 1ull << VIRTIO_BLK_F_RO;
+	if (c->num_queues > 1)
+		f |= 1ull << VIRTIO_BLK_F_MQ;
+	return f;
+}
+
+static unsigned config_size(const struct virtio_blk_conf *c)
+{
+	if (c->write_zeroes)
+		return VIRTIO_BLK_CFG_SIZE_WRITE_ZEROES;
+	return c->discard ? VIRTIO_BLK_CFG_SIZE_DISCARD : VIRTIO_BLK_CFG_SIZE_BASE;
+}
+
+static void init_ops(struct virtio_blk *blk)
+{
+	struct virtio_dev_ops *o = &blk->ops;
+
+	memset(o, 0, sizeof(*o));
+	o->name = "virtio-blk-pci";
+	o->device_type = VIRTIO_ID_BLOCK;
+	o->transitional_id = VIRTIO_BLK_PCI_ID;
+	o->class_code = PCI_CLASS_STORAGE_SCSI;
+	o->features = offered_features(blk);
+	o->num_queues = blk->conf.num_queues;
+	o->queue_size = blk->conf.queue_size;
+	o->config_size = config_size(&blk->conf);
+	o->queue_notify = virtio_blk_process;
+	o->config_write = blk_config_write;
+	o->reset = virtio_blk_reset;
+}
+
+int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio_blk_conf *conf,
 		    const struct guest_memory *mem, struct event_loop *loop)
 {
+	char err[160];
 	int r;
 
+	if (virtio_blk_conf_check(conf, err, sizeof(err)) < 0) {
+		log_error("virtio-blk-pci: %s", err);
+		return -EINVAL;
+	}
+	if (!loop) {
+		pthread_once(&private_loop_once, private_loop_init);
+		loop = private_loop;
+		if (!loop)
+			return -ENOMEM;
+	}
+	memset(blk, 0, sizeof(*blk));
+	blk->conf = *conf;
 	blk->bs = bs;
 	blk->loop = loop;
-	blk->read_only = read_only || bdev_is_read_only(bs);
+	blk->read_only = conf->read_only || bdev_is_read_only(bs);
 	blk->capacity = bdev_size(bs) / BDRV_SECTOR_SIZE;
-	memset(blk->serial, 0, sizeof(blk->serial));
-	if (serial)
-		memcpy(blk->serial, serial, strnlen(serial, VIRTIO_BLK_ID_BYTES));
-	r = virtio_pci_init(&blk->vp, blk->read_only ? &virtio_blk_ro_ops : &virtio_blk_ops,
-			    blk, mem);
+	blk->sector_mask = conf->logical_block_size / BDRV_SECTOR_SIZE - 1;
+	if (conf->serial)
+		snprintf(blk->serial, sizeof(blk->serial), "%s", conf->serial);
+	blk->conf.serial = blk->serial;
+	blk->st.wce = blk->original_wce = conf->writeback;
+	blk->st.num_queues = blk->st.local_num_queues = conf->num_queues;
+	blk->st.queue_size = blk->st.local_queue_size = conf->queue_size;
+	guess_geometry(blk);
+	init_ops(blk);
+	pthread_mutex_init(&blk->done_lock, NULL);
+	pthread_cond_init(&blk->idle_cond, NULL);
+	r = virtio_pci_init(&blk->vp, &blk->ops, blk, mem);
 	if (r < 0)
 		return r;
-	put_le64(blk->vp.config + VIRTIO_BLK_CFG_CAPACITY, blk->capacity);
-	put_le32(blk->vp.config + VIRTIO_BLK_CFG_SEG_MAX, BLK_SEG_MAX);
-	put_le32(blk->vp.config + VIRTIO_BLK_CFG_BLK_SIZE, BDRV_SECTOR_SIZE);
+	refresh_config(blk);
 	return 0;
 }
 
-/* --- command line -------------------------------------------------------- */
+/* --- migration state ------------------------------------------------------ */
 
-struct drive_spec {
-	char file[4096];
-	char id[64];
-	char iface[16];
-	struct block_open_opts opts;
-	bool used;
+static int virtio_blk_post_load(void *opaque)
+{
+	struct virtio_blk_state *st = opaque;
+
+	/* The queues the stream was saved with must be the ones we have. */
+	if (st->num_queues != st->local_num_queues || st->queue_size != st->local_queue_size)
+		return -EINVAL;
+	return 0;
+}
+
+static const struct vmstate_field virtio_blk_fields[] = {
+	VMSTATE_BOOL(struct virtio_blk_state, wce),
+	VMSTATE_BOOL(struct virtio_blk_state, driver_ok_seen),
+	VMSTATE_U16_MAX(struct virtio_blk_state, num_queues, VIRTIO_MAX_QUEUES),
+	VMSTATE_U16_MAX(struct virtio_blk_state, queue_size, VIRTQ_MAX_SIZE),
 };
-
-/* Value of key in a "k=v,k=v" spec into buf; 1 found, 0 absent, -1 too long. */
-static int spec_get(const char *spec, const char *key, char *buf, size_t len)
-{
-	size_t klen = strlen(key);
-	const char *p = spec;
-
-	while (*p) {
-		size_t n = strcspn(p, ",");
-
-		if (n > klen && !strncmp(p, key, klen) && p[klen] == '=') {
-			if (n - klen - 1 >= len)
-				return -1;
-			memcpy(buf, p + klen + 1, n - klen - 1);
-			buf[n - klen - 1] = 0;
-			return 1;
-		}
-		p += n;
-		if (*p)
-			p++;
-	}
-	return 0;
-}
-
-static const char *const drive_keys[] = {
-	"file", "format", "if", "id", "cache", "aio", "readonly", "media", "serial",
-};
-
-static int check_drive_keys(const char *spec)
-{
-	const char *p = spec;
-
-	while (*p) {
-		size_t n = strcspn(p, ","), k = strcspn(p, "=,");
-		bool ok = false;
-
-		for (size_t i = 0; i < sizeof(drive_keys) / sizeof(drive_keys[0]); i++)
-			if (k == strlen(drive_keys[i]) && !strncmp(p, drive_keys[i], k) && k < n)
-				ok = true;
-		if (!ok) {
-			log_error("-drive: unknown or bad parameter '%.*s'", (int)n, p);
-			return -EINVAL;
-		}
-		p += n;
-		if (*p)
-			p++;
-	}
-	return 0;
-}
-
-static int parse_drive(const char *spec, struct drive_spec *d, char *fmt, size_t fmtlen,
-		       char *serial, size_t serlen)
-{
-	char v[64];
-
-	memset(d, 0, sizeof(*d));
-	if (check_drive_keys(spec) < 0)
-		return -EINVAL;
-	if (spec_get(spec, "file", d->file, sizeof(d->file)) != 1 || !d->file[0]) {
-		log_error("-drive %s: file= is required", spec);
-		return -EINVAL;
-	}
-	if (spec_get(spec, "id", d->id, sizeof(d->id)) < 0 ||
-	    spec_get(spec, "if", d->iface, sizeof(d->iface)) < 0 ||
-	    spec_get(spec, "format", fmt, fmtlen) < 0 || spec_get(spec, "serial", serial, serlen) < 0) {
-		log_error("-drive %s: a value is too long", spec);
-		return -EINVAL;
-	}
-	if (strcmp(d->iface, "none") && strcmp(d->iface, "virtio")) {
-		log_error("-drive %s: only if=none and if=virtio are supported", spec);
-		return -EINVAL;
-	}
-	if (!strcmp(d->iface, "none") && !d->id[0]) {
-		log_error("-drive %s: if=none needs id=", spec);
-		return -EINVAL;
-	}
-	d->opts.format = fmt[0] ? fmt : NULL;
-	if (spec_get(spec, "cache", v, sizeof(v)) &&
-	    block_parse_cache_mode(v, &d->opts.cache) < 0) {
-		log_error("-drive %s: invalid cache mode '%s'", spec, v);
-		return -EINVAL;
-	}
-	if (spec_get(spec, "aio", v, sizeof(v)) && block_parse_engine(v, &d->opts.engine) < 0) {
-		log_error("-drive %s: invalid aio '%s' (threads, native, io_uring)", spec, v);
-		return -EINVAL;
-	}
-	if (spec_get(spec, "readonly", v, sizeof(v))) {
-		if (!strcmp(v, "on"))
-			d->opts.read_only = true;
-		else if (strcmp(v, "off")) {
-			log_error("-drive %s: readonly must be on or off", spec);
-			return -EINVAL;
-		}
-	}
-	if (spec_get(spec, "media", v, sizeof(v)) && strcmp(v, "disk")) {
-		log_error("-drive %s: only media=disk is supported", spec);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* Open the drive and put a virtio-blk-pci for it on the VM. */
-static int create_blk(struct vm *vm, const char *spec, int slot, const char *serial)
-{
-	struct drive_spec d;
-	char fmt[32] = "", dserial[VIRTIO_BLK_ID_BYTES + 1] = "", err[512];
-	struct virtio_blk *blk;
-	struct bdev *bs;
-	int r;
-
-	r = parse_drive(spec, &d, fmt, sizeof(fmt), dserial, sizeof(dserial));
-	if (r < 0)
-		return r;
-	r = bdev_open(d.file, &d.opts, &bs, err, sizeof(err));
-	if (r < 0) {
-		log_error("-drive: %s", err);
-		return r;
-	}
-	blk = calloc(1, sizeof(*blk));
-	if (!blk) {
-		bdev_close(bs);
-		return -ENOMEM;
-	}
-	r = virtio_blk_init(blk, bs, d.opts.read_only, serial ? serial : dserial, &vm->mem,
-			    vm->loop);
-	if (r < 0) {
-		log_error("-drive %s: cannot create the device: %s", d.file, strerror(-r));
-		return r;
-	}
-	return virtio_pci_realize(&blk->vp, vm, slot);	/* logs its errors */
-}
-
-/* The -drive spec whose id= is id, or NULL. */
-static const char *find_drive(const struct vm_config *cfg, const char *id, unsigned *index)
-{
-	char v[64];
-
-	for (unsigned i = 0; i < cfg->n_drives; i++)
-		if (spec_get(cfg->drives[i], "id", v, sizeof(v)) == 1 && !strcmp(v, id)) {
-			*index = i;
-			return cfg->drives[i];
-		}
-	return NULL;
-}
-
-static int device_spec_blk(struct vm *vm, const char *spec, bool *used)
-{
-	const char *name = virtio_blk_ops.name;
-	char id[64], serial[VIRTIO_BLK_ID_BYTES + 1];
-	const char *drive;
-	unsigned index;
-	int slot, has_serial;
-
-	if (virtio_spec_slot(spec, name, &slot) < 0)
-		return -EINVAL;
-	if (spec_get(spec, "drive", id, sizeof(id)) != 1) {
-		log_error("-device %s: drive=ID is required", name);
-		return -EINVAL;
-	}
-	drive = find_drive(vm->cfg, id, &index);
-	if (!drive) {
-		log_error("-device %s: no -drive with id=%s", name, id);
-		return -EINVAL;
-	}
-	if (used[index]) {
-		log_error("-device %s: drive %s is already in use", name, id);
-		return -EINVAL;
-	}
-	used[index] = true;
-	has_serial = spec_get(spec, "serial", serial, sizeof(serial));
-	if (has_serial < 0) {
-		log_error("-device %s: serial is longer than %d bytes", name, VIRTIO_BLK_ID_BYTES);
-		return -EINVAL;
-	}
-	return create_blk(vm, drive, slot, has_serial ? serial : NULL);
-}
-
-static int virtio_blk_device_init(struct vm *vm)
-{
-	const char *name = virtio_blk_ops.name;
-	size_t nlen = strlen(name);
-	bool used[MAX_DRIVE_SPECS] = { false };
-	char iface[16];
-	int r;
-
-	for (unsigned i = 0; i < vm->cfg->n_devices; i++) {
-		const char *spec = vm->cfg->devices[i];
-
-		if (strncmp(spec, name, nlen) || (spec[nlen] && spec[nlen] != ','))
-			continue;
-		r = device_spec_blk(vm, spec, used);
-		if (r < 0)
-			return r;
-	}
-	for (unsigned i = 0; i < vm->cfg->n_drives; i++) {
-		const char *spec = vm->cfg->drives[i];
-
-		if (spec_get(spec, "if", iface, sizeof(iface)) == 1 && !strcmp(iface, "virtio")) {
-			if (used[i]) {
-				log_error("-drive %s: if=virtio drive also used by a -device", spec);
-				return -EINVAL;
-			}
-			r = create_blk(vm, spec, -1, NULL);
-			if (r < 0)
-				return r;
-		} else if (!used[i]) {
-			struct drive_spec d;
-			char fmt[32], ser[VIRTIO_BLK_ID_BYTES + 1];
-
-			r = parse_drive(spec, &d, fmt, sizeof(fmt), ser, sizeof(ser));
-			if (r < 0)	/* unused drives still get their syntax checked */
-				return r;
-		}
-	}
-	return 0;
-}
-
-DEVICE_INIT(DEVICE_LEVEL_DEVICE, virtio_blk_device_init);
+const struct vmstate_desc virtio_blk_vmstate =
+	VMSTATE_DESC("virtio-blk", 1, virtio_blk_fields, virtio_blk_post_load);

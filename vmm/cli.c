@@ -235,11 +235,14 @@ static int opt_device_exit_kv(struct cli_ctx *c, const char *key, const char *va
 /* Devices whose model parses the spec; the CLI checks each one's keys. */
 static const struct spec_device {
 	const char *name;
-	const char *const keys[16];	/* beyond addr= and id= */
+	const char *const keys[24];	/* beyond addr= and id= */
 } spec_devices[] = {
 	{ "virtio-rng-pci", { NULL } },
 	{ "virtio-blk-pci", { "drive", "serial", "num-queues", "queue-size", "discard",
-			      "write-zeroes", "config-wce", "seg-max-adjust", NULL } },
+			      "write-zeroes", "config-wce", "seg-max-adjust", "logical_block_size",
+			      "physical_block_size", "min_io_size", "opt_io_size",
+			      "discard_granularity", "max-discard-sectors",
+			      "max-write-zeroes-sectors", NULL } },
 	{ "virtio-net-pci", { "netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso",
 			      "host_tso4", "host_tso6", "guest_tso4", "guest_tso6", "mrg_rxbuf",
 			      "ctrl_vq", "rx_queue_size", "tx_queue_size", NULL } },

@@ -212,6 +212,7 @@ int case_serial(void);
 int case_cmos(void);
 int case_timers(void);
 int case_kvmclock(void);
+int case_kvmclock_io(void);	/* clock_io.c: kvmclock while virtio-blk is busy */
 int case_smp(void);
 int case_pci(void);
 int case_acpi(void);
@@ -221,7 +222,17 @@ int case_fatal(void);
 int case_badio(void);
 int case_sleep(void);
 int case_virtio_rng(void);	/* virtio.c: mode=modern (default) or legacy */
-int case_virtio_blk(void);	/* virtio.c: mode=modern (default) or legacy */
+int case_virtio_blk(void);	/* virtio_blk.c: mode=modern (default) or legacy */
+int case_virtio_blk_discard(void);	/* virtio_blk.c */
+int case_virtio_blk_config(void);
+int case_virtio_blk_mq(void);
+int case_virtio_blk_pattern(void);
+int case_blk_bench(void);
+int case_net_peer(void);	/* virtio_net.c */
+int case_net_user(void);
+int case_net_tap(void);
+int case_net_bench(void);
+int case_net_robust(void);
 void pci_list(bool print);
 int smp_expected_cpus(void);
 

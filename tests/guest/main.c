@@ -15,6 +15,7 @@ static const struct test_case cases[] = {
 	{ "cmos", case_cmos },
 	{ "timers", case_timers },
 	{ "kvmclock", case_kvmclock },
+	{ "kvmclock-io", case_kvmclock_io },
 	{ "smp", case_smp },
 	{ "pci", case_pci },
 	{ "acpi", case_acpi },
@@ -25,6 +26,16 @@ static const struct test_case cases[] = {
 	{ "sleep", case_sleep },
 	{ "virtio-rng", case_virtio_rng },
 	{ "virtio-blk", case_virtio_blk },
+	{ "virtio-blk-discard", case_virtio_blk_discard },
+	{ "virtio-blk-config", case_virtio_blk_config },
+	{ "virtio-blk-mq", case_virtio_blk_mq },
+	{ "virtio-blk-pattern", case_virtio_blk_pattern },
+	{ "blk-bench", case_blk_bench },
+	{ "net-peer", case_net_peer },
+	{ "net-user", case_net_user },
+	{ "net-tap", case_net_tap },
+	{ "net-bench", case_net_bench },
+	{ "net-robust", case_net_robust },
 };
 
 static const char all_cases[] = "serial,cmos,timers,kvmclock,smp,pci,acpi";

@@ -3,8 +3,13 @@
 # writes patterns to sectors 0, 8-15 and the last one, flushes, reads them
 # back, checks GET_ID, IOERR beyond the capacity and UNSUPP for an unknown
 # type; on raw and qcow2 images (each I/O engine), modern and legacy, then
-# the host checks the image with qemu-io / qemu-img check. Read-only drives,
-# the same case on QEMU 7.2, and the -drive/-device option errors.
+# the host checks the image with qemu-io / qemu-img check. Read-only drives
+# (writes, discard, write-zeroes refused), the same case on QEMU 7.2, and the
+# -drive/-device option errors. Then, on minikvm and QEMU alike: discard and
+# write-zeroes, the configuration (topology, seg_max, WCE toggle), 4 queues
+# with an MSI-X vector each, and 16 MiB of mixed-size pattern I/O verified
+# from the host (raw and qcow2). MK_DRIVE_EXTRA overrides the extra -drive
+# options minikvm gets for those (default ",discard=unmap", as QEMU).
 # MINIKVM=path overrides build/minikvm.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/kit-lib.sh
@@ -18,7 +23,15 @@ DEV="-device virtio-blk-pci,drive=d0,serial=minikvm-kit"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 fails=0
-run() { run_kit "$@" || fails=$((fails + 1)); }
+# Extra -drive options for minikvm in the discard/RO/feature runs (QEMU gets
+# ",discard=unmap"): MK_DRIVE_EXTRA= overrides.
+MK_DRIVE_EXTRA=${MK_DRIVE_EXTRA-,discard=unmap}
+run() {	# run_kit, and on failure the VMM's own error lines (e.g. an unknown option)
+	run_kit "$@" && return 0
+	fails=$((fails + 1))
+	grep -av 'testkit' "build/tests/kit/${KIT_TAG:-}${2//,/+}.log" | grep -ai 'error\|unknown' |
+		head -3 | sed 's/^/  VMM: /'
+}
 check() {	# check NAME COMMAND...: the command must succeed
 	local name=$1
 	shift
@@ -50,10 +63,16 @@ for fmt in raw qcow2; do
 	KIT_TAG=minikvm-$fmt-legacy- run \
 		"$M $BASE -drive file=$img,format=$fmt,if=none,id=d0 $DEV" virtio-blk mode=legacy
 	check "minikvm $fmt legacy: host sees the guest's sectors" verify_image $fmt "$img"
-	# Read-only: the patterns stay, writes fail with IOERR.
+	# Read-only: the patterns stay; writes, discard and write-zeroes fail
+	# with IOERR. With discard=unmap strictly; with the default (QEMU's
+	# discard=ignore) a discard may complete as a no-op.
 	KIT_TAG=minikvm-$fmt-ro- run \
-		"$M $BASE -drive file=$img,format=$fmt,if=none,id=d0,readonly=on $DEV" \
+		"$M $BASE -drive file=$img,format=$fmt,if=none,id=d0,readonly=on$MK_DRIVE_EXTRA \
+		$DEV" \
 		virtio-blk readonly=1
+	KIT_TAG=minikvm-$fmt-ro-default- run \
+		"$M $BASE -drive file=$img,format=$fmt,if=none,id=d0,readonly=on $DEV" \
+		virtio-blk readonly=1 ro_discard=ok
 	check "minikvm $fmt readonly: image unchanged" verify_image $fmt "$img"
 	[ $fmt = qcow2 ] && check "minikvm $fmt legacy: qemu-img check" qemu-img check -q "$img"
 done
@@ -74,11 +93,100 @@ if command -v qemu-system-x86_64 >/dev/null; then
 	KIT_TAG=qemu-legacy- run "$QEMU -drive file=$img,if=none,id=d0,format=raw $DEV" \
 		virtio-blk mode=legacy
 	KIT_TAG=qemu-ro- run \
-		"$QEMU -drive file=$img,if=none,id=d0,format=raw,readonly=on $DEV" \
+		"$QEMU -drive file=$img,if=none,id=d0,format=raw,readonly=on,discard=unmap $DEV" \
 		virtio-blk readonly=1
+	KIT_TAG=qemu-ro-default- run \
+		"$QEMU -drive file=$img,if=none,id=d0,format=raw,readonly=on $DEV" \
+		virtio-blk readonly=1 ro_discard=ok
 else
 	echo "FAIL: qemu-system-x86_64 missing (run scripts/setup)"
 	fails=$((fails + 1))
+fi
+
+# ---- Feature cases, on minikvm and QEMU 7.2 with the same options ----
+# The expected content of the pattern case (tests/guest/virtio_blk.c,
+# pattern_sector): xorshift words derived from the sector number and seed.
+verify_pattern() {	# verify_pattern FORMAT FILE [SIZE_MIB] [SEED]
+	local raw=$T/pattern-check.raw
+	qemu-img convert -f "$1" -O raw "$2" "$raw" || return 1
+	python3 - "$raw" "${3:-16}" "${4:-0x5eed}" <<'EOF'
+import struct, sys
+M = (1 << 64) - 1
+path, mib, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 0)
+with open(path, "rb") as f:
+    for lba in range(mib * 2048):
+        x = (((lba + 1) * 0x9e3779b97f4a7c15) & M) ^ seed
+        words = []
+        for _ in range(64):
+            x ^= x >> 12
+            x ^= (x << 25) & M
+            x ^= x >> 27
+            words.append((x * 0x2545f4914f6cdd1d) & M)
+        if struct.unpack("<64Q", f.read(512)) != tuple(words):
+            sys.exit(f"sector {lba} differs from the pattern")
+EOF
+}
+# qio_reads FORMAT FILE 'read -P ..' ...: every read must run and match.
+qio_reads() {
+	local fmt=$1 file=$2 out c args=()
+	shift 2
+	for c in "$@"; do args+=(-c "$c"); done
+	out=$(qemu-io -f "$fmt" "${args[@]}" "$file" 2>&1)
+	! printf '%s' "$out" | grep -q 'verification failed' &&
+		[ "$(printf '%s\n' "$out" | grep -c '^read ')" = $# ]
+}
+# What the discard case leaves (sectors from 2048): 0x5c, zeros at 8-71 and
+# 256-511 (+unmap), 0x5c around them and after the discarded range.
+verify_discard() {	# verify_discard FORMAT FILE
+	qio_reads "$1" "$2" 'read -P 0x5c 1048576 4096' 'read -P 0 1052672 32768' \
+		'read -P 0x5c 1085440 94208' 'read -P 0 1179648 131072' \
+		'read -P 0x5c 1310720 45056' 'read -P 0x5c 1835008 262144'
+}
+# The virtio-blk-config line with the expected topology values.
+config_line() {	# config_line LOG
+	grep -aq 'physical_block_exp 3 alignment_offset 0 min_io_size 16 opt_io_size 128' "$1"
+}
+TOPO="physical_block_size=4096,min_io_size=8192,opt_io_size=65536"
+feature_cases() {	# feature_cases NAME VMM_CMD DRIVE_EXTRA
+	local name=$1 vmm=$2 dx=$3 fmt img
+	for fmt in raw qcow2; do
+		img=$T/$name-dz.$fmt
+		qemu-img create -q -f $fmt "$img" 64M
+		KIT_TAG=$name-$fmt- run "$vmm -drive file=$img,format=$fmt,if=none,id=d0$dx $DEV" \
+			virtio-blk-discard
+		check "$name $fmt discard: host sees the zeroed ranges and the pattern" \
+			verify_discard $fmt "$img"
+		[ $fmt = qcow2 ] &&
+			check "$name $fmt discard: qemu-img check" qemu-img check -q "$img"
+		img=$T/$name-pat.$fmt
+		qemu-img create -q -f $fmt "$img" 64M
+		KIT_TAG=$name-$fmt- run "$vmm -drive file=$img,format=$fmt,if=none,id=d0$dx $DEV" \
+			virtio-blk-pattern
+		check "$name $fmt pattern: host verifies 16 MiB" verify_pattern $fmt "$img"
+		[ $fmt = qcow2 ] &&
+			check "$name $fmt pattern: qemu-img check" qemu-img check -q "$img"
+	done
+	img=$T/$name-cfg.raw
+	qemu-img create -q -f raw "$img" 64M
+	KIT_TAG=$name- run "$vmm -drive file=$img,format=raw,if=none,id=d0$dx $DEV" \
+		virtio-blk-config
+	KIT_TAG=$name-topology- run "$vmm -drive file=$img,format=raw,if=none,id=d0$dx $DEV,$TOPO" \
+		virtio-blk-config
+	check "$name config: topology values as configured ($TOPO)" \
+		config_line "build/tests/kit/$name-topology-virtio-blk-config.log"
+	KIT_TAG=$name- run "$vmm -drive file=$img,format=raw,if=none,id=d0$dx $DEV,num-queues=4" \
+		virtio-blk-mq queues=4
+	check "$name mq: host sees each queue's block" qio_reads raw "$img" \
+		'read -P 0xd0 131072 4096' 'read -P 0xd1 135168 4096' \
+		'read -P 0xd2 139264 4096' 'read -P 0xd3 143360 4096'
+	# Legacy interface: MSI-X moves the device configuration to offset 0x18.
+	KIT_TAG=$name-legacy- run \
+		"$vmm -drive file=$img,format=raw,if=none,id=d0$dx $DEV,num-queues=4" \
+		virtio-blk-mq queues=4 mode=legacy
+}
+feature_cases minikvm "$M $BASE -d guest_errors" "$MK_DRIVE_EXTRA"
+if command -v qemu-system-x86_64 >/dev/null; then
+	feature_cases qemu "qemu-system-x86_64 -enable-kvm $BASE" ",discard=unmap"
 fi
 
 # Option errors: one line, exit status 1, before the guest starts.

@@ -1,0 +1,46 @@
+#!/bin/bash
+# virtio-net-pci option errors: each bad -device virtio-net-pci / -nic spec
+# ends with exit status 1 and exactly one line naming the problem, before
+# the guest runs (no KVM work). MINIKVM=path overrides build/minikvm.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+M=${MINIKVM:-build/minikvm}
+[ -x "$M" ] || { echo "FAIL: build first (make)"; exit 1; }
+BASE=(-m 64 -nographic -nodefaults -serial none -kernel build/guest/testkit.elf)
+fails=0
+
+expect_error() {
+	local pattern=$1 err status
+	shift
+	err=$(timeout 20 "$M" "${BASE[@]}" "$@" 2>&1 >/dev/null)
+	status=$?
+	if [ $status -ne 1 ] || [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ] ||
+	   ! printf '%s' "$err" | grep -q -- "$pattern"; then
+		echo "FAIL: '$*' -> status $status: $err (wanted '$pattern')"
+		fails=$((fails + 1))
+	else
+		echo "ok: $* -> $err"
+	fi
+}
+
+N=(-netdev user,id=n0)
+expect_error "netdev=ID is required" -device virtio-net-pci
+expect_error "no -netdev with id=zz" -device virtio-net-pci,netdev=zz
+expect_error "netdev n0 is already in use" "${N[@]}" -device virtio-net-pci,netdev=n0 \
+	-device virtio-net-pci,netdev=n0
+expect_error "invalid mac '01:00:00:00:00:01'" "${N[@]}" \
+	-device virtio-net-pci,netdev=n0,mac=01:00:00:00:00:01
+expect_error "invalid mac 'zz'" "${N[@]}" -device virtio-net-pci,netdev=n0,mac=zz
+expect_error "mq must be on or off" "${N[@]}" -device virtio-net-pci,netdev=n0,mq=maybe
+expect_error "csum must be on or off" "${N[@]}" -device virtio-net-pci,netdev=n0,csum=2
+expect_error "vectors must be a number" "${N[@]}" -device virtio-net-pci,netdev=n0,vectors=99
+expect_error "rx_queue_size and tx_queue_size must be powers of 2" "${N[@]}" \
+	-device virtio-net-pci,netdev=n0,rx_queue_size=100
+expect_error "rx_queue_size and tx_queue_size must be powers of 2" "${N[@]}" \
+	-device virtio-net-pci,netdev=n0,tx_queue_size=2048
+expect_error "invalid addr" "${N[@]}" -device virtio-net-pci,netdev=n0,addr=40
+expect_error "model e1000 is not supported" -nic user,model=e1000
+expect_error "invalid mac" -nic user,mac=52:54:00:12:34
+
+[ $fails -eq 0 ] && echo "virtio-net-pci options: all checks passed"
+[ $fails -eq 0 ]
