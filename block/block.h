@@ -53,6 +53,8 @@ struct block_open_opts {
 	unsigned max_chain_depth;	/* 0 = default (16) */
 	bool for_check;			/* open for check -r: a corrupt or dirty image opens
 					 * read-write without automatic repair (qcow2) */
+	bool skip_backing_check;	/* cow: don't compare the backing file's mtime and
+					 * size with the header (UML's check) */
 };
 
 /* Parse "writeback|none|writethrough|directsync|unsafe" and

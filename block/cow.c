@@ -18,13 +18,27 @@
  *      bitmap and data each start on an `alignment` boundary
  *   v3 "broken" (64-bit UML builds, 4136 bytes): mtime as u64, natural
  *      alignment; recognised by the zero cow_format where the name starts.
- * Crash order on write: the data, then the bitmap bits. */
+ * Crash order on write: the data, then the bitmap bits.
+ *
+ * The backing file's mtime and size are recorded in the header (the size
+ * field is the backing file's size: a cow image covers its backing file).
+ * As UML does, opening the chain compares them with the backing file and
+ * refuses on a mismatch (the backing file changed under the image, so the
+ * sectors not in the bitmap may no longer be what the image was written
+ * against). Choices: an mtime of 0 is QEMU's old "unknown" (its cow driver
+ * wrote 0 when it could not stat the backing file and never checked), so
+ * it is not compared; the size is compared only with a raw backing file
+ * (UML's case; for another format the file size is not the disk size).
+ * Opting out: `minikvm-img rebase -u -b FILE img.cow` re-records the
+ * current mtime (UML does the same when switching backing files), or the
+ * open option skip_backing_check. Creation records both. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "block/bfile.h"
 #include "block/endian.h"
@@ -56,6 +70,10 @@ struct cow_state {
 	uint64_t sectors;
 	uint64_t bitmap_offset, bitmap_len, data_offset;
 	uint64_t name_offset, name_len;	/* the backing_file field */
+	uint64_t header_size_field;	/* the size field: the backing file's size */
+	uint64_t mtime_offset;
+	unsigned mtime_bytes;
+	bool mtime_le;
 	uint8_t *bitmap;
 	uint8_t *bounce;		/* COW_CHUNK bytes */
 };
@@ -63,6 +81,10 @@ struct cow_state {
 struct cow_layout {			/* decoded header */
 	enum cow_flavour flavour;
 	unsigned version;
+	uint64_t mtime;			/* of the backing file, 0 = unknown */
+	uint64_t mtime_offset;		/* byte offset of the field */
+	unsigned mtime_bytes;		/* 4, or 8 in the 64-bit v3 layout */
+	bool mtime_le;			/* v1: x86 byte order */
 	uint64_t size;
 	uint32_t sector_size, align, cow_format;
 	uint64_t header_size, name_offset, name_len;
@@ -112,6 +134,7 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 	int v = cow_magic_version(h, n);
 
 	memset(l, 0, sizeof(*l));
+	l->mtime_bytes = 4;
 	if (v < 0)
 		FAIL("%s: not a cow image (bad magic)", fn);
 	l->version = v;
@@ -120,6 +143,9 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 		if (n < COW_V1_HEADER)
 			FAIL("%s: cow v1 header truncated", fn);
 		l->flavour = COW_V1;
+		l->mtime = ld_le32(h + 264);
+		l->mtime_offset = 264;
+		l->mtime_le = true;
 		l->size = ld_le64(h + 268);
 		l->sector_size = ld_le32(h + 276);
 		l->align = l->sector_size;
@@ -130,6 +156,8 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 	case 2:
 		if (cow_v2_is_qemu(h, n)) {
 			l->flavour = COW_V2_QEMU;
+			l->mtime = ld_be32(h + 1032);
+			l->mtime_offset = 1032;
 			l->size = ld_be64(h + 1040);
 			l->sector_size = 512;
 			l->header_size = COW_V2Q_HEADER;
@@ -138,6 +166,8 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 			if (n < COW_V2U_HEADER)
 				FAIL("%s: cow v2 header truncated", fn);
 			l->flavour = COW_V2_UML;
+			l->mtime = ld_be32(h + 4104);
+			l->mtime_offset = 4104;
 			l->size = ld_be64(h + 4108);
 			l->sector_size = ld_be32(h + 4116);
 			l->header_size = COW_V2U_HEADER;
@@ -151,6 +181,8 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 			FAIL("%s: cow v3 header truncated", fn);
 		if (ld_le32(h + 32) != 0) {
 			l->flavour = COW_V3;
+			l->mtime = ld_be32(h + 8);
+			l->mtime_offset = 8;
 			l->size = ld_be64(h + 12);
 			l->sector_size = ld_be32(h + 20);
 			l->align = ld_be32(h + 24);
@@ -161,6 +193,9 @@ static int cow_decode(const uint8_t *h, size_t n, struct cow_layout *l, const ch
 			if (n < COW_V3B_HEADER)
 				FAIL("%s: cow v3 header truncated", fn);
 			l->flavour = COW_V3_BROKEN;
+			l->mtime = ld_be64(h + 8);
+			l->mtime_offset = 8;
+			l->mtime_bytes = 8;
 			l->size = ld_be64(h + 16);
 			l->sector_size = ld_be32(h + 24);
 			l->align = ld_be32(h + 28);
@@ -220,6 +255,10 @@ static int cow_place(const struct cow_layout *l, uint64_t file_size, struct cow_
 		     (unsigned long long)need, (unsigned long long)s->bitmap_offset);
 	s->name_offset = l->name_offset;
 	s->name_len = l->name_len;
+	s->header_size_field = l->size;
+	s->mtime_offset = l->mtime_offset;
+	s->mtime_bytes = l->mtime_bytes;
+	s->mtime_le = l->mtime_le;
 	s->flavour = l->flavour;
 	s->version = l->version;
 	return 0;
@@ -239,6 +278,91 @@ static int cow_backing_name(struct bdev *bs, const uint8_t *h, const struct cow_
 	if (!bs->backing_filename)
 		FAIL("%s: out of memory", bs->filename);
 	return 0;
+}
+
+/* The backing file's mtime, size and whether it is a raw regular file (a
+ * probe of its first sector), for path resolved as the block layer does. */
+static int cow_backing_facts(const char *path, struct stat *st, bool *raw)
+{
+	uint8_t head[BLOCK_PROBE_BUF_SIZE] = { 0 };
+	const struct block_format *f;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	n = pread(fd, head, sizeof(head), 0);
+	close(fd);
+	f = block_probe(head, n > 0 ? (size_t)n : 0, path);
+	/* a block device's st_size is 0: its size is not compared */
+	*raw = S_ISREG(st->st_mode) && (!f || !strcmp(f->name, "raw"));
+	return 0;
+}
+
+/* UML's check: the backing file is still the one the image was made on. */
+static int cow_check_backing(struct bdev *bs, const struct cow_layout *l, char *err,
+			     size_t errlen)
+{
+	char ignored[256];
+	char *path = block_resolve_relative(bs, bs->backing_filename,
+					    bs->opts.allow_absolute_paths, ignored,
+					    sizeof(ignored));
+	struct stat st;
+	uint64_t disk_mtime;
+	bool raw = false;
+	int ret;
+
+	if (!path)
+		return 0;		/* the layer reports the name itself */
+	ret = cow_backing_facts(path, &st, &raw);
+	free(path);
+	if (ret < 0)
+		return 0;		/* likewise a missing backing file */
+	disk_mtime = l->mtime_bytes == 8 ? (uint64_t)st.st_mtime : (uint32_t)st.st_mtime;
+	if (l->mtime && l->mtime != disk_mtime)
+		FAIL("%s: cow backing file '%s' was modified after the image was made (mtime "
+		     "%llu in the header, %llu on disk); 'minikvm-img rebase -u -b %s %s' "
+		     "accepts it", bs->filename, bs->backing_filename,
+		     (unsigned long long)l->mtime, (unsigned long long)disk_mtime,
+		     bs->backing_filename, bs->filename);
+	if (raw && (uint64_t)st.st_size != l->size)
+		FAIL("%s: cow backing file '%s' has %llu bytes but the header records %llu",
+		     bs->filename, bs->backing_filename, (unsigned long long)st.st_size,
+		     (unsigned long long)l->size);
+	return 0;
+}
+
+/* rebase and commit: record the backing file's current mtime, as UML does
+ * when it switches backing files; its size must still be the header's. */
+static int cow_record_backing(struct bdev *bs, const char *file)
+{
+	struct cow_state *s = bs->opaque;
+	char ignored[256];
+	char *path = block_resolve_relative(bs, file, true, ignored, sizeof(ignored));
+	uint8_t field[8];
+	struct stat st;
+	bool raw = false;
+	int ret;
+
+	if (!path)
+		return -EINVAL;
+	ret = cow_backing_facts(path, &st, &raw);
+	free(path);
+	if (ret < 0)
+		return ret;
+	if (raw && (uint64_t)st.st_size != s->header_size_field)
+		return -EINVAL;		/* the bitmap covers the old size */
+	if (s->mtime_bytes == 8)
+		st_be64(field, (uint64_t)st.st_mtime);
+	else if (s->mtime_le)
+		st_le32(field, (uint32_t)st.st_mtime);
+	else
+		st_be32(field, (uint32_t)st.st_mtime);
+	return bfile_pwrite(bs->file, s->mtime_offset, field, s->mtime_bytes);
 }
 
 static void cow_close(struct bdev *bs)
@@ -287,6 +411,8 @@ static int cow_open(struct bdev *bs, char *err, size_t errlen)
 		ret = cow_place(&l, (uint64_t)fsize, s, bs->filename, err, errlen);
 	if (ret == 0)
 		ret = cow_backing_name(bs, h, &l, err, errlen);
+	if (ret == 0 && !bs->opts.no_backing && !bs->opts.skip_backing_check)
+		ret = cow_check_backing(bs, &l, err, errlen);
 	free(h);
 	if (ret == 0) {
 		s->bitmap = calloc(1, s->bitmap_len ? s->bitmap_len : 1);
@@ -505,7 +631,9 @@ static int cow_change_backing(struct bdev *bs, const char *file, const char *fmt
 	if (!field)
 		return -ENOMEM;
 	strcpy(field, file);
-	ret = bfile_pwrite(bs->file, s->name_offset, field, s->name_len);
+	ret = cow_record_backing(bs, file);
+	if (ret == 0)
+		ret = bfile_pwrite(bs->file, s->name_offset, field, s->name_len);
 	free(field);
 	if (ret < 0)
 		return ret;
@@ -514,10 +642,40 @@ static int cow_change_backing(struct bdev *bs, const char *file, const char *fmt
 	return bfile_flush(bs->file);
 }
 
+/* Commit's make_empty (QEMU's cow driver had none): a cleared bitmap,
+ * then the data area deallocated (QEMU's v2 files end after the bitmap;
+ * UML's stay sparse at their full length). */
+static int cow_make_empty(struct bdev *bs)
+{
+	struct cow_state *s = bs->opaque;
+	int64_t fsize;
+	int ret;
+
+	ret = bfile_write_zeroes(bs->file, s->bitmap_offset, s->bitmap_len);
+	if (ret == 0)
+		ret = bfile_flush(bs->file);
+	if (ret < 0)
+		return ret;
+	memset(s->bitmap, 0, s->bitmap_len);
+	/* the commit just wrote the backing file: this image now reads as it */
+	ret = cow_record_backing(bs, bs->backing_filename);
+	if (ret < 0)
+		return ret;
+	if (s->flavour == COW_V2_QEMU)
+		return bfile_truncate(bs->file, s->bitmap_offset + s->bitmap_len);
+	fsize = bfile_size(bs->file);
+	if (fsize < 0)
+		return (int)fsize;
+	if ((uint64_t)fsize > s->data_offset)
+		bfile_discard(bs->file, s->data_offset, (uint64_t)fsize - s->data_offset);
+	return 0;
+}
+
 /* ---- create ---- */
 
-/* The backing file's size and mtime, resolved next to the new image. */
-static int cow_backing_stat(const char *path, const char *backing, struct stat *st)
+/* The backing file's mtime, size and rawness, resolved next to the new
+ * image as the block layer will resolve it. */
+static int cow_backing_stat(const char *path, const char *backing, struct stat *st, bool *raw)
 {
 	char *dup = strdup(path), *full = NULL;
 	int ret;
@@ -526,12 +684,11 @@ static int cow_backing_stat(const char *path, const char *backing, struct stat *
 		return -ENOMEM;
 	if (backing[0] == '/' || asprintf(&full, "%s/%s", dirname(dup), backing) < 0)
 		full = NULL;
-	ret = stat(full ? full : backing, st) < 0 ? -errno : 0;
+	ret = cow_backing_facts(full ? full : backing, st, raw);
 	free(full);
 	free(dup);
 	return ret;
 }
-
 
 /* The header, bitmap offset and data offset of a new image. */
 static size_t cow_build_header(uint8_t *h, unsigned version, const char *backing,
@@ -563,6 +720,7 @@ static int cow_create(const char *path, const struct block_create_opts *o, char 
 	uint32_t align = o->cluster_size ? o->cluster_size : COW_DEFAULT_ALIGN;
 	uint64_t size = o->size, bitmap_offset, need, data_offset, file_len;
 	struct stat st = { 0 };
+	bool have_backing, raw = false;
 	uint8_t *h;
 	struct bfile *f;
 	size_t hlen;
@@ -585,21 +743,28 @@ static int cow_create(const char *path, const struct block_create_opts *o, char 
 		     path, align, COW_MAX_ALIGN);
 	if (o->prealloc != PREALLOC_OFF)
 		FAIL("%s: cow does not support preallocation", path);
-	cow_backing_stat(path, o->backing_file, &st);	/* mtime, when it exists */
+	/* the backing file's mtime and size, when it exists (else 0: unknown) */
+	have_backing = cow_backing_stat(path, o->backing_file, &st, &raw) == 0;
 	if (size == 0) {
 		ret = block_backing_size_for_create(path, o, &size, err, errlen);
 		if (ret < 0)
 			return ret;
 	}
-	size &= ~511ull;
+	if (have_backing && raw && size != (uint64_t)st.st_size)
+		FAIL("%s: cow size %llu differs from the backing file's %llu bytes (a cow image "
+		     "covers its whole backing file)", path, (unsigned long long)size,
+		     (unsigned long long)st.st_size);
+	/* the header records the backing file's size; the disk is whole sectors */
 	if (size < 512 || size > COW_MAX_SIZE || (size / 512 + 7) / 8 > COW_MAX_BITMAP)
 		FAIL("%s: cow image size %llu out of range", path, (unsigned long long)size);
 
 	h = malloc(COW_MAX_HEADER);
 	if (!h)
 		FAIL("%s: out of memory", path);
-	hlen = cow_build_header(h, version, o->backing_file, size, (uint32_t)st.st_mtime, align);
+	hlen = cow_build_header(h, version, o->backing_file, size,
+				have_backing ? (uint32_t)st.st_mtime : 0, align);
 	need = (size / 512 + 7) / 8;
+	size &= ~511ull;
 	bitmap_offset = version == 2 ? hlen : round_up(hlen, align);
 	data_offset = round_up(bitmap_offset + need, version == 2 ? 512 : align);
 	/* QEMU ends a v2 file after the bitmap; UML sizes the file sparse. */
@@ -636,6 +801,7 @@ struct block_format block_format_cow = {	/* not static: unit tests link it by na
 	.change_backing = cow_change_backing,
 	.info = cow_info,
 	.cluster_size = cow_cluster_size,
+	.make_empty = cow_make_empty,
 };
 
 BLOCK_FORMAT_REGISTER(block_format_cow)

@@ -118,6 +118,10 @@ struct block_format {
 	/* Compressed writes of whole clusters (convert -c); optional. */
 	int (*write_compressed)(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
 	uint32_t (*cluster_size)(struct bdev *bs);	/* optional */
+	/* Drop every cluster allocated in this image so reads fall through to
+	 * the backing file again (commit without -d); optional, as in QEMU:
+	 * a format without it keeps its data. bs->lock held. */
+	int (*make_empty)(struct bdev *bs);
 	struct block_format *next;
 };
 

@@ -3,7 +3,8 @@
  * extended L2, unknown ones refused by name), open/close, flush, create,
  * truncate, info, rebase -u and the ops table. Cluster mapping lives in
  * qcow2_cluster.c, refcounts in qcow2_refcount.c, snapshots in
- * qcow2_snapshot.c, check/repair in qcow2_check.c. */
+ * qcow2_snapshot.c, check/repair in qcow2_check.c, persistent dirty
+ * bitmaps in qcow2_bitmap.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -189,7 +190,8 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *c0, uint64_t start, 
 			*ftab = d;
 			*nftab = len / 48;
 			break;
-		case QCOW2_EXT_BITMAPS:	/* dropped: its autoclear bit is cleared on RW open */
+		case QCOW2_EXT_BITMAPS:	/* validated and kept, or dropped: qcow2_bitmap.c */
+			qcow2_bitmaps_parse_ext(s, d, len);
 			break;
 		case QCOW2_EXT_CRYPTO:
 			snprintf(err, errlen, "qcow2: %s: encrypted images are not supported",
@@ -338,11 +340,6 @@ static int parse_header(struct qcow2 *s, uint8_t *c0, uint64_t fsize, char *err,
 		return -EACCES;
 	}
 	s->extended_l2 = !!(s->incompat & QCOW2_INCOMPAT_EXTL2);
-	if (s->extended_l2 && !s->read_only) {
-		snprintf(err, errlen, "qcow2: %s: extended L2 entries are supported read-only "
-			 "only", f);
-		return -ENOTSUP;
-	}
 	if (s->extended_l2 && s->cluster_bits < 14) {
 		snprintf(err, errlen, "qcow2: %s: extended L2 entries need 16 KiB clusters or "
 			 "more (cluster_bits %u)", f, s->cluster_bits);
@@ -518,10 +515,20 @@ static int qcow2_open(struct bdev *bs, char *err, size_t errlen)
 		snprintf(err, errlen, "qcow2: %s: out of memory for the L2 cache", s->fname);
 		goto fail;
 	}
+	ret = qcow2_bitmaps_load(s);
+	if (ret < 0) {
+		snprintf(err, errlen, "qcow2: %s: out of memory for the bitmap directory",
+			 s->fname);
+		goto fail;
+	}
 	if (!s->read_only) {
-		if (s->autoclear) {
-			uint8_t z[8] = { 0 };
-			s->autoclear = 0;
+		/* the spec: clear the autoclear bits of what we do not keep */
+		uint64_t keep = s->bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
+
+		if (s->autoclear & ~keep) {
+			uint8_t z[8];
+			s->autoclear &= keep;
+			st_be64(z, s->autoclear);
 			if (qcow2_write_header_fields(s, QH_AUTOCLEAR, z, 8) < 0 ||
 			    bfile_flush(s->file) < 0) {
 				snprintf(err, errlen, "qcow2: %s: cannot clear autoclear features",
@@ -608,16 +615,18 @@ int qcow2_rewrite_header(struct qcow2 *s, const char *backing, const char *backi
 	uint64_t cs = s->cluster_size;
 	size_t need, pos, blen = backing ? strlen(backing) : 0;
 	size_t flen = backing_fmt ? strlen(backing_fmt) : 0;
-	size_t ftab_len = sizeof(known_features) / sizeof(known_features[0]) * 48;
-	uint8_t *buf;
+	size_t ftab_len = sizeof(known_features) / sizeof(known_features[0]) * 48, bm_len;
+	uint8_t *buf, bm_ext[24];
 	int ret;
 
 	if (blen > QCOW2_MAX_BACKING_NAME || flen > 1023) {
 		snprintf(err, errlen, "qcow2: %s: backing file name or format too long", s->fname);
 		return -ENAMETOOLONG;
 	}
+	bm_len = qcow2_bitmaps_ext(s, bm_ext);
 	need = qc_align_up(s->header_length, 8) + (flen ? 8 + qc_align_up(flen, 8) : 0) +
-	       (s->version >= 3 ? 8 + qc_align_up(ftab_len, 8) : 0) + s->ext_keep_len + 8 + blen;
+	       (s->version >= 3 ? 8 + qc_align_up(ftab_len, 8) : 0) + s->ext_keep_len +
+	       (bm_len ? 8 + bm_len : 0) + 8 + blen;
 	if (need > cs && s->version >= 3)	/* drop the optional feature table */
 		need -= 8 + qc_align_up(ftab_len, 8), ftab_len = 0;
 	if (need > cs) {
@@ -663,6 +672,8 @@ int qcow2_rewrite_header(struct qcow2 *s, const char *backing, const char *backi
 	if (s->ext_keep_len)
 		memcpy(buf + pos, s->ext_keep, s->ext_keep_len);
 	pos += s->ext_keep_len;
+	if (bm_len)
+		pos = put_ext(buf, pos, QCOW2_EXT_BITMAPS, bm_ext, (uint32_t)bm_len);
 	pos += 8;	/* end of extensions */
 	st_be64(buf + 8, blen ? pos : 0);
 	st_be32(buf + 16, (uint32_t)blen);
@@ -784,6 +795,12 @@ static int qcow2_truncate(struct bdev *bs, uint64_t new_size, bool shrink_ok, ch
 	ret = qcow2_commit(s);
 	if (ret < 0)
 		return ret;
+	if (s->bitmaps && new_size != bs->size) {
+		/* QEMU resizes the bitmaps too; ours could only go inconsistent */
+		snprintf(err, errlen, "qcow2: %s: cannot resize an image with persistent dirty "
+			 "bitmaps (remove them with qemu-img bitmap --remove)", s->fname);
+		return -ENOTSUP;
+	}
 	if (new_size & 511) {
 		snprintf(err, errlen, "qcow2: %s: new size %llu is not a multiple of 512", s->fname,
 			 (unsigned long long)new_size);
@@ -889,6 +906,7 @@ static int write_empty_image(const char *path, const struct block_create_opts *o
 	st_be64(buf + 48, cs);			/* refcount table */
 	st_be32(buf + 56, 1);
 	if (version >= 3) {
+		st_be64(buf + 72, o->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0);
 		st_be64(buf + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
 		st_be32(buf + 96, refcount_order);
 		st_be32(buf + 100, QCOW2_V3_HEADER_LEN);
@@ -969,9 +987,14 @@ static int qcow2_create(const char *path, const struct block_create_opts *o, cha
 			 rb != 16 ? "refcount_bits other than 16" : "lazy_refcounts");
 		return -EINVAL;
 	}
-	if (o->extended_l2) {
-		snprintf(err, errlen, "qcow2: %s: extended_l2 images cannot be created (read-only "
-			 "support)", path);
+	if (o->extended_l2 && (version < 3 || cs < 16384)) {
+		snprintf(err, errlen, "qcow2: %s: extended_l2 needs compat=1.1 and a cluster_size "
+			 "of at least 16k", path);
+		return -EINVAL;
+	}
+	if (o->extended_l2 && o->prealloc != PREALLOC_OFF) {
+		snprintf(err, errlen, "qcow2: %s: preallocation with extended_l2 is not supported",
+			 path);
 		return -ENOTSUP;
 	}
 	if (o->backing_format && !o->backing_file) {
@@ -1029,6 +1052,7 @@ static struct block_format qcow2_format = {
 	.snapshot_delete = qcow2_snapshot_delete,
 	.write_compressed = qcow2_write_compressed,
 	.cluster_size = qcow2_cluster_size,
+	.make_empty = qcow2_make_empty,
 };
 
 BLOCK_FORMAT_REGISTER(qcow2_format)

@@ -46,6 +46,7 @@
 #define QCOW2_INCOMPAT_EXTL2		(1ull << 4)
 #define QCOW2_INCOMPAT_KNOWN		0x1full
 #define QCOW2_COMPAT_LAZY_REFCOUNTS	(1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS		(1ull << 0)
 
 /* Header extension types */
 #define QCOW2_EXT_END		0x00000000u
@@ -170,6 +171,13 @@ struct qcow2 {
 	uint8_t *ext_keep;
 	uint32_t ext_keep_len;
 
+	/* persistent dirty bitmaps (qcow2_bitmap.c) */
+	bool bm_ext_seen, bm_ext_len_ok;
+	uint32_t bm_nb, bm_ext_reserved;
+	uint64_t bm_dir_size, bm_dir_offset;
+	bool bitmaps;			/* a valid extension, kept (autoclear bit set) */
+	bool bitmaps_in_use;		/* marked in-use in this session */
+
 	bool lazy;			/* lazy refcounts active */
 	bool dirty_set;			/* we set the dirty bit in this session */
 	bool broken;			/* corruption found: no more writes */
@@ -227,6 +235,7 @@ enum qcow2_ctype qcow2_entry_type(const struct qcow2 *s, uint64_t entry);
 int qcow2_preadv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
 int qcow2_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
 int qcow2_discard(struct bdev *bs, uint64_t offset, uint64_t len);
+int qcow2_make_empty(struct bdev *bs);
 int qcow2_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap);
 int qcow2_map(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
 int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
@@ -245,6 +254,20 @@ int qcow2_snapshot_delete(struct bdev *bs, const char *name, char *err, size_t e
  * the COPIED flags (addend 0: flags only). */
 int qcow2_update_tree_refcount(struct qcow2 *s, uint64_t *l1, uint32_t l1_size,
 			       uint64_t l1_offset, int addend);
+
+/* qcow2_bitmap.c */
+void qcow2_bitmaps_parse_ext(struct qcow2 *s, const uint8_t *d, uint32_t len);
+/* Validate the extension and directory (s->bitmaps); never fails the open
+ * except for memory. */
+int qcow2_bitmaps_load(struct qcow2 *s);
+/* Before the first change to the image: every bitmap marked in-use. */
+int qcow2_bitmaps_mark_in_use(struct qcow2 *s);
+/* The extension data to write back on a header rewrite (0: none). */
+size_t qcow2_bitmaps_ext(const struct qcow2 *s, uint8_t out[24]);
+/* Report every cluster the bitmaps use (directory, tables, data) to ref;
+ * *bad counts malformed table entries. */
+int qcow2_bitmaps_count(struct qcow2 *s, void (*ref)(void *opaque, uint64_t off, uint64_t len),
+			void *opaque, uint64_t *bad);
 
 /* qcow2_check.c */
 int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_result *res,

@@ -146,6 +146,38 @@ static int read_l1_table(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **o
 
 /* Count every reference; with_refcount_structs false leaves out the
  * refcount table and blocks (for a rebuild). */
+struct bm_ref_ctx {
+	struct qcow2 *s;
+	struct counts *c;
+	struct block_check_result *res;
+	FILE *report;
+};
+
+static void bm_ref(void *opaque, uint64_t off, uint64_t len)
+{
+	struct bm_ref_ctx *r = opaque;
+
+	inc_range(r->c, r->res, r->report, off, len, r->s->cluster_bits, 1);
+}
+
+/* The clusters of kept persistent bitmaps (directory, tables, data). */
+static void count_bitmaps(struct qcow2 *s, struct counts *c, struct block_check_result *res,
+			  FILE *report)
+{
+	struct bm_ref_ctx r = { s, c, res, report };
+	uint64_t bad = 0;
+
+	if (qcow2_bitmaps_count(s, bm_ref, &r, &bad) < 0) {
+		rep(report, "ERROR cannot read the bitmap directory or a bitmap table\n");
+		res->check_errors++;
+	}
+	if (bad) {
+		rep(report, "ERROR %llu bitmap table entries are malformed\n",
+		    (unsigned long long)bad);
+		res->corruptions += bad;
+	}
+}
+
 static int count_all(struct qcow2 *s, struct counts *c, struct block_check_result *res,
 		     FILE *report, bool with_refcount_structs)
 {
@@ -187,6 +219,7 @@ static int count_all(struct qcow2 *s, struct counts *c, struct block_check_resul
 		count_l1(s, c, res, report, l1, sn->l1_size);
 		free(l1);
 	}
+	count_bitmaps(s, c, res, report);
 	/* L2 contents: once per distinct table, weighted by its visits */
 	tab = malloc(cs);
 	active_set = calloc((c->nb + 63) / 64, 8);

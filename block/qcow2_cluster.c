@@ -3,8 +3,9 @@
  * dirty until qcow2_commit writes them in order), lookups of
  * guest ranges (normal, zero, unallocated, compressed; subclusters with
  * extended L2 entries), reads, allocating writes with copy-on-write of
- * partial clusters, discard, write zeroes, compressed clusters, the
- * lock-free map() fast path and block status. */
+ * partial clusters (per subcluster with extended L2), discard, write
+ * zeroes, make_empty (commit), compressed clusters, the lock-free map()
+ * fast path and block status. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -665,9 +666,153 @@ static int check_writable(struct bdev *bs, struct qcow2 *s, uint64_t offset, uin
 		return -EIO;
 	if (offset > bs->size || len > bs->size - offset)
 		return -EINVAL;
+	if (s->bitmaps && !s->bitmaps_in_use) {
+		int ret = qcow2_bitmaps_mark_in_use(s);
+
+		if (ret < 0)
+			return ret;
+	}
 	if (s->lazy && !s->dirty_set)
 		return qcow2_mark_dirty(s);
 	return 0;
+}
+
+/* ---- extended L2 entries: 32 subclusters per cluster ----
+ * An entry is a pair: the cluster descriptor (host offset, COPIED,
+ * COMPRESSED) and a bitmap whose low 32 bits mark allocated subclusters
+ * and high 32 bits subclusters that read as zeroes. A write allocates a
+ * full cluster when needed (zero-filled, or a copy of a shared one) and
+ * sets the allocation bits of the subclusters it covers; subclusters it
+ * does not touch keep their state (backing file, zeroes). */
+
+#define QCOW2_BM_ALLOC_ALL	0x00000000ffffffffull
+#define QCOW2_BM_ZERO_ALL	0xffffffff00000000ull
+
+/* Subcluster allocation bits [first, last]. */
+static uint64_t sc_mask(unsigned first, unsigned last)
+{
+	uint64_t upto = last == 31 ? QCOW2_BM_ALLOC_ALL : (1ull << (last + 1)) - 1;
+
+	return upto & ~((1ull << first) - 1);
+}
+
+/* The new contents of subclusters [first_sc, last_sc] of the cluster at
+ * guest offset cstart: their current bytes around the written range (past
+ * the end of the disk, inside its last cluster, that reads as zeroes). */
+static int ext_build_span(struct qcow2 *s, uint64_t cstart, unsigned first_sc,
+			  unsigned last_sc, uint64_t off, uint64_t len, const struct iovec *iov,
+			  int iovcnt, uint64_t pos, uint8_t *span)
+{
+	uint64_t sstart = cstart + ((uint64_t)first_sc << s->sc_bits);
+	uint64_t send = cstart + ((uint64_t)(last_sc + 1) << s->sc_bits);
+	int ret;
+
+	if (off > sstart && (ret = read_flat(s->bs, sstart, span, off - sstart)) < 0)
+		return ret;
+	if (off + len < send &&
+	    (ret = read_flat(s->bs, off + len, span + (off + len - sstart), send - off - len)) < 0)
+		return ret;
+	iov_to_buf(iov, iovcnt, pos, span + (off - sstart), len);
+	return 0;
+}
+
+/* A new cluster for an extended entry: zeroes, the bytes of the shared
+ * cluster it replaces, or (compressed) its whole decompressed contents. */
+static int ext_new_cluster(struct qcow2 *s, uint64_t entry, uint64_t cstart, uint8_t *cbuf,
+			   int64_t *host)
+{
+	uint64_t cs = s->cluster_size, old = entry & L2E_OFFSET_MASK;
+	int ret = 0;
+
+	if (entry & QCOW_OFLAG_COMPRESSED)
+		ret = read_flat(s->bs, cstart, cbuf, cs);
+	else if (old && bfile_pread(s->file, old, cbuf, cs) < 0)
+		ret = -EIO;
+	else if (!old)
+		memset(cbuf, 0, cs);
+	if (ret < 0)
+		return ret;
+	*host = qcow2_alloc_clusters(s, 1);
+	return *host < 0 ? (int)*host : 0;
+}
+
+/* Write [off, off+len) inside one cluster of an extended-L2 image. */
+static int ext_write_cluster(struct qcow2 *s, uint64_t off, uint64_t len,
+			     const struct iovec *iov, int iovcnt, uint64_t pos, uint8_t *cbuf,
+			     uint8_t *span)
+{
+	uint64_t cs = s->cluster_size, cl = off >> s->cluster_bits, cstart = cl << s->cluster_bits;
+	uint32_t idx = (uint32_t)(cl >> s->l2_bits);
+	uint64_t l2i = cl & (s->l2_entries - 1), *t, l2_off, e, bm, nb, mask;
+	unsigned first = (unsigned)((off - cstart) >> s->sc_bits);
+	unsigned last = (unsigned)((off + len - 1 - cstart) >> s->sc_bits);
+	uint64_t soff = (uint64_t)first << s->sc_bits;
+	uint64_t slen = (uint64_t)(last - first + 1) << s->sc_bits;
+	int64_t host;
+	int ret;
+
+	ret = ext_build_span(s, cstart, first, last, off, len, iov, iovcnt, pos, span);
+	if (ret == 0)
+		ret = get_l2_for_write(s, idx, &t, &l2_off);
+	if (ret < 0)
+		return ret;
+	e = l2_get(t, l2i * 2);
+	bm = l2_get(t, l2i * 2 + 1);
+	mask = sc_mask(first, last);
+	if (qcow2_entry_type(s, e) == QC_COMPRESSED) {
+		mask = QCOW2_BM_ALLOC_ALL;	/* the whole cluster becomes plain data */
+		bm = 0;
+	} else if (!(e & L2E_OFFSET_MASK)) {
+		bm &= QCOW2_BM_ZERO_ALL;	/* no cluster: nothing can be allocated */
+	}
+	if ((e & L2E_OFFSET_MASK) && (e & QCOW_OFLAG_COPIED) && !(e & QCOW_OFLAG_COMPRESSED)) {
+		host = (int64_t)(e & L2E_OFFSET_MASK);
+		if ((host & (cs - 1)) || hits_metadata(s, (uint64_t)host, cs)) {
+			qcow2_signal_corruption(s, "data cluster offset %#llx is invalid",
+						(unsigned long long)host);
+			return -EIO;
+		}
+		if (bfile_pwrite(s->file, (uint64_t)host + soff, span, slen) < 0)
+			return -EIO;
+	} else {
+		ret = ext_new_cluster(s, e, cstart, cbuf, &host);
+		if (ret < 0)
+			return ret;
+		memcpy(cbuf + soff, span, slen);
+		if (bfile_pwrite(s->file, (uint64_t)host, cbuf, cs) < 0)
+			return -EIO;
+		l2_put(t, l2i * 2, (uint64_t)host | QCOW_OFLAG_COPIED);
+		ret = defer_free(s, e);
+		if (ret < 0)
+			return ret;
+	}
+	nb = (bm | mask) & ~(mask << 32);
+	if (nb != bm || l2_get(t, l2i * 2) != e) {
+		l2_put(t, l2i * 2 + 1, nb);
+		mark_l2_dirty(s, idx);
+	}
+	s->cbuf_key = 0;
+	return maybe_commit(s);
+}
+
+static int ext_pwritev(struct qcow2 *s, uint64_t offset, const struct iovec *iov, int iovcnt,
+		       uint64_t total)
+{
+	uint64_t cs = s->cluster_size, pos = 0;
+	uint8_t *cbuf = malloc(cs), *span = malloc(cs);
+	int ret = cbuf && span ? 0 : -ENOMEM;
+
+	while (ret == 0 && pos < total) {
+		uint64_t off = offset + pos, len = cs - (off & (cs - 1));
+
+		if (len > total - pos)
+			len = total - pos;
+		ret = ext_write_cluster(s, off, len, iov, iovcnt, pos, cbuf, span);
+		pos += len;
+	}
+	free(cbuf);
+	free(span);
+	return ret;
 }
 
 int qcow2_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt)
@@ -679,6 +824,8 @@ int qcow2_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int
 
 	if (ret < 0)
 		return ret;
+	if (s->extended_l2)
+		return ext_pwritev(s, offset, iov, iovcnt, total);
 	sub = malloc(sizeof(*sub) * (size_t)(iovcnt > 0 ? iovcnt : 1));
 	if (!sub)
 		return -ENOMEM;
@@ -744,6 +891,50 @@ int qcow2_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int
 	return ret;
 }
 
+/* set_clusters for extended L2 entries: ZERO sets every zero bit (the
+ * cluster is kept, unallocated, with keep_alloc), 0 clears the pair. */
+static int set_clusters_ext(struct qcow2 *s, uint64_t first, uint64_t count, uint64_t new_entry,
+			    bool keep_alloc)
+{
+	uint64_t nb = new_entry ? QCOW2_BM_ZERO_ALL : 0;
+	int ret = 0;
+
+	while (count && ret == 0) {
+		uint32_t idx = (uint32_t)(first >> s->l2_bits);
+		uint64_t l2i = first & (s->l2_entries - 1), n = s->l2_entries - l2i, *t, l2_off;
+		bool change = false;
+
+		if (n > count)
+			n = count;
+		ret = get_l2(s, idx, &t);
+		for (uint64_t i = 0; i < n && ret == 0 && t; i++)
+			if (l2_get(t, (l2i + i) * 2) || l2_get(t, (l2i + i) * 2 + 1) != nb)
+				change = true;
+		if (ret == 0 && !t && nb)
+			change = true;
+		if (ret == 0 && change)
+			ret = get_l2_for_write(s, idx, &t, &l2_off);
+		for (uint64_t i = 0; i < n && ret == 0 && change; i++) {
+			uint64_t e = l2_get(t, (l2i + i) * 2), ne = 0;
+
+			if (keep_alloc && entry_writable(s, e))
+				ne = e;
+			else
+				ret = defer_free(s, e);
+			l2_put(t, (l2i + i) * 2, ne);
+			l2_put(t, (l2i + i) * 2 + 1, nb);
+		}
+		if (ret == 0 && change) {
+			mark_l2_dirty(s, idx);
+			s->cbuf_key = 0;
+			ret = maybe_commit(s);
+		}
+		first += n;
+		count -= n;
+	}
+	return ret;
+}
+
 /* Replace the entries of full clusters [first, first+count) with new_entry
  * (0 or ZERO; keep_alloc keeps a writable allocation as preallocated
  * zero), freeing what they referenced after the L2 update. */
@@ -752,6 +943,9 @@ static int set_clusters(struct qcow2 *s, uint64_t first, uint64_t count, uint64_
 {
 	uint64_t *old = NULL;
 	int ret = 0;
+
+	if (s->extended_l2)
+		return set_clusters_ext(s, first, count, new_entry, keep_alloc);
 
 	while (count) {
 		uint32_t idx = (uint32_t)(first >> s->l2_bits);
@@ -833,6 +1027,88 @@ int qcow2_discard(struct bdev *bs, uint64_t offset, uint64_t len)
 	full_clusters(s, offset, len, &first, &count);
 	ne = (s->version >= 3 && bs->backing) ? QCOW_OFLAG_ZERO : 0;
 	return set_clusters(s, first, count, ne, false, true);
+}
+
+/* An L2 table of the active L1 alone whose entries are all unallocated
+ * loses its L1 entry; the cluster is freed once the L1 update is stable. */
+static int release_empty_l2(struct qcow2 *s, uint32_t idx)
+{
+	uint64_t *t, off = s->l1[idx] & L1E_OFFSET_MASK;
+	uint64_t words = s->l2_entries * (s->l2_entry_bytes / 8);
+	int ret;
+
+	if (!off || !(s->l1[idx] & QCOW_OFLAG_COPIED) || s->l2_dirty[idx])
+		return 0;
+	ret = get_l2(s, idx, &t);
+	if (ret < 0 || !t)
+		return ret;
+	for (uint64_t i = 0; i < words; i++)
+		if (l2_get(t, i))
+			return 0;
+	__atomic_store_n(&s->l2_tab[idx], NULL, __ATOMIC_RELEASE);
+	if (s->map_ok)
+		qcow2_grave_add(s, t);
+	else
+		free(t);
+	s->l2_cached--;
+	s->l1[idx] = 0;
+	if (!s->l1_dirty[idx]) {
+		s->l1_dirty[idx] = 1;
+		s->n_l1_dirty++;
+	}
+	return defer_free(s, off);
+}
+
+/* Cut the file after its last referenced cluster. */
+static int trim_file_end(struct qcow2 *s)
+{
+	int64_t fsize = bfile_size(s->file);
+	uint64_t c, rc;
+	int ret;
+
+	if (fsize < 0)
+		return (int)fsize;
+	c = qc_align_up((uint64_t)fsize, s->cluster_size) >> s->cluster_bits;
+	while (c > 1) {
+		ret = qcow2_get_refcount(s, c - 1, &rc);
+		if (ret < 0)
+			return ret;
+		if (rc)
+			break;
+		c--;
+	}
+	if ((c << s->cluster_bits) >= (uint64_t)fsize)
+		return 0;
+	if (s->free_hint > c)
+		s->free_hint = c;
+	return bfile_truncate(s->file, c << s->cluster_bits);
+}
+
+/* Commit's make_empty: every entry of the active L1 becomes unallocated
+ * (QEMU's full discard), so the image reads through to its backing file;
+ * emptied L2 tables are freed and the file is cut after its last used
+ * cluster (QEMU rebuilds a v3 image without snapshots from scratch, with
+ * the same guest-visible result). */
+int qcow2_make_empty(struct bdev *bs)
+{
+	struct qcow2 *s = bs->opaque;
+	uint64_t count = qc_align_up(bs->size, s->cluster_size) >> s->cluster_bits;
+	int ret = check_writable(bs, s, 0, 0);
+
+	if (ret < 0)
+		return ret;
+	ret = set_clusters(s, 0, count, 0, false, true);
+	if (ret == 0)
+		ret = qcow2_commit(s);
+	for (uint32_t i = 0; i < s->l1_size && ret == 0; i++)
+		ret = release_empty_l2(s, i);
+	if (ret == 0)
+		ret = qcow2_commit(s);
+	if (ret == 0)
+		ret = qcow2_flush_barrier(s);
+	if (ret == 0)
+		ret = trim_file_end(s);
+	return ret;
 }
 
 static int write_zero_bytes(struct bdev *bs, uint64_t off, uint64_t len)
@@ -1032,8 +1308,12 @@ int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, si
 	}
 	{
 		uint64_t nsec = (((uint64_t)host + csize - 1) >> 9) - ((uint64_t)host >> 9);
-		old = l2_get(t, l2i);
-		l2_put(t, l2i, QCOW_OFLAG_COMPRESSED | (nsec << shift) | (uint64_t)host);
+		unsigned w = s->l2_entry_bytes / 8;
+
+		old = l2_get(t, l2i * w);
+		l2_put(t, l2i * w, QCOW_OFLAG_COMPRESSED | (nsec << shift) | (uint64_t)host);
+		if (w == 2)		/* a compressed cluster has no subcluster bitmap */
+			l2_put(t, l2i * 2 + 1, 0);
 	}
 	mark_l2_dirty(s, (uint32_t)(cl >> s->l2_bits));
 	s->cbuf_key = 0;

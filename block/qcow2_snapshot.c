@@ -294,6 +294,8 @@ static int writable(struct qcow2 *s, char *err, size_t errlen)
 	ret = qcow2_commit(s);
 	if (ret < 0)
 		snprintf(err, errlen, "qcow2: %s: cannot write pending metadata", s->fname);
+	if (ret == 0 && (ret = qcow2_bitmaps_mark_in_use(s)) < 0)
+		snprintf(err, errlen, "qcow2: %s: cannot mark the dirty bitmaps in use", s->fname);
 	return ret;
 }
 

@@ -384,19 +384,21 @@ int vmdk_backing_check(struct bdev *bs)
 	return s->backing_cid_ok < 0 ? -EINVAL : 0;
 }
 
-/* Replace the value of the CID= line in text (NUL-terminated, at most
- * cap bytes with the NUL); false when there is none or no room. */
-static bool replace_cid(char *text, size_t cap, uint32_t cid)
+/* Replace the value of the `key`= line (CID, parentCID) in text
+ * (NUL-terminated, at most cap bytes with the NUL); false when there is
+ * none or no room. */
+static bool replace_cid_key(char *text, size_t cap, const char *key, uint32_t cid)
 {
 	char *p = text, val[16];
+	size_t klen = strlen(key);
 
 	while (p && *p) {
 		char *q = p;
 
 		while (*q == ' ' || *q == '\t')
 			q++;
-		if (!strncmp(q, "CID", 3)) {
-			char *eq = q + 3;
+		if (!strncmp(q, key, klen)) {
+			char *eq = q + klen;
 
 			while (*eq == ' ' || *eq == '\t')
 				eq++;
@@ -419,18 +421,14 @@ static bool replace_cid(char *text, size_t cap, uint32_t cid)
 	return false;
 }
 
-/* At the first write, give the image a new CID (as QEMU does) so that
- * children made from its old contents notice. */
-static int update_cid(struct bdev *bs)
+/* Set a CID line (key "CID" or "parentCID") of the descriptor to cid. */
+static int write_desc_cid(struct bdev *bs, const char *key, uint32_t cid)
 {
 	struct vmdk_state *s = bs->opaque;
 	uint64_t at = 0, cap;
 	char *text;
 	int ret;
 
-	if (s->cid_updated || !s->has_desc)
-		return 0;
-	s->cid_updated = true;
 	if (s->monolithic_sparse) {
 		at = s->extents[0].hdr.desc_offset * VMDK_SECTOR;
 		cap = s->extents[0].hdr.desc_size * VMDK_SECTOR;
@@ -447,21 +445,41 @@ static int update_cid(struct bdev *bs)
 	if (!text)
 		return -ENOMEM;
 	size_t n = s->monolithic_sparse ? cap : cap - 16;
-	uint32_t cid = new_cid();
 
 	ret = bfile_pread(bs->file, at, text, n);
-	if (ret == 0 && (s->monolithic_sparse || !memchr(text, 0, n)) &&
-	    replace_cid(text, s->monolithic_sparse ? cap : cap + 1, cid)) {
+	/* a descriptor file may be NUL-padded (qemu-img pads it to a sector):
+	 * the text ends at the first NUL and the padding is kept */
+	bool padded = !s->monolithic_sparse && memchr(text, 0, n);
+	if (ret == 0 && replace_cid_key(text, s->monolithic_sparse ? cap : cap + 1, key, cid)) {
 		size_t len = s->monolithic_sparse ? cap : strlen(text);
 
+		if (padded && len < n)
+			len = n;
 		ret = bfile_pwrite(bs->file, at, text, len);
-		if (ret == 0 && !s->monolithic_sparse)
+		if (ret == 0 && !s->monolithic_sparse && !padded)
 			ret = bfile_truncate(bs->file, len);
-		if (ret == 0)
-			s->desc.cid = cid;
+	} else if (ret == 0) {
+		ret = -EINVAL;		/* no such line, or no room */
 	}
 	free(text);
 	return ret;
+}
+
+/* At the first write, give the image a new CID (as QEMU does) so that
+ * children made from its old contents notice. */
+static int update_cid(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+	uint32_t cid = new_cid();
+	int ret;
+
+	if (s->cid_updated || !s->has_desc)
+		return 0;
+	s->cid_updated = true;
+	ret = write_desc_cid(bs, "CID", cid);
+	if (ret == 0)
+		s->desc.cid = cid;
+	return ret == -EINVAL ? 0 : ret;
 }
 
 static int vmdk_rw(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt,
@@ -471,6 +489,7 @@ static int vmdk_rw(struct bdev *bs, uint64_t offset, const struct iovec *iov, in
 	uint64_t total = iov_size(iov, iovcnt), done = 0;
 	struct iovec *sub = NULL;
 	uint8_t *bounce = NULL;
+	size_t bounce_len = 0;
 	int ret = check_range(bs, offset, total);
 
 	if (ret == 0 && write)
@@ -503,9 +522,15 @@ static int vmdk_rw(struct bdev *bs, uint64_t offset, const struct iovec *iov, in
 				    : bfile_preadv(e->file, e->flat_offset + rel, sub, cnt);
 			break;
 		case VMDK_EXT_SPARSE:
-			if (!bounce && !(bounce = malloc(VMDK_MAX_GRAIN_SECTORS * VMDK_SECTOR))) {
-				ret = -ENOMEM;
-				break;
+			if (n > bounce_len) {	/* a piece stays inside one grain */
+				free(bounce);
+				bounce_len = 0;
+				bounce = malloc(n);
+				if (!bounce) {
+					ret = -ENOMEM;
+					break;
+				}
+				bounce_len = n;
 			}
 			if (write) {
 				iov_to_buf(iov, iovcnt, done, bounce, n);
@@ -558,6 +583,64 @@ static int vmdk_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, boo
 			ret = vmdk_sparse_zero(bs, e, rel, n);
 		done += n;
 	}
+	return ret;
+}
+
+/* The CID the backing image has now (commit just wrote it through another
+ * handle, so bs->backing's copy is stale). */
+static int parent_current_cid(struct bdev *bs, uint32_t *cid)
+{
+	struct block_open_opts o = { .format = "vmdk", .read_only = true, .no_backing = true,
+				     .allow_absolute_paths = true };
+	const struct vmdk_state *ps;
+	struct bdev *p;
+	char err[256];
+	int ret;
+
+	if (!bs->backing || bs->backing->fmt != &vmdk_format)
+		return -ENOTSUP;
+	ret = bdev_open(bdev_filename(bs->backing), &o, &p, err, sizeof(err));
+	if (ret < 0)
+		return ret;
+	ps = p->opaque;
+	ret = ps->has_desc ? 0 : -ENOTSUP;
+	*cid = ps->desc.cid;
+	bdev_close(p);
+	return ret;
+}
+
+/* Commit's make_empty (QEMU's vmdk driver has none and leaves a top whose
+ * parentCID no longer matches): every grain of the sparse extents goes,
+ * the image gets a new CID and records its parent's current CID, so the
+ * chain reads through to the committed data again. Flat extents and
+ * streams: -ENOTSUP (the data stays, as with QEMU). */
+static int vmdk_make_empty(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+	uint32_t pcid;
+	int ret;
+
+	for (unsigned i = 0; i < s->nextents; i++) {
+		const struct vmdk_extent *e = &s->extents[i];
+
+		if (e->kind != VMDK_EXT_SPARSE || e->compressed || e->read_only)
+			return -ENOTSUP;
+	}
+	if (!s->has_desc)
+		return -ENOTSUP;
+	/* parentCID first: with the old data still here the image reads the
+	 * same over the committed parent, so a failure later leaves it valid */
+	ret = parent_current_cid(bs, &pcid);
+	if (ret == 0)
+		ret = update_cid(bs);
+	if (ret == 0)
+		ret = write_desc_cid(bs, "parentCID", pcid);
+	if (ret == 0) {
+		s->desc.parent_cid = pcid;
+		s->backing_cid_ok = 0;
+	}
+	for (unsigned i = 0; i < s->nextents && ret == 0; i++)
+		ret = vmdk_sparse_make_empty(&s->extents[i]);
 	return ret;
 }
 
@@ -1011,5 +1094,6 @@ static struct block_format vmdk_format = {
 	.info = vmdk_info,
 	.write_compressed = vmdk_write_compressed,
 	.cluster_size = vmdk_cluster_size,
+	.make_empty = vmdk_make_empty,
 };
 BLOCK_FORMAT_REGISTER(vmdk_format)

@@ -33,7 +33,7 @@
 
 /* Limits (hostile images). */
 #define VMDK_MIN_GRAIN_SECTORS	8
-#define VMDK_MAX_GRAIN_SECTORS	128
+#define VMDK_MAX_GRAIN_SECTORS	0x200000	/* 1 GiB, QEMU's limit (power of two: the spec) */
 #define VMDK_MAX_GTES_PER_GT	512
 #define VMDK_MAX_GTS		(32u * 1024 * 1024)
 #define VMDK_MAX_CAPACITY	(INT64_MAX / VMDK_SECTOR)	/* sectors */
@@ -165,6 +165,9 @@ int vmdk_sparse_write(struct bdev *bs, struct vmdk_extent *ext, uint64_t off,
  * when that grain table does not exist (all unallocated), else 0. */
 uint64_t vmdk_sparse_absent_span(const struct vmdk_extent *ext, uint64_t off);
 int vmdk_sparse_zero(struct bdev *bs, struct vmdk_extent *ext, uint64_t off, size_t len);
+/* Commit's make_empty: every grain table entry cleared (tables kept), the
+ * file cut after the metadata; -ENOTSUP for streamOptimized. */
+int vmdk_sparse_make_empty(struct vmdk_extent *ext);
 /* Check every GD/GT entry; adds to res, prints problems to report. */
 void vmdk_sparse_check(struct vmdk_extent *ext, struct block_check_result *res, FILE *report);
 

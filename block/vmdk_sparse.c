@@ -650,6 +650,47 @@ int vmdk_sparse_zero(struct bdev *bs, struct vmdk_extent *ext, uint64_t off, siz
 	return ret;
 }
 
+int vmdk_sparse_make_empty(struct vmdk_extent *ext)
+{
+	uint64_t gd_bytes = round_up((uint64_t)ext->num_gts * 4, VMDK_SECTOR);
+	uint64_t end = ext->hdr.overhead * VMDK_SECTOR;
+	int ret = 0;
+
+	if (ext->compressed)
+		return -ENOTSUP;	/* streams are append-only */
+	if (ext->hdr.desc_offset)
+		end = end > (ext->hdr.desc_offset + ext->hdr.desc_size) * VMDK_SECTOR ? end :
+		      (ext->hdr.desc_offset + ext->hdr.desc_size) * VMDK_SECTOR;
+	if (ext->gd_offset + gd_bytes > end)
+		end = ext->gd_offset + gd_bytes;
+	if (ext->rgd && ext->rgd_offset + gd_bytes > end)
+		end = ext->rgd_offset + gd_bytes;
+	/* grain tables stay (all unallocated); grains are cut off the end */
+	for (uint32_t t = 0; t < ext->num_gts && ret == 0; t++) {
+		for (int r = 0; r < 2 && ret == 0; r++) {
+			const uint32_t *dir = r ? ext->rgd : ext->gd;
+			uint64_t at = dir && dir[t] ? (uint64_t)dir[t] * VMDK_SECTOR : 0;
+
+			if (!at)
+				continue;
+			ret = bfile_write_zeroes(ext->file, at, ext->gt_bytes);
+			if (at + ext->gt_bytes > end)
+				end = at + ext->gt_bytes;
+		}
+	}
+	for (unsigned i = 0; i < VMDK_GT_CACHE; i++)
+		ext->gt_cache[i].gt_index = UINT32_MAX;
+	ext->zgrain_host = UINT64_MAX;
+	if (ret == 0)
+		ret = bfile_flush(ext->file);
+	if (ret == 0 && end < ext->file_end) {
+		ret = bfile_truncate(ext->file, end);
+		if (ret == 0)
+			ext->file_end = round_up(end, VMDK_SECTOR);
+	}
+	return ret;
+}
+
 void vmdk_sparse_check(struct vmdk_extent *ext, struct block_check_result *res, FILE *report)
 {
 	uint64_t grains = div_round_up(ext->len, ext->grain_bytes);

@@ -68,6 +68,42 @@ qio qcow "$T/ov2.qcow" -c "write -P 0x68 3000 5000"
 ours qcow "$T/ov2.qcow" "$T/ov2.ours" && theirs qcow "$T/ov2.qcow" "$T/ov2.theirs"
 check "overlay we created, qemu-io wrote: reads identically" same "$T/ov2.ours" "$T/ov2.theirs"
 
+# ---- qcow check (QEMU's qcow driver has none), resize (QEMU can't) ----
+for f in q.qcow ov.qcow c.qcow w.qcow wc.qcow; do
+	check "qcow check: $f is clean" "$IMG" check -q "$T/$f"
+done
+cp "$T/q.qcow" "$T/lk.qcow"
+truncate -s +12288 "$T/lk.qcow"
+"$IMG" check "$T/lk.qcow" > "$T/lk.out" 2>&1
+rc=$?
+check "qcow check: 3 leaked clusters at the end, exit 3" \
+	bash -c "[ $rc -eq 3 ] && grep -q '^3 leaked clusters were found' '$T/lk.out'"
+"$IMG" check -q -r leaks "$T/lk.qcow"
+check "qcow check -r leaks cuts them; qemu-img compare unchanged" \
+	bash -c "'$IMG' check -q '$T/lk.qcow' && qemu-img compare -q '$T/lk.qcow' '$T/q.qcow'"
+cp "$T/q.qcow" "$T/bad.qcow"
+python3 - "$T/bad.qcow" <<'EOF'
+import struct, sys
+f = open(sys.argv[1], 'r+b')
+l1 = struct.unpack('>Q', f.read(48)[40:48])[0]
+f.seek(l1); l2 = struct.unpack('>Q', f.read(8))[0]
+f.seek(l2); d0 = f.read(8)
+f.seek(l2 + 8 * 40); f.write(struct.pack('>Q', 1 << 40))	# data beyond the end
+f.seek(l2 + 8 * 41); f.write(d0)				# shares cluster 0
+EOF
+"$IMG" check "$T/bad.qcow" > "$T/bad.out" 2>&1
+rc=$?
+check "qcow check: beyond-EOF and shared clusters are 2 errors, exit 2" \
+	bash -c "[ $rc -eq 2 ] && grep -q '^2 errors were found' '$T/bad.out'"
+cp "$T/q.qcow" "$T/rs.qcow"
+"$IMG" resize "$T/rs.qcow" 16M 2> "$T/rs.err"
+rc=$?
+qemu-img resize "$T/rs.qcow" 16M 2>/dev/null
+qrc=$?
+check "qcow resize refused like qemu-img (one clear line)" \
+	bash -c "[ $rc -eq 1 ] && [ $qrc -ne 0 ] && [ \$(wc -l < '$T/rs.err') -eq 1 ] &&
+		grep -q 'does not support resizing' '$T/rs.err' && cmp -s '$T/rs.qcow' '$T/q.qcow'"
+
 # ---- cloop: qemu-img and minikvm-img read the same image identically ----
 head -c 300000 /dev/urandom > "$T/cl.in"
 python3 -c 'import sys
@@ -111,6 +147,26 @@ check "cow v2 (QEMU layout) created by minikvm-img reads as its backing file" \
 	same "$T/y.ours" "$T/base.raw"
 check "cow v2 header is QEMU's 1056 bytes plus the bitmap" \
 	test "$(stat -c %s "$T/y.cow")" -eq $((1056 + 4 * 1024 * 1024 / 512 / 8))
+
+# ---- cow: the backing file's mtime and size are checked, as UML does ----
+cp "$T/base.raw" "$T/mb.raw"
+"$IMG" create -q -f cow -b mb.raw -F raw "$T/m.cow"
+check "cow create records the backing file's mtime (v3 header, offset 8)" \
+	test "$(od -An -tu4 --endian=big -j8 -N4 "$T/m.cow" | tr -d ' ')" = "$(stat -c %Y "$T/mb.raw")"
+touch -d '2001-01-01' "$T/mb.raw"
+"$IMG" convert -f cow -O raw "$T/m.cow" "$T/m.raw" 2> "$T/m.err"
+rc=$?
+check "cow refuses a backing file modified since (one clear line, non-zero exit)" \
+	bash -c "[ $rc -ne 0 ] && [ \$(wc -l < '$T/m.err') -eq 1 ] && grep -q 'was modified after' '$T/m.err'"
+"$IMG" rebase -u -b mb.raw -F raw "$T/m.cow"
+check "cow: rebase -u re-records the mtime; the image reads again" \
+	bash -c "'$IMG' convert -f cow -O raw '$T/m.cow' '$T/m.raw' && cmp -s '$T/m.raw' '$T/base.raw'"
+touch -r "$T/mb.raw" "$T/mref"; truncate -s +512 "$T/mb.raw"; touch -r "$T/mref" "$T/mb.raw"
+"$IMG" convert -f cow -O raw "$T/m.cow" "$T/m.raw" 2> "$T/m.err"
+check "cow refuses a raw backing file whose size changed" grep -q "bytes but the header records" "$T/m.err"
+"$IMG" create -q -f cow -b base.raw -F raw "$T/bad-size.cow" 1M 2> "$T/m.err"
+check "cow create refuses a size other than the raw backing file's" \
+	grep -q "differs from the backing file" "$T/m.err"
 
 # ---- hostile headers: one clear line, non-zero exit ----
 cp "$T/q.qcow" "$T/enc.qcow"

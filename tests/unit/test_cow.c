@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <endian.h>
+#include <sys/stat.h>
+#include <time.h>
 #include "tests/unit/fmt_test_util.h"
 
 extern struct block_format block_format_cow;
@@ -68,7 +70,7 @@ static size_t cow_header(uint8_t *h, enum flavour f, const char *backing, uint64
 		be32_at(h, 0x4f4f4f4d);
 		be32_at(h + 4, 2);
 		strcpy((char *)h + 8, backing);
-		be32_at(h + 1032, 1234);
+		be32_at(h + 1032, 0);		/* mtime unknown (QEMU's dummy) */
 		be64_at(h + 1040, size);
 		be32_at(h + 1048, 512);
 		len = 1056;
@@ -230,6 +232,50 @@ static void test_write_v2_qemu(void **state) { check_write(V2Q, "w2.cow"); }
 static void test_write_v3(void **state) { check_write(V3, "w3.cow"); }
 static void test_write_v1(void **state) { check_write(V1, "w1.cow"); }
 
+/* make_empty (commit): a cleared bitmap on disk, reads from the backing
+ * file again, QEMU's v2 cut after the bitmap, UML's data area punched. */
+static void check_make_empty(enum flavour f, const char *name)
+{
+	uint8_t *base = malloc(SIZE), *top = malloc(SIZE), *file;
+	uint8_t bits[9] = { 0x05, 0x80, 0, 0xff, 0, 0, 0, 0, 0x04 }, zero[9] = { 0 };
+	uint64_t dof, bo = f == V2Q ? 1056 : 4096;
+	struct bdev *bs;
+	unsigned st;
+	uint64_t host;
+	size_t len;
+
+	fmt_pattern(base, SIZE, 0, 1);
+	fmt_pattern(top, SIZE, 0, 2);
+	fmt_write_file(fmt_path("base.img"), base, SIZE);
+	dof = build_cow(fmt_path(name), f, "base.img", SIZE, 4096, bits, top);
+	bs = open_cow(fmt_path(name), false);
+	assert_non_null(bs->fmt->make_empty);
+	pthread_mutex_lock(&bs->lock);
+	assert_int_equal(bs->fmt->make_empty(bs), 0);
+	pthread_mutex_unlock(&bs->lock);
+	fmt_assert_contents(bs, base, SIZE);
+	assert_int_equal(bdev_block_status(bs, 0, SIZE, &st, &host), SIZE);
+	assert_int_equal(st, BLOCK_STATUS_BACKING);
+	bdev_close(bs);
+	file = fmt_read_file(fmt_path(name), &len);
+	assert_memory_equal(file + bo, zero, sizeof(zero));
+	if (f == V2Q)
+		assert_int_equal(len, bo + sizeof(zero));
+	else
+		assert_int_equal(len, dof + SIZE);
+	free(file);
+	bs = open_cow(fmt_path(name), false);		/* writable again */
+	assert_int_equal(bdev_pwrite(bs, 512, top, 512), 0);
+	memcpy(base + 512, top, 512);
+	fmt_assert_contents(bs, base, SIZE);
+	bdev_close(bs);
+	free(base);
+	free(top);
+}
+
+static void test_make_empty_v2_qemu(void **state) { check_make_empty(V2Q, "e2.cow"); }
+static void test_make_empty_v3(void **state) { check_make_empty(V3, "e3.cow"); }
+
 /* create writes the described headers; the backing's size is the default. */
 static void test_create(void **state)
 {
@@ -255,17 +301,27 @@ static void test_create(void **state)
 	bdev_close(bs);
 
 	o.compat = NULL;
-	o.size = 8192;
+	o.size = 8192;		/* a cow image covers its whole (raw) backing file */
+	assert_true(fmt_create(&block_format_cow, fmt_path("c3.cow"), &o, err,
+			       sizeof(err)) < 0);
+	assert_non_null(strstr(err, "differs from the backing file's"));
+	o.size = SIZE;
 	assert_int_equal(fmt_create(&block_format_cow, fmt_path("c3.cow"), &o, err,
 				    sizeof(err)), 0);
 	file = fmt_read_file(fmt_path("c3.cow"), &len);
-	hl = cow_header(h, V3, "base.img", 8192, 4096, &bo, &dof);
-	assert_int_equal(len, dof + 8192);		/* as UML: sparse up to the data end */
+	hl = cow_header(h, V3, "base.img", SIZE, 4096, &bo, &dof);
+	assert_int_equal(len, dof + SIZE);		/* as UML: sparse up to the data end */
 	assert_memory_equal(file, h, 8);
 	assert_memory_equal(file + 12, h + 12, hl - 12);
+	{		/* the backing file's mtime is recorded */
+		struct stat st;
+
+		assert_int_equal(stat(fmt_path("base.img"), &st), 0);
+		assert_int_equal(be32toh(*(uint32_t *)(file + 8)), (uint32_t)st.st_mtime);
+	}
 	free(file);
 	bs = open_cow(fmt_path("c3.cow"), true);
-	fmt_assert_contents(bs, base, 8192);
+	fmt_assert_contents(bs, base, SIZE);
 	bdev_close(bs);
 
 	o.backing_file = NULL;
@@ -326,6 +382,75 @@ static void test_bad_headers(void **state)
 			      "NUL-terminated");
 }
 
+/* As UML: the backing file's mtime (when recorded) and a raw backing
+ * file's size must match the header; rebase -u (change_backing) records
+ * the current mtime; skip_backing_check and no_backing opt out. */
+static void set_mtime(const char *path, time_t t)
+{
+	struct timespec ts[2] = { { t, 0 }, { t, 0 } };
+
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static void check_mtime(enum flavour f, const char *name, size_t mtime_off, unsigned width,
+			bool le)
+{
+	uint8_t bits[9] = { 0 }, data[SIZE] = { 0 }, m[8] = { 0 };
+	const char *base = fmt_path("mt.img");
+	struct block_open_opts o = { .format = "cow", .read_only = true };
+	struct bdev *bs = NULL;
+	char err[512] = "", path[512];
+	size_t len;
+	uint8_t *file;
+
+	snprintf(path, sizeof(path), "%s", fmt_path(name));
+	fmt_write_file(base, data, SIZE);
+	set_mtime(base, 1000000);
+	build_cow(path, f, "mt.img", SIZE, 4096, bits, data);
+	if (width == 8)
+		be64_at(m, 1000000);
+	else if (le)
+		le32_at(m, 1000000);
+	else
+		be32_at(m, 1000000);
+	fmt_patch(path, mtime_off, m, width);
+	bs = open_cow(path, true);
+	bdev_close(bs);
+
+	set_mtime(base, 2000000);
+	fmt_expect_open_error(path, "cow", "was modified after the image was made");
+	o.skip_backing_check = true;
+	assert_int_equal(bdev_open(path, &o, &bs, err, sizeof(err)), 0);
+	bdev_close(bs);
+	o.skip_backing_check = false;
+	o.no_backing = true;
+	o.read_only = false;
+	assert_int_equal(bdev_open(path, &o, &bs, err, sizeof(err)), 0);
+	pthread_mutex_lock(&bs->lock);
+	assert_int_equal(bs->fmt->change_backing(bs, "mt.img", NULL), 0);	/* rebase -u */
+	pthread_mutex_unlock(&bs->lock);
+	bdev_close(bs);
+	file = fmt_read_file(path, &len);
+	if (width == 8)
+		assert_int_equal(be64toh(*(uint64_t *)(file + mtime_off)), 2000000);
+	else
+		assert_int_equal(le ? le32toh(*(uint32_t *)(file + mtime_off)) :
+				 be32toh(*(uint32_t *)(file + mtime_off)), 2000000);
+	free(file);
+	bs = open_cow(path, true);
+	bdev_close(bs);
+
+	fmt_truncate(base, SIZE + 512);		/* a raw backing file of another size */
+	set_mtime(base, 2000000);
+	fmt_expect_open_error(path, "cow", "has 34816 bytes but the header records 34304");
+}
+
+static void test_backing_mtime_v1(void **state) { check_mtime(V1, "m1.cow", 264, 4, true); }
+static void test_backing_mtime_v2(void **state) { check_mtime(V2Q, "m2.cow", 1032, 4, false); }
+static void test_backing_mtime_v2u(void **state) { check_mtime(V2U, "m2u.cow", 4104, 4, false); }
+static void test_backing_mtime_v3(void **state) { check_mtime(V3, "m3.cow", 8, 4, false); }
+static void test_backing_mtime_v3b(void **state) { check_mtime(V3B, "m3b.cow", 8, 8, false); }
+
 static void test_backing_names(void **state)
 {
 	uint8_t bits[9] = { 0 }, data[SIZE] = { 0 };
@@ -370,8 +495,15 @@ int main(void)
 		cmocka_unit_test(test_write_v1),
 		cmocka_unit_test(test_write_v2_qemu),
 		cmocka_unit_test(test_write_v3),
+		cmocka_unit_test(test_make_empty_v2_qemu),
+		cmocka_unit_test(test_make_empty_v3),
 		cmocka_unit_test(test_create),
 		cmocka_unit_test(test_bad_headers),
+		cmocka_unit_test(test_backing_mtime_v1),
+		cmocka_unit_test(test_backing_mtime_v2),
+		cmocka_unit_test(test_backing_mtime_v2u),
+		cmocka_unit_test(test_backing_mtime_v3),
+		cmocka_unit_test(test_backing_mtime_v3b),
 		cmocka_unit_test(test_backing_names),
 		cmocka_unit_test(test_probe),
 	};

@@ -150,6 +150,29 @@ static void test_backing_and_partial_cow(void **state)
 
 	bs = open_rw(top);
 	fmt_assert_contents(bs, ref, size);
+
+	/* make_empty (commit): as QEMU, a zeroed L1 and the file cut after it */
+	assert_non_null(bs->fmt->make_empty);
+	pthread_mutex_lock(&bs->lock);
+	assert_int_equal(bs->fmt->make_empty(bs), 0);
+	pthread_mutex_unlock(&bs->lock);
+	fmt_pattern(ref, size, 0, 77);
+	fmt_assert_contents(bs, ref, size);
+	assert_int_equal(bdev_block_status(bs, 0, size, &st, &host), (int64_t)size);
+	assert_int_equal(st, BLOCK_STATUS_BACKING);
+	fmt_pattern(data, 100, 0, 8);
+	assert_int_equal(bdev_pwrite(bs, 300, data, 100), 0);
+	memcpy(ref + 300, data, 100);
+	bdev_close(bs);
+	{
+		size_t len;
+		uint8_t *file = fmt_read_file(top, &len);
+
+		assert_int_equal(len, 4096 + 4096 * 8 + 4096);	/* L1; aligned L2; a cluster */
+		free(file);
+	}
+	bs = open_rw(top);
+	fmt_assert_contents(bs, ref, size);
 	bdev_close(bs);
 	free(ref);
 }
@@ -332,6 +355,116 @@ static void test_hostile_tables(void **state)
 	bdev_close(bs);
 }
 
+static int run_check(const char *path, enum block_repair fix, struct block_check_result *r)
+{
+	struct block_open_opts o = { .format = "qcow", .read_only = fix == BLOCK_REPAIR_NONE,
+				     .no_backing = true, .for_check = true };
+	struct bdev *bs = NULL;
+	char err[512] = "";
+	int ret;
+
+	if (bdev_open(path, &o, &bs, err, sizeof(err)) < 0)
+		fail_msg("open %s for check: %s", path, err);
+	assert_non_null(bs->fmt->check);
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_lock(&bs->lock);
+	ret = bs->fmt->check(bs, fix, r, NULL);
+	pthread_mutex_unlock(&bs->lock);
+	bdev_close(bs);
+	return ret;
+}
+
+/* check: clean images, leaked space at the end (repairable), entries
+ * beyond the end of the file (repairable with -r all) and overlapping
+ * clusters (reported). */
+static void test_check(void **state)
+{
+	const char *p = fmt_path("chk.qcow");
+	uint8_t buf[8192], e[8], *file;
+	struct block_check_result r;
+	uint64_t l1_off, l2, d0;
+	struct bdev *bs;
+	size_t len;
+
+	create_qcow(p, 4 << 20, NULL, 0);
+	bs = open_rw(p);
+	fmt_pattern(buf, sizeof(buf), 0, 9);
+	assert_int_equal(bdev_pwrite(bs, 0, buf, sizeof(buf)), 0);	/* clusters 0, 1 */
+	assert_int_equal(bdev_pwrite(bs, 1 << 20, buf, 4096), 0);
+	bdev_close(bs);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.corruptions + r.leaks + r.check_errors, 0);
+	assert_int_equal(r.allocated_clusters, 3);
+	assert_int_equal(r.total_clusters, 1024);
+	file = fmt_read_file(p, &len);
+	assert_int_equal(r.image_end_offset, len);
+	l1_off = get_be64(file + 40);
+	l2 = get_be64(file + l1_off);
+	d0 = get_be64(file + l2);
+	free(file);
+
+	/* two leaked clusters at the end: -r leaks cuts them */
+	fmt_truncate(p, len + 8192);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.leaks, 2);
+	assert_int_equal(r.corruptions, 0);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_LEAKS, &r), 0);
+	assert_int_equal(r.leaks_fixed, 2);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.leaks, 0);
+
+	/* a second entry sharing cluster 0's data: an overlap */
+	put_be64(e, d0);
+	fmt_patch(p, l2 + 8 * 5, e, 8);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.corruptions, 1);
+
+	/* a data cluster on top of the L1 table (and the first L2 table) */
+	put_be64(e, l1_off);
+	fmt_patch(p, l2 + 8 * 5, e, 8);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.corruptions, 2);
+
+	/* a data cluster and an L2 table beyond the end: -r all clears them */
+	put_be64(e, 1ull << 40);
+	fmt_patch(p, l2 + 8 * 5, e, 8);
+	put_be64(e, 1ull << 41);
+	fmt_patch(p, l1_off + 8, e, 8);
+	fmt_expect_open_error(p, "qcow", "past the end");
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.corruptions, 2);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_ALL, &r), 0);
+	assert_int_equal(r.corruptions_fixed, 2);
+	assert_int_equal(run_check(p, BLOCK_REPAIR_NONE, &r), 0);
+	assert_int_equal(r.corruptions + r.leaks, 0);
+	bs = open_rw(p);
+	assert_int_equal(bdev_pread(bs, 0, e, 8), 0);
+	assert_memory_equal(e, buf, 8);
+	bdev_close(bs);
+}
+
+/* As in QEMU's qcow driver: no resize, discard is a no-op. */
+static void test_no_resize_discard_ignored(void **state)
+{
+	const char *p = fmt_path("nr.qcow");
+	uint8_t buf[4096], back[4096];
+	struct bdev *bs;
+
+	create_qcow(p, 1 << 20, NULL, 0);
+	bs = open_rw(p);
+	assert_null(bs->fmt->truncate);
+	fmt_pattern(buf, sizeof(buf), 0, 3);
+	assert_int_equal(bdev_pwrite(bs, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(bdev_discard(bs, 0, sizeof(buf)), 0);
+	assert_int_equal(bdev_pread(bs, 0, back, sizeof(back)), 0);
+	assert_memory_equal(back, buf, sizeof(buf));
+	assert_int_equal(bdev_write_zeroes(bs, 0, 1000, true), 0);
+	memset(buf, 0, 1000);
+	assert_int_equal(bdev_pread(bs, 0, back, sizeof(back)), 0);
+	assert_memory_equal(back, buf, sizeof(buf));
+	bdev_close(bs);
+}
+
 static void test_probe_and_create_errors(void **state)
 {
 	const struct block_format *f = &block_format_qcow;
@@ -382,6 +515,8 @@ int main(void)
 		cmocka_unit_test(test_bad_backing_fields),
 		cmocka_unit_test(test_backing_names_refused),
 		cmocka_unit_test(test_hostile_tables),
+		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_no_resize_discard_ignored),
 		cmocka_unit_test(test_probe_and_create_errors),
 		cmocka_unit_test(test_create_size_from_backing),
 	};

@@ -236,6 +236,68 @@ static void test_backing_cow(void **state)
 	free(ref);
 }
 
+/* make_empty (commit without -d): every cluster unallocated, reads equal
+ * the backing file, snapshots keep their data, qemu-img check is clean and
+ * the file shrinks back. */
+static void test_make_empty(void **state)
+{
+	uint64_t size = 4 << 20;
+	uint8_t *base = malloc(size), *buf = malloc(size);
+	char b[256], top[256], exp[256];
+	int64_t n;
+	unsigned st;
+	uint64_t host;
+	struct stat sb;
+
+	snprintf(b, sizeof(b), "%s", tpath("me.raw"));
+	snprintf(top, sizeof(top), "%s", tpath("me.qcow2"));
+	snprintf(exp, sizeof(exp), "%s", tpath("me-exp.raw"));
+	fill(base, size, 41);
+	write_file(b, base, size);
+	for (int v = 0; v < 3; v++) {
+		assert_int_equal(create_img(top, 0, 4096, v ? "1.1" : "0.10", 0, false, "me.raw",
+					    "raw"), 0);
+		struct bdev *bs = open_img(top, false);
+		fill(buf, size, 42 + v);
+		assert_int_equal(bdev_pwrite(bs, 0, buf, size / 2), 0);
+		assert_int_equal(bdev_pwrite(bs, size - 5000, buf, 5000), 0);
+		if (v == 2) {		/* a snapshot keeps the first half */
+			assert_int_equal(bdev_flush(bs), 0);
+			pthread_mutex_lock(&bs->lock);
+			assert_int_equal(bs->fmt->snapshot_create(bs, "s1", errbuf,
+								  sizeof(errbuf)), 0);
+			pthread_mutex_unlock(&bs->lock);
+		}
+		assert_non_null(bs->fmt->make_empty);
+		pthread_mutex_lock(&bs->lock);
+		assert_int_equal(bs->fmt->make_empty(bs), 0);
+		pthread_mutex_unlock(&bs->lock);
+		assert_reads(bs, base, size);
+		for (uint64_t off = 0; off < size; off += (uint64_t)n) {
+			n = bdev_block_status(bs, off, size - off, &st, &host);
+			assert_true(n > 0);
+			assert_int_equal(st, BLOCK_STATUS_BACKING);
+		}
+		/* still writable afterwards */
+		assert_int_equal(bdev_pwrite(bs, 8192, buf, 4096), 0);
+		bdev_close(bs);
+		assert_int_equal(sh("qemu-img check -q %s", top), 0);
+		memcpy(buf + 8192, buf, 4096);
+		memcpy(buf, base, 8192);
+		memcpy(buf + 12288, base + 12288, size - 12288);
+		write_file(exp, buf, size);
+		assert_int_equal(sh("qemu-img compare -q %s %s", top, exp), 0);
+		assert_int_equal(stat(top, &sb), 0);
+		if (v < 2)		/* header, refcounts, L1, one L2 and a data cluster */
+			assert_true(sb.st_size <= 8 * 4096);
+		else
+			assert_int_equal(sh("qemu-img snapshot -a s1 %s && qemu-img check -q %s",
+					    top, top), 0);
+	}
+	free(base);
+	free(buf);
+}
+
 static void test_zero_and_discard(void **state)
 {
 	uint64_t size = 1 << 20;
@@ -573,9 +635,12 @@ static void test_malformed_headers(void **state)
 	assert_non_null(strstr(errbuf, "too small"));
 	assert_int_equal(sh("head -c 70000 %s > %s", good, bad), 0);
 	assert_true(try_open(bad, true) < 0);
-	/* extended L2 is refused read-write with a clear message */
+	/* extended L2 opens read-write; with clusters under 16 KiB it is refused */
 	assert_int_equal(sh("qemu-img create -q -f qcow2 -o extended_l2=on %s 1M", bad), 0);
-	assert_true(try_open(bad, false) < 0);
+	assert_int_equal(try_open(bad, false), 0);
+	assert_int_equal(sh("python3 -c 'import sys; f=open(sys.argv[1],\"r+b\"); f.seek(23); "
+			    "f.write(bytes([13]))' %s", bad), 0);	/* cluster_bits 13 */
+	assert_true(try_open(bad, true) < 0);
 	assert_non_null(strstr(errbuf, "extended L2"));
 }
 
@@ -711,12 +776,164 @@ static void test_info_and_extended_l2(void **state)
 	assert_non_null(strstr(cap.text, "refcount bits=8;"));
 	assert_non_null(strstr(cap.text, "corrupt=false;"));
 	assert_int_equal(sh("qemu-img info %s | grep -q 'refcount bits: 8'", img), 0);
-	/* extended L2 images read back (read-only support) */
+	/* extended L2 images written by qemu read back */
 	assert_int_equal(sh("qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=65536 %s 4M"
 			    " && qemu-io -c 'write -P 3 1000 5000' -c 'write -z 2M 4k' -c "
 			    "'write -P 4 3M 64k' %s >/dev/null && qemu-img convert -O raw %s %s",
 			    x, x, x, xr), 0);
 	assert_int_equal(sh("%s readcheck %s %s", self_exe, x, xr), 0);
+}
+
+/* Extended L2 images (qemu-img create -o extended_l2=on) take writes: a
+ * small write allocates the cluster and marks only the subclusters it
+ * covers (the rest keeps reading the backing file), zeroes and discards
+ * set the bitmap's zero bits; qemu-img check is clean, qemu-img compare and
+ * map agree, qemu-io writes afterwards read back through us. */
+static void test_extended_l2_writes(void **state)
+{
+	uint64_t size = 8 << 20, cs = 65536;
+	uint8_t *ref = malloc(size), *buf = malloc(size);
+	char base[256], img[256], raw[256];
+	struct bdev *bs;
+
+	snprintf(base, sizeof(base), "%s", tpath("xb.raw"));
+	snprintf(img, sizeof(img), "%s", tpath("xw.qcow2"));
+	snprintf(raw, sizeof(raw), "%s", tpath("xw.raw"));
+	for (int back = 0; back < 2; back++) {
+		fill(ref, size, 77);
+		write_file(base, ref, size);
+		if (!back)
+			memset(ref, 0, size);
+		assert_int_equal(sh("qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=64k"
+				    "%s %s 8M && qemu-io -c 'write -P 3 %llu 5000' %s >/dev/null",
+				    back ? " -b xb.raw -F raw" : "", img,
+				    (unsigned long long)(3 * cs + 1000), img), 0);
+		memset(ref + 3 * cs + 1000, 3, 5000);
+		bs = open_img(img, false);
+		fill(buf, 4096, 5);		/* subclusters 4..6 of cluster 0 */
+		assert_int_equal(bdev_pwrite(bs, 10000, buf, 4096), 0);
+		memcpy(ref + 10000, buf, 4096);
+		fill(buf, 3000, 6);		/* into qemu's cluster, next to its data */
+		assert_int_equal(bdev_pwrite(bs, 3 * cs + 8000, buf, 3000), 0);
+		memcpy(ref + 3 * cs + 8000, buf, 3000);
+		fill(buf, 3 * cs, 7);		/* spanning clusters */
+		assert_int_equal(bdev_pwrite(bs, 5 * cs - 100, buf, 3 * cs), 0);
+		memcpy(ref + 5 * cs - 100, buf, 3 * cs);
+		assert_int_equal(bdev_write_zeroes(bs, 6 * cs, cs, back), 0);
+		memset(ref + 6 * cs, 0, cs);
+		assert_int_equal(bdev_write_zeroes(bs, 20 * cs + 10, 5000, false), 0);
+		memset(ref + 20 * cs + 10, 0, 5000);
+		random_writes(bs, ref, size, 30, 11 + back, true);
+		assert_reads(bs, ref, size);
+		assert_int_equal(bdev_flush(bs), 0);
+		bdev_close(bs);
+		write_file(raw, ref, size);
+		assert_int_equal(sh("qemu-img check -q %s", img), 0);
+		assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw %s %s", img, raw), 0);
+		assert_int_equal(sh("%s readcheck %s %s", self_exe, img, raw), 0);
+		/* qemu writes after us, we read */
+		assert_int_equal(sh("qemu-io -c 'write -P 9 %llu 1000' %s >/dev/null",
+				    (unsigned long long)(5 * cs + 3000), img), 0);
+		memset(ref + 5 * cs + 3000, 9, 1000);
+		write_file(raw, ref, size);
+		assert_int_equal(sh("%s readcheck %s %s", self_exe, img, raw), 0);
+	}
+	/* clusters shared with an internal snapshot are copied, bitmaps kept */
+	write_file(tpath("xs-snap.raw"), ref, size);
+	bs = open_img(img, false);
+	pthread_mutex_lock(&bs->lock);
+	assert_int_equal(bs->fmt->snapshot_create(bs, "s", errbuf, sizeof(errbuf)), 0);
+	pthread_mutex_unlock(&bs->lock);
+	random_writes(bs, ref, size, 20, 99, true);
+	assert_reads(bs, ref, size);
+	bdev_close(bs);
+	write_file(raw, ref, size);
+	assert_int_equal(sh("qemu-img check -q %s && qemu-img compare -q -f qcow2 -F raw %s %s",
+			    img, img, raw), 0);
+	assert_int_equal(sh("qemu-img snapshot -a s %s && qemu-img compare -q -f qcow2 -F raw "
+			    "%s %s && qemu-img check -q %s", img, img, tpath("xs-snap.raw"),
+			    img), 0);
+
+	/* only the touched subclusters of a fresh cluster are allocated */
+	assert_int_equal(sh("qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=64k "
+			    "-b xb.raw -F raw %s 8M", img), 0);
+	bs = open_img(img, false);
+	fill(buf, 4096, 8);
+	assert_int_equal(bdev_pwrite(bs, 10000, buf, 4096), 0);
+	bdev_close(bs);
+	assert_int_equal(sh("qemu-img map --output=json %s | head -3 | tr -d ' ' | "
+			    "grep -q '\"start\":8192,\"length\":6144,\"depth\":0'", img), 0);
+	assert_int_equal(sh("qemu-img check -q %s", img), 0);
+	free(ref);
+	free(buf);
+}
+
+static int check_img(const char *path, struct block_check_result *r)
+{
+	struct block_open_opts o = { .format = "qcow2", .read_only = true, .no_backing = true,
+				     .for_check = true };
+	struct bdev *bs = NULL;
+	int ret = bdev_open(path, &o, &bs, errbuf, sizeof(errbuf));
+
+	assert_int_equal(ret, 0);
+	memset(r, 0, sizeof(*r));
+	ret = bs->fmt->check(bs, BLOCK_REPAIR_NONE, r, NULL);
+	bdev_close(bs);
+	return ret;
+}
+
+/* Persistent dirty bitmaps (qemu-img bitmap --add): kept, marked in-use at
+ * our first write as QEMU does while it has the image open; read-only use
+ * and read-write opens without writes leave them alone; our check counts
+ * their clusters; header rewrites keep the extension; resize is refused.
+ * A directory that does not validate gets its autoclear bit cleared. */
+static void test_dirty_bitmaps(void **state)
+{
+	char img[256];
+	struct block_check_result r;
+	struct bdev *bs;
+	uint8_t buf[4096];
+	char err[256];
+
+	snprintf(img, sizeof(img), "%s", tpath("bm.qcow2"));
+	assert_int_equal(sh("qemu-img create -q -f qcow2 %s 8M && qemu-img bitmap --add %s b0 && "
+			    "qemu-io -c 'write -P 1 0 1M' %s >/dev/null", img, img, img), 0);
+	bs = open_img(img, false);			/* no write: untouched */
+	assert_int_equal(bdev_pread(bs, 0, buf, sizeof(buf)), 0);
+	bdev_close(bs);
+	assert_int_equal(sh("qemu-img info %s | grep -q in-use", img), 1);
+	assert_int_equal(check_img(img, &r), 0);
+	assert_int_equal(r.leaks + r.corruptions, 0);	/* bitmap clusters counted */
+
+	bs = open_img(img, false);
+	pthread_mutex_lock(&bs->lock);
+	assert_true(bs->fmt->truncate(bs, 16 << 20, false, err, sizeof(err)) < 0);
+	pthread_mutex_unlock(&bs->lock);
+	assert_non_null(strstr(err, "bitmaps"));
+	memset(buf, 2, sizeof(buf));
+	assert_int_equal(bdev_pwrite(bs, 2 << 20, buf, sizeof(buf)), 0);
+	pthread_mutex_lock(&bs->lock);
+	assert_int_equal(bs->fmt->change_backing(bs, NULL, NULL), 0);	/* header rewrite */
+	pthread_mutex_unlock(&bs->lock);
+	bdev_close(bs);
+	assert_int_equal(sh("qemu-img info %s | grep -A4 bitmaps: | grep -q in-use", img), 0);
+	assert_int_equal(sh("qemu-img check -q %s 2>&1 | grep -q . && exit 1; "
+			    "qemu-img check -q %s", img, img), 0);
+	assert_int_equal(check_img(img, &r), 0);
+	assert_int_equal(r.leaks + r.corruptions, 0);
+	assert_int_equal(sh("qemu-io -c 'read -P 2 2M 4k' %s | grep -q '^read 4096'", img), 0);
+
+	/* a malformed directory (bitmap type 2): the autoclear bit goes */
+	assert_int_equal(sh("python3 -c 'import struct,sys; f=open(sys.argv[1],\"r+b\"); "
+			    "d=f.read(); p=struct.unpack(\">I\",d[100:104])[0]\n"
+			    "while True:\n t,l=struct.unpack(\">II\",d[p:p+8])\n"
+			    " if t==0x23852875: o=struct.unpack(\">Q\",d[p+24:p+32])[0]; "
+			    "f.seek(o+16); f.write(bytes([2])); break\n"
+			    " p+=8+((l+7)&~7)' %s", img), 0);
+	bs = open_img(img, false);
+	bdev_close(bs);
+	assert_int_equal(sh("python3 -c 'import struct,sys; d=open(sys.argv[1],\"rb\").read(); "
+			    "sys.exit(struct.unpack(\">Q\",d[88:96])[0])' %s", img), 0);
 }
 
 /* ---- helper modes for the integration tests ---- */
@@ -946,6 +1163,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rw_patterns),
 		cmocka_unit_test(test_qemu_written_read),
 		cmocka_unit_test(test_backing_cow),
+		cmocka_unit_test(test_make_empty),
 		cmocka_unit_test(test_zero_and_discard),
 		cmocka_unit_test(test_refcount_widths),
 		cmocka_unit_test(test_compressed),
@@ -957,6 +1175,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_small_l2_cache_and_map),
 		cmocka_unit_test(test_truncate_backing_info_prealloc),
 		cmocka_unit_test(test_info_and_extended_l2),
+		cmocka_unit_test(test_extended_l2_writes),
+		cmocka_unit_test(test_dirty_bitmaps),
 	};
 	if (getenv("QCOW2_TEST"))
 		cmocka_set_test_filter(getenv("QCOW2_TEST"));

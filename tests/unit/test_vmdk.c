@@ -265,6 +265,46 @@ static void test_grain_allocation(void **state)
 	bdev_close(b2);
 }
 
+/* Grains larger than 128 sectors (QEMU accepts up to 0x200000): a fresh
+ * image patched to 256-sector grains takes partial and spanning writes;
+ * discard is a no-op and resize unsupported, as in QEMU's driver. */
+static void test_large_grains(void **state)
+{
+	uint64_t size = 16 * MiB, g = 256 * 512;
+	uint8_t *ref = calloc(1, size), *buf = malloc(300000), *img;
+	uint64_t v = htole64(256);
+	struct bdev *bs;
+	size_t n;
+
+	assert_int_equal(create_img("lg.vmdk", "monolithicSparse", size, false), 0);
+	img = read_file("lg.vmdk", &n);
+	memcpy(img + 20, &v, 8);
+	write_file("lg.vmdk", img, n);
+	free(img);
+	bs = open_img("lg.vmdk", false);
+	assert_int_equal(bs->fmt->cluster_size(bs), g);
+	assert_null(bs->fmt->truncate);
+	assert_null(bs->fmt->discard);
+	fill(buf, 300000, 7);
+	assert_int_equal(bdev_pwrite(bs, g - 1000, buf, 300000), 0);	/* spans 3 grains */
+	memcpy(ref + g - 1000, buf, 300000);
+	assert_int_equal(bdev_pwrite(bs, 5 * g + 512, buf, 512), 0);
+	memcpy(ref + 5 * g + 512, buf, 512);
+	assert_int_equal(bdev_discard(bs, 0, 4 * g), 0);		/* advisory: kept */
+	img = malloc(size);
+	assert_int_equal(bdev_pread(bs, 0, img, size), 0);
+	assert_memory_equal(img, ref, size);
+	bdev_close(bs);
+	assert_int_equal(file_size("lg.vmdk") % g, 0);
+	bs = open_img("lg.vmdk", true);
+	assert_int_equal(bdev_pread(bs, 0, img, size), 0);
+	assert_memory_equal(img, ref, size);
+	bdev_close(bs);
+	free(img);
+	free(ref);
+	free(buf);
+}
+
 /* A grain directory entry of 0 (no grain table, as VMware streams leave
  * them) reads as unallocated; a write there creates the grain tables. */
 static void test_missing_grain_table(void **state)
@@ -477,7 +517,7 @@ static void test_bad_headers(void **state)
 	expect_bad_header(good, n, 20, 0, 8, "grainSize");
 	expect_bad_header(good, n, 20, 4, 8, "grainSize");
 	expect_bad_header(good, n, 20, 96, 8, "grainSize");
-	expect_bad_header(good, n, 20, 256, 8, "grainSize");
+	expect_bad_header(good, n, 20, 0x400000, 8, "grainSize");	/* beyond QEMU's 1 GiB */
 	expect_bad_header(good, n, 28, n / 512, 8, "descriptor");
 	expect_bad_header(good, n, 36, 1ULL << 40, 8, "descriptor");
 	expect_bad_header(good, n, 44, 0, 4, "numGTEsPerGT");
@@ -719,6 +759,27 @@ static void test_backing(void **state)
 	assert_int_equal(bdev_pread(bs, 0, r, 512), -EINVAL);		/* from the parent */
 	bdev_close(bs);
 
+	/* make_empty (commit): the grains go, parentCID takes the parent's new
+	 * CID, so the child reads the parent again; the file shrinks back */
+	uint64_t empty_size = file_size("base.vmdk");
+	bs = open_img("child.vmdk", false);
+	assert_non_null(bs->fmt->make_empty);
+	pthread_mutex_lock(&bs->lock);
+	assert_int_equal(bs->fmt->make_empty(bs), 0);
+	pthread_mutex_unlock(&bs->lock);
+	bdev_close(bs);
+	bs = open_img("child.vmdk", true);
+	assert_int_equal(bdev_pread(bs, 0, r, 512), 0);
+	assert_memory_equal(r, b, 512);
+	assert_int_equal(bdev_pread(bs, 65536, r, sizeof(r)), 0);
+	assert_int_equal(r[100], 0x77);					/* the parent's */
+	unsigned st;
+	uint64_t host;
+	assert_int_equal(bdev_block_status(bs, 0, 4 * MiB, &st, &host), 4 * MiB);
+	assert_true(st & BLOCK_STATUS_BACKING);
+	bdev_close(bs);
+	assert_true(file_size("child.vmdk") < empty_size);		/* no grains left */
+
 	/* a flat image cannot have a backing file */
 	o.backing_file = "base.vmdk";
 	o.subformat = "monolithicFlat";
@@ -755,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_two_gb_flat),
 		cmocka_unit_test(test_stream_optimized),
 		cmocka_unit_test(test_grain_allocation),
+		cmocka_unit_test(test_large_grains),
 		cmocka_unit_test(test_missing_grain_table),
 		cmocka_unit_test(test_zeroed_grain),
 		cmocka_unit_test(test_stream_compressed),

@@ -1,6 +1,9 @@
 /* minikvm-img commit: write the data allocated in an image (and in every
- * layer above the base) down into its backing file or the -b base. The
- * top image is not emptied (as with qemu-img's -d): see the note below. */
+ * layer above the base) down into its backing file or the -b base, then,
+ * unless -d is given, empty the top image so it reads through to its
+ * backing file again (qemu-img's behaviour: formats without a make_empty
+ * op, and flat or streamOptimized vmdk, silently keep their data). -b
+ * implies -d, as in qemu-img. */
 #include "tools/img/img.h"
 
 #define COMMIT_CHUNK (1u << 20)
@@ -36,6 +39,24 @@ static bool is_allocated_above(struct bdev *top, struct bdev *base, uint64_t off
 	return false;
 }
 
+/* Empty the top image after a successful commit; -ENOTSUP (the format
+ * cannot) is not an error, as in qemu-img. */
+static int make_empty(struct bdev *top)
+{
+	int ret;
+
+	if (!top->fmt->make_empty)
+		return 0;
+	pthread_mutex_lock(&top->lock);
+	ret = top->fmt->make_empty(top);
+	pthread_mutex_unlock(&top->lock);
+	if (ret == -ENOTSUP)
+		return 0;
+	if (ret >= 0)
+		ret = bdev_flush(top);
+	return ret;
+}
+
 int cmd_commit(int argc, char **argv)
 {
 	const char *fmt = NULL, *base_name = NULL;
@@ -50,7 +71,7 @@ int cmd_commit(int argc, char **argv)
 	while ((c = getopt(argc, argv, ":f:t:b:r:dpqh")) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
-		case 'b': base_name = optarg; break;
+		case 'b': base_name = optarg; drop = true; break;	/* -b implies -d */
 		case 'd': drop = true; break;
 		case 'p': pg.on = true; break;
 		case 'q': quiet = true; break;
@@ -159,11 +180,16 @@ int cmd_commit(int argc, char **argv)
 		img_err("commit: flushing '%s' failed: %s", bdev_filename(base), strerror(-ret));
 		goto out;
 	}
-	/* qemu-img empties the top image here; the block API has no "make
-	 * empty" (qcow2 discard reads back zeroes, it does not fall through
-	 * to the backing file), so the top keeps its data, which now equals
-	 * the base's: the same guest-visible content, as with -d. */
-	(void)drop;
+	/* the base is complete (a cow top records its backing file's mtime) */
+	bdev_close(wbase);
+	wbase = NULL;
+	if (!drop) {
+		ret = make_empty(top);
+		if (ret < 0) {
+			img_err("commit: cannot empty '%s': %s", argv[optind], strerror(-ret));
+			goto out;
+		}
+	}
 	img_progress_end(&pg);
 	if (!quiet)
 		printf("Image committed.\n");

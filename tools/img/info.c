@@ -65,7 +65,8 @@ static json_t *snapshots_json(struct bdev *bs)
 	for (unsigned i = 0; i < n; i++) {
 		json_t *o = json_object();
 
-		json_object_set_new(o, "icount", json_integer((json_int_t)sn[i].icount));
+		if (sn[i].icount != UINT64_MAX)		/* qemu-img omits "no icount" */
+			json_object_set_new(o, "icount", json_integer((json_int_t)sn[i].icount));
 		json_object_set_new(o, "vm-clock-nsec",
 				    json_integer((json_int_t)(sn[i].vm_clock_nsec % 1000000000)));
 		json_object_set_new(o, "name", json_string(sn[i].name));
@@ -163,7 +164,7 @@ void img_snapshot_line(const char *id, const char *name, uint64_t vm_size, uint6
 void img_snapshot_line(const char *id, const char *name, uint64_t vm_size, uint64_t date_sec,
 		       uint64_t clock_nsec, uint64_t icount)
 {
-	char size[32], date[32], clock[32];
+	char size[32], date[32], clock[32], icount_s[24];
 	time_t t = (time_t)date_sec;
 	uint64_t secs = clock_nsec / 1000000000;
 	struct tm tm;
@@ -175,8 +176,12 @@ void img_snapshot_line(const char *id, const char *name, uint64_t vm_size, uint6
 		 (unsigned long long)(secs / 3600), (unsigned long long)(secs / 60 % 60),
 		 (unsigned long long)(secs % 60),
 		 (unsigned long long)(clock_nsec / 1000000 % 1000));
-	printf("%-9s %-16s %8s%20s%13s%11llu\n", id, name, size, date, clock,
-	       (unsigned long long)icount);
+	/* as qemu-img: no icount recorded (-1) prints nothing */
+	if (icount == UINT64_MAX)
+		icount_s[0] = 0;
+	else
+		snprintf(icount_s, sizeof(icount_s), "%llu", (unsigned long long)icount);
+	printf("%-9s %-16s %8s%20s%13s%11s\n", id, name, size, date, clock, icount_s);
 }
 
 static void print_human(const json_t *o)
@@ -226,13 +231,15 @@ static void print_human(const json_t *o)
 			uint64_t clk = (uint64_t)json_integer_value(json_object_get(v, "vm-clock-sec"))
 				       * 1000000000ULL +
 				       (uint64_t)json_integer_value(json_object_get(v, "vm-clock-nsec"));
+			json_t *icount = json_object_get(v, "icount");	/* absent: none */
 
 			img_snapshot_line(json_string_value(json_object_get(v, "id")),
 					  json_string_value(json_object_get(v, "name")),
 					  (uint64_t)json_integer_value(json_object_get(v, "vm-state-size")),
 					  (uint64_t)json_integer_value(json_object_get(v, "date-sec")),
 					  clk,
-					  (uint64_t)json_integer_value(json_object_get(v, "icount")));
+					  icount ? (uint64_t)json_integer_value(icount) :
+						   UINT64_MAX);
 		}
 	}
 	fs = json_object_get(json_object_get(o, "format-specific"), "data");

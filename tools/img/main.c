@@ -28,7 +28,7 @@ static const struct img_cmd commands[] = {
 	{ "commit", cmd_commit,
 	  "[-q] [-f fmt] [-t cache] [-b base] [-d] [-p] filename",
 	  "  -b base        commit down to this backing file (default: the direct backing)\n"
-	  "  -d             accepted; the top image always keeps its data (no emptying yet)\n" },
+	  "  -d             do not empty the top image afterwards (implied by -b)\n" },
 	{ "compare", cmd_compare,
 	  "[-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] filename1 filename2",
 	  "  -s             strict: allocation status and size must match too\n"
