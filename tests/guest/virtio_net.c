@@ -12,6 +12,8 @@
  *   net-user            DHCP, ARP and a hand-rolled TCP client against
  *                       slirp (QEMU/libslirp user networking)
  *   net-tap             ARP and ICMP echo both ways with a host address
+ *                       (and the second queue pair with MQ)
+ *   net-robust          odd tx chains, then DHCP: the device survives
  *   net-bench role=tx|rx   frames per second through a backend
  * The small IPv4 stack here (ARP, ICMP echo, UDP for DHCP, one TCP
  * connection) is just enough for those checks. */
@@ -36,6 +38,7 @@
 #define NET_MAX_PAIRS		2
 #define NET_QSIZE		256
 #define NET_BUF			2048	/* one rx or tx slot: header + frame */
+#define RX_MAX_BUFS		8	/* buffers one merged frame may span */
 #define ETH_MAX			1514
 #define ETH_MIN			60
 
@@ -63,6 +66,9 @@ struct nic {
 	u8 *ctrl_buf;
 	u64 rx_frames, rx_bad, rx_pair[NET_MAX_PAIRS];
 	u64 tx_kicks, rx_kicks;		/* notifications actually written */
+	u32 rxbuf;		/* rx buffer length (rxbuf=N with MRG_RXBUF, else NET_BUF) */
+	u64 rx_merged;		/* frames that spanned several rx buffers */
+	u8 *reasm;		/* where such a frame is put together */
 };
 
 static struct nic nic;
@@ -84,11 +90,11 @@ static u64 arg_num(const char *key, u64 def)
 /* ---------------- queues ---------------- */
 static int rx_add(struct virtq *q, u8 *slot)
 {
-	struct vbuf b[2] = { { slot, NET_BUF, true } };
+	struct vbuf b[2] = { { slot, nic.rxbuf, true } };
 
 	if (nic.split_hdr) {
 		b[0].len = nic.hdr_len;
-		b[1] = (struct vbuf){ slot + nic.hdr_len, NET_BUF - nic.hdr_len, true };
+		b[1] = (struct vbuf){ slot + nic.hdr_len, nic.rxbuf - nic.hdr_len, true };
 		return vq_add(q, b, 2, slot);
 	}
 	return vq_add(q, b, 1, slot);
@@ -150,9 +156,11 @@ static int ctrl_cmd(u8 cls, u8 cmd, const void *data, u32 len)
 static int nic_open(bool want_mq)
 {
 	u64 want = VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX | NET_F_MAC | NET_F_STATUS |
-		   NET_F_ANY_LAYOUT | NET_F_MRG_RXBUF | NET_F_CTRL_VQ | NET_F_CTRL_RX;
+		   NET_F_MRG_RXBUF | NET_F_CTRL_VQ | NET_F_CTRL_RX;
 	bool legacy = arg_is("mode", "legacy");
 
+	if (legacy && !arg_is("anylayout", "0"))	/* implied by VERSION_1 */
+		want |= NET_F_ANY_LAYOUT;
 	memset(&nic, 0, sizeof(nic));
 	if (arg_is("mrg", "0"))
 		want &= ~NET_F_MRG_RXBUF;
@@ -171,6 +179,15 @@ static int nic_open(bool want_mq)
 	nic.hdr_len = (f & (NET_F_MRG_RXBUF | VIRTIO_F_VERSION_1)) ? 12 : 10;
 	nic.split_hdr = !(f & (NET_F_ANY_LAYOUT | VIRTIO_F_VERSION_1));
 	nic.has_ctrl = (f & NET_F_CTRL_VQ) != 0;
+	nic.rxbuf = NET_BUF;
+	if (f & NET_F_MRG_RXBUF) {	/* small buffers: frames span several */
+		u32 want_buf = arg_num("rxbuf", NET_BUF);
+
+		nic.rxbuf = want_buf < 256 ? 256 : want_buf > NET_BUF ? NET_BUF : want_buf;
+	}
+	nic.reasm = dma_alloc(RX_MAX_BUFS * NET_BUF, 64);
+	if (!nic.reasm)
+		return fail("out of memory");
 	nic.msix = nic.d.msix_cap && nic.d.msix_size >= 2 && !arg_is("msix", "0");
 	if (nic.msix) {
 		vdev_msix_set(&nic.d, MSIX_CONFIG, VEC_NET_CONFIG, false);
@@ -211,8 +228,9 @@ static int nic_open(bool want_mq)
 			return fail("VQ_PAIRS_SET %u refused", n);
 	}
 	info("mac %02x:%02x:%02x:%02x:%02x:%02x, features %#lx, header %u, rx/tx %u/%u, "
-	     "pairs %u of %u, ctrl %s, %s", nic.mac[0], nic.mac[1], nic.mac[2], nic.mac[3],
-	     nic.mac[4], nic.mac[5], f, nic.hdr_len, nic.q[0].rx.size, nic.q[0].tx.size,
+	     "rx buffers %u, pairs %u of %u, ctrl %s, %s", nic.mac[0], nic.mac[1], nic.mac[2],
+	     nic.mac[3], nic.mac[4], nic.mac[5], f, nic.hdr_len, nic.q[0].rx.size,
+	     nic.q[0].tx.size, nic.rxbuf,
 	     nic.pairs, nic.max_pairs, nic.has_ctrl ? "yes" : "no", nic.msix ? "MSI-X" : "polled");
 	return 0;
 }
@@ -232,7 +250,7 @@ static u8 *tx_slot(u16 p)
 	struct net_pair *np = &nic.q[p];
 
 	tx_reclaim(np);
-	if (!np->tx_nfree)
+	if (!np->tx_nfree || np->tx.num_free < (nic.split_hdr ? 2 : 1))
 		return NULL;
 	return np->tx_free[np->tx_nfree - 1] + nic.hdr_len;
 }
@@ -249,7 +267,10 @@ static void tx_commit(u16 p, u32 len, bool kick)
 		b[0].len = nic.hdr_len;
 		b[1] = (struct vbuf){ slot + nic.hdr_len, len, false };
 	}
-	vq_add(&np->tx, b, nic.split_hdr ? 2 : 1, slot);
+	if (vq_add(&np->tx, b, nic.split_hdr ? 2 : 1, slot) < 0) {
+		np->tx_free[np->tx_nfree++] = slot;	/* tx_slot checked the room: not reached */
+		return;
+	}
 	if (kick)
 		nic.tx_kicks += vq_kick(&np->tx);
 }
@@ -282,32 +303,64 @@ static int nic_send(const void *frame, u32 len)
 	return nic_send_on(nic_tx_pair, frame, len);
 }
 
-/* Next received frame from any pair, or NULL; the caller hands the slot
- * back with rx_done(). */
+/* Next received frame from any pair, or NULL; the caller hands the
+ * buffers back with rx_done(). With MRG_RXBUF a frame may span
+ * num_buffers buffers (the device publishes them together): they are
+ * copied into one. */
 struct rx_frame {
 	u8 *data;
 	u32 len;
-	u8 *slot;
+	u8 *slot[RX_MAX_BUFS];
+	u32 nslots;
 	u16 pair;
 };
+
+/* The rest of a merged frame: nbufs - 1 more buffers after the first. */
+static bool rx_merge(struct rx_frame *f, u32 first_len, u32 nbufs)
+{
+	u32 off = first_len;
+
+	memcpy(nic.reasm, f->data, first_len);
+	while (f->nslots < nbufs) {
+		u32 len;
+		u8 *slot = vq_pop(&nic.q[f->pair].rx, &len);
+
+		if (!slot)
+			return false;		/* the device published a partial frame */
+		f->slot[f->nslots++] = slot;
+		if (len > nic.rxbuf || off + len > RX_MAX_BUFS * NET_BUF)
+			return false;
+		memcpy(nic.reasm + off, slot, len);
+		off += len;
+	}
+	f->data = nic.reasm;
+	f->len = off;
+	nic.rx_merged++;
+	return true;
+}
 
 static bool rx_poll(struct rx_frame *f)
 {
 	for (u16 p = 0; p < nic.pairs; p++) {
-		u32 len;
+		u32 len, nbufs = 1;
 		u8 *slot = vq_pop(&nic.q[p].rx, &len);
+		bool ok;
 
 		if (!slot)
 			continue;
-		f->slot = slot;
+		f->slot[0] = slot;
+		f->nslots = 1;
 		f->pair = p;
 		f->data = slot + nic.hdr_len;
 		f->len = len >= nic.hdr_len ? len - nic.hdr_len : 0;
-		/* num_buffers: our frames always fit one buffer. Only with
-		 * MRG_RXBUF: QEMU 7.2 leaves it 0 otherwise (the spec says 1). */
-		if ((nic.d.features & NET_F_MRG_RXBUF) && *(u16 *)(slot + 10) != 1)
-			f->len = 0;
-		if (len > NET_BUF || f->len < 14) {
+		/* num_buffers only with MRG_RXBUF: QEMU 7.2 leaves it 0
+		 * otherwise (the spec says 1). */
+		if (nic.d.features & NET_F_MRG_RXBUF)
+			nbufs = *(u16 *)(slot + 10);
+		ok = len <= nic.rxbuf && len >= nic.hdr_len && nbufs >= 1 && nbufs <= RX_MAX_BUFS;
+		if (ok && nbufs > 1)
+			ok = rx_merge(f, f->len, nbufs);
+		if (!ok || f->len < 14) {
 			nic.rx_bad++;
 			f->len = 0;
 		}
@@ -320,7 +373,8 @@ static bool rx_poll(struct rx_frame *f)
 
 static void rx_done(struct rx_frame *f, bool kick)
 {
-	rx_add(&nic.q[f->pair].rx, f->slot);
+	for (u32 i = 0; i < f->nslots; i++)
+		rx_add(&nic.q[f->pair].rx, f->slot[i]);
 	if (kick)
 		nic.rx_kicks += vq_kick(&nic.q[f->pair].rx);
 }
@@ -381,6 +435,7 @@ struct peer {
 	bool seen, seen_us, started, done_sent, peer_done, gotall_sent, peer_gotall;
 	u32 count, strays, sent, recv, peer_count, peer_strays;
 	u32 stray_drop_seen, stray_pass_seen;
+	u32 stall_ms;		/* stall=MS: stop taking frames once, half way */
 	bool filtering;
 	u8 frame[ETH_MAX];
 };
@@ -533,6 +588,14 @@ static int peer_step(u64 *next_hello)
 		return 0;
 	}
 	if (pr.sent < pr.count) {
+		if (pr.stall_ms && pr.sent == pr.count / 2) {
+			info("not taking frames for %u ms (rx ring fills up)", pr.stall_ms);
+			delay_ns(pr.stall_ms * 1000000ull);
+			info("after the stall: %u rx buffers filled, %u still free",
+			     (u16)(vq_used_idx(&nic.q[0].rx) - nic.q[0].rx.last_used),
+			     (u16)(nic.q[0].rx.avail_idx - vq_used_idx(&nic.q[0].rx)));
+			pr.stall_ms = 0;
+		}
 		if (pr.sent % 50 == 25) {	/* a pair of strays now and then */
 			if (peer_send_ctl(stray_drop, PK_STRAY, 0, pr.strays++, 0) < 0 ||
 			    peer_send_ctl(stray_pass, PK_STRAY, 0, pr.strays++, 0) < 0)
@@ -561,6 +624,7 @@ int case_net_peer(void)
 		return fail("role=a or role=b needed");
 	pr.role = role[0];
 	pr.count = arg_num("count", 500);
+	pr.stall_ms = arg_num("stall", 0);
 	if (nic_open(false) < 0 || (nic.has_ctrl && peer_filter_setup() < 0))
 		return -1;
 	u64 irqs = irq_counts[VEC_NET_RX];
@@ -599,8 +663,10 @@ int case_net_peer(void)
 		return fail("%lu rx buffers with a bad length or num_buffers", nic.rx_bad);
 	if (nic.msix && irq_counts[VEC_NET_RX] == irqs)
 		return fail("no rx interrupt on MSI-X vector %#x", VEC_NET_RX);
-	info("rx interrupts: %lu (MSI-X %s), bad rx buffers %lu", irq_counts[VEC_NET_RX] - irqs,
-	     nic.msix ? "on" : "off", nic.rx_bad);
+	info("rx interrupts: %lu (MSI-X %s), bad rx buffers %lu, frames over several buffers %lu",
+	     irq_counts[VEC_NET_RX] - irqs, nic.msix ? "on" : "off", nic.rx_bad, nic.rx_merged);
+	if (nic.rxbuf < ETH_MAX && !nic.rx_merged)
+		return fail("%u-byte rx buffers but no frame spanned several", nic.rxbuf);
 	vdev_reset(&nic.d);
 	return 0;
 }
@@ -1329,6 +1395,7 @@ static int bench_rx_phase(u8 phase, u32 size, u64 seconds)
 	struct rx_frame rf;
 	u64 next_ready = 0, limit = now_ns() + 60000000000ull, end = 0;
 	bool ended = false;
+	u32 refilled = 0;	/* buffers given back since the last kick */
 
 	while (!ended) {
 		u64 now = now_ns();
@@ -1339,7 +1406,10 @@ static int bench_rx_phase(u8 phase, u32 size, u64 seconds)
 		}
 		if (now > limit || (end && now > end))
 			break;
-		if (!rx_poll(&rf)) {
+		if (!rx_poll(&rf)) {	/* idle: hand the refilled buffers over */
+			if (refilled)
+				nic.rx_kicks += vq_kick(&nic.q[0].rx);
+			refilled = 0;
 			cpu_relax();
 			continue;
 		}
@@ -1359,7 +1429,9 @@ static int bench_rx_phase(u8 phase, u32 size, u64 seconds)
 				ended = true;
 			}
 		}
-		rx_done(&rf, true);
+		rx_done(&rf, ++refilled == 32);	/* refill in batches, like NAPI */
+		if (refilled == 32)
+			refilled = 0;
 	}
 	if (b.frames < 2)
 		return fail("phase %u: received %lu frames", phase, b.frames);

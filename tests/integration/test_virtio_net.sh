@@ -5,8 +5,9 @@
 #    numbered frames of varied sizes each way (order and content checked);
 #    the control queue turns promiscuous mode off and loads a MAC table, so
 #    frames to a foreign MAC must be dropped and frames to a listed one
-#    pass. minikvm <-> minikvm, minikvm <-> QEMU both ways (interop), and
-#    the legacy interface and the 10-byte header.
+#    pass. minikvm <-> minikvm, minikvm <-> QEMU both ways (interop), the
+#    legacy interface, the 10-byte header, a header in its own descriptor,
+#    frames merged over small rx buffers (MRG_RXBUF) and a full rx ring.
 #  - user (slirp): DHCP must give 10.0.2.15, ARP for 10.0.2.2, then a TCP
 #    client in the guest talks to a python server on the host's 127.0.0.1
 #    through 10.0.2.2. net-robust: odd tx chains (header only, a runt, a
@@ -158,14 +159,38 @@ echo "== socket backend: two VMM processes"
 peer mk-mk minikvm minikvm "" ""
 peer mk-qemu minikvm qemu "" ""
 peer qemu-mk qemu minikvm "mrg=0" "ctrl=0"
-peer mk-mk-legacy minikvm minikvm "mode=legacy" "mode=legacy mrg=0"
+# legacy: 10-byte header (mrg=0); anylayout=0 puts the header in its own descriptor
+peer mk-mk-legacy minikvm minikvm "mode=legacy" "mode=legacy mrg=0 anylayout=0"
 peer qemu-mk-legacy qemu minikvm "" "mode=legacy"
-peer qemu-qemu-legacy qemu qemu "mode=legacy mrg=0" "mode=legacy"
+peer mk-qemu-legacy minikvm qemu "mode=legacy mrg=0 anylayout=0" "mode=legacy"
+peer qemu-qemu-legacy qemu qemu "mode=legacy mrg=0 anylayout=0" "mode=legacy"
+# MRG_RXBUF with small rx buffers (frames span up to 6), and a receiver
+# that stops taking frames for 1 s while 2000 come: its rx ring fills, the
+# device must hold the rest back (socket backpressure) and lose none.
+peer mk-mk-merge minikvm minikvm "count=2000 rxbuf=256" "stall=1000"
+peer qemu-mk-stall qemu minikvm "count=2000" "stall=1000 rxbuf=400"
+grep -ah 'after the stall' "$LOGS/mk-mk-merge-b-net-peer.log" "$LOGS/qemu-mk-stall-b-net-peer.log" |
+	sed 's/^.*testkit:/  minikvm: testkit:/'
 
 echo "== user backend (slirp)"
 user mk-user minikvm
 user mk-user-legacy minikvm mode=legacy
 user qemu-user qemu
+# -nic: backend and NIC in one option.
+port=$(free_port)
+python3 -c 'import socket,sys
+s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); s.settimeout(60)
+c, _ = s.accept(); c.sendall(b"echo: " + c.makefile("rb").readline()); c.close()' "$port" &
+wait_listen "$port"
+KIT_TAG=mk-nic- run_kit "$MK -nic user,model=virtio-net-pci,mac=52:54:00:aa:bb:cc" \
+	net-user port="$port" || fails=$((fails + 1))
+check() {	# check NAME COMMAND...: the command must succeed
+	local name=$1
+	shift
+	if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fails=$((fails + 1)); fi
+}
+check "minikvm: -nic mac= reaches the device" \
+	grep -aq 'net-user: mac 52:54:00:aa:bb:cc' "$LOGS/mk-nic-net-user.log"
 # Odd tx chains (header only, runt, 70,000 bytes, split header), then DHCP.
 for v in minikvm qemu; do
 	KIT_TAG="$v-robust-" run_kit "$(vmm $v) -netdev user,id=n0 \
