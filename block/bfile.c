@@ -4,7 +4,12 @@
  * buffers for unaligned O_DIRECT requests, sparse-file helpers, and
  * asynchronous data I/O through the file's engine (block/engine.h) with
  * short transfers completed and unaligned requests bounced on a pool
- * thread. Regular files and block devices (BLKGETSIZE64). */
+ * thread. Regular files and block devices (BLKGETSIZE64).
+ * A polled bfile (bfile_open_polled) has a private polled engine: its
+ * asynchronous requests complete only in bfile_aio_poll() on the owner's
+ * thread, and the bounce and no-op cases and page-cache writes (see
+ * write_in_caller) run synchronously in the submit call, their callbacks
+ * deferred to that poll. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,6 +42,8 @@ struct bfile {
 	pthread_mutex_t lock;
 	pthread_cond_t drained;
 	unsigned inflight;		/* async requests not yet completed */
+	bool polled;
+	struct bfile_aio *ready, **ready_tail;	/* polled: done, callback not yet run */
 };
 
 /* ---- opening ---- */
@@ -92,8 +99,9 @@ static int open_fd(const char *path, int flags, bool direct, char *err, size_t e
 	return -e;
 }
 
-int bfile_open(const char *path, int flags, enum block_cache_mode cache,
-	       enum block_engine_kind engine, struct bfile **out, char *err, size_t errlen)
+static int open_common(const char *path, int flags, enum block_cache_mode cache,
+		       enum block_engine_kind engine, bool polled, struct bfile **out, char *err,
+		       size_t errlen)
 {
 	bool direct = cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC;
 	struct bfile *f;
@@ -129,7 +137,10 @@ int bfile_open(const char *path, int flags, enum block_cache_mode cache,
 	f->align = 1;
 	if (direct)
 		f->align = detect_alignment(fd, f->is_blockdev, (uint64_t)bfile_size(f));
-	f->engine = block_engine_create(engine, err, errlen);
+	f->polled = polled;
+	f->ready_tail = &f->ready;
+	f->engine = polled ? block_engine_create_polled(engine, err, errlen) :
+		    block_engine_create(engine, err, errlen);
 	if (!f->engine) {
 		char why[200];
 
@@ -142,10 +153,25 @@ int bfile_open(const char *path, int flags, enum block_cache_mode cache,
 	return 0;
 }
 
+int bfile_open(const char *path, int flags, enum block_cache_mode cache,
+	       enum block_engine_kind engine, struct bfile **out, char *err, size_t errlen)
+{
+	return open_common(path, flags, cache, engine, false, out, err, errlen);
+}
+
+int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
+		      enum block_engine_kind engine, struct bfile **out, char *err,
+		      size_t errlen)
+{
+	return open_common(path, flags, cache, engine, true, out, err, errlen);
+}
+
 void bfile_close(struct bfile *f)
 {
 	if (!f)
 		return;
+	while (f->polled && f->inflight && bfile_aio_poll(f, true) >= 0)
+		;
 	pthread_mutex_lock(&f->lock);
 	while (f->inflight)
 		pthread_cond_wait(&f->drained, &f->lock);
@@ -269,14 +295,26 @@ static uint64_t align_up(uint64_t x, unsigned a)
 	return align_down(x + a - 1, a);
 }
 
+/* A bounce buffer for len bytes of data (at most BOUNCE_MAX per round)
+ * plus the partial blocks around them: small requests (metadata entries)
+ * get a small heap buffer rather than a fresh 1 MiB mapping. */
+static uint8_t *bounce_alloc(size_t len)
+{
+	void *buf;
+
+	if (posix_memalign(&buf, MAX_ALIGN, (len < BOUNCE_MAX ? len : BOUNCE_MAX) + 2 * MAX_ALIGN))
+		return NULL;
+	return buf;
+}
+
 static int bounce_read(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = iov_size(iov, iovcnt), done = 0;
 	unsigned a = f->align;
-	uint8_t *bounce;
+	uint8_t *bounce = bounce_alloc(len);
 	int ret = 0;
 
-	if (posix_memalign((void **)&bounce, MAX_ALIGN, BOUNCE_MAX + 2 * MAX_ALIGN))
+	if (!bounce)
 		return -ENOMEM;
 	while (done < len) {
 		uint64_t pos = off + done;
@@ -330,10 +368,10 @@ static int bounce_write_chunk(struct bfile *f, uint8_t *bounce, uint64_t pos,
 static int bounce_write(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt)
 {
 	size_t len = iov_size(iov, iovcnt), done = 0;
-	uint8_t *bounce;
+	uint8_t *bounce = bounce_alloc(len);
 	int ret = 0;
 
-	if (posix_memalign((void **)&bounce, MAX_ALIGN, BOUNCE_MAX + 2 * MAX_ALIGN))
+	if (!bounce)
 		return -ENOMEM;
 	pthread_mutex_lock(&f->rmw_lock);
 	while (done < len && ret == 0) {
@@ -507,6 +545,8 @@ struct bfile_aio {
 	void *opaque;
 	struct iovec inline_iov[4];
 	struct iovec *heap_iov;
+	int ret;			/* polled: result of a request done in submit */
+	struct bfile_aio *next;
 };
 
 static void aio_finish(struct bfile_aio *r, int ret)
@@ -599,6 +639,60 @@ static void aio_noop_run(void *arg)
 	aio_finish(arg, 0);
 }
 
+/* Polled: the bounce and no-op cases run here, their callbacks at the
+ * next bfile_aio_poll. */
+static int aio_run_deferred(struct bfile_aio *r, bool noop)
+{
+	struct bfile *f = r->f;
+
+	if (noop)
+		r->ret = 0;
+	else if (r->op == ENGINE_READ)
+		r->ret = bfile_preadv(f, r->off, r->orig, r->orig_cnt);
+	else
+		r->ret = bfile_pwritev(f, r->off, r->orig, r->orig_cnt);
+	r->next = NULL;
+	*f->ready_tail = r;
+	f->ready_tail = &r->next;
+	return 0;
+}
+
+int bfile_aio_poll(struct bfile *f, bool wait)
+{
+	struct bfile_aio *list = f->ready;
+	int n = 0, m;
+
+	if (!f->polled)
+		return -EINVAL;
+	f->ready = NULL;
+	f->ready_tail = &f->ready;
+	while (list) {
+		struct bfile_aio *r = list;
+
+		list = r->next;
+		aio_finish(r, r->ret);
+		n++;
+	}
+	m = block_engine_poll(f->engine, wait && n == 0);
+	return m < 0 && n == 0 ? m : n + (m > 0 ? m : 0);
+}
+
+/* Polled: small page-cache writes to a regular file are copied on the
+ * owner's thread. Every engine would serialise them anyway: the file's
+ * inode lock does for threads, libaio completes them inside io_submit, and
+ * io_uring (ext4 and tmpfs without non-blocking buffered writes) hands each
+ * to an io-wq worker that runs one write of a file at a time, at the price
+ * of two context switches. Larger writes still go to the engine, so a copy
+ * of a MiB or more does not hold up the owner's other requests, and
+ * writethrough keeps the engine's write+flush. */
+#define WRITE_IN_CALLER_MAX	(128u << 10)
+
+static bool write_in_caller(const struct bfile *f, size_t len)
+{
+	return f->polled && !f->direct && !f->writethrough && !f->is_blockdev &&
+	       len <= WRITE_IN_CALLER_MAX;
+}
+
 static int aio_start(struct bfile *f, enum engine_op op, uint64_t off, const struct iovec *iov,
 		     int iovcnt, bdev_cb cb, void *opaque)
 {
@@ -635,9 +729,13 @@ static int aio_start(struct bfile *f, enum engine_op op, uint64_t off, const str
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
 	if ((op != ENGINE_FLUSH && r->total == 0) || (op == ENGINE_FLUSH && f->no_flush))
-		ret = block_pool_submit(block_io_pool(), aio_noop_run, r);
+		ret = f->polled ? aio_run_deferred(r, true) :
+		      block_pool_submit(block_io_pool(), aio_noop_run, r);
 	else if (op != ENGINE_FLUSH && !request_aligned(f, off, iov, iovcnt))
-		ret = block_pool_submit(block_io_pool(), aio_bounce_run, r);
+		ret = f->polled ? aio_run_deferred(r, false) :
+		      block_pool_submit(block_io_pool(), aio_bounce_run, r);
+	else if (op == ENGINE_WRITE && write_in_caller(f, r->total))
+		ret = aio_run_deferred(r, false);
 	else
 		ret = aio_submit_rest(r);
 	if (ret < 0)

@@ -15,6 +15,12 @@ struct bfile;
 /* flags: O_RDONLY or O_RDWR, optionally O_CREAT|O_TRUNC for create. */
 int bfile_open(const char *path, int flags, enum block_cache_mode cache,
 	       enum block_engine_kind engine, struct bfile **out, char *err, size_t errlen);
+/* Like bfile_open, with a private engine whose completions run only in
+ * bfile_aio_poll() on the caller's thread: a polled bfile is used by one
+ * thread at a time (block_open_opts.poll_completions). */
+int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
+		      enum block_engine_kind engine, struct bfile **out, char *err,
+		      size_t errlen);
 void bfile_close(struct bfile *f);
 
 /* Synchronous, full-length (short reads past EOF are zero-filled; short
@@ -44,5 +50,10 @@ int bfile_aio_readv(struct bfile *f, uint64_t off, const struct iovec *iov, int 
 int bfile_aio_writev(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt,
 		     bdev_cb cb, void *opaque);
 int bfile_aio_flush(struct bfile *f, bdev_cb cb, void *opaque);
+/* Polled bfiles: starts queued requests and runs the callbacks of finished
+ * ones on this thread; with wait, first blocks until one finishes when
+ * none has and some are in flight. Returns the number of callbacks run,
+ * or a negative errno (-EINVAL for a bfile that is not polled). */
+int bfile_aio_poll(struct bfile *f, bool wait);
 
 #endif

@@ -15,6 +15,11 @@
  *    error). Callers that need completions on their event loop signal it
  *    from the callback (e.g. an eventfd).
  *  - bdev_close() waits for the bdev's in-flight requests.
+ *  - Polled bdevs (opts.poll_completions): the slow path runs inside the
+ *    submit call instead of on a worker, and every callback runs inside
+ *    bdev_aio_poll() on the owner's thread (its bfile has a private polled
+ *    engine); backing images are opened without it (they only see
+ *    synchronous format I/O).
  *
  * Backing chains: a format sets bs->backing_filename (and optionally
  * bs->backing_format) in open(); bdev_open then opens the backing image
@@ -90,11 +95,15 @@ const struct block_format *block_probe(const uint8_t *head, size_t len, const ch
 
 /* ---- the private part of a bdev ---- */
 
+struct bdev_req;
+
 struct bdev_priv {
 	struct bdev bs;
 	pthread_mutex_t qlock;
 	pthread_cond_t drained;
 	unsigned inflight;	/* async requests submitted, callbacks not yet returned */
+	bool polled;
+	struct bdev_req *ready, **ready_tail;	/* polled: done in submit, callback not run */
 };
 
 static struct bdev_priv *priv(struct bdev *bs)
@@ -125,6 +134,8 @@ static void drain(struct bdev *bs)
 {
 	struct bdev_priv *p = priv(bs);
 
+	while (p->polled && p->inflight && bdev_aio_poll(bs, true) >= 0)
+		;
 	pthread_mutex_lock(&p->qlock);
 	while (p->inflight)
 		pthread_cond_wait(&p->drained, &p->qlock);
@@ -209,6 +220,7 @@ static int open_backing(struct bdev *bs, const struct block_open_opts *opts,
 		    bs->backing_format;
 	bo.backing_format = NULL;
 	bo.read_only = true;
+	bo.poll_completions = false;
 	ret = open_image(path, &bo, bs->depth + 1, chain, &bs->backing, err, errlen);
 	free(path);
 	return ret;
@@ -254,8 +266,16 @@ static int open_image(const char *path, const struct block_open_opts *opts, unsi
 	bs->read_only = opts->read_only;
 	bs->depth = depth;
 	bs->filename = strdup(path);
-	ret = bs->filename ? bfile_open(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
-					opts->engine, &bs->file, err, errlen) : -ENOMEM;
+	p->polled = opts->poll_completions;
+	p->ready_tail = &p->ready;
+	if (!bs->filename)
+		ret = -ENOMEM;
+	else if (p->polled)
+		ret = bfile_open_polled(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
+					opts->engine, &bs->file, err, errlen);
+	else
+		ret = bfile_open(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
+				 opts->engine, &bs->file, err, errlen);
 	if (ret == -ENOMEM && !bs->filename)
 		snprintf(err, errlen, "Could not open '%s': out of memory", path);
 	if (ret < 0)
@@ -454,6 +474,8 @@ struct bdev_req {
 	bool may_unmap;
 	bdev_cb cb;
 	void *opaque;
+	int ret;		/* polled: result of a request run in submit */
+	struct bdev_req *next;
 };
 
 static struct block_pool *workers;
@@ -497,23 +519,57 @@ static void fast_done(void *opaque, int ret)
 }
 
 /* Data I/O straight to the engine when the format maps the whole range
- * to plain data in its file. Returns false to take the worker path. */
-static bool try_fast_path(struct bdev_req *r)
+ * to plain data in its file: returns the engine submission's result (a
+ * failure has already completed the request), or 1 to take the slow path. */
+static int try_fast_path(struct bdev_req *r)
 {
 	struct bdev *bs = r->bs;
 	struct block_extent ext = { 0 };
 
 	if ((r->op != OP_READ && r->op != OP_WRITE) || !bs->fmt->map || !bs->file || !r->len)
-		return false;
+		return 1;
 	if (bs->fmt->map(bs, r->off, r->len, &ext) < 0 || ext.len < r->len ||
 	    (ext.status & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO | BLOCK_STATUS_BACKING |
 			   BLOCK_STATUS_COMPRESSED)) != BLOCK_STATUS_DATA)
-		return false;
+		return 1;
 	if (r->op == OP_READ)
-		bfile_aio_readv(bs->file, ext.host_offset, r->iov, r->iovcnt, fast_done, r);
-	else
-		bfile_aio_writev(bs->file, ext.host_offset, r->iov, r->iovcnt, fast_done, r);
-	return true;
+		return bfile_aio_readv(bs->file, ext.host_offset, r->iov, r->iovcnt, fast_done, r);
+	return bfile_aio_writev(bs->file, ext.host_offset, r->iov, r->iovcnt, fast_done, r);
+}
+
+/* Polled bdevs: the slow path on the submitting thread; the callback runs
+ * at the next bdev_aio_poll. */
+static void run_deferred(struct bdev_req *r)
+{
+	struct bdev_priv *p = priv(r->bs);
+
+	pthread_mutex_lock(&r->bs->lock);
+	r->ret = run_locked(r->bs, r->op, r->off, r->len, r->iov, r->iovcnt, r->may_unmap);
+	pthread_mutex_unlock(&r->bs->lock);
+	*p->ready_tail = r;
+	p->ready_tail = &r->next;
+}
+
+int bdev_aio_poll(struct bdev *bs, bool wait)
+{
+	struct bdev_priv *p = priv(bs);
+	struct bdev_req *list = p->ready;
+	int n = 0, m = 0;
+
+	if (!p->polled)
+		return -EINVAL;
+	p->ready = NULL;
+	p->ready_tail = &p->ready;
+	while (list) {
+		struct bdev_req *r = list;
+
+		list = r->next;
+		req_complete(r, r->ret);
+		n++;
+	}
+	if (bs->file)
+		m = bfile_aio_poll(bs->file, wait && n == 0);
+	return m < 0 && n == 0 ? m : n + (m > 0 ? m : 0);
 }
 
 static int submit(struct bdev *bs, enum bdev_op op, uint64_t off, uint64_t len,
@@ -534,10 +590,15 @@ static int submit(struct bdev *bs, enum bdev_op op, uint64_t off, uint64_t len,
 		cb(opaque, ret);
 		return ret;
 	}
-	*r = (struct bdev_req){ bs, op, off, len, iov, iovcnt, may_unmap, cb, opaque };
+	*r = (struct bdev_req){ bs, op, off, len, iov, iovcnt, may_unmap, cb, opaque, 0, NULL };
 	inflight_inc(bs);
-	if (try_fast_path(r))
+	ret = try_fast_path(r);
+	if (ret <= 0)
+		return ret;
+	if (priv(bs)->polled) {
+		run_deferred(r);
 		return 0;
+	}
 	ret = block_pool_submit(workers, worker_run, r);
 	if (ret < 0)
 		req_complete(r, ret);

@@ -55,6 +55,7 @@ struct block_open_opts {
 					 * read-write without automatic repair (qcow2) */
 	bool skip_backing_check;	/* cow: don't compare the backing file's mtime and
 					 * size with the header (UML's check) */
+	bool poll_completions;		/* bdev_aio_* callbacks run only in bdev_aio_poll() */
 };
 
 /* Parse "writeback|none|writethrough|directsync|unsafe" and
@@ -98,6 +99,17 @@ int bdev_aio_flush(struct bdev *bs, bdev_cb cb, void *opaque);
 int bdev_aio_discard(struct bdev *bs, uint64_t offset, uint64_t len, bdev_cb cb, void *opaque);
 int bdev_aio_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap,
 			  bdev_cb cb, void *opaque);
+/* Polled completions (opts.poll_completions), for a single thread that
+ * waits for its own requests (tools, an iothread), as qemu-img and QEMU's
+ * AioContext do: the image file gets a private engine without a
+ * completion thread; fast-path requests are queued and reach the kernel
+ * in one batch at the next poll; other requests run synchronously inside
+ * the submit call. Every callback then runs inside bdev_aio_poll(), which
+ * runs those that are ready and, with wait, first blocks until one is when
+ * none is and requests are in flight. Returns the number of callbacks run
+ * or a negative errno (-EINVAL for a bdev opened without the option). Such
+ * a bdev is used by one thread at a time; bdev_close() polls what is left. */
+int bdev_aio_poll(struct bdev *bs, bool wait);
 
 /* Synchronous wrappers (tools, tests): return 0 or a negative errno. */
 int bdev_pread(struct bdev *bs, uint64_t offset, void *buf, size_t len);

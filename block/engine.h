@@ -8,6 +8,13 @@
  *   io_uring   liburing; one ring per process, a completion thread waits
  *              for CQEs; falls back to threads when the ring cannot be set up
  *
+ * Polled engines (block_engine_create_polled) are private instances for one
+ * thread, with no completion thread: requests are queued by submit and
+ * handed to the kernel, and their callbacks run, only inside
+ * block_engine_poll() on the caller's thread (as QEMU's AioContext rings
+ * and qemu-img do). Depth-1 I/O then costs one system call and no thread
+ * hop, and the requests queued between two polls go in one batch.
+ *
  * An engine moves bytes and reports the raw result (bytes transferred or a
  * negative errno); bfile.c turns short transfers into full-length ones and
  * bounces unaligned O_DIRECT requests. Completion callbacks run on an engine
@@ -51,13 +58,20 @@ struct block_engine_ops {
 	 * iovec array must stay valid until the callback. */
 	int (*submit)(struct block_engine *e, int fd, enum engine_op op, uint64_t off,
 		      const struct iovec *iov, int iovcnt, engine_cb cb, void *opaque);
-	/* Waits for in-flight requests, then frees the engine. */
+	/* Waits for in-flight requests, then frees the engine (a polled
+	 * engine must have none: its owner polls them to completion). */
 	void (*destroy)(struct block_engine *e);
+	/* Polled engines: starts the queued requests, then runs the callbacks
+	 * of completed ones on the calling thread; with wait, first blocks
+	 * until one completes when none has and some are in flight. Returns
+	 * the number of callbacks run or a negative errno. */
+	int (*poll)(struct block_engine *e, bool wait);
 };
 
 struct block_engine {
 	const struct block_engine_ops *ops;
 	enum block_engine_kind kind;
+	bool polled;
 };
 
 /* Gets an engine of the kind asked for (native and io_uring engines are
@@ -74,13 +88,23 @@ static inline int block_engine_submit(struct block_engine *e, int fd, enum engin
 {
 	return e->ops->submit(e, fd, op, off, iov, iovcnt, cb, opaque);
 }
+/* A private engine whose completions run only in block_engine_poll(), for
+ * one thread at a time (kinds and fallbacks as block_engine_create). */
+struct block_engine *block_engine_create_polled(enum block_engine_kind kind, char *err,
+						size_t errlen);
+/* Polled engines: see block_engine_ops.poll. 0 for other engines. */
+static inline int block_engine_poll(struct block_engine *e, bool wait)
+{
+	return e->ops->poll ? e->ops->poll(e, wait) : 0;
+}
 /* Drops a reference; the caller has no requests in flight on it. */
 void block_engine_destroy(struct block_engine *e);
 const char *block_engine_name(const struct block_engine *e);
 
-/* Constructors of each engine; NULL with err set when unavailable. */
-struct block_engine *engine_threads_create(char *err, size_t errlen);
-struct block_engine *engine_aio_create(char *err, size_t errlen);
-struct block_engine *engine_uring_create(char *err, size_t errlen);
+/* Constructors of each engine (shared or polled); NULL with err set when
+ * unavailable. */
+struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen);
+struct block_engine *engine_aio_create(bool polled, char *err, size_t errlen);
+struct block_engine *engine_uring_create(bool polled, char *err, size_t errlen);
 
 #endif

@@ -5,7 +5,12 @@
  * does the I/O inside io_submit (as with QEMU's aio=native). At most
  * AIO_MAX_INFLIGHT requests are in the kernel; submitters beyond that wait,
  * and the reaper thread itself (resubmitting a short transfer) hands the
- * request to the threads engine instead of waiting on itself. */
+ * request to the threads engine instead of waiting on itself.
+ *
+ * A polled engine (one thread at a time: no eventfd, no reaper thread)
+ * queues iocbs in submit; aio_poll() hands the queued batch to one
+ * io_submit and reaps with io_getevents in the caller, waiting for one
+ * event when none is ready. */
 #include <errno.h>
 #include <libaio.h>
 #include <pthread.h>
@@ -29,6 +34,11 @@ struct aio_engine {
 	pthread_cond_t changed;
 	unsigned inflight;
 	bool stopping;
+	bool polled;
+	unsigned in_kernel;		/* polled: submitted, not reaped */
+	unsigned npending;		/* polled: queued for the next io_submit */
+	struct iocb *pending[AIO_MAX_INFLIGHT];
+	struct aio_req *ready, **ready_tail;	/* polled: done, callback not yet run */
 };
 
 struct aio_req {
@@ -37,6 +47,8 @@ struct aio_req {
 	engine_cb cb;
 	void *opaque;
 	int published;	/* release/acquire pair: the kernel's hand-off is invisible to TSan */
+	long res;
+	struct aio_req *next;
 };
 
 static void aio_complete(struct aio_engine *ae, struct aio_req *r, ssize_t res)
@@ -122,6 +134,123 @@ static void release_slot(struct aio_engine *ae)
 	pthread_mutex_unlock(&ae->lock);
 }
 
+/* ---- polled engines ---- */
+
+static void polled_ready(struct aio_engine *ae, struct aio_req *r, long res)
+{
+	r->res = res;
+	r->next = NULL;
+	*ae->ready_tail = r;
+	ae->ready_tail = &r->next;
+}
+
+/* The iocb the kernel refused: a flush on a kernel without AIO fdsync
+ * runs here, anything else fails. */
+static void polled_refused(struct aio_engine *ae, struct aio_req *r, int err)
+{
+	if (r->iocb.aio_lio_opcode == IO_CMD_FDSYNC && err == -EINVAL)
+		err = fdatasync(r->iocb.aio_fildes) < 0 ? -errno : 0;
+	polled_ready(ae, r, err);
+}
+
+/* Hands the queued iocbs to the kernel. */
+static void polled_flush(struct aio_engine *ae)
+{
+	unsigned done = 0;
+
+	while (done < ae->npending) {
+		int ret = io_submit(ae->ctx, (long)(ae->npending - done), ae->pending + done);
+
+		if (ret == -EINTR || (ret == -EAGAIN && ae->in_kernel))
+			break;		/* retried at the next poll */
+		if (ret <= 0) {
+			polled_refused(ae, ae->pending[done]->data, ret < 0 ? ret : -EIO);
+			done++;
+			continue;
+		}
+		done += (unsigned)ret;
+		ae->in_kernel += (unsigned)ret;
+	}
+	memmove(ae->pending, ae->pending + done, (ae->npending - done) * sizeof(ae->pending[0]));
+	ae->npending -= done;
+}
+
+/* Moves completed events to the ready list, waiting for one with wait. */
+static void polled_reap(struct aio_engine *ae, bool wait)
+{
+	struct io_event ev[AIO_REAP_BATCH];
+	struct timespec zero = { 0, 0 };
+	int n;
+
+	while (ae->in_kernel) {
+		n = io_getevents(ae->ctx, wait ? 1 : 0, AIO_REAP_BATCH, ev, wait ? NULL : &zero);
+		if (n == -EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		for (int i = 0; i < n; i++)
+			polled_ready(ae, ev[i].data, (long)ev[i].res);
+		ae->in_kernel -= (unsigned)n;
+		if (n < AIO_REAP_BATCH)
+			return;
+		wait = false;
+	}
+}
+
+static int aio_poll(struct block_engine *e, bool wait)
+{
+	struct aio_engine *ae = (struct aio_engine *)e;
+	struct aio_req *list;
+	int n = 0;
+
+	if (ae->npending)
+		polled_flush(ae);
+	polled_reap(ae, wait && !ae->ready);
+	list = ae->ready;
+	ae->ready = NULL;
+	ae->ready_tail = &ae->ready;
+	while (list) {
+		struct aio_req *r = list;
+
+		list = r->next;
+		ae->inflight--;
+		r->cb(r->opaque, r->res);
+		free(r);
+		n++;
+	}
+	return n;
+}
+
+static int polled_submit(struct aio_engine *ae, int fd, enum engine_op op, uint64_t off,
+			 const struct iovec *iov, int iovcnt, engine_cb cb, void *opaque)
+{
+	struct aio_req *r;
+
+	if (ae->npending == AIO_MAX_INFLIGHT)
+		polled_flush(ae);
+	while (ae->in_kernel + ae->npending >= AIO_MAX_INFLIGHT) {
+		unsigned before = ae->in_kernel;
+
+		polled_reap(ae, true);		/* callbacks run at the next poll */
+		if (ae->in_kernel == before)
+			return -EAGAIN;
+		polled_flush(ae);
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->ae = ae;
+	r->cb = cb;
+	r->opaque = opaque;
+	prep(r, fd, op, off, iov, iovcnt);
+	r->iocb.data = r;
+	ae->pending[ae->npending++] = &r->iocb;
+	ae->inflight++;
+	return 0;
+}
+
+/* ---- shared engines ---- */
+
 static int aio_submit(struct block_engine *e, int fd, enum engine_op op, uint64_t off,
 		      const struct iovec *iov, int iovcnt, engine_cb cb, void *opaque)
 {
@@ -130,6 +259,8 @@ static int aio_submit(struct block_engine *e, int fd, enum engine_op op, uint64_
 	struct iocb *p;
 	int ret;
 
+	if (ae->polled)
+		return polled_submit(ae, fd, op, off, iov, iovcnt, cb, opaque);
 	if (!reserve_slot(ae))
 		return block_engine_submit(ae->fallback, fd, op, off, iov, iovcnt, cb, opaque);
 	r = calloc(1, sizeof(*r));
@@ -162,6 +293,13 @@ static void aio_destroy(struct block_engine *e)
 	struct aio_engine *ae = (struct aio_engine *)e;
 	uint64_t one = 1;
 
+	if (ae->polled) {
+		while (ae->inflight && aio_poll(e, true) > 0)
+			;
+		io_destroy(ae->ctx);
+		free(ae);
+		return;
+	}
 	pthread_mutex_lock(&ae->lock);
 	while (ae->inflight)
 		pthread_cond_wait(&ae->changed, &ae->lock);
@@ -185,7 +323,32 @@ static const struct block_engine_ops aio_ops = {
 	.destroy = aio_destroy,
 };
 
-struct block_engine *engine_aio_create(char *err, size_t errlen)
+static const struct block_engine_ops aio_polled_ops = {
+	.name = "native",
+	.submit = aio_submit,
+	.destroy = aio_destroy,
+	.poll = aio_poll,
+};
+
+static struct block_engine *aio_polled_create(struct aio_engine *ae, char *err, size_t errlen)
+{
+	int ret = io_setup(AIO_MAX_INFLIGHT, &ae->ctx);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "native AIO: io_setup: %s", strerror(-ret));
+		free(ae);
+		return NULL;
+	}
+	ae->e.ops = &aio_polled_ops;
+	ae->e.kind = BLOCK_ENGINE_NATIVE;
+	ae->e.polled = true;
+	ae->polled = true;
+	ae->efd = -1;
+	ae->ready_tail = &ae->ready;
+	return &ae->e;
+}
+
+struct block_engine *engine_aio_create(bool polled, char *err, size_t errlen)
 {
 	struct aio_engine *ae = calloc(1, sizeof(*ae));
 	int ret;
@@ -194,6 +357,8 @@ struct block_engine *engine_aio_create(char *err, size_t errlen)
 		snprintf(err, errlen, "native AIO: out of memory");
 		return NULL;
 	}
+	if (polled)
+		return aio_polled_create(ae, err, errlen);
 	ae->e.ops = &aio_ops;
 	ae->e.kind = BLOCK_ENGINE_NATIVE;
 	ae->efd = eventfd(0, EFD_CLOEXEC);
@@ -209,7 +374,7 @@ struct block_engine *engine_aio_create(char *err, size_t errlen)
 		free(ae);
 		return NULL;
 	}
-	ae->fallback = engine_threads_create(err, errlen);
+	ae->fallback = engine_threads_create(false, err, errlen);
 	pthread_mutex_init(&ae->lock, NULL);
 	pthread_cond_init(&ae->changed, NULL);
 	if (!ae->fallback || pthread_create(&ae->reaper, NULL, aio_reaper, ae) != 0) {

@@ -1,6 +1,11 @@
 /* The generic worker pool (block_pool) and the "threads" I/O engine built
  * on it: each request is one preadv/pwritev/fdatasync on a pool thread.
- * Also block_engine_create(), which picks an engine and falls back. */
+ * Also block_engine_create(), which picks an engine and falls back.
+ * A polled threads engine keeps submitted requests until threads_poll,
+ * which hands them to the pool, except that an owner about to wait runs
+ * one itself instead (a depth-1 request then costs no thread hop); pool
+ * threads queue finished requests on the ready list, waking the owner if
+ * it waits, and the callbacks run in threads_poll on the owner's thread. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -157,11 +162,16 @@ __attribute__((destructor)) static void io_pool_exit(void)
 
 /* ---- threads engine ---- */
 
+struct threads_req;
+
 struct threads_engine {
 	struct block_engine e;
 	pthread_mutex_t lock;
-	pthread_cond_t drained;
+	pthread_cond_t drained;		/* polled: also "a request finished" */
 	unsigned inflight;
+	bool polled, owner_waits;
+	struct threads_req *ready, **ready_tail;	/* polled: done, callback not yet run */
+	struct threads_req *queued, **queued_tail;	/* polled: not yet handed to the pool */
 };
 
 struct threads_req {
@@ -173,6 +183,8 @@ struct threads_req {
 	int iovcnt;
 	engine_cb cb;
 	void *opaque;
+	ssize_t res;
+	struct threads_req *next;
 };
 
 static ssize_t threads_do_io(const struct threads_req *r)
@@ -200,6 +212,17 @@ static void threads_run(void *arg)
 	struct threads_req *r = arg;
 	struct threads_engine *te = r->te;
 
+	if (te->polled) {
+		r->res = threads_do_io(r);
+		r->next = NULL;
+		pthread_mutex_lock(&te->lock);
+		*te->ready_tail = r;
+		te->ready_tail = &r->next;
+		if (te->owner_waits)
+			pthread_cond_signal(&te->drained);
+		pthread_mutex_unlock(&te->lock);
+		return;
+	}
 	r->cb(r->opaque, threads_do_io(r));
 	free(r);
 	pthread_mutex_lock(&te->lock);
@@ -220,10 +243,15 @@ static int threads_submit(struct block_engine *e, int fd, enum engine_op op, uin
 		free(r);
 		return -ENOMEM;
 	}
-	*r = (struct threads_req){ te, fd, op, off, iov, iovcnt, cb, opaque };
+	*r = (struct threads_req){ te, fd, op, off, iov, iovcnt, cb, opaque, 0, NULL };
 	pthread_mutex_lock(&te->lock);
 	te->inflight++;
 	pthread_mutex_unlock(&te->lock);
+	if (te->polled) {
+		*te->queued_tail = r;
+		te->queued_tail = &r->next;
+		return 0;
+	}
 	ret = block_pool_submit(pool, threads_run, r);
 	if (ret < 0) {
 		free(r);
@@ -234,10 +262,82 @@ static int threads_submit(struct block_engine *e, int fd, enum engine_op op, uin
 	return ret;
 }
 
+/* Polled: hands the queued requests to the pool but keeps the first one
+ * when keep_one (returned, for the caller to run); a request the pool
+ * refuses goes to *failed with -ENOMEM. */
+static struct threads_req *hand_to_pool(struct threads_engine *te, bool keep_one,
+					struct threads_req **failed)
+{
+	struct threads_req *list = te->queued, *mine = NULL;
+
+	te->queued = NULL;
+	te->queued_tail = &te->queued;
+	if (list && keep_one) {
+		mine = list;
+		list = list->next;
+		mine->next = NULL;
+	}
+	while (list) {
+		struct threads_req *r = list;
+
+		list = r->next;
+		r->next = NULL;
+		if (block_pool_submit(block_io_pool(), threads_run, r) < 0) {
+			r->res = -ENOMEM;
+			r->next = *failed;
+			*failed = r;
+		}
+	}
+	return mine;
+}
+
+static int threads_poll(struct block_engine *e, bool wait)
+{
+	struct threads_engine *te = (struct threads_engine *)e;
+	struct threads_req *list = NULL, *mine, **tail;
+	bool have_ready;
+	int n = 0;
+
+	pthread_mutex_lock(&te->lock);
+	have_ready = te->ready != NULL;
+	pthread_mutex_unlock(&te->lock);
+	mine = hand_to_pool(te, wait && !have_ready, &list);
+	if (mine) {
+		mine->res = threads_do_io(mine);
+		mine->next = list;
+		list = mine;
+	}
+	pthread_mutex_lock(&te->lock);
+	te->owner_waits = true;
+	while (wait && !list && !te->ready && te->inflight)
+		pthread_cond_wait(&te->drained, &te->lock);
+	te->owner_waits = false;
+	for (tail = &list; *tail; tail = &(*tail)->next)
+		;
+	*tail = te->ready;
+	te->ready = NULL;
+	te->ready_tail = &te->ready;
+	pthread_mutex_unlock(&te->lock);
+	while (list) {
+		struct threads_req *r = list;
+
+		list = r->next;
+		r->cb(r->opaque, r->res);
+		free(r);
+		pthread_mutex_lock(&te->lock);
+		te->inflight--;
+		pthread_mutex_unlock(&te->lock);
+		n++;
+	}
+	return n;
+}
+
 static void threads_destroy(struct block_engine *e)
 {
 	struct threads_engine *te = (struct threads_engine *)e;
 
+	while (te->polled && threads_poll(e, true) > 0)
+		;
 	pthread_mutex_lock(&te->lock);
 	while (te->inflight)
 		pthread_cond_wait(&te->drained, &te->lock);
@@ -253,7 +353,14 @@ static const struct block_engine_ops threads_ops = {
 	.destroy = threads_destroy,
 };
 
-struct block_engine *engine_threads_create(char *err, size_t errlen)
+static const struct block_engine_ops threads_polled_ops = {
+	.name = "threads",
+	.submit = threads_submit,
+	.destroy = threads_destroy,
+	.poll = threads_poll,
+};
+
+struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen)
 {
 	struct threads_engine *te = calloc(1, sizeof(*te));
 
@@ -261,8 +368,12 @@ struct block_engine *engine_threads_create(char *err, size_t errlen)
 		snprintf(err, errlen, "threads engine: out of memory");
 		return NULL;
 	}
-	te->e.ops = &threads_ops;
+	te->e.ops = polled ? &threads_polled_ops : &threads_ops;
 	te->e.kind = BLOCK_ENGINE_THREADS;
+	te->e.polled = polled;
+	te->polled = polled;
+	te->ready_tail = &te->ready;
+	te->queued_tail = &te->queued;
 	pthread_mutex_init(&te->lock, NULL);
 	pthread_cond_init(&te->drained, NULL);
 	return &te->e;
@@ -286,8 +397,9 @@ static struct block_engine *shared_get(enum block_engine_kind kind, char *err, s
 
 	pthread_mutex_lock(&shared_lock);
 	if (!shared[kind].e) {
-		shared[kind].e = kind == BLOCK_ENGINE_NATIVE ? engine_aio_create(err, errlen) :
-				 engine_uring_create(err, errlen);
+		shared[kind].e = kind == BLOCK_ENGINE_NATIVE ?
+				 engine_aio_create(false, err, errlen) :
+				 engine_uring_create(false, err, errlen);
 		shared[kind].refs = 0;
 	}
 	e = shared[kind].e;
@@ -318,7 +430,33 @@ struct block_engine *block_engine_create(enum block_engine_kind kind, char *err,
 		break;
 	}
 	if (!e)
-		e = engine_threads_create(err, errlen);
+		e = engine_threads_create(false, err, errlen);
+	return e;
+}
+
+struct block_engine *block_engine_create_polled(enum block_engine_kind kind, char *err,
+						size_t errlen)
+{
+	struct block_engine *e = NULL;
+	char why[256] = "";
+
+	switch (kind) {
+	case BLOCK_ENGINE_NATIVE:
+		return engine_aio_create(true, err, errlen);	/* asked for: no fallback */
+	case BLOCK_ENGINE_IO_URING:
+		e = engine_uring_create(true, why, sizeof(why));
+		if (!e)
+			fprintf(stderr, "minikvm: note: io_uring unavailable (%s), "
+				"using the threads engine\n", why);
+		break;
+	case BLOCK_ENGINE_DEFAULT:
+		e = engine_uring_create(true, why, sizeof(why));
+		break;
+	case BLOCK_ENGINE_THREADS:
+		break;
+	}
+	if (!e)
+		e = engine_threads_create(true, err, errlen);
 	return e;
 }
 
@@ -326,7 +464,7 @@ void block_engine_destroy(struct block_engine *e)
 {
 	if (!e)
 		return;
-	if (e->kind == BLOCK_ENGINE_NATIVE || e->kind == BLOCK_ENGINE_IO_URING) {
+	if (!e->polled && (e->kind == BLOCK_ENGINE_NATIVE || e->kind == BLOCK_ENGINE_IO_URING)) {
 		pthread_mutex_lock(&shared_lock);
 		if (shared[e->kind].e == e && --shared[e->kind].refs > 0) {
 			pthread_mutex_unlock(&shared_lock);

@@ -7,7 +7,15 @@
  * (resubmitting a short transfer), which hands the request to a threads
  * engine instead. When the ring cannot be set up (old kernel, io_uring
  * disabled), creation fails and block_engine_create() falls back to
- * threads. */
+ * threads.
+ *
+ * A polled engine (one thread at a time, no completion thread, no eventfd)
+ * only queues SQEs in submit; uring_poll() submits them and waits in the
+ * same io_uring_enter call, then runs the callbacks of the CQEs. Buffered
+ * reads that hit the page cache complete inside that call, so depth-1
+ * reads cost one system call. When the CQ budget is used up, submit reaps
+ * completions into a list that the next poll runs (callbacks never run
+ * inside submit). */
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
@@ -30,12 +38,17 @@ struct uring_engine {
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
 	unsigned inflight, max_inflight;
+	bool polled;
+	unsigned in_kernel;			/* polled: queued or submitted, not reaped */
+	struct uring_req *ready, **ready_tail;	/* polled: reaped, callback not yet run */
 };
 
 struct uring_req {
 	engine_cb cb;
 	void *opaque;
 	int published;	/* release/acquire pair: the kernel's hand-off is invisible to TSan */
+	int res;
+	struct uring_req *next;
 };
 
 /* Runs one completion; false for the stop marker. */
@@ -115,6 +128,33 @@ static struct io_uring_sqe *get_sqe(struct uring_engine *ue)
 	return sqe;
 }
 
+/* One iovec goes as a plain read/write: the kernel skips importing it. */
+static void prep_sqe(struct io_uring_sqe *sqe, int fd, enum engine_op op, uint64_t off,
+		     const struct iovec *iov, int iovcnt, void *data)
+{
+	switch (op) {
+	case ENGINE_READ:
+		if (iovcnt == 1 && iov->iov_len <= UINT32_MAX)
+			io_uring_prep_read(sqe, fd, iov->iov_base, (unsigned)iov->iov_len, off);
+		else
+			io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, off);
+		break;
+	case ENGINE_WRITE:
+		if (iovcnt == 1 && iov->iov_len <= UINT32_MAX)
+			io_uring_prep_write(sqe, fd, iov->iov_base, (unsigned)iov->iov_len, off);
+		else
+			io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, off);
+		break;
+	case ENGINE_FLUSH:
+		if (fd >= 0)
+			io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		else
+			io_uring_prep_nop(sqe);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, data);
+}
+
 static int queue_sqe(struct uring_engine *ue, int fd, enum engine_op op, uint64_t off,
 		     const struct iovec *iov, int iovcnt, void *data)
 {
@@ -127,21 +167,7 @@ static int queue_sqe(struct uring_engine *ue, int fd, enum engine_op op, uint64_
 		pthread_mutex_unlock(&ue->sq_lock);
 		return -EAGAIN;
 	}
-	switch (op) {
-	case ENGINE_READ:
-		io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, off);
-		break;
-	case ENGINE_WRITE:
-		io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, off);
-		break;
-	case ENGINE_FLUSH:
-		if (fd >= 0)
-			io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-		else
-			io_uring_prep_nop(sqe);
-		break;
-	}
-	io_uring_sqe_set_data(sqe, data);
+	prep_sqe(sqe, fd, op, off, iov, iovcnt, data);
 	/* From here the request is committed: a queued SQE cannot be taken
 	 * back, so transient failures are retried and anything else is left
 	 * for the next submission to flush. */
@@ -154,6 +180,102 @@ static int queue_sqe(struct uring_engine *ue, int fd, enum engine_op op, uint64_
 	return 0;
 }
 
+/* ---- polled engines ---- */
+
+/* Submits queued SQEs and, with wait, waits for one CQE in the same call. */
+static int polled_enter(struct uring_engine *ue, bool wait)
+{
+	int ret;
+
+	if (!wait && !io_uring_sq_ready(&ue->ring))
+		return 0;
+	do {
+		ret = wait ? io_uring_submit_and_wait(&ue->ring, 1) : io_uring_submit(&ue->ring);
+	} while (ret == -EINTR);
+	return ret < 0 ? ret : 0;
+}
+
+/* Moves every available CQE to the ready list; returns how many. */
+static unsigned polled_reap(struct uring_engine *ue)
+{
+	struct io_uring_cqe *cqe;
+	unsigned n = 0;
+
+	while (io_uring_peek_cqe(&ue->ring, &cqe) == 0) {
+		struct uring_req *r = io_uring_cqe_get_data(cqe);
+
+		r->res = cqe->res;
+		io_uring_cqe_seen(&ue->ring, cqe);
+		ue->in_kernel--;
+		r->next = NULL;
+		*ue->ready_tail = r;
+		ue->ready_tail = &r->next;
+		n++;
+	}
+	return n;
+}
+
+static int uring_poll(struct block_engine *e, bool wait)
+{
+	struct uring_engine *ue = (struct uring_engine *)e;
+	struct uring_req *list;
+	int ret, n = 0;
+
+	/* One system call: submit the queued SQEs and, when nothing is ready
+	 * yet, wait for a CQE (requests served from the page cache complete
+	 * inside the call). */
+	wait = wait && !ue->ready && ue->in_kernel && !io_uring_cq_ready(&ue->ring);
+	ret = polled_enter(ue, wait);
+	polled_reap(ue);
+	/* Callbacks may queue more requests (and reap into a new list). */
+	list = ue->ready;
+	ue->ready = NULL;
+	ue->ready_tail = &ue->ready;
+	while (list) {
+		struct uring_req *r = list;
+
+		list = r->next;
+		ue->inflight--;
+		r->cb(r->opaque, r->res);
+		free(r);
+		n++;
+	}
+	return n ? n : ret;
+}
+
+static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uint64_t off,
+			 const struct iovec *iov, int iovcnt, engine_cb cb, void *opaque)
+{
+	struct io_uring_sqe *sqe;
+	struct uring_req *r;
+
+	/* Room in the CQ: wait for completions (run by the next poll). */
+	while (ue->in_kernel >= ue->max_inflight) {
+		int ret = polled_enter(ue, true);
+
+		if (!polled_reap(ue) && ret < 0)
+			return ret;
+	}
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	sqe = io_uring_get_sqe(&ue->ring);
+	if (!sqe && polled_enter(ue, false) == 0)
+		sqe = io_uring_get_sqe(&ue->ring);
+	if (!sqe) {
+		free(r);
+		return -EAGAIN;
+	}
+	r->cb = cb;
+	r->opaque = opaque;
+	prep_sqe(sqe, fd, op, off, iov, iovcnt, r);
+	ue->inflight++;
+	ue->in_kernel++;
+	return 0;
+}
+
+/* ---- shared engines ---- */
+
 static int uring_submit(struct block_engine *e, int fd, enum engine_op op, uint64_t off,
 			const struct iovec *iov, int iovcnt, engine_cb cb, void *opaque)
 {
@@ -161,6 +283,8 @@ static int uring_submit(struct block_engine *e, int fd, enum engine_op op, uint6
 	struct uring_req *r;
 	int ret;
 
+	if (ue->polled)
+		return polled_submit(ue, fd, op, off, iov, iovcnt, cb, opaque);
 	if (!reserve_slot(ue))
 		return block_engine_submit(ue->fallback, fd, op, off, iov, iovcnt, cb, opaque);
 	r = malloc(sizeof(*r));
@@ -183,6 +307,13 @@ static void uring_destroy(struct block_engine *e)
 {
 	struct uring_engine *ue = (struct uring_engine *)e;
 
+	if (ue->polled) {
+		while (ue->inflight && uring_poll(e, true) >= 0)
+			;
+		io_uring_queue_exit(&ue->ring);
+		free(ue);
+		return;
+	}
 	pthread_mutex_lock(&ue->lock);
 	while (ue->inflight)
 		pthread_cond_wait(&ue->changed, &ue->lock);
@@ -205,7 +336,34 @@ static const struct block_engine_ops uring_ops = {
 	.destroy = uring_destroy,
 };
 
-struct block_engine *engine_uring_create(char *err, size_t errlen)
+static const struct block_engine_ops uring_polled_ops = {
+	.name = "io_uring",
+	.submit = uring_submit,
+	.destroy = uring_destroy,
+	.poll = uring_poll,
+};
+
+/* A polled ring: no eventfd, no completion thread. */
+static struct block_engine *uring_polled_create(struct uring_engine *ue, char *err,
+						size_t errlen)
+{
+	int ret = io_uring_queue_init(URING_ENTRIES, &ue->ring, 0);
+
+	if (ret < 0) {
+		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-ret));
+		free(ue);
+		return NULL;
+	}
+	ue->e.ops = &uring_polled_ops;
+	ue->e.kind = BLOCK_ENGINE_IO_URING;
+	ue->e.polled = true;
+	ue->polled = true;
+	ue->ready_tail = &ue->ready;
+	ue->max_inflight = ue->ring.cq.ring_entries;
+	return &ue->e;
+}
+
+struct block_engine *engine_uring_create(bool polled, char *err, size_t errlen)
 {
 	struct uring_engine *ue = calloc(1, sizeof(*ue));
 	int ret;
@@ -214,6 +372,8 @@ struct block_engine *engine_uring_create(char *err, size_t errlen)
 		snprintf(err, errlen, "io_uring: out of memory");
 		return NULL;
 	}
+	if (polled)
+		return uring_polled_create(ue, err, errlen);
 	ret = io_uring_queue_init(URING_ENTRIES, &ue->ring, 0);
 	if (ret < 0) {
 		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-ret));
@@ -236,7 +396,7 @@ struct block_engine *engine_uring_create(char *err, size_t errlen)
 	pthread_mutex_init(&ue->sq_lock, NULL);
 	pthread_mutex_init(&ue->lock, NULL);
 	pthread_cond_init(&ue->changed, NULL);
-	ue->fallback = engine_threads_create(err, errlen);
+	ue->fallback = engine_threads_create(false, err, errlen);
 	if (!ue->fallback || pthread_create(&ue->completer, NULL, uring_completer, ue) != 0) {
 		snprintf(err, errlen, "io_uring: cannot start the completion thread");
 		block_engine_destroy(ue->fallback);

@@ -14,13 +14,14 @@ same machine, same run.
 Each figure is the best of two runs, the tools interleaved. Prints one
 table: metric, minikvm-img, qemu-img, ratio (>1: minikvm-img better). Files are 256 MiB; the whole run stays under about 5 minutes.
 Usage: tests/bench/img.py [--quick]"""
-import argparse, os, re, shutil, subprocess, sys, time
+import argparse, json, os, re, shutil, subprocess, sys, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OURS = os.path.join(ROOT, "build", "minikvm-img")
 SIZE_MB = 256
-REPS = 2
+REPS = 3
 rows = []
+FIO_ENGINE = {"native": "libaio", "io_uring": "io_uring"}
 
 
 def sh(cmd, **kw):
@@ -70,32 +71,65 @@ def fmt(v):
     return "%.0f" % v if v >= 100 else "%.2f" % v
 
 
-def best_of(run, tools, reps):
+def median_of(run, tools, reps):
     """Interleave the tools (ours, qemu, ours, qemu, ...) and keep each
-    tool's best (shortest) time: the machine is shared and noisy."""
-    best = {t: None for t in tools}
+    tool's median time: the machine is shared and noisy."""
+    times = {t: [] for t in tools}
+    failed = set()
     for _ in range(reps):
         for tool in tools:
-            if best[tool] is False:
+            if tool in failed:
                 continue
             try:
-                secs = run(tool)
-            except (subprocess.CalledProcessError, RuntimeError) as e:
+                times[tool].append(run(tool))
+            except (subprocess.CalledProcessError, RuntimeError, KeyError, ValueError) as e:
                 err = getattr(e, "stderr", None) or str(e)
-                print("  %s failed: %s" % (os.path.basename(tool), err.strip()[:200]),
+                print("  %s failed: %s" % (os.path.basename(str(tool)), err.strip()[:200]),
                       file=sys.stderr)
-                best[tool] = False
-                continue
-            if best[tool] is None or secs < best[tool]:
-                best[tool] = secs
-    return [best[t] or None for t in tools]
+                failed.add(tool)
+    out = []
+    for t in tools:
+        v = sorted(times[t]) if t not in failed else []
+        out.append(v[len(v) // 2] if v else None)
+    return out
+
+
+def fio_secs(path, rw, bs, depth, engine, direct, count):
+    """fio's run time for count requests of bs bytes (the same sequential
+    pattern as bench, wrapping at the end of the file)."""
+    out = sh(["fio", "--name=bench", "--filename=" + path, "--rw=" + rw, "--bs=" + str(bs),
+              "--iodepth=" + str(depth), "--ioengine=" + FIO_ENGINE[engine],
+              "--direct=%d" % direct, "--size=%dM" % SIZE_MB, "--io_size=%d" % (count * bs),
+              "--invalidate=0", "--randrepeat=0", "--norandommap", "--output-format=json"]).stdout
+    job = json.loads(out[out.index("{"):])["jobs"][0]
+    part = job["write" if "write" in rw else "read"]
+    if part["total_ios"] < count or not part["iops"]:
+        raise RuntimeError("fio did %d of %d requests" % (part["total_ios"], count))
+    return count / part["iops"]
 
 
 def iops_pair(label, path, fmtname, cache, engine, depth, write, count, extra=()):
     args = ["-f", fmtname, "-t", cache, "-i", engine, "-d", str(depth), "-c", str(count),
             "-s", "4096"] + list(extra) + (["-w"] if write else [])
-    secs = best_of(lambda tool: bench_secs(tool, args, path), (OURS, "qemu-img"), REPS)
+    secs = median_of(lambda tool: bench_secs(tool, args, path), (OURS, "qemu-img"), REPS)
     add(label, *[count / t if t else None for t in secs], "IOPS")
+
+
+def fio_pair(label, path, cache, engine, depth, write, count, bs=4096, rnd=False):
+    """minikvm-img bench on a raw file against fio with the same request
+    size, depth, engine, direct flag and file."""
+    args = ["-f", "raw", "-t", cache, "-i", engine, "-d", str(depth), "-c", str(count),
+            "-s", str(bs)] + (["-w"] if write else []) + (["-r"] if rnd else [])
+    rw = ("rand" if rnd else "") + ("write" if write else "read")
+    direct = 1 if cache == "none" else 0
+
+    def run(tool):
+        if tool == "fio":
+            return fio_secs(path, rw, bs, depth, engine, direct, count)
+        return bench_secs(OURS, args, path)
+    secs = median_of(run, (OURS, "fio"), REPS)
+    scale, unit = (bs / 1048576.0, "MiB/s") if bs >= 1048576 else (1, "IOPS")
+    add(label + " vs fio", *[count * scale / t if t else None for t in secs], unit)
 
 
 def convert_time(tool, args):
@@ -110,7 +144,7 @@ def main():
     opts = ap.parse_args()
     global REPS
     scale = 0.25 if opts.quick else 1.0
-    REPS = 1 if opts.quick else 2
+    REPS = 1 if opts.quick else 3
     if not os.access(OURS, os.X_OK):
         sys.exit("img bench: build/minikvm-img is not built")
     dirs = {"tmpfs": "/dev/shm/minikvm-imgbench-%d" % os.getpid(),
@@ -122,8 +156,13 @@ def main():
         make_data(src)
         for where, d in dirs.items():
             raw, qc = os.path.join(d, "t.raw"), os.path.join(d, "t.qcow2")
+            # for the qcow2-vs-raw rows: pristine copies, every qcow2 cluster
+            # allocated (zeroes too)
+            rfull, qfull = os.path.join(d, "full.raw"), os.path.join(d, "full.qcow2")
             shutil.copyfile(src, raw)
+            shutil.copyfile(src, rfull)
             sh(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, qc])
+            sh(["qemu-img", "convert", "-S", "0", "-f", "raw", "-O", "qcow2", src, qfull])
             sh(["sync"])
             caches = [("writeback", ("threads", "io_uring"))]
             if where == "disk":
@@ -133,34 +172,44 @@ def main():
                     for engine in engines:
                         for write in (False, True):
                             for depth in (1, 32):
-                                base = 4000 if cache == "none" and depth == 1 else 20000
+                                base = 8000 if cache == "none" and depth == 1 else 50000
                                 count = max(500, int(base * scale))
-                                iops_pair("4k seq %s %s %s %s/%s d%d" % (
+                                label = "4k seq %s %s %s %s/%s d%d" % (
                                     "write" if write else "read", fmtname, where, cache,
-                                    engine, depth), path, fmtname, cache, engine, depth, write,
-                                    count)
+                                    engine, depth)
+                                iops_pair(label, path, fmtname, cache, engine, depth, write,
+                                          count)
+                                if fmtname == "raw" and engine in FIO_ENGINE:
+                                    fio_pair(label, path, cache, engine, depth, write, count)
             # scattered (both tools) and random (ours only), qcow2, depth 32
-            cnt = max(500, int(20000 * scale))
+            cnt = max(500, int(50000 * scale))
             iops_pair("4k scattered -S 1028k read qcow2 %s writeback/io_uring d32" % where,
                       qc, "qcow2", "writeback", "io_uring", 32, False, cnt,
                       ("-S", str(1028 * 1024)))
-            try:
-                secs = bench_secs(OURS, ["-f", "qcow2", "-i", "io_uring", "-d", "32", "-c",
-                                         str(cnt), "-r"], qc)
-                add("4k random (-r) read qcow2 %s writeback/io_uring d32" % where,
-                    cnt / secs, None, "IOPS")
-            except subprocess.CalledProcessError as e:
-                print("  random failed: %s" % e.stderr.strip()[:200], file=sys.stderr)
+            # random reads, minikvm-img only: qcow2 with every cluster allocated
+            # against raw (same data, so every read does I/O in both; the qcow2
+            # metadata is cached after the first requests), raw against fio
+            rcnt = cnt * 3
+            for depth in (1, 32):
+                rargs = ["-t", "writeback", "-i", "io_uring", "-d", str(depth), "-c", str(rcnt),
+                         "-r"]
+                secs = median_of(lambda img: bench_secs(OURS, ["-f", img[0]] + rargs, img[1]),
+                                 (("qcow2", qfull), ("raw", rfull)), REPS)
+                add("4k random (-r) read %s writeback/io_uring d%d: qcow2 vs raw" % (
+                    where, depth), *[rcnt / t if t else None for t in secs], "IOPS")
+            fio_pair("4k random (-r) read raw %s writeback/io_uring d32" % where, raw,
+                     "writeback", "io_uring", 32, False, cnt, rnd=True)
             # sequential throughput, 1 MiB requests
             for write in (False, True):
                 mib = SIZE_MB * 4
                 args = ["-f", "raw", "-t", "writeback", "-i", "io_uring", "-d", "8",
                         "-c", str(mib), "-s", "1M"] + (["-w"] if write else [])
-                secs = best_of(lambda tool: bench_secs(tool, args, raw), (OURS, "qemu-img"),
-                               REPS)
-                add("1M seq %s raw %s writeback/io_uring d8" % (
-                    "write" if write else "read", where),
-                    *[mib / t if t else None for t in secs], "MiB/s")
+                secs = median_of(lambda tool: bench_secs(tool, args, raw), (OURS, "qemu-img"),
+                                 REPS)
+                label = "1M seq %s raw %s writeback/io_uring d8" % (
+                    "write" if write else "read", where)
+                add(label, *[mib / t if t else None for t in secs], "MiB/s")
+                fio_pair(label, raw, "writeback", "io_uring", 8, write, mib, bs=1048576)
         # convert timings on tmpfs, from pristine copies (the write
         # benchmarks above overwrote t.raw and t.qcow2)
         d = dirs["tmpfs"]
@@ -177,14 +226,15 @@ def main():
                 finally:
                     if os.path.exists(out):
                         os.unlink(out)
-            secs = best_of(once, (OURS, "qemu-img"), REPS)
+            secs = median_of(once, (OURS, "qemu-img"), REPS)
             add(label + " (tmpfs, 256 MiB)", secs[0], secs[1], "s", higher_better=False)
     finally:
         shutil.rmtree(dirs["tmpfs"], ignore_errors=True)
         shutil.rmtree(dirs["disk"], ignore_errors=True)
 
-    print("\nminikvm-img vs qemu-img (same files, same run; ratio > 1: minikvm-img better)")
-    print("%-62s %12s %12s %6s %7s" % ("metric", "minikvm-img", "qemu-img", "unit", "ratio"))
+    print("\nminikvm-img vs qemu-img, or vs fio / qcow2 vs raw where the metric says so (same "
+          "files, same run;\nmedians of %d; ratio > 1: minikvm-img (qcow2) better)" % REPS)
+    print("%-62s %12s %12s %6s %7s" % ("metric", "minikvm-img", "reference", "unit", "ratio"))
     for metric, ours, theirs, unit, ratio in rows:
         print("%-62s %12s %12s %6s %7s" % (metric, fmt(ours), fmt(theirs), unit,
                                           "%.2f" % ratio if ratio else "n/a"))

@@ -1,8 +1,8 @@
 /* minikvm-img bench: qemu-img bench's I/O benchmark (sequential offsets
  * advancing by -S, -d requests in flight through the asynchronous block
  * API), plus a minikvm extension -r/--random: uniformly random offsets
- * aligned to the buffer size. */
-#include <pthread.h>
+ * aligned to the buffer size. Like qemu-img, one thread submits and runs
+ * the completions (the image is opened with polled completions). */
 #include "tools/img/img.h"
 
 struct bench {
@@ -13,8 +13,6 @@ struct bench {
 	uint64_t rng;
 	int error;
 	unsigned in_flight;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
 };
 
 struct bench_req {
@@ -30,15 +28,12 @@ static void req_done(void *opaque, int ret)
 	struct bench_req *r = opaque;
 	struct bench *b = r->b;
 
-	pthread_mutex_lock(&b->lock);
 	if (ret < 0 && !b->error)
 		b->error = ret;
 	b->completed++;
 	b->in_flight--;
 	r->next_free = free_list;
 	free_list = r;
-	pthread_cond_signal(&b->cond);
-	pthread_mutex_unlock(&b->lock);
 }
 
 static uint64_t next_offset(struct bench *b)
@@ -60,49 +55,55 @@ static uint64_t next_offset(struct bench *b)
 	return off;
 }
 
+/* Runs completions until none is in flight. */
 static void drain(struct bench *b)
 {
-	pthread_mutex_lock(&b->lock);
-	while (b->in_flight)
-		pthread_cond_wait(&b->cond, &b->lock);
-	pthread_mutex_unlock(&b->lock);
+	while (b->in_flight) {
+		int ret = bdev_aio_poll(b->bs, true);
+
+		if (ret < 0) {
+			img_err("bench: waiting for requests: %s", strerror(-ret));
+			exit(1);	/* requests still point at our buffers */
+		}
+	}
+}
+
+static void submit_one(struct bench *b)
+{
+	struct bench_req *r = free_list;
+	uint64_t off = next_offset(b);
+
+	free_list = r->next_free;
+	b->in_flight++;
+	b->submitted++;
+	if (b->write)
+		bdev_aio_writev(b->bs, off, &r->iov, 1, req_done, r);
+	else
+		bdev_aio_readv(b->bs, off, &r->iov, 1, req_done, r);
+	if (b->write && b->flush_interval && ++b->writes_since_flush >= b->flush_interval) {
+		int ret;
+
+		b->writes_since_flush = 0;
+		drain(b);
+		ret = bdev_flush(b->bs);
+		if (ret < 0 && !b->error)
+			b->error = ret;
+	}
 }
 
 static void run(struct bench *b)
 {
-	pthread_mutex_lock(&b->lock);
 	while (b->completed < b->count && !b->error) {
 		while (b->in_flight < b->depth && b->submitted < b->count && free_list &&
-		       !b->error) {
-			struct bench_req *r = free_list;
-			uint64_t off = next_offset(b);
+		       !b->error)
+			submit_one(b);
+		if (b->completed < b->count && !b->error) {
+			int ret = bdev_aio_poll(b->bs, true);
 
-			free_list = r->next_free;
-			b->in_flight++;
-			b->submitted++;
-			pthread_mutex_unlock(&b->lock);
-			if (b->write)
-				bdev_aio_writev(b->bs, off, &r->iov, 1, req_done, r);
-			else
-				bdev_aio_readv(b->bs, off, &r->iov, 1, req_done, r);
-			pthread_mutex_lock(&b->lock);
-			if (b->write && b->flush_interval &&
-			    ++b->writes_since_flush >= b->flush_interval) {
-				int ret;
-
-				b->writes_since_flush = 0;
-				pthread_mutex_unlock(&b->lock);
-				drain(b);
-				ret = bdev_flush(b->bs);
-				pthread_mutex_lock(&b->lock);
-				if (ret < 0 && !b->error)
-					b->error = ret;
-			}
+			if (ret < 0)
+				b->error = ret;
 		}
-		if (b->completed < b->count && !b->error)
-			pthread_cond_wait(&b->cond, &b->lock);
 	}
-	pthread_mutex_unlock(&b->lock);
 	drain(b);
 }
 
@@ -126,8 +127,10 @@ int cmd_bench(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bench b = { .count = 75000, .depth = 64, .bufsize = 4096, .rng = 0x9e3779b97f4a7c15ULL };
-	struct block_open_opts oo = { .cache = BLOCK_CACHE_WRITEBACK };
+	struct block_open_opts oo = { .cache = BLOCK_CACHE_WRITEBACK, .poll_completions = true };
 	struct bench_req *reqs = NULL;
+	uint8_t *bufs = NULL;
+	uint64_t stride;
 	uint64_t pattern = 0;
 	bool quiet = false, step_set = false;
 	double t0, t;
@@ -227,20 +230,21 @@ int cmd_bench(int argc, char **argv)
 		img_err("bench: out of memory");
 		goto out;
 	}
-	for (uint64_t i = 0; i < b.depth; i++) {
+	/* One block of page-aligned buffers, as qemu-img allocates them. */
+	stride = (b.bufsize + 4095) / 4096 * 4096;
+	bufs = aligned_alloc(4096, stride * b.depth);
+	if (!bufs) {
+		img_err("bench: out of memory");
+		goto out;
+	}
+	memset(bufs, (int)pattern, stride * b.depth);
+	for (uint64_t i = b.depth; i-- > 0;) {
 		reqs[i].b = &b;
 		reqs[i].iov.iov_len = b.bufsize;
-		reqs[i].iov.iov_base = aligned_alloc(4096, (b.bufsize + 4095) / 4096 * 4096);
-		if (!reqs[i].iov.iov_base) {
-			img_err("bench: out of memory");
-			goto out;
-		}
-		memset(reqs[i].iov.iov_base, (int)pattern, b.bufsize);
+		reqs[i].iov.iov_base = bufs + i * stride;
 		reqs[i].next_free = free_list;
 		free_list = &reqs[i];
 	}
-	pthread_mutex_init(&b.lock, NULL);
-	pthread_cond_init(&b.cond, NULL);
 	if (!quiet)
 		printf("Sending %llu %s requests, %llu bytes each, %llu in parallel "
 		       "(starting at offset %llu, step size %llu%s)\n",
@@ -268,9 +272,7 @@ int cmd_bench(int argc, char **argv)
 		printf("Run completed in %.3f seconds.\n", t);
 	rc = 0;
 out:
-	if (reqs)
-		for (uint64_t i = 0; i < b.depth; i++)
-			free(reqs[i].iov.iov_base);
+	free(bufs);
 	free(reqs);
 	bdev_close(b.bs);
 	return rc;
