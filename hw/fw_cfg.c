@@ -1,9 +1,11 @@
 /* fw_cfg: the item store (numbered items, sorted file directory), the
  * selector/data byte-stream interface, the DMA interface with every guest
- * address checked, and the standard items SeaBIOS reads. */
+ * address checked, and the standard items SeaBIOS reads (boot order and
+ * -boot menu/timeouts included). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hw/bootorder.h"
 #include "hw/fw_cfg.h"
 #include "vmm/acpi.h"
 #include "vmm/log.h"
@@ -447,11 +449,49 @@ static int add_acpi_tables(struct vm *vm)
 	return r;
 }
 
+/* "bootorder" is built when the guest looks: devices add their bootindex
+ * entries (hw/bootorder.c) after fw_cfg is set up. */
+static void bootorder_on_select(struct fw_cfg_item *it, void *opaque)
+{
+	char *data;
+	size_t len;
+
+	if (bootorder_build(opaque, &data, &len) < 0) {
+		log_error("fw_cfg: out of memory for the bootorder file");
+		return;
+	}
+	fw_cfg_item_set(it, data, len);
+	free(data);
+}
+
+/* -boot menu=, splash-time=, reboot-timeout=, strict=, as QEMU hands them
+ * to SeaBIOS: FW_CFG_BOOT_MENU (its etc/show-boot-menu), etc/boot-menu-wait
+ * only when splash-time is given, etc/boot-fail-wait (-1: never reboot),
+ * "HALT" at the end of a non-empty bootorder. All little-endian. */
+int fw_cfg_model_add_boot(struct fw_cfg *s, const struct vm_config *cfg, struct bootorder *b)
+{
+	int32_t reboot = cfg->has_reboot_timeout ? cfg->boot_reboot_timeout : -1;
+	uint8_t menu[2] = { cfg->boot_menu, 0 };
+	uint8_t wait[2] = { cfg->boot_splash_time, cfg->boot_splash_time >> 8 };
+	uint8_t fail[4];
+	int r = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		fail[i] = (uint32_t)reboot >> (8 * i);
+	r |= fw_cfg_model_add(s, FW_CFG_BOOT_MENU, menu, sizeof(menu));
+	if (cfg->has_splash_time)
+		r |= fw_cfg_model_add_file(s, "etc/boot-menu-wait", wait, sizeof(wait));
+	r |= fw_cfg_model_add_file(s, "etc/boot-fail-wait", fail, sizeof(fail));
+	b->strict = cfg->boot_strict;
+	r |= fw_cfg_model_add_file(s, "bootorder", NULL, 0);
+	r |= fw_cfg_model_set_generator(s, "bootorder", bootorder_on_select, b);
+	return r ? -EINVAL : 0;
+}
+
 static int add_standard_items(struct fw_cfg *s, struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
 	static const uint8_t zero_uuid[16];
-	static const uint32_t no_retry = 0xffffffffu;	/* SeaBIOS: no reboot on failure */
 	unsigned max_cpus = cfg->max_cpus > vm->ncpus ? cfg->max_cpus : vm->ncpus;
 	uint8_t *numa = calloc(1 + max_cpus, 8);
 	int r = 0;
@@ -466,16 +506,16 @@ static int add_standard_items(struct fw_cfg *s, struct vm *vm)
 	r |= fw_cfg_add_u16(FW_CFG_NB_CPUS, vm->ncpus);
 	r |= fw_cfg_add_u16(FW_CFG_MAX_CPUS, max_cpus);
 	r |= fw_cfg_add_bytes(FW_CFG_NUMA, numa, (1 + max_cpus) * 8);
-	r |= fw_cfg_add_u16(FW_CFG_BOOT_MENU, 0);
 	/* First -boot letter, as QEMU's non-PC machines publish it. SeaBIOS
 	 * takes -boot order from CMOS 0x3d/0x38 (hw/rtc.c) instead. */
 	r |= fw_cfg_add_u16(FW_CFG_BOOT_DEVICE,
 			    cfg->boot_order && cfg->boot_order[0] ? cfg->boot_order[0] : 'c');
 	free(numa);
-	/* Like QEMU: OpenFirmware paths of devices given a bootindex only
-	 * (none yet), never -boot order, which SeaBIOS gets from CMOS. */
-	r |= fw_cfg_add_file("bootorder", "", 0);
-	r |= fw_cfg_add_file("etc/boot-fail-wait", &no_retry, 4);
+	/* Like QEMU: bootorder holds the OpenFirmware paths of devices given
+	 * a bootindex only, never -boot order, which SeaBIOS gets from CMOS. */
+	pthread_mutex_lock(&s->lock);
+	r |= fw_cfg_model_add_boot(s, cfg, bootorder_global());
+	pthread_mutex_unlock(&s->lock);
 	r |= fw_cfg_add_file("etc/e820", vm->mem.e820, vm->mem.n_e820 * sizeof(vm->mem.e820[0]));
 	pthread_mutex_lock(&s->lock);
 	r |= fw_cfg_model_set_generator(s, "etc/e820", e820_on_select, &vm->mem);

@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <pthread.h>
 
+struct bootorder;
 struct guest_memory;
 struct vm;
+struct vm_config;
 
 /* Well-known item keys */
 #define FW_CFG_SIGNATURE	0x0000
@@ -84,6 +86,11 @@ int fw_cfg_model_add_file(struct fw_cfg *s, const char *name, const void *data, 
 int fw_cfg_model_set_generator(struct fw_cfg *s, const char *name,
 			       void (*fn)(struct fw_cfg_item *it, void *opaque), void *opaque);
 int fw_cfg_item_set(struct fw_cfg_item *it, const void *data, size_t len);
+/* The boot items of cfg's -boot options (FW_CFG_BOOT_MENU,
+ * etc/boot-menu-wait, etc/boot-fail-wait) and the "bootorder" file,
+ * generated from b (hw/bootorder.h) whenever the guest reads the
+ * directory or the file, so devices may add entries afterwards. */
+int fw_cfg_model_add_boot(struct fw_cfg *s, const struct vm_config *cfg, struct bootorder *b);
 /* Register port accesses. */
 void fw_cfg_select(struct fw_cfg *s, uint16_t key);
 uint8_t fw_cfg_read_byte(struct fw_cfg *s);

@@ -1,13 +1,15 @@
 /* Command line glue for virtio-blk-pci: QEMU's -drive syntax (",," is a
  * literal comma in values: file=a,,b.img names "a,b.img"), the
- * "-device virtio-blk-pci,drive=ID[,...properties]" and
- * "-drive ...,if=virtio" creation, and the DEVICE_INIT that puts the
- * devices on the VM. The model itself is hw/virtio_blk.c. */
+ * "-device virtio-blk-pci,drive=ID[,...properties][,bootindex=N]" and
+ * "-drive ...,if=virtio" creation, the boot order entries, and the
+ * DEVICE_INIT that puts the devices on the VM. The model itself is
+ * hw/virtio_blk.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "block/block.h"
+#include "hw/bootorder.h"
 #include "hw/virtio_blk.h"
 #include "vmm/config.h"
 #include "vmm/device.h"
@@ -255,7 +257,7 @@ static const char *const device_keys[] = {
 	"drive", "serial", "num-queues", "queue-size", "discard", "write-zeroes", "config-wce",
 	"seg-max-adjust", "logical_block_size", "physical_block_size", "min_io_size",
 	"opt_io_size", "discard_granularity", "max-discard-sectors", "max-write-zeroes-sectors",
-	"addr", "id", NULL,
+	"addr", "id", "bootindex", "bus", NULL,
 };
 
 static const struct {
@@ -326,7 +328,38 @@ static unsigned auto_num_queues(const struct vm_config *cfg)
 	return n < VIRTIO_BLK_MAX_NUM_QUEUES ? n : VIRTIO_BLK_MAX_NUM_QUEUES;
 }
 
-/* Open the drive and put a virtio-blk-pci for it on the VM. */
+/* bootindex=N of a -device (QEMU's default -1: not in the boot order). */
+static int parse_bootindex(const char *props, int32_t *index)
+{
+	char v[32];
+	int r = virtio_blk_opt_get(props, "bootindex", v, sizeof(v));
+
+	*index = -1;
+	if (r == 0)
+		return 0;
+	if (r < 0 || bootorder_parse_index(v, index) < 0) {
+		log_error("-device %s: Parameter 'bootindex' expects integer", DEVICE_NAME);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Name the device in the firmware boot order: QEMU's path for a
+ * virtio-blk-pci (PCI class 0x0100, "scsi") is /pci@i0cf8/scsi@SLOT/disk@0,0. */
+static int register_bootindex(const struct virtio_blk *blk, const char *device,
+			      int32_t bootindex)
+{
+	char what[256];
+
+	if (bootindex < 0)
+		return 0;
+	snprintf(what, sizeof(what), "-device %s,%s", DEVICE_NAME, device);
+	return bootorder_register_pci(what, bootindex, "scsi", blk->vp.pci.devfn,
+				      BOOTORDER_SUFFIX_DISK);
+}
+
+/* Open the drive and put a virtio-blk-pci for it on the VM (device: the
+ * -device properties, NULL for -drive if=virtio, which has no bootindex). */
 static int create_blk(struct vm *vm, const char *drive, const char *device, int slot)
 {
 	static struct drive_spec d;	/* large; startup runs on one thread */
@@ -334,9 +367,10 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 	struct virtio_blk_conf conf;
 	struct virtio_blk *blk;
 	struct bdev *bs;
+	int32_t bootindex = -1;
 	int r;
 
-	if (parse_drive(drive, &d) < 0)
+	if (parse_drive(drive, &d) < 0 || (device && parse_bootindex(device, &bootindex) < 0))
 		return -EINVAL;
 	virtio_blk_conf_init(&conf);
 	conf.num_queues = auto_num_queues(vm->cfg);
@@ -373,6 +407,8 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 	r = virtio_pci_realize(&blk->vp, vm, slot);	/* logs its errors */
 	if (r < 0)
 		return r;
+	if (register_bootindex(blk, device, bootindex) < 0)
+		return -EINVAL;
 	vmstate_register(&virtio_blk_vmstate, &blk->st, sizeof(blk->st), blk->vp.pci.devfn);
 	if (n_devices < MAX_DRIVE_SPECS)
 		devices[n_devices++] = blk;
@@ -380,13 +416,18 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 }
 
 /* addr=SLOT[.0] (hex, 1-1f) as virtio_spec_slot reads it, but through
- * the escaping-aware parser; slot -1 when absent. */
+ * the escaping-aware parser; slot -1 when absent. bus= may only name the
+ * root bus, "pci.0" (libvirt always writes it). */
 static int parse_addr(const char *props, int *slot)
 {
 	char v[16], *end;
 	unsigned long s;
 
 	*slot = -1;
+	if (virtio_blk_opt_get(props, "bus", v, sizeof(v)) && strcmp(v, "pci.0")) {
+		log_error("-device %s: Bus '%s' not found (only pci.0)", DEVICE_NAME, v);
+		return -EINVAL;
+	}
 	if (!virtio_blk_opt_get(props, "addr", v, sizeof(v)))
 		return 0;
 	errno = 0;

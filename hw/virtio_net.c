@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hw/bootorder.h"
 #include "hw/virtio_net.h"
 #include "hw/virtio_rng.h"
 #include "vmm/event_loop.h"
@@ -1280,20 +1281,65 @@ static int create_net(struct vm *vm, const char *what, const char *id, const cha
 	return 0;
 }
 
+/* bootindex=N (QEMU's default -1: not in the boot order), romfile=:
+ * only the empty value (no option ROM) exists here, which is also how to
+ * make QEMU boot the same way (its default is the iPXE ROM), and bus=,
+ * only the root bus "pci.0" (libvirt always writes it). */
+static int parse_boot_props(const char *what, const char *spec, int32_t *bootindex)
+{
+	char v[32];
+	int r = spec_get(spec, "bus", v, sizeof(v));
+
+	if (r != 0 && (r < 0 || strcmp(v, "pci.0"))) {
+		log_error("%s: Bus '%s' not found (only pci.0)", what, r < 0 ? "(too long)" : v);
+		return -EINVAL;
+	}
+	r = spec_get(spec, "bootindex", v, sizeof(v));
+	*bootindex = -1;
+	if (r != 0 && (r < 0 || bootorder_parse_index(v, bootindex) < 0)) {
+		log_error("%s: Parameter 'bootindex' expects integer", what);
+		return -EINVAL;
+	}
+	r = spec_get(spec, "romfile", v, sizeof(v));
+	if (r != 0 && (r < 0 || v[0])) {
+		log_error("%s: option ROMs are not supported (only romfile= with no file)", what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* QEMU's firmware path of a virtio-net-pci (PCI class 0x0200):
+ * /pci@i0cf8/ethernet@SLOT/ethernet-phy@0. */
+static int register_bootindex(const struct virtio_net *n, const char *spec, int32_t bootindex)
+{
+	char what[256];
+
+	if (bootindex < 0)
+		return 0;
+	snprintf(what, sizeof(what), "-device %s", spec);
+	return bootorder_register_pci(what, bootindex, "ethernet", n->vp.pci.devfn,
+				      BOOTORDER_SUFFIX_NET);
+}
+
 static int device_spec_net(struct vm *vm, const char *spec)
 {
 	const char *what = "-device " DEV_NAME;
 	struct virtio_net_opts o;
+	int32_t bootindex;
 	char id[64];
-	int slot;
+	int slot, r;
 
-	if (virtio_spec_slot(spec, DEV_NAME, &slot) < 0 || parse_opts(what, spec, &o) < 0)
+	if (virtio_spec_slot(spec, DEV_NAME, &slot) < 0 || parse_opts(what, spec, &o) < 0 ||
+	    parse_boot_props(what, spec, &bootindex) < 0)
 		return -EINVAL;
 	if (spec_get(spec, "netdev", id, sizeof(id)) != 1 || !id[0]) {
 		log_error("%s: netdev=ID is required", what);
 		return -EINVAL;
 	}
-	return create_net(vm, what, id, NULL, &o, slot);
+	r = create_net(vm, what, id, NULL, &o, slot);
+	if (r < 0)
+		return r;
+	return register_bootindex(devices[n_devices - 1], spec, bootindex) < 0 ? -EINVAL : 0;
 }
 
 /* -nic TYPE[,model=virtio-net-pci][,mac=...]: backend "__nic<i>". */

@@ -242,10 +242,11 @@ static const struct spec_device {
 			      "write-zeroes", "config-wce", "seg-max-adjust", "logical_block_size",
 			      "physical_block_size", "min_io_size", "opt_io_size",
 			      "discard_granularity", "max-discard-sectors",
-			      "max-write-zeroes-sectors", NULL } },
+			      "max-write-zeroes-sectors", "bootindex", "bus", NULL } },
 	{ "virtio-net-pci", { "netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso",
 			      "host_tso4", "host_tso6", "guest_tso4", "guest_tso6", "mrg_rxbuf",
-			      "ctrl_vq", "rx_queue_size", "tx_queue_size", NULL } },
+			      "ctrl_vq", "rx_queue_size", "tx_queue_size", "bootindex", "romfile",
+			      "bus", NULL } },
 };
 
 static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *val)
@@ -349,17 +350,86 @@ static int opt_rtc_kv(struct cli_ctx *c, const char *key, const char *val)
 	return 0;
 }
 
+/* QEMU's generic -boot order check; the PC limits (a, b, c, d, n; three at
+ * most) are hw/rtc.c's, which fills the CMOS bytes SeaBIOS reads. */
+static int check_boot_devices(struct cli_ctx *c, const char *val)
+{
+	unsigned seen = 0;
+
+	if (!*val)
+		return cli_error(c, "-boot: invalid boot order ''");
+	for (const char *p = val; *p; p++) {
+		if (*p < 'a' || *p > 'p')
+			return cli_error(c, "-boot: invalid boot device '%c'", *p);
+		if (seen & 1u << (*p - 'a'))
+			return cli_error(c, "-boot: boot device '%c' was given twice", *p);
+		seen |= 1u << (*p - 'a');
+	}
+	return 0;
+}
+
+static int parse_onoff(const char *v, bool *out)
+{
+	static const char *const on[] = { "on", "yes", "true", "y" };
+	static const char *const off[] = { "off", "no", "false", "n" };
+
+	for (unsigned i = 0; v && i < 4; i++) {
+		if (!strcmp(v, on[i]) || !strcmp(v, off[i])) {
+			*out = !strcmp(v, on[i]);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* A number in C syntax within [min, max] (QEMU's -boot integers). */
+static int parse_int_range(const char *v, long long min, long long max, long long *out)
+{
+	char *end;
+
+	if (!v || !*v)
+		return -1;
+	errno = 0;
+	*out = strtoll(v, &end, 0);
+	return errno || *end || *out < min || *out > max ? -1 : 0;
+}
+
 static int opt_boot_kv(struct cli_ctx *c, const char *key, const char *val)
 {
+	struct vm_config *cfg = c->cfg;
+	long long n;
+
 	if (!key || !strcmp(key, "order") || !strcmp(key, "once")) {
-		if (!val || !*val || strspn(val, "acdn") != strlen(val))
-			return cli_error(c, "-boot: invalid boot order '%s'", val ? val : "");
-		c->cfg->boot_order = val;
+		if (!val)
+			return cli_error(c, "-boot: invalid boot order ''");
+		if (check_boot_devices(c, val) < 0)
+			return -1;
+		cfg->boot_order = val;
 		return 0;
 	}
-	if (!strcmp(key, "menu") || !strcmp(key, "strict") || !strcmp(key, "splash-time") ||
-	    !strcmp(key, "reboot-timeout"))
+	if (!strcmp(key, "menu") || !strcmp(key, "strict")) {
+		bool *flag = !strcmp(key, "menu") ? &cfg->boot_menu : &cfg->boot_strict;
+
+		if (parse_onoff(val, flag) < 0)
+			return cli_error(c, "-boot: parameter '%s' expects 'on' or 'off'", key);
 		return 0;
+	}
+	if (!strcmp(key, "splash-time")) {
+		if (parse_int_range(val, 0, 0xffff, &n) < 0)
+			return cli_error(c, "-boot: splash-time is invalid, it should be a "
+					 "value between 0 and 65535");
+		cfg->has_splash_time = true;
+		cfg->boot_splash_time = n;
+		return 0;
+	}
+	if (!strcmp(key, "reboot-timeout")) {
+		if (parse_int_range(val, -1, 0xffff, &n) < 0)
+			return cli_error(c, "-boot: reboot timeout is invalid, it should be "
+					 "a value between -1 and 65535");
+		cfg->has_reboot_timeout = true;
+		cfg->boot_reboot_timeout = n;
+		return 0;
+	}
 	return cli_error(c, "-boot: unknown parameter '%s'", key);
 }
 
@@ -421,8 +491,8 @@ static const struct cli_option {
 	{ "no-user-config", OPT_NO_USER_CONFIG, false, NULL },
 	{ "device", OPT_DEVICE, true,
 	  "-device isa-debug-exit[,iobase=PORT,iosize=N] | virtio-rng-pci[,addr=SLOT]"
-	  " | virtio-blk-pci,drive=ID[,addr=SLOT,serial=S,num-queues=N]"
-	  " | virtio-net-pci,netdev=ID[,mac=MAC,mq=on,vectors=N]" },
+	  " | virtio-blk-pci,drive=ID[,addr=SLOT,serial=S,num-queues=N,bootindex=N]"
+	  " | virtio-net-pci,netdev=ID[,mac=MAC,mq=on,vectors=N,bootindex=N]" },
 	{ "netdev", OPT_NETDEV, true,
 	  "-netdev tap,id=ID[,ifname=,script=,downscript=,fd=,vnet_hdr=,queues=] |"
 	  " user,id=ID[,net=,hostfwd=,tftp=,bootfile=] | socket,id=ID,listen=|connect=|udp=" },
@@ -431,7 +501,8 @@ static const struct cli_option {
 	  "-drive file=PATH[,format=F,if=none|virtio,id=ID,cache=C,aio=A,readonly=on]" },
 	{ "debugcon", OPT_DEBUGCON, true, "-debugcon SPEC    port 0x402 debug console backend" },
 	{ "rtc", OPT_RTC, true, "-rtc base=utc|localtime" },
-	{ "boot", OPT_BOOT, true, "-boot [order=]DRIVES (a c d n)" },
+	{ "boot", OPT_BOOT, true, "-boot [order=]DRIVES (a c d n)[,menu=on|off,strict=on|off,"
+	  "splash-time=MS,reboot-timeout=MS]" },
 	{ "vga", OPT_VGA, true, "-vga none" },
 	{ "monitor", OPT_MONITOR, true, "-monitor none" },
 };

@@ -30,6 +30,14 @@ struct vm_config {
 	const char *initrd;		/* -initrd */
 	const char *append;		/* -append */
 	const char *boot_order;		/* -boot order=... (e.g. "cd") */
+	/* -boot menu=, splash-time=, reboot-timeout=, strict=, given to
+	 * SeaBIOS through fw_cfg (hw/fw_cfg.c) as QEMU does. */
+	bool boot_menu;
+	bool boot_strict;		/* "HALT" ends the bootorder file */
+	bool has_splash_time;
+	bool has_reboot_timeout;
+	uint16_t boot_splash_time;	/* ms: etc/boot-menu-wait */
+	int32_t boot_reboot_timeout;	/* ms, -1: never (etc/boot-fail-wait) */
 
 	const char *serial[MAX_SERIAL_PORTS];	/* -serial specs, NULL = none */
 	unsigned n_serial;
