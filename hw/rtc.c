@@ -719,6 +719,8 @@ struct rtc_dev {
 	struct event_timer *periodic_timer;
 	struct event_timer *update_timer;
 	int reprogram_pending;		/* atomic: a reprogram call is queued */
+	struct rtc_nvram_config nv;	/* -boot once=: refilled with order= at reset */
+	bool boot_once_pending;
 };
 
 static void arm_or_disarm(struct event_timer *t, uint64_t delay)
@@ -793,24 +795,36 @@ static void rtc_dev_reset(void *opaque)
 	struct rtc_dev *d = opaque;
 
 	rtc_reset(&d->rtc);
+	if (d->boot_once_pending) {
+		/* -boot once=: the first reset returns to order= (QEMU). */
+		d->boot_once_pending = false;
+		rtc_nvram_fill(&d->rtc, &d->nv);
+	}
 }
 
 static int rtc_dev_init(struct vm *vm)
 {
 	struct rtc_dev *d = calloc(1, sizeof(*d));
 	struct irq_line irq = vm_irq_line(vm, RTC_IRQ);
-	struct rtc_nvram_config nv = {
-		.below_4g = vm->mem.below_4g,
-		.above_4g = vm->mem.above_4g,
-		.ncpus = vm->ncpus ? vm->ncpus : vm->cfg->ncpus,
-		.boot_order = vm->cfg->boot_order,
-	};
+	struct rtc_nvram_config once;
 	int ret;
 
 	if (!d)
 		return -ENOMEM;
 	rtc_init(&d->rtc, &irq, NULL, vm->cfg->rtc_localtime);
-	ret = rtc_nvram_fill(&d->rtc, &nv);
+	d->nv = (struct rtc_nvram_config){
+		.below_4g = vm->mem.below_4g,
+		.above_4g = vm->mem.above_4g,
+		.ncpus = vm->ncpus ? vm->ncpus : vm->cfg->ncpus,
+		.boot_order = vm->cfg->boot_order,
+	};
+	ret = rtc_nvram_fill(&d->rtc, &d->nv);		/* checks order= */
+	if (ret == 0 && vm->cfg->boot_once) {
+		once = d->nv;
+		once.boot_order = vm->cfg->boot_once;
+		d->boot_once_pending = true;
+		ret = rtc_nvram_fill(&d->rtc, &once);
+	}
 	if (ret < 0) {
 		rtc_destroy(&d->rtc);
 		free(d);

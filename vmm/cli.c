@@ -404,7 +404,10 @@ static int opt_boot_kv(struct cli_ctx *c, const char *key, const char *val)
 			return cli_error(c, "-boot: invalid boot order ''");
 		if (check_boot_devices(c, val) < 0)
 			return -1;
-		cfg->boot_order = val;
+		if (key && !strcmp(key, "once"))
+			cfg->boot_once = val;
+		else
+			cfg->boot_order = val;
 		return 0;
 	}
 	if (!strcmp(key, "menu") || !strcmp(key, "strict")) {

@@ -30,6 +30,7 @@ struct vm_config {
 	const char *initrd;		/* -initrd */
 	const char *append;		/* -append */
 	const char *boot_order;		/* -boot order=... (e.g. "cd") */
+	const char *boot_once;		/* -boot once=...: first boot only */
 	/* -boot menu=, splash-time=, reboot-timeout=, strict=, given to
 	 * SeaBIOS through fw_cfg (hw/fw_cfg.c) as QEMU does. */
 	bool boot_menu;

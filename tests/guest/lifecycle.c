@@ -64,6 +64,9 @@ static void print_boot_state(void)
 	info("boot state: PIC IMR %02x/%02x, IOAPIC unmasked pins %#x, PIT ch0 status %#x, "
 	     "kvmclock MSR %#lx", boot_pic_imr[0], boot_pic_imr[1], unmasked, pit,
 	     boot_kvmclock_msr);
+	/* -boot order=/once= as the firmware sees it (CMOS 0x3d, 0x38 high
+	 * nibble): once= must give way to order= after the first reset. */
+	info("CMOS boot devices %02x %x", cmos_read(0x3d), cmos_read(0x38) >> 4);
 }
 
 /* Leave state behind that a reset must clear: an unmasked IOAPIC pin

@@ -98,6 +98,14 @@ for m in kbd cf9 triple; do
 		reset_verdict "minikvm-$m-$mode" "$m" $mode
 	done
 done
+# -boot once= applies to the first boot only (QEMU): d (3) first, then order=c (2)
+log=$LOGS/minikvm-boot-once.log
+timeout 20 $MVM -boot once=d,order=c -serial stdio -kernel $KIT -append "case=reset method=cf9" \
+	</dev/null >"$log" 2>&1
+check "minikvm: -boot once=d,order=c: CMOS boot devices 03 then 02" "$log" \
+	eval '[ "$(grep -a "CMOS boot devices" "$log" | tr -d "\r" | sed "s/.*devices //" |
+		  tr "\n" " ")" = "03 0 02 0 " ]'
+
 # the reload on reset through the other boot protocols (Linux bzImage, Multiboot)
 for k in testkit.bzImage testkit-mb.elf; do
 	log=$LOGS/minikvm-reset-$k.log
