@@ -37,6 +37,11 @@ void virtio_pci_lock(struct virtio_pci *vp)
 	pthread_mutex_lock(vp->pci.bus ? &vp->pci.bus->lock : &vp->own_lock);
 }
 
+bool virtio_pci_trylock(struct virtio_pci *vp)
+{
+	return pthread_mutex_trylock(vp->pci.bus ? &vp->pci.bus->lock : &vp->own_lock) == 0;
+}
+
 void virtio_pci_unlock(struct virtio_pci *vp)
 {
 	pthread_mutex_unlock(vp->pci.bus ? &vp->pci.bus->lock : &vp->own_lock);
@@ -240,6 +245,7 @@ static void apply_features(struct virtio_pci *vp)
 	for (unsigned q = 0; q < vp->ops->num_queues; q++) {
 		vp->vqs[q].indirect = vp->guest_features & (1ull << VIRTIO_F_RING_INDIRECT_DESC);
 		vp->vqs[q].event_idx = vp->guest_features & (1ull << VIRTIO_F_RING_EVENT_IDX);
+		vp->vqs[q].packed = vp->guest_features & (1ull << VIRTIO_F_RING_PACKED);
 	}
 }
 
@@ -948,6 +954,19 @@ static uint64_t offered_features(const struct virtio_dev_ops *ops)
 	       (1ull << VIRTIO_F_RING_INDIRECT_DESC) | (1ull << VIRTIO_F_RING_EVENT_IDX);
 }
 
+/* What this device offers: its ops plus RING_PACKED when asked for. */
+static uint64_t device_features(const struct virtio_pci *vp)
+{
+	return offered_features(vp->ops) |
+	       (vp->offer_packed ? 1ull << VIRTIO_F_RING_PACKED : 0);
+}
+
+void virtio_pci_offer_packed(struct virtio_pci *vp, bool on)
+{
+	vp->offer_packed = on;
+	vp->host_features = device_features(vp);
+}
+
 static unsigned legacy_bar_size(const struct virtio_pci *vp)
 {
 	unsigned need = VIRTIO_LEGACY_CONFIG_MSIX + vp->ops->config_size, size = 32;
@@ -1075,7 +1094,7 @@ static int virtio_pci_post_load(void *opaque)
 {
 	struct virtio_pci *vp = opaque;
 
-	if (vp->host_features != offered_features(vp->ops) ||
+	if (vp->host_features != device_features(vp) ||
 	    (vp->guest_features & ~vp->host_features))
 		return -EINVAL;
 	for (unsigned v = 0; v < VIRTIO_MSIX_MAX; v++)
@@ -1110,7 +1129,7 @@ static int virtqueue_post_load(void *opaque)
 {
 	struct virtq *vq = opaque;
 
-	if (vq->size > vq->max_size || vq->inflight > vq->size)
+	if (virtq_check_loaded(vq) < 0)
 		return -EINVAL;
 	if (vq->msix_vector != VIRTIO_MSI_NO_VECTOR && vq->msix_vector >= VIRTIO_MSIX_MAX)
 		return -EINVAL;
@@ -1137,6 +1156,10 @@ static const struct vmstate_field virtqueue_fields[] = {
 	VMSTATE_U16(struct virtq, signalled_used),
 	VMSTATE_BOOL(struct virtq, signalled_used_valid),
 	VMSTATE_BOOL(struct virtq, broken),
+	VMSTATE_BOOL(struct virtq, packed),
+	VMSTATE_BOOL(struct virtq, avail_wrap),
+	VMSTATE_BOOL(struct virtq, used_wrap),
+	VMSTATE_U16_ARRAY(struct virtq, packed_ndescs),	/* checked by post_load */
 };
 const struct vmstate_desc virtqueue_vmstate =
-	VMSTATE_DESC("virtqueue", 1, virtqueue_fields, virtqueue_post_load);
+	VMSTATE_DESC("virtqueue", 2, virtqueue_fields, virtqueue_post_load);

@@ -29,6 +29,7 @@ struct virtio_pci;
 #define VIRTIO_F_RING_INDIRECT_DESC	28
 #define VIRTIO_F_RING_EVENT_IDX		29
 #define VIRTIO_F_VERSION_1		32
+#define VIRTIO_F_RING_PACKED		34	/* offered only with packed=on */
 
 #define VIRTIO_PCI_VENDOR		0x1af4
 #define VIRTIO_PCI_TRANSITIONAL_BASE	0x1000	/* + device-specific offset */
@@ -175,6 +176,7 @@ struct virtio_pci {
 	uint16_t queue_sel;
 	uint16_t config_vector;
 	bool broken;			/* violation seen: no processing until reset */
+	bool offer_packed;		/* packed=on: offer RING_PACKED (not migrated) */
 	uint8_t config[VIRTIO_CONFIG_MAX];
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 
@@ -195,6 +197,10 @@ struct virtio_pci {
  * model is driven through the functions below. mem may be a fake. */
 int virtio_pci_init(struct virtio_pci *vp, const struct virtio_dev_ops *ops, void *opaque,
 		    const struct guest_memory *mem);
+/* packed=on|off (QEMU's default off): offer VIRTIO_F_RING_PACKED to modern
+ * drivers (legacy ones only see feature bits 0-31). Between init and
+ * realize. */
+void virtio_pci_offer_packed(struct virtio_pci *vp, bool on);
 /* Put it on the VM: PCI slot (-1: first free from 2), eventfds, vmstate. */
 int virtio_pci_realize(struct virtio_pci *vp, struct vm *vm, int slot);
 
@@ -218,6 +224,10 @@ void virtio_pci_kick_later(struct virtio_pci *vp, unsigned q);
 void virtio_pci_kick(struct virtio_pci *vp, unsigned q);
 bool virtio_pci_msix_enabled(const struct virtio_pci *vp);
 void virtio_pci_lock(struct virtio_pci *vp);
+/* Take the device lock only if that needs no waiting (true: taken; also
+ * when this thread holds it already): for threads that must never wait
+ * for it, such as block-layer completion callbacks. */
+bool virtio_pci_trylock(struct virtio_pci *vp);
 void virtio_pci_unlock(struct virtio_pci *vp);
 /* Full reset, as a status write of 0 does. */
 void virtio_pci_reset(struct virtio_pci *vp);

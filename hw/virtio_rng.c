@@ -1,6 +1,7 @@
 /* virtio-rng-pci (virtio entropy device, type 4): one request queue whose
  * device-writable buffers are filled from the host's getrandom(). Created
- * for each "-device virtio-rng-pci[,addr=SLOT]" on the command line. */
+ * for each "-device virtio-rng-pci[,addr=SLOT][,packed=on|off]" on the
+ * command line (packed=on offers packed virtqueues, off by default). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,37 @@ bad:
 	return -EINVAL;
 }
 
+/* "packed=on|off" (also true/false, yes/no); the last one counts. */
+int virtio_spec_packed(const char *spec, const char *name, bool *packed)
+{
+	static const char *const on[] = { "on", "true", "yes" }, *const off[] = { "off",
+		"false", "no" };
+	const char *p = spec;
+
+	while ((p = strstr(p, ",packed="))) {
+		size_t n;
+		bool ok = false;
+
+		p += strlen(",packed=");
+		n = strcspn(p, ",");
+		for (unsigned i = 0; i < 3; i++) {
+			if (n == strlen(on[i]) && !strncmp(p, on[i], n)) {
+				*packed = true;
+				ok = true;
+			} else if (n == strlen(off[i]) && !strncmp(p, off[i], n)) {
+				*packed = false;
+				ok = true;
+			}
+		}
+		if (!ok) {
+			log_error("-device %s: packed must be on or off, not '%.*s'", name, (int)n,
+				  p);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int virtio_rng_device_init(struct vm *vm)
 {
 	const char *name = virtio_rng_ops.name;
@@ -117,11 +149,13 @@ static int virtio_rng_device_init(struct vm *vm)
 	for (unsigned i = 0; i < vm->cfg->n_devices; i++) {
 		const char *spec = vm->cfg->devices[i];
 		struct virtio_pci *vp;
+		bool packed = false;
 		int slot, r;
 
 		if (strncmp(spec, name, nlen) || (spec[nlen] && spec[nlen] != ','))
 			continue;
-		if (virtio_spec_slot(spec, name, &slot) < 0)
+		if (virtio_spec_slot(spec, name, &slot) < 0 ||
+		    virtio_spec_packed(spec, name, &packed) < 0)
 			return -EINVAL;
 		vp = calloc(1, sizeof(*vp));
 		if (!vp)
@@ -131,6 +165,7 @@ static int virtio_rng_device_init(struct vm *vm)
 			log_error("-device %s: cannot create the device: %s", name, strerror(-r));
 			return r;
 		}
+		virtio_pci_offer_packed(vp, packed);
 		r = virtio_pci_realize(vp, vm, slot);	/* logs its errors */
 		if (r < 0)
 			return r;

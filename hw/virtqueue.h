@@ -1,6 +1,9 @@
-/* Split virtqueues (virtio 1.x section 2.7, and the legacy layout): the
- * device side of the descriptor table, the available ring and the used
- * ring, with indirect descriptors and EVENT_IDX notification suppression.
+/* Virtqueues, device side: split rings (virtio 1.x section 2.7, and the
+ * legacy layout: descriptor table, available ring, used ring) and packed
+ * rings (virtio 1.1+ section 2.8, VIRTIO_F_RING_PACKED: one descriptor ring
+ * with wrap counters plus the driver and device event suppression
+ * structures), both with indirect descriptors and EVENT_IDX notification
+ * suppression, behind one pop/push/fill/flush API.
  * Device-independent and free of KVM: it only needs guest memory. Every
  * index, length and address read from the guest is validated; a violation
  * marks the queue broken with a message, and the transport then sets
@@ -23,6 +26,15 @@
 
 #define VIRTQ_LEGACY_ALIGN	4096	/* legacy ring: used ring alignment */
 
+/* Packed rings: descriptor flags (with NEXT, WRITE, INDIRECT above) and
+ * the event suppression structure's flags. */
+#define VIRTQ_DESC_F_AVAIL	(1u << 7)
+#define VIRTQ_DESC_F_USED	(1u << 15)
+#define VIRTQ_EVENT_F_ENABLE	0
+#define VIRTQ_EVENT_F_DISABLE	1
+#define VIRTQ_EVENT_F_DESC	2	/* only with EVENT_IDX: at off_wrap */
+#define VIRTQ_EVENT_WRAP	(1u << 15)	/* off_wrap: the wrap counter bit */
+
 struct virtq_desc {
 	uint64_t addr;
 	uint32_t len;
@@ -30,10 +42,25 @@ struct virtq_desc {
 	uint16_t next;
 } __attribute__((packed));
 
+struct virtq_packed_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;			/* buffer id (of the chain's last descriptor) */
+	uint16_t flags;
+};
+_Static_assert(sizeof(struct virtq_packed_desc) == 16, "packed descriptor layout");
+
+/* Driver area (driver -> device: when to interrupt) and device area
+ * (device -> driver: when to notify) of a packed ring. */
+struct virtq_event {
+	uint16_t off_wrap;		/* descriptor offset | wrap counter << 15 */
+	uint16_t flags;			/* VIRTQ_EVENT_F_* */
+};
+
 /* One request: a descriptor chain flattened into host iovecs, the
  * device-readable ones (out) first, then the device-writable ones (in). */
 struct virtq_elem {
-	uint16_t head;
+	uint16_t head;			/* split: head descriptor; packed: buffer id */
 	unsigned n_out, n_in;
 	uint64_t out_len, in_len;	/* total bytes of each part */
 	struct iovec iov[VIRTQ_MAX_SIZE];	/* out: [0, n_out), in: [n_out, n_out + n_in) */
@@ -41,19 +68,23 @@ struct virtq_elem {
 
 struct virtq {
 	/* Programmed by the driver (transport registers). */
-	uint16_t size;			/* entries, power of two */
+	uint16_t size;			/* entries: split a power of two, packed any */
 	uint16_t max_size;		/* offered by the device */
 	bool enabled;
+	/* Packed: descriptor ring, driver area and device area. */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
 	uint16_t msix_vector;
 
 	/* Negotiated features. */
 	bool event_idx;
 	bool indirect;
+	bool packed;			/* VIRTIO_F_RING_PACKED: set before virtq_map */
 
-	/* Device-side progress. */
+	/* Device-side progress. Packed: both indexes are ring positions
+	 * below size, each with its wrap counter. */
 	uint16_t last_avail_idx;	/* next avail entry to consume */
 	uint16_t used_idx;		/* our copy of used->idx */
+	bool avail_wrap, used_wrap;	/* packed wrap counters (1 at reset) */
 	uint16_t inflight;		/* popped, not yet pushed */
 	uint16_t signalled_used;	/* used_idx at the last interrupt */
 	bool signalled_used_valid;
@@ -67,12 +98,23 @@ struct virtq {
 
 	bool broken;
 	char error[160];		/* first violation, for the log */
+
+	/* Packed only. Per buffer id: ring descriptors of its chain while
+	 * in flight, 0 when the driver owns it (migrated). The last pops in
+	 * order (for virtq_unpop) and the pending fills (for virtq_flush). */
+	uint16_t packed_ndescs[VIRTQ_MAX_SIZE];
+	uint16_t pop_ids[VIRTQ_MAX_SIZE];
+	uint16_t pop_seq;
+	uint16_t n_filled;
+	uint16_t fill_ids[VIRTQ_MAX_SIZE];
+	uint32_t fill_lens[VIRTQ_MAX_SIZE];
 };
 
-/* Reset to the power-on state (size = max_size, nothing mapped). */
+/* Reset to the power-on state (size = max_size, nothing mapped, split). */
 void virtq_reset(struct virtq *vq, uint16_t max_size);
-/* Check the driver's addresses and size and map the rings; returns 0, or
- * -EINVAL with vq->broken set and vq->error filled. */
+/* Check the driver's addresses and size and map the rings (the packed
+ * layout when vq->packed); returns 0, or -EINVAL with vq->broken set and
+ * vq->error filled. */
 int virtq_map(struct virtq *vq, const struct guest_memory *mem);
 /* Legacy layout: all three rings from one page frame number. */
 void virtq_set_legacy_pfn(struct virtq *vq, uint32_t pfn);
@@ -114,10 +156,14 @@ static inline bool virtq_need_event(uint16_t event, uint16_t new_idx, uint16_t o
 
 /* Does the available ring hold entries we have not consumed? */
 bool virtq_has_work(const struct virtq *vq);
+/* Consistency of migrated state (indexes, wrap counters, in-flight ids):
+ * 0 or -EINVAL. Called by the transport's post_load before virtq_map. */
+int virtq_check_loaded(const struct virtq *vq);
 
 /* Bytes of guest memory each ring occupies for a queue of n entries. */
 static inline uint64_t virtq_desc_bytes(uint16_t n) { return 16ull * n; }
 static inline uint64_t virtq_avail_bytes(uint16_t n) { return 6ull + 2ull * n; }
 static inline uint64_t virtq_used_bytes(uint16_t n) { return 6ull + 8ull * n; }
+static inline uint64_t virtq_event_bytes(void) { return sizeof(struct virtq_event); }
 
 #endif

@@ -237,7 +237,7 @@ static const struct spec_device {
 	const char *name;
 	const char *const keys[24];	/* beyond addr= and id= */
 } spec_devices[] = {
-	{ "virtio-rng-pci", { NULL } },
+	{ "virtio-rng-pci", { "packed", NULL } },
 	{ "virtio-blk-pci", { "drive", "serial", "num-queues", "queue-size", "discard",
 			      "write-zeroes", "config-wce", "seg-max-adjust", "logical_block_size",
 			      "physical_block_size", "min_io_size", "opt_io_size",

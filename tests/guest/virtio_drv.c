@@ -1,7 +1,8 @@
 /* virtio_drv.c: the kit's CPL3 virtio-pci driver library: PCI discovery
  * and BAR assignment, modern capabilities / legacy I/O BAR, feature
  * negotiation, split virtqueues (free list, add, kick with EVENT_IDX, pop),
- * MSI-X, and a bump heap for ring and buffer memory. See virtio_drv.h. */
+ * packed virtqueues (wrap counters, buffer ids, event suppression), MSI-X,
+ * and a bump heap for ring and buffer memory. See virtio_drv.h. */
 #include "tests/guest/virtio_drv.h"
 
 /* ---------------- memory ---------------- */
@@ -311,6 +312,10 @@ u8 vdev_cfg_generation(struct vdev *d)
 /* ---------------- initialisation ---------------- */
 int vdev_init(struct vdev *d, u64 want)
 {
+	char packed[4];
+
+	if (cmdline_get("packed", packed, sizeof(packed)) && packed[0] == '1')
+		want |= VIRTIO_F_RING_PACKED;	/* every case on packed rings */
 	vdev_set_status(d, 0);
 	if (vdev_status(d) != 0)
 		return fail("status not 0 after reset");
@@ -414,6 +419,28 @@ static int vq_alloc_rings(struct virtq *q)
 	return 0;
 }
 
+/* Packed: the descriptor ring and the two event suppression areas, plus
+ * per-id bookkeeping; every id free, both wrap counters 1. */
+static int vq_alloc_packed(struct virtq *q)
+{
+	q->ring = dma_alloc(16ull * q->size, 4096);
+	q->driver_ev = dma_alloc(sizeof(struct vring_packed_event), 16);
+	q->device_ev = dma_alloc(sizeof(struct vring_packed_event), 16);
+	q->token = dma_alloc(sizeof(void *) * q->size, 16);
+	q->free_ids = dma_alloc(2ull * q->size, 16);
+	q->id_ndescs = dma_alloc(2ull * q->size, 16);
+	if (!q->ring || !q->driver_ev || !q->device_ev || !q->token || !q->free_ids ||
+	    !q->id_ndescs)
+		return fail("queue %u: out of ring memory", q->index);
+	for (u16 i = 0; i < q->size; i++)
+		q->free_ids[i] = q->size - 1 - i;	/* id 0 first */
+	q->num_free_ids = q->size;
+	q->num_free = q->size;
+	q->next_avail = q->next_used = q->num_added = 0;
+	q->avail_wrap = q->used_wrap = true;
+	return 0;
+}
+
 static int vq_setup_legacy(struct vdev *d, struct virtq *q, u16 index, u16 msix_entry)
 {
 	outw(d->iobase + 0x0e, index);
@@ -444,15 +471,23 @@ static int vq_setup_modern(struct vdev *d, struct virtq *q, u16 index, u16 max_s
 		size = max_size;
 	if (size > VQ_MAX_SIZE)
 		size = VQ_MAX_SIZE;
-	if (!size || (size & (size - 1)))
+	if (!size || (!q->packed && (size & (size - 1))))
 		return fail("queue %u size %u", index, size);
 	q->size = size;
 	common_write16(d, 0x18, size);
-	if (vq_alloc_rings(q) < 0)
-		return -1;
-	common_write64(d, 0x20, (u64)q->desc);
-	common_write64(d, 0x28, (u64)q->avail);
-	common_write64(d, 0x30, (u64)q->used);
+	if (q->packed) {
+		if (vq_alloc_packed(q) < 0)
+			return -1;
+		common_write64(d, 0x20, (u64)q->ring);
+		common_write64(d, 0x28, (u64)q->driver_ev);
+		common_write64(d, 0x30, (u64)q->device_ev);
+	} else {
+		if (vq_alloc_rings(q) < 0)
+			return -1;
+		common_write64(d, 0x20, (u64)q->desc);
+		common_write64(d, 0x28, (u64)q->avail);
+		common_write64(d, 0x30, (u64)q->used);
+	}
 	common_write16(d, 0x1a, msix_entry);
 	if (common_read16(d, 0x1a) != msix_entry)
 		return fail("queue %u: MSI-X entry %u not accepted", index, msix_entry);
@@ -470,7 +505,195 @@ int vq_setup(struct vdev *d, struct virtq *q, u16 index, u16 max_size, u16 msix_
 	q->event_idx = d->features & VIRTIO_F_EVENT_IDX;
 	if (d->legacy)
 		return vq_setup_legacy(d, q, index, msix_entry);
+	q->packed = d->features & VIRTIO_F_RING_PACKED;
 	return vq_setup_modern(d, q, index, max_size, msix_entry);
+}
+
+/* ---------------- packed rings ---------------- */
+static u16 avail_bits(bool wrap)
+{
+	return wrap ? VRING_PACKED_DESC_F_AVAIL : VRING_PACKED_DESC_F_USED;
+}
+
+static void packed_advance(struct virtq *q, u16 *pos, bool *wrap, u16 n)
+{
+	*pos += n;
+	if (*pos >= q->size) {
+		*pos -= q->size;
+		*wrap = !*wrap;
+	}
+}
+
+u16 vq_packed_put(struct virtq *q, const void *addr, u32 len, u16 id, u16 flags, bool avail)
+{
+	struct vring_packed_desc *e = &q->ring[q->next_avail];
+	u16 slot = q->next_avail;
+
+	e->addr = (u64)addr;
+	e->len = len;
+	e->id = id;
+	virtio_barrier();
+	*(volatile u16 *)&e->flags = flags | avail_bits(avail ? q->avail_wrap : !q->avail_wrap);
+	packed_advance(q, &q->next_avail, &q->avail_wrap, 1);
+	if (q->num_free)
+		q->num_free--;
+	q->num_added++;
+	return slot;
+}
+
+/* Take a buffer id and n ring slots; -1 when short. */
+static int packed_take(struct virtq *q, u32 n, void *token)
+{
+	u16 id;
+
+	if (!n || n > q->num_free || !q->num_free_ids)
+		return -1;
+	id = q->free_ids[--q->num_free_ids];
+	q->num_free -= n;
+	q->num_added += n;
+	q->id_ndescs[id] = n;
+	q->token[id] = token;
+	return id;
+}
+
+/* Write n descriptors from the next slot on, the head's flags last. */
+static void packed_write_chain(struct virtq *q, const struct vring_packed_desc *src, u32 n)
+{
+	u16 head = q->next_avail;
+	bool head_wrap = q->avail_wrap;
+
+	for (u32 k = 0; k < n; k++) {
+		struct vring_packed_desc *e = &q->ring[q->next_avail];
+
+		e->addr = src[k].addr;
+		e->len = src[k].len;
+		e->id = src[k].id;
+		if (k)
+			e->flags = src[k].flags | avail_bits(q->avail_wrap);
+		packed_advance(q, &q->next_avail, &q->avail_wrap, 1);
+	}
+	virtio_barrier();	/* x86 keeps store order: the rest is visible first */
+	*(volatile u16 *)&q->ring[head].flags = src[0].flags | avail_bits(head_wrap);
+}
+
+static int packed_add(struct virtq *q, const struct vbuf *b, u32 n, void *token)
+{
+	struct vring_packed_desc chain[64];
+	int id;
+
+	if (n > 64)
+		return -1;
+	id = packed_take(q, n, token);
+	if (id < 0)
+		return -1;
+	for (u32 k = 0; k < n; k++)
+		chain[k] = (struct vring_packed_desc){ (u64)b[k].addr, b[k].len, (u16)id,
+			(b[k].device_writes ? VRING_DESC_F_WRITE : 0) |
+			(k + 1 < n ? VRING_DESC_F_NEXT : 0) };
+	packed_write_chain(q, chain, n);
+	return id;
+}
+
+static int packed_add_indirect(struct virtq *q, struct vring_desc *table, const struct vbuf *b,
+			       u32 n, void *token)
+{
+	struct vring_packed_desc *t = (struct vring_packed_desc *)table, head;
+	int id = packed_take(q, 1, token);
+
+	if (id < 0)
+		return -1;
+	for (u32 k = 0; k < n; k++)
+		t[k] = (struct vring_packed_desc){ (u64)b[k].addr, b[k].len, 0,
+			b[k].device_writes ? VRING_DESC_F_WRITE : 0 };
+	head = (struct vring_packed_desc){ (u64)table, 16 * n, (u16)id, VRING_DESC_F_INDIRECT };
+	packed_write_chain(q, &head, 1);
+	return id;
+}
+
+/* The device's event suppression: DESC asks for a notification when the
+ * descriptors we added since the last one include off_wrap. */
+static bool packed_kick_needed(struct virtq *q)
+{
+	u16 flags, off_wrap, event, new_idx, old;
+
+	virtio_mb();
+	flags = q->device_ev->flags;
+	off_wrap = q->device_ev->off_wrap;
+	if (flags != VRING_PACKED_EVENT_DESC)
+		return flags != VRING_PACKED_EVENT_DISABLE;
+	event = off_wrap & ~VRING_PACKED_EVENT_WRAP;
+	if (!!(off_wrap & VRING_PACKED_EVENT_WRAP) != q->avail_wrap)
+		event -= q->size;
+	new_idx = q->next_avail;
+	old = new_idx - q->num_added;
+	return vring_need_event(event, new_idx, old);
+}
+
+static bool packed_slot_used(struct virtq *q, u16 pos, bool wrap)
+{
+	u16 flags = *(volatile u16 *)&q->ring[pos].flags;
+	bool a = flags & VRING_PACKED_DESC_F_AVAIL, u = flags & VRING_PACKED_DESC_F_USED;
+
+	return a == u && u == wrap;
+}
+
+/* Ring slots a used entry stands for (its chain's), 1 for a bogus id. */
+static u16 packed_used_slots(struct virtq *q, u16 id)
+{
+	return id < q->size && q->id_ndescs[id] ? q->id_ndescs[id] : 1;
+}
+
+static bool packed_get_used(struct virtq *q, u32 *id, u32 *len)
+{
+	struct vring_packed_desc *e = &q->ring[q->next_used];
+	u16 n;
+
+	if (!packed_slot_used(q, q->next_used, q->used_wrap))
+		return false;
+	virtio_barrier();	/* read the entry after its flags */
+	*id = *(volatile u16 *)&e->id;
+	*len = *(volatile u32 *)&e->len;
+	n = packed_used_slots(q, *id);
+	packed_advance(q, &q->next_used, &q->used_wrap, n);
+	if (*id < q->size && q->id_ndescs[*id]) {
+		q->id_ndescs[*id] = 0;
+		q->num_free += n;
+		q->free_ids[q->num_free_ids++] = *id;
+	}
+	return true;
+}
+
+static void packed_set_driver_event(struct virtq *q)
+{
+	if (q->cb_off) {
+		q->driver_ev->flags = VRING_PACKED_EVENT_DISABLE;
+	} else if (q->event_idx) {
+		q->driver_ev->off_wrap = q->next_used |
+					 (q->used_wrap ? VRING_PACKED_EVENT_WRAP : 0);
+		virtio_barrier();
+		q->driver_ev->flags = VRING_PACKED_EVENT_DESC;
+	} else {
+		q->driver_ev->flags = VRING_PACKED_EVENT_ENABLE;
+	}
+}
+
+/* Every outstanding slot covered by used entries not consumed yet. */
+static bool packed_all_used(struct virtq *q)
+{
+	u16 pos = q->next_used, outstanding = q->size - q->num_free, covered = 0;
+	bool wrap = q->used_wrap;
+
+	while (covered < outstanding) {
+		u16 n;
+
+		if (!packed_slot_used(q, pos, wrap))
+			return false;
+		virtio_barrier();
+		n = packed_used_slots(q, *(volatile u16 *)&q->ring[pos].id);
+		covered += n;
+		packed_advance(q, &pos, &wrap, n);
+	}
+	return true;
 }
 
 /* ---------------- ring access ---------------- */
@@ -489,6 +712,8 @@ void vq_publish(struct virtq *q, u16 head)
 
 u16 vq_used_idx(struct virtq *q)
 {
+	if (q->packed)
+		return q->next_used;	/* for messages: no used index here */
 	return *(volatile u16 *)(q->used + 2);
 }
 
@@ -530,9 +755,12 @@ static int vq_take(struct virtq *q, u32 n)
 
 int vq_add(struct virtq *q, const struct vbuf *b, u32 n, void *token)
 {
-	int head = vq_take(q, n);
+	int head;
 	u16 i;
 
+	if (q->packed)
+		return packed_add(q, b, n, token);
+	head = vq_take(q, n);
 	if (head < 0)
 		return -1;
 	i = head;
@@ -553,8 +781,11 @@ int vq_add(struct virtq *q, const struct vbuf *b, u32 n, void *token)
 int vq_add_indirect(struct virtq *q, struct vring_desc *table, const struct vbuf *b, u32 n,
 		    void *token)
 {
-	int head = vq_take(q, 1);
+	int head;
 
+	if (q->packed)
+		return packed_add_indirect(q, table, b, n, token);
+	head = vq_take(q, 1);
 	if (head < 0)
 		return -1;
 	for (u32 k = 0; k < n; k++)
@@ -571,6 +802,8 @@ int vq_add_indirect(struct virtq *q, struct vring_desc *table, const struct vbuf
 
 bool vq_kick_needed(struct virtq *q)
 {
+	if (q->packed)
+		return packed_kick_needed(q);
 	virtio_mb();	/* avail idx visible before reading avail_event / flags */
 	if (q->event_idx)
 		return vring_need_event(*vq_avail_event(q), q->avail_idx, q->kicked_idx);
@@ -581,6 +814,7 @@ void vq_notify(struct virtq *q)
 {
 	virtio_mb();
 	q->kicked_idx = q->avail_idx;
+	q->num_added = 0;
 	if (q->d->legacy)
 		outw(q->d->iobase + 0x10, q->index);
 	else
@@ -591,6 +825,7 @@ bool vq_kick(struct virtq *q)
 {
 	if (!vq_kick_needed(q)) {
 		q->kicked_idx = q->avail_idx;
+		q->num_added = 0;
 		return false;
 	}
 	vq_notify(q);
@@ -599,11 +834,15 @@ bool vq_kick(struct virtq *q)
 
 bool vq_has_used(struct virtq *q)
 {
+	if (q->packed)
+		return packed_slot_used(q, q->next_used, q->used_wrap);
 	return vq_used_idx(q) != q->last_used;
 }
 
 bool vq_get_used(struct virtq *q, u32 *id, u32 *len)
 {
+	if (q->packed)
+		return packed_get_used(q, id, len);
 	if (!vq_has_used(q))
 		return false;
 	virtio_barrier();	/* read the entry after the index */
@@ -636,6 +875,11 @@ void *vq_pop(struct virtq *q, u32 *len)
 		return NULL;
 	if (len)
 		*len = l;
+	if (q->packed) {
+		if (q->event_idx && !q->cb_off)	/* interrupt at the next one */
+			packed_set_driver_event(q);
+		return q->token[id];
+	}
 	vq_free_chain(q, id);
 	if (q->event_idx)	/* keep the request (or the suppression) current */
 		*vq_used_event(q) = q->cb_off ? q->last_used + 0x8000 : q->last_used;
@@ -645,7 +889,9 @@ void *vq_pop(struct virtq *q, u32 *len)
 void vq_enable_cb(struct virtq *q)
 {
 	q->cb_off = false;
-	if (q->event_idx)
+	if (q->packed)
+		packed_set_driver_event(q);
+	else if (q->event_idx)
 		*vq_used_event(q) = q->last_used;
 	else
 		q->avail[0] = 0;
@@ -655,7 +901,9 @@ void vq_enable_cb(struct virtq *q)
 void vq_disable_cb(struct virtq *q)
 {
 	q->cb_off = true;
-	if (q->event_idx)
+	if (q->packed)
+		packed_set_driver_event(q);
+	else if (q->event_idx)
 		*vq_used_event(q) = q->last_used + 0x8000;
 	else
 		q->avail[0] = VRING_AVAIL_F_NO_INTERRUPT;
@@ -665,7 +913,7 @@ int vq_wait_all(struct virtq *q, u64 timeout_ms)
 {
 	u64 end = now_ns() + timeout_ms * 1000000ull;
 
-	while (vq_used_idx(q) != q->avail_idx) {
+	while (q->packed ? !packed_all_used(q) : vq_used_idx(q) != q->avail_idx) {
 		if (now_ns() > end)
 			return -1;
 		cpu_relax();

@@ -1,4 +1,5 @@
-/* virtio_drv.h: the kit's CPL3 virtio-pci driver library (split rings).
+/* virtio_drv.h: the kit's CPL3 virtio-pci driver library (split rings, and
+ * packed rings when VIRTIO_F_RING_PACKED is negotiated).
  * Used by the virtio-rng, virtio-blk and virtio-net cases. Runs at CPL3
  * with identity-mapped memory (guest virtual = guest physical).
  *
@@ -45,7 +46,23 @@
  * Interrupts: vdev_msix_set(d, entry, vector, masked) programs an MSI-X
  * table entry to the BSP's LAPIC; vq_setup's msix_entry selects the entry
  * a queue signals (VQ_NO_MSIX = none); vdev_config_msix() the config one.
- * The kit's IDT stubs count every vector in irq_counts[] and EOI. */
+ * The kit's IDT stubs count every vector in irq_counts[] and EOI.
+ *
+ * Packed rings (virtio 1.1+ section 2.8): when vdev_init negotiated
+ * VIRTIO_F_RING_PACKED (modern only), vq_setup builds a packed queue
+ * (q->packed): a descriptor ring with wrap counters, the driver event
+ * suppression area (ours: when we want interrupts) and the device's (when
+ * it wants notifications). vq_add (buffer id from a free-id list, in every
+ * descriptor of the chain, head flags written last), vq_add_indirect (the
+ * table holds packed descriptors), vq_kick_needed / vq_kick, vq_has_used,
+ * vq_pop / vq_get_used (both release the id and its ring slots),
+ * vq_enable_cb / vq_disable_cb and vq_wait_all work on both layouts; the
+ * split-only low-level helpers do not (vq_used_idx returns the next used
+ * slot, for messages). vq_packed_put places one raw descriptor for tests
+ * that build malformed chains. `packed=1` on the kit command line makes
+ * vdev_init ask for VIRTIO_F_RING_PACKED for every case (virtio-blk runs
+ * on it when the device offers it; virtio-net's tx reset still assumes
+ * split rings). */
 #ifndef TESTKIT_VIRTIO_DRV_H
 #define TESTKIT_VIRTIO_DRV_H
 
@@ -71,6 +88,7 @@
 #define VIRTIO_F_INDIRECT	(1ull << 28)
 #define VIRTIO_F_EVENT_IDX	(1ull << 29)
 #define VIRTIO_F_VERSION_1	(1ull << 32)
+#define VIRTIO_F_RING_PACKED	(1ull << 34)
 
 /* descriptor flags */
 #define VRING_DESC_F_NEXT	1
@@ -79,6 +97,13 @@
 /* ring flags */
 #define VRING_AVAIL_F_NO_INTERRUPT 1
 #define VRING_USED_F_NO_NOTIFY	1
+/* packed rings: descriptor flags and event suppression flags */
+#define VRING_PACKED_DESC_F_AVAIL	(1u << 7)
+#define VRING_PACKED_DESC_F_USED	(1u << 15)
+#define VRING_PACKED_EVENT_ENABLE	0
+#define VRING_PACKED_EVENT_DISABLE	1
+#define VRING_PACKED_EVENT_DESC		2
+#define VRING_PACKED_EVENT_WRAP		(1u << 15)
 
 #define VQ_NO_MSIX		0xffff	/* msix_entry: the queue does not signal */
 #define VQ_MAX_SIZE		1024	/* largest queue the library sets up */
@@ -88,6 +113,18 @@ struct vring_desc {
 	u32 len;
 	u16 flags;
 	u16 next;
+};
+
+struct vring_packed_desc {
+	u64 addr;
+	u32 len;
+	u16 id;
+	u16 flags;
+};
+
+struct vring_packed_event {
+	u16 off_wrap;
+	u16 flags;
 };
 
 struct vdev {
@@ -123,7 +160,21 @@ struct virtq {
 	u16 last_used;		/* next used index to consume */
 	u16 free_head;		/* free descriptor list through desc.next */
 	u16 num_free;
-	void **token;		/* per head descriptor, for vq_pop */
+	void **token;		/* per head descriptor (packed: per id), for vq_pop */
+
+	/* Packed rings only. */
+	bool packed;
+	struct vring_packed_desc *ring;
+	volatile struct vring_packed_event *driver_ev;	/* ours */
+	volatile struct vring_packed_event *device_ev;	/* the device's */
+	u16 next_avail;		/* next ring slot we fill */
+	bool avail_wrap;	/* wrap counter of next_avail */
+	u16 next_used;		/* next ring slot to look at for a used entry */
+	bool used_wrap;
+	u16 num_added;		/* descriptors made available since the last kick */
+	u16 *free_ids;		/* stack of free buffer ids */
+	u16 num_free_ids;
+	u16 *id_ndescs;		/* per id: ring slots of its chain */
 };
 
 /* A buffer for vq_add: device_writes marks it device-writable. */
@@ -156,7 +207,8 @@ int vdev_find(struct vdev *d, u16 type, u32 nth);
  * capabilities and MSI-X; prints "device at 00:SS.0 ..."; 0 or fail(). */
 int vdev_map(struct vdev *d, bool legacy);
 /* Reset, ACK, DRIVER, features = want & offered (modern: VERSION_1
- * required), FEATURES_OK (modern). Queues are set up after it; 0 or fail(). */
+ * required; packed=1 on the command line adds RING_PACKED to want),
+ * FEATURES_OK (modern). Queues are set up after it; 0 or fail(). */
 int vdev_init(struct vdev *d, u64 want);
 int vdev_driver_ok(struct vdev *d);	/* fails when NEEDS_RESET is already set */
 void vdev_reset(struct vdev *d);
@@ -214,6 +266,11 @@ void vq_disable_cb(struct virtq *q);
 /* Wait until every published buffer is used (used idx == avail_idx);
  * 0 or -1 after timeout_ms. Does not consume. */
 int vq_wait_all(struct virtq *q, u64 timeout_ms);
+
+/* Packed: place one raw descriptor at the next ring slot (flags plus the
+ * avail/used bits of the current wrap counter, unless avail is false)
+ * and move on; for tests that build malformed chains. Returns the slot. */
+u16 vq_packed_put(struct virtq *q, const void *addr, u32 len, u16 id, u16 flags, bool avail);
 
 /* Low-level ring access for tests that place descriptors themselves. */
 void vq_set_desc(struct virtq *q, u16 i, const void *addr, u32 len, u16 flags, u16 next);

@@ -1,6 +1,9 @@
-/* Unit tests for the split virtqueue (hw/virtqueue.c) over a fake guest
- * memory: normal and indirect chains, EVENT_IDX arithmetic, 16-bit index
- * wrap-around, and every malformed input the device must refuse. */
+/* Unit tests for the virtqueues (hw/virtqueue.c) over a fake guest memory,
+ * split and packed: normal and indirect chains, EVENT_IDX arithmetic and
+ * event suppression, index wrap-around (16-bit indexes; packed wrap
+ * counters over many laps), batched used entries, giving buffers back,
+ * migrated-state checks, and every malformed input the device must
+ * refuse. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -524,7 +527,636 @@ static void test_legacy_layout(void **state)
 	assert_int_equal(vq.used_gpa, 0x2000);
 }
 
+/* --- packed rings --------------------------------------------------------- */
+
+#define DRV_AREA	AVAIL_GPA	/* driver event suppression */
+#define DEV_AREA	USED_GPA	/* device event suppression */
+#define F_AVAIL		VIRTQ_DESC_F_AVAIL
+#define F_USED		VIRTQ_DESC_F_USED
+
+/* The driver's side of a packed ring, as a test plays it. */
+struct pdrv {
+	uint16_t size;
+	uint16_t next_avail, next_used;
+	bool avail_wrap, used_wrap;
+	uint16_t ndescs[VIRTQ_MAX_SIZE];	/* per id: ring descriptors */
+};
+
+static struct pdrv drv;
+
+static void packed_configure(struct fixture *f, uint16_t size)
+{
+	virtq_reset(&f->vq, 256);
+	f->vq.packed = true;
+	f->vq.size = size;
+	f->vq.desc_gpa = DESC_GPA;
+	f->vq.avail_gpa = DRV_AREA;
+	f->vq.used_gpa = DEV_AREA;
+	f->vq.enabled = true;
+	f->vq.indirect = true;
+	memset(gpa(f, DESC_GPA), 0, 16 * 256);
+	assert_int_equal(virtq_map(&f->vq, &f->mem), 0);
+	memset(&drv, 0, sizeof(drv));
+	drv.size = size;
+	drv.avail_wrap = drv.used_wrap = true;
+}
+
+static int setup_packed(void **state)
+{
+	setup(state);
+	packed_configure(*state, QSIZE);
+	return 0;
+}
+
+static void set_pdesc_at(struct fixture *f, uint64_t table, unsigned i, uint64_t addr,
+			 uint32_t len, uint16_t id, uint16_t flags)
+{
+	struct virtq_packed_desc d = { addr, len, id, flags };
+
+	memcpy(gpa(f, table + 16 * i), &d, sizeof(d));
+}
+
+static struct virtq_packed_desc get_pdesc(struct fixture *f, unsigned i)
+{
+	struct virtq_packed_desc d;
+
+	memcpy(&d, gpa(f, DESC_GPA + 16 * i), sizeof(d));
+	return d;
+}
+
+static uint16_t avail_bits(bool wrap)
+{
+	return wrap ? F_AVAIL : F_USED;
+}
+
+/* Make a chain of n buffers (lens[k], WRITE from first_in on) available
+ * with buffer id in every descriptor; the head's flags go last. Returns
+ * the head position. */
+static uint16_t drv_add(struct fixture *f, uint16_t id, unsigned n, const uint32_t *lens,
+			unsigned first_in)
+{
+	uint16_t head = drv.next_avail, head_flags = 0;
+	bool head_wrap = drv.avail_wrap;
+
+	for (unsigned k = 0; k < n; k++) {
+		uint16_t flags = (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) |
+				 (k >= first_in ? VIRTQ_DESC_F_WRITE : 0);
+
+		if (k == 0) {
+			head_flags = flags;
+			set_pdesc_at(f, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k, lens[k], id,
+				     flags | avail_bits(!head_wrap));	/* not yet */
+		} else {
+			set_pdesc_at(f, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k, lens[k], id,
+				     flags | avail_bits(drv.avail_wrap));
+		}
+		if (++drv.next_avail == drv.size) {
+			drv.next_avail = 0;
+			drv.avail_wrap = !drv.avail_wrap;
+		}
+	}
+	wr16(f, DESC_GPA + 16 * head + 14, head_flags | avail_bits(head_wrap));
+	drv.ndescs[id] = n;
+	return head;
+}
+
+static void drv_add_writable(struct fixture *f, uint16_t id, unsigned n)
+{
+	uint32_t lens[VIRTQ_MAX_SIZE];
+
+	for (unsigned k = 0; k < n; k++)
+		lens[k] = 16;
+	drv_add(f, id, n, lens, 0);
+}
+
+/* Consume the next used descriptor; false when none. */
+static bool drv_get_used(struct fixture *f, uint16_t *id, uint32_t *len)
+{
+	struct virtq_packed_desc d = get_pdesc(f, drv.next_used);
+	bool a = d.flags & F_AVAIL, u = d.flags & F_USED;
+	unsigned n;
+
+	if (a != u || u != drv.used_wrap)
+		return false;
+	*id = d.id;
+	*len = d.len;
+	assert_true(d.id < drv.size);
+	n = drv.ndescs[d.id];
+	assert_int_not_equal(n, 0);
+	drv.ndescs[d.id] = 0;
+	drv.next_used += n;
+	if (drv.next_used >= drv.size) {
+		drv.next_used -= drv.size;
+		drv.used_wrap = !drv.used_wrap;
+	}
+	return true;
+}
+
+static void set_event(struct fixture *f, uint64_t area, uint16_t off_wrap, uint16_t flags)
+{
+	wr16(f, area, off_wrap);
+	wr16(f, area + 2, flags);
+}
+
+static void test_packed_empty(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_false(virtq_has_work(&f->vq));
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
+	/* Zeroed memory with wrap counter 1: AVAIL clear, not available. */
+	assert_false(f->vq.broken);
+	assert_true(f->vq.avail_wrap);
+	assert_true(f->vq.used_wrap);
+}
+
+static void test_packed_chain(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t lens[4] = { 10, 20, 30, 40 };
+	struct virtq_packed_desc d;
+	uint16_t id;
+	uint32_t len;
+
+	drv_add(f, 5, 4, lens, 2);
+	assert_true(virtq_has_work(&f->vq));
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->e.head, 5);
+	assert_int_equal(f->e.n_out, 2);
+	assert_int_equal(f->e.n_in, 2);
+	assert_int_equal(f->e.out_len, 30);
+	assert_int_equal(f->e.in_len, 70);
+	assert_ptr_equal(f->e.iov[1].iov_base, gpa(f, BUF_GPA + 256));
+	assert_ptr_equal(f->e.iov[3].iov_base, gpa(f, BUF_GPA + 768));
+	assert_int_equal(f->vq.last_avail_idx, 4);
+	assert_int_equal(f->vq.inflight, 1);
+	assert_false(drv_get_used(f, &id, &len));
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
+
+	virtq_push(&f->vq, &f->e, 1000);	/* clamped to the writable 70 */
+	d = get_pdesc(f, 0);
+	assert_int_equal(d.id, 5);
+	assert_int_equal(d.len, 70);
+	assert_int_equal(d.flags, F_AVAIL | F_USED | VIRTQ_DESC_F_WRITE);
+	assert_int_equal(f->vq.used_idx, 4);	/* skips the whole chain */
+	assert_int_equal(f->vq.inflight, 0);
+	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(id, 5);
+	assert_int_equal(len, 70);
+	assert_int_equal(f->vq.packed_ndescs[5], 0);
+}
+
+static void test_packed_indirect(void **state)
+{
+	struct fixture *f = *state;
+	uint16_t id;
+	uint32_t len;
+
+	set_pdesc_at(f, TABLE_GPA, 0, BUF_GPA, 8, 0, VIRTQ_DESC_F_NEXT);	/* NEXT ignored */
+	set_pdesc_at(f, TABLE_GPA, 1, BUF_GPA + 64, 16, 99, VIRTQ_DESC_F_WRITE);
+	set_pdesc_at(f, TABLE_GPA, 2, BUF_GPA + 128, 32, 0, VIRTQ_DESC_F_WRITE);
+	set_pdesc_at(f, DESC_GPA, 0, TABLE_GPA, 3 * 16, 3, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
+	drv.ndescs[3] = 1;
+	drv.next_avail = 1;
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->e.head, 3);
+	assert_int_equal(f->e.n_out, 1);
+	assert_int_equal(f->e.n_in, 2);
+	assert_int_equal(f->e.in_len, 48);
+	assert_ptr_equal(f->e.iov[2].iov_base, gpa(f, BUF_GPA + 128));
+	assert_int_equal(f->vq.last_avail_idx, 1);
+	virtq_push(&f->vq, &f->e, 48);
+	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(id, 3);
+	assert_int_equal(len, 48);
+	assert_int_equal(f->vq.used_idx, 1);
+}
+
+/* Thousands of laps over a 6-entry ring (packed sizes need not be powers
+ * of two) with chains of 1 to 3 descriptors crossing the ring end and
+ * completions out of order. */
+static void test_packed_wraparound(void **state)
+{
+	struct fixture *f = *state;
+	unsigned slots = 0, used_slots = 0;
+	uint16_t ids[2];
+
+	packed_configure(f, 6);
+	for (unsigned round = 0; round < 5000; round++) {
+		unsigned n0 = 1 + round % 3, n1 = 1 + (round / 3) % 3;
+		uint16_t id;
+		uint32_t len;
+
+		if (n0 + n1 > 6)
+			n1 = 6 - n0;
+		drv_add_writable(f, round % 6, n0);
+		drv_add_writable(f, (round + 1) % 6, n1);
+		slots += n0 + n1;
+		for (unsigned k = 0; k < 2; k++) {
+			assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+			ids[k] = f->e.head;
+			assert_int_equal(f->e.in_len, 16 * (k ? n1 : n0));
+		}
+		assert_int_equal(ids[0], round % 6);
+		assert_int_equal(ids[1], (round + 1) % 6);
+		assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
+		/* Out of order every other round. */
+		for (unsigned k = 0; k < 2; k++) {
+			f->e.head = ids[round & 1 ? 1 - k : k];
+			f->e.in_len = 1000;
+			virtq_push(&f->vq, &f->e, 7);
+		}
+		for (unsigned k = 0; k < 2; k++) {
+			assert_true(drv_get_used(f, &id, &len));
+			assert_int_equal(id, ids[round & 1 ? 1 - k : k]);
+			assert_int_equal(len, 7);
+		}
+		used_slots += n0 + n1;
+		assert_false(drv_get_used(f, &id, &len));
+		assert_false(f->vq.broken);
+	}
+	assert_int_equal(f->vq.last_avail_idx, slots % 6);
+	assert_int_equal(f->vq.avail_wrap, !((slots / 6) & 1));
+	assert_int_equal(f->vq.used_idx, used_slots % 6);
+	assert_int_equal(f->vq.used_wrap, !((used_slots / 6) & 1));
+	assert_int_equal(virtq_check_loaded(&f->vq), 0);
+}
+
+/* Batched used entries appear only at the flush, the first one's flags
+ * last; buffers given back are popped again unchanged. */
+static void test_packed_fill_flush_unpop(void **state)
+{
+	struct fixture *f = *state;
+	uint16_t id, seen;
+	uint32_t len;
+
+	drv_add_writable(f, 4, 2);
+	drv_add_writable(f, 2, 1);
+	drv_add_writable(f, 7, 3);
+	for (unsigned k = 0; k < 3; k++)
+		assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->vq.last_avail_idx, 6);
+	/* Give back the last two (as virtio-net does when a frame does not
+	 * fit), then look for new buffers the way it does. */
+	seen = f->vq.last_avail_idx;
+	virtq_unpop(&f->vq, 2);
+	assert_int_equal(f->vq.last_avail_idx, 2);
+	assert_int_equal(f->vq.inflight, 1);
+	assert_int_equal(f->vq.packed_ndescs[2], 0);
+	assert_int_equal(virtq_enable_notify(&f->vq), seen);	/* nothing new */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->e.head, 2);
+	/* Fills of both, then an unpop: the ring must be untouched. */
+	virtq_fill(&f->vq, &f->e, 5, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->e.head, 7);
+	virtq_fill(&f->vq, &f->e, 9, 1);
+	assert_false(drv_get_used(f, &id, &len));
+	assert_int_equal(get_pdesc(f, 2).len, 16);
+	virtq_unpop(&f->vq, 2);
+	assert_int_equal(f->vq.last_avail_idx, 2);
+	assert_int_equal(get_pdesc(f, 2).flags, F_AVAIL | VIRTQ_DESC_F_WRITE);
+
+	/* Pop all again; fill out of order and flush at once. */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_fill(&f->vq, &f->e, 5, 0);		/* id 2 */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_fill(&f->vq, &f->e, 9, 1);		/* id 7 */
+	f->e.head = 4;
+	f->e.in_len = 32;
+	virtq_fill(&f->vq, &f->e, 32, 2);
+	assert_false(drv_get_used(f, &id, &len));
+	virtq_flush(&f->vq, 3);
+	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(id, 2);
+	assert_int_equal(len, 5);
+	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(id, 7);
+	assert_int_equal(len, 9);
+	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(id, 4);
+	assert_int_equal(len, 32);
+	assert_int_equal(f->vq.used_idx, 6);
+	assert_int_equal(f->vq.inflight, 0);
+	assert_false(f->vq.broken);
+}
+
+static void test_packed_driver_event(void **state)
+{
+	struct fixture *f = *state;
+
+	f->vq.event_idx = true;
+	for (unsigned k = 0; k < 4; k++)
+		drv_add_writable(f, k, 1);
+	/* ENABLE: always; DISABLE: never. */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_true(virtq_should_notify(&f->vq));
+	set_event(f, DRV_AREA, 0, VIRTQ_EVENT_F_DISABLE);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_false(virtq_should_notify(&f->vq));
+	/* DESC at position 3 with wrap 1: used 2 -> 3 does not reach it... */
+	set_event(f, DRV_AREA, 3 | VIRTQ_EVENT_WRAP, VIRTQ_EVENT_F_DESC);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_false(virtq_should_notify(&f->vq));
+	/* ...used 3 -> 4 does. */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_true(virtq_should_notify(&f->vq));
+	/* An event in the next lap (wrap 0) is not reached before the wrap. */
+	set_event(f, DRV_AREA, 1, VIRTQ_EVENT_F_DESC);
+	for (unsigned k = 0; k < 3; k++) {
+		drv_add_writable(f, k, 1);
+		assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+		virtq_push(&f->vq, &f->e, 0);
+		assert_false(virtq_should_notify(&f->vq));
+	}
+	drv_add_writable(f, 3, 1);		/* position 7: used wraps to 0 */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_false(f->vq.used_wrap);
+	assert_true(virtq_should_notify(&f->vq));	/* signalled on the wrap */
+	drv_add_writable(f, 0, 1);		/* used 0 -> 1: reaches 0 not 1 */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_false(virtq_should_notify(&f->vq));
+	drv_add_writable(f, 1, 1);		/* used 1 -> 2: reaches 1 */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);
+	assert_true(virtq_should_notify(&f->vq));
+	/* DESC without EVENT_IDX means nothing: interrupt. */
+	f->vq.event_idx = false;
+	set_event(f, DRV_AREA, 5, VIRTQ_EVENT_F_DESC);
+	assert_true(virtq_should_notify(&f->vq));
+}
+
+static void test_packed_device_event(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Without EVENT_IDX: disable / enable flip the flags. */
+	virtq_disable_notify(&f->vq);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	drv_add_writable(f, 0, 2);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	assert_int_equal(virtq_enable_notify(&f->vq), 2);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_ENABLE);
+
+	/* EVENT_IDX: pops ask for a kick at the next position and wrap. */
+	f->vq.event_idx = true;
+	drv_add_writable(f, 1, 3);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DESC);
+	assert_int_equal(rd16(f, DEV_AREA), 5 | VIRTQ_EVENT_WRAP);
+	virtq_disable_notify(&f->vq);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	drv_add_writable(f, 2, 3);		/* positions 5, 6, 7 */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	drv_add_writable(f, 3, 1);		/* position 0 of lap 2 */
+	/* Enabling points past what is already available. */
+	assert_int_equal(virtq_enable_notify(&f->vq), 1);
+	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DESC);
+	assert_int_equal(rd16(f, DEV_AREA), 1);	/* wrap counter 0 */
+	assert_true(virtq_has_work(&f->vq));
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_false(f->vq.avail_wrap);
+	assert_int_equal(rd16(f, DEV_AREA), 1);
+}
+
+/* --- packed: malformed input ---------------------------------------------- */
+
+static void test_packed_id_out_of_range(void **state)
+{
+	struct fixture *f = *state;
+
+	drv_add_writable(f, QSIZE, 1);
+	expect_broken(f, "buffer id 8 out of queue size 8");
+}
+
+static void test_packed_id_reused(void **state)
+{
+	struct fixture *f = *state;
+
+	drv_add_writable(f, 2, 1);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	drv_add_writable(f, 2, 2);
+	expect_broken(f, "buffer id 2 reused while in flight");
+}
+
+static void test_packed_id_from_last_descriptor(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t lens[2] = { 16, 16 };
+
+	drv_add(f, 1, 2, lens, 0);
+	wr16(f, DESC_GPA + 12, 6);		/* the head's id does not count */
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(f->e.head, 1);
+}
+
+static void test_packed_chain_too_long(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Every descriptor says NEXT and is available: the walk would go
+	 * round the ring forever. */
+	for (unsigned i = 0; i < QSIZE; i++)
+		set_pdesc_at(f, DESC_GPA, i, BUF_GPA, 16, 0,
+			     VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | F_AVAIL);
+	expect_broken(f, "longer than the queue size");
+}
+
+static void test_packed_chain_not_available(void **state)
+{
+	struct fixture *f = *state;
+
+	set_pdesc_at(f, DESC_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
+	set_pdesc_at(f, DESC_GPA, 1, BUF_GPA, 16, 0, 0);	/* never made available */
+	expect_broken(f, "descriptor 1 is not available");
+}
+
+static void test_packed_chain_across_wrap_needs_new_counter(void **state)
+{
+	struct fixture *f = *state;
+
+	/* At position 7 of lap 1, a chain continues at 0 with wrap 0: the
+	 * next descriptor must carry the flipped counter. */
+	f->vq.last_avail_idx = 7;
+	f->vq.used_idx = 7;
+	set_pdesc_at(f, DESC_GPA, 7, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
+	set_pdesc_at(f, DESC_GPA, 0, BUF_GPA, 16, 3, F_AVAIL);	/* lap 1 flags: stale */
+	expect_broken(f, "descriptor 0 is not available");
+}
+
+static void test_packed_buffer_outside_ram(void **state)
+{
+	struct fixture *f = *state;
+
+	set_pdesc_at(f, DESC_GPA, 0, RAM_SIZE - 8, 16, 0, VIRTQ_DESC_F_WRITE | F_AVAIL);
+	expect_broken(f, "outside guest RAM");
+}
+
+static void test_packed_readable_after_writable(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t lens[2] = { 16, 16 };
+
+	drv_add(f, 0, 2, lens, 0);
+	wr16(f, DESC_GPA + 16 + 14, F_AVAIL);	/* second: readable */
+	expect_broken(f, "readable descriptor after a writable");
+}
+
+static void put_indirect(struct fixture *f, uint32_t len, uint16_t flags)
+{
+	set_pdesc_at(f, DESC_GPA, 0, TABLE_GPA, len, 0, flags | F_AVAIL);
+}
+
+static void test_packed_indirect_bad(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		uint32_t len;
+		uint16_t flags;
+		uint16_t entry_flags;
+		bool negotiated;
+		const char *needle;
+	} cases[] = {
+		{ 24, VIRTQ_DESC_F_INDIRECT, 0, true, "not a multiple of 16" },
+		{ 0, VIRTQ_DESC_F_INDIRECT, 0, true, "not a multiple of 16" },
+		{ 16, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_INDIRECT, true, "nested indirect" },
+		{ 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 0, true, "with NEXT" },
+		{ 16, VIRTQ_DESC_F_INDIRECT, 0, false, "not negotiated" },
+		{ 16 * (QSIZE + 1), VIRTQ_DESC_F_INDIRECT, 0, true, "exceeds queue size" },
+	};
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		packed_configure(f, QSIZE);
+		f->vq.indirect = cases[i].negotiated;
+		set_pdesc_at(f, TABLE_GPA, 0, BUF_GPA, 16, 0,
+			     cases[i].entry_flags | VIRTQ_DESC_F_WRITE);
+		put_indirect(f, cases[i].len, cases[i].flags);
+		expect_broken(f, cases[i].needle);
+	}
+	packed_configure(f, QSIZE);
+	set_pdesc_at(f, DESC_GPA, 0, RAM_SIZE - 16, 32, 0, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
+	expect_broken(f, "outside guest RAM");
+	/* An indirect descriptor after chained ones. */
+	packed_configure(f, QSIZE);
+	set_pdesc_at(f, TABLE_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_WRITE);
+	set_pdesc_at(f, DESC_GPA, 1, TABLE_GPA, 16, 0, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
+	set_pdesc_at(f, DESC_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
+	expect_broken(f, "inside a chain");
+}
+
+static void test_packed_device_push_not_in_flight(void **state)
+{
+	struct fixture *f = *state;
+
+	f->e.head = 3;
+	f->e.in_len = 0;
+	virtq_push(&f->vq, &f->e, 0);
+	assert_true(f->vq.broken);
+	assert_non_null(strstr(f->vq.error, "not in flight"));
+	assert_int_equal(get_pdesc(f, 0).flags, 0);	/* nothing written */
+}
+
+static void test_packed_map_rejects(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq vq;
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.size = 0;
+	assert_int_equal(virtq_map(&vq, &f->mem), -22);
+	assert_non_null(strstr(vq.error, "packed queue size 0"));
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.size = 257;
+	assert_int_equal(virtq_map(&vq, &f->mem), -22);
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.size = 100;		/* any size up to the maximum is fine */
+	vq.desc_gpa = DESC_GPA;
+	vq.avail_gpa = DRV_AREA + 2;
+	vq.used_gpa = DEV_AREA;
+	assert_int_equal(virtq_map(&vq, &f->mem), -22);
+	assert_non_null(strstr(vq.error, "misaligned"));
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.desc_gpa = DESC_GPA;
+	vq.avail_gpa = DRV_AREA;
+	vq.used_gpa = DESC_GPA + 16 * 255 + 12;	/* inside the last descriptor */
+	assert_int_equal(virtq_map(&vq, &f->mem), -22);
+	assert_non_null(strstr(vq.error, "overlaps"));
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.desc_gpa = DESC_GPA;
+	vq.avail_gpa = DRV_AREA;
+	vq.used_gpa = DRV_AREA;
+	assert_int_equal(virtq_map(&vq, &f->mem), -22);
+	assert_non_null(strstr(vq.error, "overlaps"));
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.desc_gpa = RAM_SIZE - 16 * 128;
+	vq.avail_gpa = DRV_AREA;
+	vq.used_gpa = DEV_AREA;
+	assert_int_equal(virtq_map(&vq, &f->mem), -22);
+	assert_non_null(strstr(vq.error, "outside guest RAM"));
+	assert_null(vq.desc);
+
+	virtq_reset(&vq, 256);
+	vq.packed = true;
+	vq.size = 100;
+	vq.desc_gpa = DESC_GPA;
+	vq.avail_gpa = DRV_AREA;
+	vq.used_gpa = DEV_AREA;
+	assert_int_equal(virtq_map(&vq, &f->mem), 0);
+}
+
+/* Migrated state: indexes inside the ring, in-flight ids that add up. */
+static void test_packed_check_loaded(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq *vq = &f->vq;
+
+	drv_add_writable(f, 4, 3);
+	drv_add_writable(f, 1, 2);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_push(&f->vq, &f->e, 0);		/* id 1 first: used at 2 */
+	assert_int_equal(virtq_check_loaded(vq), 0);
+	vq->inflight = 2;
+	assert_int_equal(virtq_check_loaded(vq), -22);
+	vq->inflight = 1;
+	vq->packed_ndescs[4] = 2;		/* 3 slots are between used and avail */
+	assert_int_equal(virtq_check_loaded(vq), -22);
+	vq->packed_ndescs[4] = 3;
+	vq->last_avail_idx = QSIZE;
+	assert_int_equal(virtq_check_loaded(vq), -22);
+	vq->last_avail_idx = 5;
+	vq->avail_wrap = false;			/* a lap ahead */
+	assert_int_equal(virtq_check_loaded(vq), -22);
+	vq->avail_wrap = true;
+	vq->packed_ndescs[QSIZE + 1] = 1;	/* id beyond the queue */
+	assert_int_equal(virtq_check_loaded(vq), -22);
+	vq->packed_ndescs[QSIZE + 1] = 0;
+	assert_int_equal(virtq_check_loaded(vq), 0);
+	vq->packed = false;			/* split state never has packed ids */
+	assert_int_equal(virtq_check_loaded(vq), -22);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define P(fn) cmocka_unit_test_setup_teardown(fn, setup_packed, teardown)
 
 int main(void)
 {
@@ -558,6 +1190,25 @@ int main(void)
 		T(test_indirect_table_outside_ram),
 		T(test_map_rejects),
 		T(test_legacy_layout),
+		P(test_packed_empty),
+		P(test_packed_chain),
+		P(test_packed_indirect),
+		P(test_packed_wraparound),
+		P(test_packed_fill_flush_unpop),
+		P(test_packed_driver_event),
+		P(test_packed_device_event),
+		P(test_packed_id_out_of_range),
+		P(test_packed_id_reused),
+		P(test_packed_id_from_last_descriptor),
+		P(test_packed_chain_too_long),
+		P(test_packed_chain_not_available),
+		P(test_packed_chain_across_wrap_needs_new_counter),
+		P(test_packed_buffer_outside_ram),
+		P(test_packed_readable_after_writable),
+		P(test_packed_indirect_bad),
+		P(test_packed_device_push_not_in_flight),
+		P(test_packed_map_rejects),
+		P(test_packed_check_loaded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
