@@ -11,6 +11,7 @@
 #include "block/block.h"
 #include "hw/bootorder.h"
 #include "hw/virtio_blk.h"
+#include "hw/virtio_rng.h"
 #include "vmm/config.h"
 #include "vmm/device.h"
 #include "vmm/log.h"
@@ -257,7 +258,7 @@ static const char *const device_keys[] = {
 	"drive", "serial", "num-queues", "queue-size", "discard", "write-zeroes", "config-wce",
 	"seg-max-adjust", "logical_block_size", "physical_block_size", "min_io_size",
 	"opt_io_size", "discard_granularity", "max-discard-sectors", "max-write-zeroes-sectors",
-	"addr", "id", "bootindex", "bus", NULL,
+	"addr", "id", "bootindex", "bus", "packed", NULL,
 };
 
 static const struct {
@@ -403,6 +404,13 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 	if (r < 0) {
 		log_error("-drive %s: cannot create the device: %s", d.file, strerror(-r));
 		return r;
+	}
+	if (device) {
+		bool packed = false;
+
+		if (virtio_spec_packed(device, DEVICE_NAME, &packed) < 0)
+			return -EINVAL;
+		virtio_pci_offer_packed(&blk->vp, packed);
 	}
 	r = virtio_pci_realize(&blk->vp, vm, slot);	/* logs its errors */
 	if (r < 0)

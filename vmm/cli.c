@@ -242,10 +242,10 @@ static const struct spec_device {
 			      "write-zeroes", "config-wce", "seg-max-adjust", "logical_block_size",
 			      "physical_block_size", "min_io_size", "opt_io_size",
 			      "discard_granularity", "max-discard-sectors",
-			      "max-write-zeroes-sectors", "bootindex", "bus", NULL } },
+			      "max-write-zeroes-sectors", "packed", "bootindex", "bus", NULL } },
 	{ "virtio-net-pci", { "netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso",
 			      "host_tso4", "host_tso6", "guest_tso4", "guest_tso6", "mrg_rxbuf",
-			      "ctrl_vq", "rx_queue_size", "tx_queue_size", "bootindex", "romfile",
+			      "ctrl_vq", "rx_queue_size", "tx_queue_size", "packed", "bootindex", "romfile",
 			      "bus", NULL } },
 };
 

@@ -1211,11 +1211,14 @@ static int robust_chain(const char *what, const struct vbuf *b, u32 n)
 		cpu_relax();
 	}
 	vq_get_used(&np->tx, &(u32){ 0 }, &(u32){ 0 });
-	/* the chain is ours again: every descriptor is free */
-	for (u16 i = 0; i < np->tx.size; i++)
-		np->tx.desc[i].next = (u16)(i + 1);
-	np->tx.free_head = 0;
-	np->tx.num_free = np->tx.size;
+	/* the chain is ours again: every descriptor is free (a packed ring's
+	 * vq_get_used has freed the slots already) */
+	if (!np->tx.packed) {
+		for (u16 i = 0; i < np->tx.size; i++)
+			np->tx.desc[i].next = (u16)(i + 1);
+		np->tx.free_head = 0;
+		np->tx.num_free = np->tx.size;
+	}
 	info("%s: completed (status %#x)", what, vdev_status(&nic.d));
 	return 0;
 }

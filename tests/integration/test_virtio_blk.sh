@@ -63,6 +63,11 @@ for fmt in raw qcow2; do
 	KIT_TAG=minikvm-$fmt-legacy- run \
 		"$M $BASE -drive file=$img,format=$fmt,if=none,id=d0 $DEV" virtio-blk mode=legacy
 	check "minikvm $fmt legacy: host sees the guest's sectors" verify_image $fmt "$img"
+	img=$T/packed.$fmt
+	qemu-img create -q -f $fmt "$img" 4M
+	KIT_TAG=minikvm-$fmt-packed- run \
+		"$M $BASE -drive file=$img,format=$fmt,if=none,id=d0 $DEV,packed=on" virtio-blk packed=1
+	check "minikvm $fmt packed: host sees the guest's sectors" verify_image $fmt "$img"
 	# Read-only: the patterns stay; writes, discard and write-zeroes fail
 	# with IOERR. With discard=unmap strictly; with the default (QEMU's
 	# discard=ignore) a discard may complete as a no-op.
@@ -92,6 +97,8 @@ if command -v qemu-system-x86_64 >/dev/null; then
 	check "qemu: host sees the guest's sectors" verify_image raw "$img"
 	KIT_TAG=qemu-legacy- run "$QEMU -drive file=$img,if=none,id=d0,format=raw $DEV" \
 		virtio-blk mode=legacy
+	KIT_TAG=qemu-packed- run "$QEMU -drive file=$img,if=none,id=d0,format=raw $DEV,packed=on" \
+		virtio-blk packed=1
 	KIT_TAG=qemu-ro- run \
 		"$QEMU -drive file=$img,if=none,id=d0,format=raw,readonly=on,discard=unmap $DEV" \
 		virtio-blk readonly=1
