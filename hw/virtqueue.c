@@ -258,6 +258,42 @@ static void read_desc(const struct virtq_desc *table, unsigned i, struct virtq_d
 	memcpy(out, (const void *)&table[i], sizeof(*out));
 }
 
+/* Checks shared by split and packed indirect descriptors (both kinds of
+ * table entry are 16 bytes): negotiated, no NEXT, a whole number of
+ * entries, at most the queue size, inside guest RAM. Returns the mapped
+ * table and its entry count in *n, or NULL (queue marked broken). */
+static const void *map_indirect_table(struct chain_walk *w, uint64_t addr, uint32_t len,
+				      uint16_t flags, unsigned *n)
+{
+	struct virtq *vq = w->vq;
+	const void *table;
+
+	if (!vq->indirect) {
+		vq_fail(vq, "chain %u: indirect descriptor not negotiated", w->e->head);
+		return NULL;
+	}
+	if (flags & VIRTQ_DESC_F_NEXT) {
+		vq_fail(vq, "chain %u: indirect descriptor with NEXT", w->e->head);
+		return NULL;
+	}
+	if (!len || len % 16) {
+		vq_fail(vq, "chain %u: indirect table length %u is not a multiple of 16",
+			w->e->head, len);
+		return NULL;
+	}
+	*n = len / 16;
+	if (*n > vq->size) {
+		vq_fail(vq, "chain %u: indirect table of %u entries exceeds queue size %u",
+			w->e->head, *n, vq->size);
+		return NULL;
+	}
+	table = gpa_to_hva(vq->mem, addr, len);
+	if (!table)
+		vq_fail(vq, "chain %u: indirect table 0x%llx+%u outside guest RAM", w->e->head,
+			(unsigned long long)addr, len);
+	return table;
+}
+
 static int walk_indirect(struct chain_walk *w, const struct virtq_desc *d)
 {
 	struct virtq *vq = w->vq;
@@ -265,21 +301,10 @@ static int walk_indirect(struct chain_walk *w, const struct virtq_desc *d)
 	struct virtq_desc cur;
 	unsigned n, i = 0;
 
-	if (!vq->indirect)
-		return vq_fail(vq, "chain %u: indirect descriptor not negotiated", w->e->head);
-	if (d->flags & VIRTQ_DESC_F_NEXT)
-		return vq_fail(vq, "chain %u: indirect descriptor with NEXT", w->e->head);
-	if (!d->len || d->len % sizeof(struct virtq_desc))
-		return vq_fail(vq, "chain %u: indirect table length %u is not a multiple of 16",
-			       w->e->head, d->len);
-	n = d->len / sizeof(struct virtq_desc);
-	if (n > vq->size)
-		return vq_fail(vq, "chain %u: indirect table of %u entries exceeds queue size %u",
-			       w->e->head, n, vq->size);
-	table = gpa_to_hva(vq->mem, d->addr, d->len);
+	_Static_assert(sizeof(struct virtq_desc) == 16, "split descriptor size");
+	table = map_indirect_table(w, d->addr, d->len, d->flags, &n);
 	if (!table)
-		return vq_fail(vq, "chain %u: indirect table 0x%llx+%u outside guest RAM",
-			       w->e->head, (unsigned long long)d->addr, d->len);
+		return -EINVAL;
 	for (;;) {
 		if (++w->count > vq->size)
 			return vq_fail(vq, "chain %u: longer than the queue size (loop?)",
@@ -558,21 +583,10 @@ static int walk_packed_indirect(struct chain_walk *w, const struct virtq_packed_
 	struct virtq_packed_desc cur;
 	unsigned n;
 
-	if (!vq->indirect)
-		return vq_fail(vq, "chain %u: indirect descriptor not negotiated", w->e->head);
-	if (d->flags & VIRTQ_DESC_F_NEXT)
-		return vq_fail(vq, "chain %u: indirect descriptor with NEXT", w->e->head);
-	if (!d->len || d->len % sizeof(cur))
-		return vq_fail(vq, "chain %u: indirect table length %u is not a multiple of 16",
-			       w->e->head, d->len);
-	n = d->len / sizeof(cur);
-	if (n > vq->size)
-		return vq_fail(vq, "chain %u: indirect table of %u entries exceeds queue size %u",
-			       w->e->head, n, vq->size);
-	table = gpa_to_hva(vq->mem, d->addr, d->len);
+	_Static_assert(sizeof(struct virtq_packed_desc) == 16, "packed descriptor size");
+	table = map_indirect_table(w, d->addr, d->len, d->flags, &n);
 	if (!table)
-		return vq_fail(vq, "chain %u: indirect table 0x%llx+%u outside guest RAM",
-			       w->e->head, (unsigned long long)d->addr, d->len);
+		return -EINVAL;
 	for (unsigned i = 0; i < n; i++) {
 		read_packed_desc(table, i, &cur);
 		if (cur.flags & VIRTQ_DESC_F_INDIRECT)
