@@ -1,10 +1,12 @@
 /* virtio-net-pci (virtio network device, type 1): receive and transmit
  * queue pairs and a control queue on the virtio-pci transport, connected
  * to one network backend. Owns the data path (tx gathered straight from
- * guest memory, rx copied into guest buffers, merged with MRG_RXBUF), the
- * receive filter (rx modes, MAC tables), multiqueue steering, the vnet
- * header handling for backends without one, statistics, migration state
- * and the "-device virtio-net-pci,netdev=ID,..." and "-nic" creation.
+ * guest memory and batched to the backend, rx copied into guest buffers,
+ * merged with MRG_RXBUF, timer polling instead of kicks while traffic
+ * streams), the receive filter (rx modes, MAC tables), multiqueue
+ * steering, the vnet header handling for backends without one,
+ * statistics, migration state and the "-device virtio-net-pci,netdev=ID,..."
+ * and "-nic" creation.
  * Everything that touches the backend runs on the event loop thread. */
 #include <errno.h>
 #include <stddef.h>
@@ -24,6 +26,25 @@
 #define ETH_HLEN			14
 #define MAX_NET_DEVICES			(MAX_DEVICE_SPECS + MAX_NETDEV_SPECS)
 #define VIRTIO_F_ANY_LAYOUT		27
+
+/* Notification tuning. Each kick is a guest exit (tens of microseconds
+ * on some hosts), so while traffic streams the device looks at its queues
+ * from a timer instead of asking for kicks: after a tx pass of at least
+ * TX_POLL_BATCH frames, the tx queue again TX_POLL_NS later, and again
+ * while looks find frames, and for TX_POLL_EMPTY empty looks in a row
+ * (the driver may still be in the exit of its last kick, or preempted);
+ * with frames waiting and no rx buffers, the rx queues RX_POLLS times.
+ * Intervals double after each empty look, up to POLL_MAX_SHIFT doublings
+ * (like a NIC's interrupt moderation: a frame waits at most 100 us
+ * longer). Then notifications are enabled as usual. Single frames
+ * (request/response) never wait for a timer. */
+#define TX_POLL_BATCH			8
+#define TX_POLL_NS			25000ull
+#define TX_POLL_EMPTY			3
+#define RX_POLLS			10
+#define RX_POLL_NS			25000ull
+#define POLL_MAX_SHIFT			2
+#define TX_USED_BATCH			16	/* tx used entries published at once */
 
 static struct virtio_net *devices[MAX_NET_DEVICES];
 static unsigned n_devices;
@@ -300,6 +321,46 @@ static bool rx_arm(struct virtio_net *n)
 	return rx_buffers_available(n);
 }
 
+static void wake_rx(struct virtio_net *n);
+
+/* The next look after `empty` empty ones. */
+static uint64_t poll_interval(uint64_t base, unsigned empty)
+{
+	return base << (empty < POLL_MAX_SHIFT ? empty : POLL_MAX_SHIFT);
+}
+
+/* Out of rx buffers with a frame waiting: look again from the rx timer
+ * (the driver refills while it consumes, no kick needed), or once the
+ * looks are used up, ask for a kick (rx_arm). True when buffers are there. */
+static bool rx_dry(struct virtio_net *n)
+{
+	if (!n->rx_timer || n->rx_polls >= RX_POLLS)
+		return rx_arm(n);
+	if (!n->rx_poll_armed) {
+		n->rx_poll_armed = true;
+		event_timer_arm(n->rx_timer, clock_ns() + poll_interval(RX_POLL_NS, n->rx_polls));
+	}
+	return false;
+}
+
+static void rx_poll_timer(void *opaque)
+{
+	struct virtio_net *n = opaque;
+
+	virtio_pci_lock(&n->vp);
+	n->rx_poll_armed = false;
+	if (!device_live(n) || !n->rx_blocked) {
+		n->rx_polls = 0;
+	} else if (rx_buffers_available(n)) {
+		wake_rx(n);
+	} else {
+		n->rx_polls++;
+		if (rx_dry(n))
+			wake_rx(n);
+	}
+	virtio_pci_unlock(&n->vp);
+}
+
 /* The bytes the guest receives: its header, then the frame. */
 struct rx_source {
 	const uint8_t *hdr;
@@ -465,7 +526,7 @@ static ssize_t receive_locked(struct virtio_net *n, const struct iovec *iov, int
 	if (!rx_filter(n, head))
 		return size;	/* not for this guest: consumed */
 	q = pick_rx_queue(n, head, hlen);
-	if (q < 0 && rx_arm(n))
+	if (q < 0 && rx_dry(n))
 		q = pick_rx_queue(n, head, hlen);
 	if (q < 0) {
 		n->rx_blocked = true;
@@ -497,7 +558,7 @@ static bool fe_can_receive(void *opaque)
 	bool ok;
 
 	virtio_pci_lock(&n->vp);
-	ok = device_live(n) && (rx_buffers_available(n) || rx_arm(n));
+	ok = device_live(n) && (rx_buffers_available(n) || rx_dry(n));
 	if (ok)
 		sync_backend(n);
 	else
@@ -524,10 +585,26 @@ static void wake_rx(struct virtio_net *n)
 	if (!n->rx_blocked || !device_live(n) || !rx_buffers_available(n))
 		return;
 	n->rx_blocked = false;
+	n->rx_polls = 0;
 	n->be_ops->receive_ready(n->be);
 }
 
 /* --- transmit path ------------------------------------------------------- */
+
+/* Frames of one pass go out batched when the backend can (it copies what
+ * it holds, so the chains may be returned before the flush). */
+static ssize_t be_send(struct virtio_net *n, const struct iovec *iov, int cnt)
+{
+	if (n->be_ops->send_more)
+		return n->be_ops->send_more(n->be, iov, cnt);
+	return n->be_ops->send(n->be, iov, cnt);
+}
+
+static void be_flush(struct virtio_net *n)
+{
+	if (n->be_ops->flush)
+		n->be_ops->flush(n->be);
+}
 
 /* Send one chain. Returns 1 done (sent or dropped), 0 backend full,
  * -1 device broken. */
@@ -554,10 +631,10 @@ static int tx_one(struct virtio_net *n, unsigned q, const struct virtq_elem *e)
 		return 1;
 	}
 	if (n->be_vnet_hdr)
-		r = n->be_ops->send(n->be, e->iov, e->n_out);	/* header and all, as is */
+		r = be_send(n, e->iov, e->n_out);	/* header and all, as is */
 	else {
 		cnt = iov_tail(e->iov, e->n_out, hdr_len, n->tx_iov);
-		r = n->be_ops->send(n->be, n->tx_iov, cnt);
+		r = be_send(n, n->tx_iov, cnt);
 	}
 	if (r == 0)
 		return 0;
@@ -570,13 +647,32 @@ static int tx_one(struct virtio_net *n, unsigned q, const struct virtq_elem *e)
 	return 1;
 }
 
+/* A pass that drained the queue: keep kicks off and look again from the
+ * timer when traffic streams (a busy pass, or a timer look that found
+ * frames). */
+static bool tx_poll_start(struct virtio_net *n, unsigned q, bool polled, unsigned done)
+{
+	struct virtio_net_tx_poll *tp = &n->tx_poll[q / 2];
+
+	if (!tp->timer || (!polled && done < TX_POLL_BATCH))
+		return false;
+	if (done)
+		tp->empty = 0;
+	else if (++tp->empty > TX_POLL_EMPTY)
+		return false;
+	event_timer_arm(tp->timer, clock_ns() + poll_interval(TX_POLL_NS, tp->empty));
+	return true;
+}
+
 /* Send what the driver queued, without kicks while we are at it; at most
- * one ring's worth per pass. */
-static void process_tx(struct virtio_net *n, unsigned q)
+ * one ring's worth per pass. Used entries are published in groups, the
+ * backend flushed once at the end. polled: called from the poll timer. */
+static void process_tx(struct virtio_net *n, unsigned q, bool polled)
 {
 	struct virtio_pci *vp = &n->vp;
 	struct virtq *vq = &vp->vqs[q];
 	unsigned done = 0;
+	uint16_t filled = 0;
 	int r = 0, st = 1;
 
 	n->tx_blocked &= ~(1u << q / 2);
@@ -586,8 +682,16 @@ static void process_tx(struct virtio_net *n, unsigned q)
 			st = tx_one(n, q, vp->elem);
 			if (st <= 0)
 				break;
-			virtq_push(vq, vp->elem, 0);
+			virtq_fill(vq, vp->elem, 0, filled++);
 			done++;
+			if (filled == TX_USED_BATCH) {
+				virtq_flush(vq, filled);
+				filled = 0;
+			}
+		}
+		if (filled) {
+			virtq_flush(vq, filled);
+			filled = 0;
 		}
 		if (r < 0 || st < 0 || done == vq->size)
 			break;
@@ -596,17 +700,35 @@ static void process_tx(struct virtio_net *n, unsigned q)
 			n->tx_blocked |= 1u << q / 2;	/* send_ready resumes */
 			break;
 		}
+		if (tx_poll_start(n, q, polled, done))
+			break;			/* kicks stay off: the timer looks again */
 		virtq_enable_notify(vq);	/* empty: kick me for the next one */
 		if (!virtq_has_work(vq))
 			break;
 		virtq_disable_notify(vq);
 	}
+	be_flush(n);
 	if (r < 0)
 		virtio_pci_set_needs_reset(vp, vq->error);
 	if (done)
 		virtio_pci_queue_interrupt(vp, q);
 	if (r == 1 && st > 0 && done == vq->size)
 		virtio_pci_kick_later(vp, q);
+}
+
+static void tx_poll_timer(void *opaque)
+{
+	struct virtio_net_tx_poll *tp = opaque;
+	struct virtio_net *n = tp->n;
+
+	virtio_pci_lock(&n->vp);
+	if (device_live(n) && queue_role(n, tp->q) == QUEUE_TX &&
+	    virtq_ready(&n->vp.vqs[tp->q]) && !(n->tx_blocked & (1u << tp->q / 2))) {
+		sync_backend(n);
+		process_tx(n, tp->q, true);
+		wake_rx(n);
+	}
+	virtio_pci_unlock(&n->vp);
 }
 
 static void fe_send_ready(void *opaque)
@@ -619,7 +741,7 @@ static void fe_send_ready(void *opaque)
 	n->tx_blocked = 0;
 	for (unsigned p = 0; p < n->st.max_pairs && device_live(n); p++)
 		if (blocked & (1u << p) && virtq_ready(&n->vp.vqs[2 * p + 1]))
-			process_tx(n, 2 * p + 1);
+			process_tx(n, 2 * p + 1, false);
 	wake_rx(n);
 	virtio_pci_unlock(&n->vp);
 }
@@ -810,7 +932,7 @@ void virtio_net_process(struct virtio_pci *vp, unsigned q)
 	sync_backend(n);
 	switch (queue_role(n, q)) {
 	case QUEUE_TX:
-		process_tx(n, q);
+		process_tx(n, q, false);
 		break;
 	case QUEUE_CTRL:
 		process_ctrl(n, q);
@@ -841,6 +963,7 @@ static void virtio_net_reset(struct virtio_pci *vp)
 	n->applied = false;
 	n->tx_blocked = 0;
 	n->rx_irq_pending = 0;
+	n->rx_polls = 0;
 	write_config(n);
 }
 
@@ -952,6 +1075,20 @@ static int set_vectors(struct virtio_net *n, unsigned vectors)
 	return 0;
 }
 
+/* Timers of the notification polling (see TX_POLL_NS); they live as long
+ * as the device. */
+static int create_poll_timers(struct virtio_net *n, unsigned pairs)
+{
+	for (unsigned p = 0; p < pairs; p++) {
+		n->tx_poll[p] = (struct virtio_net_tx_poll){ .n = n, .q = 2 * p + 1 };
+		n->tx_poll[p].timer = event_timer_new(n->loop, tx_poll_timer, &n->tx_poll[p]);
+		if (!n->tx_poll[p].timer)
+			return -ENOMEM;
+	}
+	n->rx_timer = event_timer_new(n->loop, rx_poll_timer, n);
+	return n->rx_timer ? 0 : -ENOMEM;
+}
+
 int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 		    const struct virtio_net_backend_ops *be_ops, void *be,
 		    const struct guest_memory *mem, struct event_loop *loop)
@@ -1001,7 +1138,7 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 		return r;
 	if (loop && event_loop_call(loop, note_loop_thread, n) < 0)
 		return -ENOMEM;
-	return 0;
+	return loop ? create_poll_timers(n, pairs) : 0;
 }
 
 /* --- statistics ---------------------------------------------------------- */
@@ -1069,6 +1206,16 @@ static ssize_t nd_send(void *be, const struct iovec *iov, int iovcnt)
 	return net_send(be, iov, iovcnt);
 }
 
+static ssize_t nd_send_more(void *be, const struct iovec *iov, int iovcnt)
+{
+	return net_send_more(be, iov, iovcnt);
+}
+
+static void nd_flush(void *be)
+{
+	net_flush(be);
+}
+
 static void nd_receive_ready(void *be)
 {
 	net_receive_ready(be);
@@ -1092,6 +1239,8 @@ static int nd_set_offloads(void *be, const struct net_offloads *o)
 const struct virtio_net_backend_ops virtio_net_netdev_ops = {
 	.attach = nd_attach,
 	.send = nd_send,
+	.send_more = nd_send_more,
+	.flush = nd_flush,
 	.receive_ready = nd_receive_ready,
 	.has_vnet_hdr = nd_has_vnet_hdr,
 	.set_vnet_hdr_len = nd_set_vnet_hdr_len,
@@ -1188,13 +1337,14 @@ static int backend_pairs(const struct vm_config *cfg, const char *id, const char
 
 static const char *const bool_keys[] = {
 	"mq", "ctrl_vq", "mrg_rxbuf", "csum", "guest_csum", "gso", "host_tso4", "host_tso6",
-	"guest_tso4", "guest_tso6",
+	"guest_tso4", "guest_tso6", "packed",
 };
 
 static bool *bool_opt(struct virtio_net_opts *o, unsigned i)
 {
 	bool *fields[] = { &o->mq, &o->ctrl_vq, &o->mrg_rxbuf, &o->csum, &o->guest_csum, &o->gso,
-			   &o->host_tso4, &o->host_tso6, &o->guest_tso4, &o->guest_tso6 };
+			   &o->host_tso4, &o->host_tso6, &o->guest_tso4, &o->guest_tso6,
+			   &o->packed };
 
 	return fields[i];
 }
@@ -1273,6 +1423,7 @@ static int create_net(struct vm *vm, const char *what, const char *id, const cha
 		return r;
 	}
 	n->netdev_id = strdup(id);
+	virtio_pci_offer_packed(&n->vp, o->packed);
 	r = virtio_pci_realize(&n->vp, vm, slot);	/* logs its errors */
 	if (r < 0)
 		return r;

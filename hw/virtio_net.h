@@ -87,6 +87,10 @@ struct event_loop;
 struct virtio_net_backend_ops {
 	int (*attach)(void *be, const struct net_frontend *fe);
 	ssize_t (*send)(void *be, const struct iovec *iov, int iovcnt);
+	/* Optional batching (net_send_more / net_flush): send_more may copy
+	 * the frame aside until flush, which follows each tx pass. */
+	ssize_t (*send_more)(void *be, const struct iovec *iov, int iovcnt);
+	void (*flush)(void *be);
 	void (*receive_ready)(void *be);
 	bool (*has_vnet_hdr)(void *be);
 	int (*set_vnet_hdr_len)(void *be, unsigned len);
@@ -106,6 +110,7 @@ struct virtio_net_opts {
 	bool mq, ctrl_vq, mrg_rxbuf;
 	bool csum, guest_csum, gso;
 	bool host_tso4, host_tso6, guest_tso4, guest_tso6;
+	bool packed;			/* offer packed rings (QEMU's default: off) */
 };
 
 /* Device state carried by migration (the "virtio-net" vmstate section). */
@@ -117,6 +122,17 @@ struct virtio_net_state {
 	uint8_t mac_table[VIRTIO_NET_MAC_TABLE_ENTRIES * 6];
 	uint16_t curr_pairs;
 	uint16_t max_pairs;		/* not migrated: bounds curr_pairs */
+};
+
+struct virtio_net;
+
+/* Transmit polling of one queue pair: after a busy pass the device looks
+ * at the tx queue again from a timer instead of asking for a kick. */
+struct virtio_net_tx_poll {
+	struct virtio_net *n;
+	struct event_timer *timer;	/* NULL without an event loop */
+	unsigned q;
+	unsigned empty;			/* looks in a row that found nothing */
 };
 
 struct virtio_net {
@@ -139,6 +155,10 @@ struct virtio_net {
 	uint32_t tx_blocked;		/* tx queues waiting for send_ready (bit per pair) */
 	uint32_t rx_irq_pending;	/* rx queues with used buffers not signalled */
 	bool rx_irq_scheduled;
+	struct virtio_net_tx_poll tx_poll[VIRTIO_NET_MAX_PAIRS];
+	struct event_timer *rx_timer;	/* out of rx buffers: look again (NULL: no loop) */
+	bool rx_poll_armed;
+	unsigned rx_polls;		/* looks since the rx queues ran dry */
 	bool loop_thread_known;
 	pthread_t loop_thread;
 	struct net_stats stats;

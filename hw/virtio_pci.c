@@ -1104,6 +1104,12 @@ static int virtio_pci_post_load(void *opaque)
 		return -EINVAL;
 	if (vp->config_vector != VIRTIO_MSI_NO_VECTOR && vp->config_vector >= vp->msix_vectors)
 		return -EINVAL;
+	/* Kicks may have been suppressed when the state was saved (a device
+	 * polling its queue, a full backend): look at every queue once when
+	 * the loop runs again, as a kick would (QEMU does so at VM start). */
+	if (vp->status & VIRTIO_STATUS_DRIVER_OK)
+		for (unsigned q = 0; q < vp->ops->num_queues; q++)
+			virtio_pci_kick_later(vp, q);
 	return 0;
 }
 

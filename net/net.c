@@ -421,7 +421,7 @@ static void stat_add(uint64_t *counter, uint64_t v)
 	__atomic_fetch_add(counter, v, __ATOMIC_RELAXED);
 }
 
-ssize_t net_send(struct net_backend *nb, const struct iovec *iov, int iovcnt)
+static ssize_t send_frame(struct net_backend *nb, const struct iovec *iov, int iovcnt, bool more)
 {
 	size_t len = 0, hdr = nb->vnet_hdr ? nb->vnet_hdr_len : 0;
 	ssize_t ret;
@@ -441,7 +441,10 @@ ssize_t net_send(struct net_backend *nb, const struct iovec *iov, int iovcnt)
 	}
 	if (__atomic_load_n(&nb->closed, __ATOMIC_ACQUIRE))
 		return -ENODEV;
-	ret = nb->ops->send(nb, iov, iovcnt, len);
+	if (more && nb->ops->send_more)
+		ret = nb->ops->send_more(nb, iov, iovcnt, len);
+	else
+		ret = nb->ops->send(nb, iov, iovcnt, len);
 	if (ret > 0) {
 		stat_add(&nb->stats.tx_packets, 1);
 		stat_add(&nb->stats.tx_bytes, len - hdr);
@@ -451,6 +454,22 @@ ssize_t net_send(struct net_backend *nb, const struct iovec *iov, int iovcnt)
 		stat_add(&nb->stats.tx_errors, 1);
 	}
 	return ret;
+}
+
+ssize_t net_send(struct net_backend *nb, const struct iovec *iov, int iovcnt)
+{
+	return send_frame(nb, iov, iovcnt, false);
+}
+
+ssize_t net_send_more(struct net_backend *nb, const struct iovec *iov, int iovcnt)
+{
+	return send_frame(nb, iov, iovcnt, true);
+}
+
+void net_flush(struct net_backend *nb)
+{
+	if (nb->ops->flush && !__atomic_load_n(&nb->closed, __ATOMIC_ACQUIRE))
+		nb->ops->flush(nb);
 }
 
 void net_tx_ready(struct net_backend *nb)

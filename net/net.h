@@ -65,6 +65,13 @@ int net_attach(struct net_backend *nb, const struct net_frontend *fe);
  * Returns the bytes sent, 0 when the backend is full (fe->send_ready
  * follows), or a negative errno for a frame that was dropped. */
 ssize_t net_send(struct net_backend *nb, const struct iovec *iov, int iovcnt);
+/* Batched sending: like net_send, but more frames follow, so the backend
+ * may copy this one aside and send it with the next ones in one system
+ * call (a stream socket does; the others send at once). It never keeps a
+ * reference to iov. The frontend calls net_flush() after the last frame
+ * of its batch; a held frame counts as sent (the bytes are returned). */
+ssize_t net_send_more(struct net_backend *nb, const struct iovec *iov, int iovcnt);
+void net_flush(struct net_backend *nb);
 /* The frontend has rx buffers again: resume delivering frames (any
  * thread; cheap to call often). While can_receive() says no or receive()
  * returns 0, the backend holds the frame (and a few more, bounded), stops

@@ -47,6 +47,11 @@ struct net_backend_ops {
 	/* Any thread. len is the iovecs' total (vnet header included); the
 	 * frame fits NET_MAX_FRAME. Same returns as net_send(). */
 	ssize_t (*send)(struct net_backend *nb, const struct iovec *iov, int iovcnt, size_t len);
+	/* Optional (NULL: send): the frame may be copied aside until flush,
+	 * which sends what is held (net_send_more, net_flush). */
+	ssize_t (*send_more)(struct net_backend *nb, const struct iovec *iov, int iovcnt,
+			     size_t len);
+	void (*flush)(struct net_backend *nb);
 	/* Loop thread: the receive queue drained after the backend was told
 	 * to pause (net_rx_deliver returned false); start reading again. */
 	void (*rx_resume)(struct net_backend *nb);

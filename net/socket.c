@@ -10,9 +10,13 @@
  *                                     one datagram per frame, sent to udp=,
  *                                     received on localaddr= from anyone
  * Stream framing is QEMU's: a 4-byte big-endian length, then the frame.
- * Reads and writes may be partial: the reader keeps its place in the
- * header or frame, the writer keeps the unsent tail of one frame and asks
- * for EPOLLOUT (further sends return 0 until it is gone, then send_ready).
+ * The reader takes what the socket has in one recv() (many frames at once)
+ * and hands out the complete frames, keeping a partial one for the next
+ * read. The writer sends a frame straight from the caller's iovecs, or,
+ * for net_send_more(), copies it into the transmit buffer so that a batch
+ * leaves in one send() at net_flush() (or when the buffer fills). What a
+ * send leaves unsent stays in the buffer and waits for EPOLLOUT (further
+ * sends return 0 until it is gone, then send_ready).
  * A peer announcing a frame above NET_MAX_FRAME loses its connection.
  * Frames sent while no peer is connected are dropped (-ENOTCONN). */
 #include <errno.h>
@@ -31,8 +35,13 @@
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
 
-#define SOCK_READ_BUDGET	256	/* reads per wakeup, for fairness */
+#define SOCK_READ_BUDGET	16	/* recv() calls per wakeup, for fairness */
+#define SOCK_UDP_BUDGET		256	/* datagrams per wakeup */
 #define SOCK_DIRECT_IOVS	63	/* larger iovecs are flattened first */
+#define SOCK_FRAME_MAX		(4 + NET_MAX_FRAME)	/* length word + frame */
+#define SOCK_RBUF_SIZE		(SOCK_FRAME_MAX + 65536)
+#define SOCK_TXBUF_SIZE		(SOCK_FRAME_MAX + 196608)
+#define SOCK_TX_BATCH		65536	/* held bytes that are sent without waiting */
 
 enum sock_mode { SOCK_LISTEN, SOCK_CONNECT, SOCK_UDP };
 
@@ -46,18 +55,18 @@ struct sock {
 	char peer_str[64];		/* the connected peer */
 
 	pthread_mutex_t lock;		/* fd, connected, tx state, epoll masks */
-	size_t tx_off, tx_len;		/* unsent tail of one frame in txbuf */
+	size_t tx_off, tx_len;		/* txbuf[tx_off, tx_len): bytes not sent yet */
+	bool tx_wait;			/* the socket is full: wait for EPOLLOUT */
 	bool tx_notify;			/* a send returned 0: send_ready later */
 	bool udp_tx_blocked;
 	bool rx_paused;
 
-	/* Stream reader state (loop thread). */
-	uint8_t hdr[4];
-	size_t hdr_got, got;
-	uint32_t want;
+	/* Stream reader state (loop thread): rbuf[rstart, rend) is received
+	 * and not handed out yet (frames, then at most one partial one). */
+	size_t rstart, rend;
 
-	uint8_t rxbuf[NET_MAX_FRAME];
-	uint8_t txbuf[4 + NET_MAX_FRAME];
+	uint8_t rbuf[SOCK_RBUF_SIZE];
+	uint8_t txbuf[SOCK_TXBUF_SIZE];
 };
 
 static const char *const socket_keys[] = { "listen", "connect", "udp", "localaddr", NULL };
@@ -77,7 +86,7 @@ static void sock_update_mask(struct sock *s)
 
 	if (s->fd < 0)
 		return;
-	if (s->tx_len || s->udp_tx_blocked || (s->mode == SOCK_CONNECT && !s->connected))
+	if (s->tx_wait || s->udp_tx_blocked || (s->mode == SOCK_CONNECT && !s->connected))
 		ev |= EPOLLOUT;
 	event_loop_mod_fd(s->nb->loop, s->fd, ev);
 }
@@ -98,9 +107,10 @@ static void sock_disconnect(struct sock *s)
 	s->fd = -1;
 	s->connected = false;
 	s->tx_off = s->tx_len = 0;
+	s->tx_wait = false;
 	notify = s->tx_notify;
 	s->tx_notify = false;
-	s->hdr_got = s->got = 0;
+	s->rstart = s->rend = 0;
 	if (s->mode == SOCK_LISTEN &&
 	    event_loop_add_fd(s->nb->loop, s->listen_fd, EPOLLIN, sock_listen_event, s) < 0)
 		log_error("netdev %s: cannot listen on %s again", s->nb->id, s->where);
@@ -117,9 +127,17 @@ static void sock_set_rx_paused(struct sock *s, bool paused)
 	pthread_mutex_unlock(&s->lock);
 }
 
+static void stream_read(struct sock *s);
+
+/* Frames may wait in rbuf with nothing more on the socket (so no EPOLLIN):
+ * hand them out now. */
 static void sock_rx_resume(struct net_backend *nb)
 {
-	sock_set_rx_paused(nb->priv, false);
+	struct sock *s = nb->priv;
+
+	sock_set_rx_paused(s, false);
+	if (s->mode != SOCK_UDP && s->fd >= 0 && s->rend > s->rstart)
+		stream_read(s);
 }
 
 static void sock_listen_event(void *opaque, uint32_t events)
@@ -147,7 +165,7 @@ static void sock_listen_event(void *opaque, uint32_t events)
 	addr_str(&from, s->peer_str, sizeof(s->peer_str));
 	s->fd = fd;
 	s->connected = true;
-	s->hdr_got = s->got = 0;
+	s->rstart = s->rend = 0;
 	if (event_loop_add_fd(s->nb->loop, fd, s->rx_paused ? 0 : EPOLLIN, sock_conn_event,
 			      s) < 0) {
 		pthread_mutex_unlock(&s->lock);
@@ -158,69 +176,77 @@ static void sock_listen_event(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* One step of the stream reader: 1 go on, 0 stop for now, -1 closed. */
-static int stream_read_step(struct sock *s)
+/* Hand out the complete frames at the front of rbuf: 1 done (more bytes
+ * needed), 0 paused by the frontend, -1 bad length (drop the peer). */
+static int stream_parse(struct sock *s)
 {
-	ssize_t n;
+	while (!s->rx_paused && s->rend - s->rstart >= 4) {
+		const uint8_t *p = s->rbuf + s->rstart;
+		uint32_t want = (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3];
 
-	if (s->hdr_got < 4)
-		n = recv(s->fd, s->hdr + s->hdr_got, 4 - s->hdr_got, 0);
-	else
-		n = recv(s->fd, s->rxbuf + s->got, s->want - s->got, 0);
-	if (n < 0 && errno == EINTR)
-		return 1;
-	if (n < 0 && errno == EAGAIN)
-		return 0;
-	if (n <= 0) {
-		if (n < 0)
-			log_warn("netdev %s: connection with %s: %s", s->nb->id, s->peer_str,
-				 strerror(errno));
-		return -1;
-	}
-	if (s->hdr_got < 4) {
-		s->hdr_got += n;
-		if (s->hdr_got < 4)
-			return 1;
-		s->want = (uint32_t)s->hdr[0] << 24 | s->hdr[1] << 16 | s->hdr[2] << 8 | s->hdr[3];
-		s->got = 0;
-		if (s->want > NET_MAX_FRAME) {
+		if (want > NET_MAX_FRAME) {
 			log_error("netdev %s: peer %s announced a %u-byte frame (at most %u); "
-				  "dropping the connection", s->nb->id, s->peer_str, s->want,
+				  "dropping the connection", s->nb->id, s->peer_str, want,
 				  NET_MAX_FRAME);
 			net_count_rx_error(s->nb);
 			return -1;
 		}
-		if (s->want == 0)
-			s->hdr_got = 0;		/* empty frame: nothing to deliver */
-		return 1;
+		if (s->rend - s->rstart - 4 < want)
+			break;
+		s->rstart += 4 + want;
+		/* An empty frame carries nothing to deliver. */
+		if (want && !net_rx_deliver(s->nb, p + 4, want)) {
+			sock_set_rx_paused(s, true);
+			return 0;
+		}
 	}
-	s->got += n;
-	if (s->got < s->want)
-		return 1;
-	s->hdr_got = 0;
-	if (!net_rx_deliver(s->nb, s->rxbuf, s->want)) {
-		sock_set_rx_paused(s, true);
-		return 0;
-	}
-	return 1;
+	if (s->rstart == s->rend)
+		s->rstart = s->rend = 0;
+	return s->rx_paused ? 0 : 1;
 }
 
+/* Read what the socket has and deliver the frames in it. */
 static void stream_read(struct sock *s)
 {
-	for (int i = 0; i < SOCK_READ_BUDGET && !s->rx_paused && s->fd >= 0; i++) {
-		int r = stream_read_step(s);
+	for (int i = 0; i < SOCK_READ_BUDGET; i++) {
+		size_t room;
+		ssize_t n;
+		int r = stream_parse(s);
 
 		if (r < 0)
 			sock_disconnect(s);
-		if (r <= 0)
+		if (r <= 0 || s->fd < 0)
 			return;
+		if (s->rstart) {	/* a partial frame (< SOCK_FRAME_MAX) to the front */
+			memmove(s->rbuf, s->rbuf + s->rstart, s->rend - s->rstart);
+			s->rend -= s->rstart;
+			s->rstart = 0;
+		}
+		room = sizeof(s->rbuf) - s->rend;
+		n = recv(s->fd, s->rbuf + s->rend, room, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			if (n < 0)
+				log_warn("netdev %s: connection with %s: %s", s->nb->id,
+					 s->peer_str, strerror(errno));
+			sock_disconnect(s);
+			return;
+		}
+		s->rend += n;
+		if ((size_t)n < room)
+			break;		/* drained the socket: EPOLLIN says when there is more */
 	}
+	if (stream_parse(s) < 0)
+		sock_disconnect(s);
 }
 
 static void udp_read(struct sock *s)
 {
-	for (int i = 0; i < SOCK_READ_BUDGET && !s->rx_paused; i++) {
-		ssize_t n = recv(s->fd, s->rxbuf, sizeof(s->rxbuf), MSG_TRUNC);
+	for (int i = 0; i < SOCK_UDP_BUDGET && !s->rx_paused; i++) {
+		ssize_t n = recv(s->fd, s->rbuf, NET_MAX_FRAME, MSG_TRUNC);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -228,33 +254,50 @@ static void udp_read(struct sock *s)
 			return;		/* EAGAIN, or an ICMP error: nothing to read */
 		if (n == 0)
 			continue;
-		if ((size_t)n > sizeof(s->rxbuf)) {
+		if ((size_t)n > NET_MAX_FRAME) {
 			net_count_rx_error(s->nb);
 			continue;
 		}
-		if (!net_rx_deliver(s->nb, s->rxbuf, n))
+		if (!net_rx_deliver(s->nb, s->rbuf, n))
 			sock_set_rx_paused(s, true);
 	}
 }
 
-/* Loop thread, EPOLLOUT: push the unsent tail; true when something waits
+/* Lock held: send txbuf[tx_off, tx_len). False when the socket is full
+ * (tx_wait set, EPOLLOUT asked for); a broken connection drops the bytes
+ * (the read side sees the error). */
+static bool stream_push(struct sock *s)
+{
+	while (s->fd >= 0 && s->tx_off < s->tx_len) {
+		ssize_t n = send(s->fd, s->txbuf + s->tx_off, s->tx_len - s->tx_off,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			if (!s->tx_wait) {
+				s->tx_wait = true;
+				sock_update_mask(s);
+			}
+			return false;
+		}
+		if (n <= 0)
+			break;
+		s->tx_off += n;
+	}
+	s->tx_off = s->tx_len = 0;
+	return true;
+}
+
+/* Loop thread, EPOLLOUT: push the unsent bytes; true when something waits
  * for send_ready. */
 static bool stream_flush(struct sock *s)
 {
 	bool notify = false;
 
 	pthread_mutex_lock(&s->lock);
-	while (s->fd >= 0 && s->tx_off < s->tx_len) {
-		ssize_t n = send(s->fd, s->txbuf + s->tx_off, s->tx_len - s->tx_off,
-				 MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;		/* EAGAIN; errors show up on the read side */
-		s->tx_off += n;
-	}
-	if (s->tx_off >= s->tx_len) {
-		s->tx_off = s->tx_len = 0;
+	s->tx_wait = false;
+	if (stream_push(s)) {
 		notify = s->tx_notify;
 		s->tx_notify = false;
 	}
@@ -317,11 +360,12 @@ static void sock_conn_event(void *opaque, uint32_t events)
 		stream_read(s);
 }
 
-/* Copy the bytes of [hdr, iov...] after the first skip into txbuf. */
+/* Append the bytes of [hdr, iov...] after the first skip to txbuf (the
+ * caller checked the room); returns the new tx_len. */
 static size_t stash_tail(struct sock *s, const uint8_t *hdr, const struct iovec *iov,
 			 int iovcnt, size_t skip)
 {
-	size_t out = 0;
+	size_t out = s->tx_len;
 
 	for (int i = -1; i < iovcnt; i++) {
 		const uint8_t *p = i < 0 ? hdr : iov[i].iov_base;
@@ -338,6 +382,8 @@ static size_t stash_tail(struct sock *s, const uint8_t *hdr, const struct iovec 
 	return out;
 }
 
+/* Lock held, nothing held in txbuf: send one frame from the caller's
+ * iovecs; an unsent tail is copied aside and waits for EPOLLOUT. */
 static ssize_t stream_send(struct sock *s, const struct iovec *iov, int iovcnt, size_t len)
 {
 	uint8_t hdr[4] = { len >> 24, len >> 16, len >> 8, len };
@@ -345,33 +391,47 @@ static ssize_t stream_send(struct sock *s, const struct iovec *iov, int iovcnt, 
 	struct msghdr msg = { .msg_iov = vec };
 	ssize_t n;
 
-	if (iovcnt <= SOCK_DIRECT_IOVS) {
-		vec[0] = (struct iovec){ hdr, 4 };
-		memcpy(vec + 1, iov, iovcnt * sizeof(*iov));
-		msg.msg_iovlen = iovcnt + 1;
-	} else {
+	if (iovcnt > SOCK_DIRECT_IOVS) {
 		s->tx_len = stash_tail(s, hdr, iov, iovcnt, 0);
-		vec[0] = (struct iovec){ s->txbuf, s->tx_len };
-		msg.msg_iovlen = 1;
+		stream_push(s);
+		return len;
 	}
+	vec[0] = (struct iovec){ hdr, 4 };
+	memcpy(vec + 1, iov, iovcnt * sizeof(*iov));
+	msg.msg_iovlen = iovcnt + 1;
 	do {
 		n = sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 	} while (n < 0 && errno == EINTR);
-	if (n < 0 && errno != EAGAIN) {
-		s->tx_len = 0;
+	if (n < 0 && errno != EAGAIN)
 		return -errno;
-	}
 	if (n < 0)
 		n = 0;
-	if (iovcnt <= SOCK_DIRECT_IOVS)
+	if ((size_t)n < 4 + len) {
 		s->tx_len = stash_tail(s, hdr, iov, iovcnt, n);
-	else {
-		s->tx_len -= n;
-		memmove(s->txbuf, s->txbuf + n, s->tx_len);
-	}
-	s->tx_off = 0;
-	if (s->tx_len)
+		s->tx_wait = true;
 		sock_update_mask(s);
+	}
+	return len;
+}
+
+/* Lock held: hold one frame in txbuf for a batched send. Sends first when
+ * it does not fit; 0 when the socket is full. */
+static ssize_t stream_hold(struct sock *s, const struct iovec *iov, int iovcnt, size_t len)
+{
+	uint8_t hdr[4] = { len >> 24, len >> 16, len >> 8, len };
+
+	if (4 + len > sizeof(s->txbuf) - s->tx_len && !stream_push(s)) {
+		s->tx_notify = true;
+		return 0;
+	}
+	if (s->tx_off) {
+		memmove(s->txbuf, s->txbuf + s->tx_off, s->tx_len - s->tx_off);
+		s->tx_len -= s->tx_off;
+		s->tx_off = 0;
+	}
+	s->tx_len = stash_tail(s, hdr, iov, iovcnt, 0);
+	if (s->tx_len >= SOCK_TX_BATCH)
+		stream_push(s);
 	return len;
 }
 
@@ -396,7 +456,8 @@ static ssize_t udp_send(struct sock *s, const struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-static ssize_t sock_send(struct net_backend *nb, const struct iovec *iov, int iovcnt, size_t len)
+static ssize_t sock_send_common(struct net_backend *nb, const struct iovec *iov, int iovcnt,
+				size_t len, bool more)
 {
 	struct sock *s = nb->priv;
 	ssize_t r;
@@ -408,14 +469,41 @@ static ssize_t sock_send(struct net_backend *nb, const struct iovec *iov, int io
 			s->tx_notify = true;
 	} else if (!s->connected) {
 		r = -ENOTCONN;
-	} else if (s->tx_len) {
+	} else if (s->tx_wait) {
 		s->tx_notify = true;
 		r = 0;
+	} else if (more) {
+		r = stream_hold(s, iov, iovcnt, len);
+	} else if (s->tx_len) {		/* behind held frames: keep the order */
+		r = stream_hold(s, iov, iovcnt, len);
+		if (r > 0)
+			stream_push(s);
 	} else {
 		r = stream_send(s, iov, iovcnt, len);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+static ssize_t sock_send(struct net_backend *nb, const struct iovec *iov, int iovcnt, size_t len)
+{
+	return sock_send_common(nb, iov, iovcnt, len, false);
+}
+
+static ssize_t sock_send_more(struct net_backend *nb, const struct iovec *iov, int iovcnt,
+			      size_t len)
+{
+	return sock_send_common(nb, iov, iovcnt, len, true);
+}
+
+static void sock_flush(struct net_backend *nb)
+{
+	struct sock *s = nb->priv;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->mode != SOCK_UDP && s->connected && !s->tx_wait)
+		stream_push(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static int sock_socket(int type, const struct sockaddr_in *bind_to, char *err, size_t errlen)
@@ -568,6 +656,8 @@ const struct net_backend_ops net_socket_ops = {
 	.priv_size = sizeof(struct sock),
 	.open = sock_open,
 	.send = sock_send,
+	.send_more = sock_send_more,
+	.flush = sock_flush,
 	.rx_resume = sock_rx_resume,
 	.close = sock_close,
 };

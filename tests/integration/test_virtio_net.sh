@@ -92,7 +92,7 @@ c, _ = s.accept(); line = c.makefile("rb").readline(); c.sendall(b"echo: " + lin
 	srv=$!
 	wait_listen "$port"
 	KIT_TAG="$name-" run_kit "$(vmm "$v") -netdev user,id=n0 \
-		-device virtio-net-pci,netdev=n0$(nicopt "$v")" net-user port="$port" "$@" ||
+		-device virtio-net-pci,netdev=n0$(nicopt "$v")${NIC_EXTRA:-}" net-user port="$port" "$@" ||
 		fails=$((fails + 1))
 	kill $srv 2>/dev/null
 	wait $srv 2>/dev/null
@@ -176,6 +176,9 @@ echo "== user backend (slirp)"
 user mk-user minikvm
 user mk-user-legacy minikvm mode=legacy
 user qemu-user qemu
+# packed virtqueues (packed=on, off by default as in QEMU)
+NIC_EXTRA=,packed=on user mk-user-packed minikvm packed=1
+NIC_EXTRA=,packed=on user qemu-user-packed qemu packed=1
 # -nic: backend and NIC in one option.
 port=$(free_port)
 python3 -c 'import socket,sys
@@ -196,6 +199,8 @@ for v in minikvm qemu; do
 	KIT_TAG="$v-robust-" run_kit "$(vmm $v) -netdev user,id=n0 \
 		-device virtio-net-pci,netdev=n0$(nicopt $v)" net-robust || fails=$((fails + 1))
 done
+KIT_TAG="minikvm-robust-packed-" run_kit "$MK -netdev user,id=n0 \
+	-device virtio-net-pci,netdev=n0,packed=on" net-robust packed=1 || fails=$((fails + 1))
 KIT_TAG="minikvm-robust-legacy-" run_kit "$MK -netdev user,id=n0 -device virtio-net-pci,netdev=n0" \
 	net-robust mode=legacy || fails=$((fails + 1))
 
