@@ -759,3 +759,13 @@ int bfile_aio_flush(struct bfile *f, bdev_cb cb, void *opaque)
 {
 	return aio_start(f, ENGINE_FLUSH, 0, NULL, 0, cb, opaque);
 }
+
+int bfile_aio_poll_fd(struct bfile *f)
+{
+	int fd;
+
+	if (!f->polled)
+		return -EINVAL;
+	fd = engine_uring_poll_fd(f->engine);
+	return fd >= 0 ? fd : -ENOTSUP;
+}

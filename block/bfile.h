@@ -55,5 +55,7 @@ int bfile_aio_flush(struct bfile *f, bdev_cb cb, void *opaque);
  * none has and some are in flight. Returns the number of callbacks run,
  * or a negative errno (-EINVAL for a bfile that is not polled). */
 int bfile_aio_poll(struct bfile *f, bool wait);
+/* Polled bfiles: see bdev_aio_poll_fd. */
+int bfile_aio_poll_fd(struct bfile *f);
 
 #endif

@@ -667,3 +667,10 @@ int64_t bdev_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 		*host_offset = ext.host_offset;
 	return (int64_t)ext.len;
 }
+
+int bdev_aio_poll_fd(struct bdev *bs)
+{
+	if (!priv(bs)->polled)
+		return -EINVAL;
+	return bs->file ? bfile_aio_poll_fd(bs->file) : -ENOTSUP;
+}

@@ -110,6 +110,12 @@ int bdev_aio_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool m
  * or a negative errno (-EINVAL for a bdev opened without the option). Such
  * a bdev is used by one thread at a time; bdev_close() polls what is left. */
 int bdev_aio_poll(struct bdev *bs, bool wait);
+/* Polled bdevs: a file descriptor that becomes readable (EPOLLIN) when
+ * bdev_aio_poll() has callbacks to run for requests already handed to the
+ * kernel, for an event loop to wait on. Requests completed inside submit
+ * are not signalled: poll once after submitting. -EINVAL for a bdev that
+ * is not polled, -ENOTSUP when its engine cannot signal (threads, native). */
+int bdev_aio_poll_fd(struct bdev *bs);
 
 /* Synchronous wrappers (tools, tests): return 0 or a negative errno. */
 int bdev_pread(struct bdev *bs, uint64_t offset, void *buf, size_t len);

@@ -97,6 +97,8 @@ static inline int block_engine_poll(struct block_engine *e, bool wait)
 {
 	return e->ops->poll ? e->ops->poll(e, wait) : 0;
 }
+/* A polled io_uring engine's ring fd (readable when CQEs wait), else -1. */
+int engine_uring_poll_fd(struct block_engine *e);
 /* Drops a reference; the caller has no requests in flight on it. */
 void block_engine_destroy(struct block_engine *e);
 const char *block_engine_name(const struct block_engine *e);

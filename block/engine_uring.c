@@ -343,11 +343,19 @@ static const struct block_engine_ops uring_polled_ops = {
 	.poll = uring_poll,
 };
 
-/* A polled ring: no eventfd, no completion thread. */
+/* A polled ring: no eventfd, no completion thread. Its completions are
+ * only wanted when the owner polls, so the kernel need not interrupt the
+ * owner to post them (COOP_TASKRUN; TASKRUN_FLAG lets a peek see that some
+ * are pending): page-cache reads punted to io-wq ran 2.8x faster so on
+ * PVM, where those interruptions are expensive. Older kernels: plain. */
 static struct block_engine *uring_polled_create(struct uring_engine *ue, char *err,
 						size_t errlen)
 {
-	int ret = io_uring_queue_init(URING_ENTRIES, &ue->ring, 0);
+	int ret = io_uring_queue_init(URING_ENTRIES, &ue->ring,
+				      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(URING_ENTRIES, &ue->ring, 0);
 
 	if (ret < 0) {
 		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-ret));
@@ -361,6 +369,13 @@ static struct block_engine *uring_polled_create(struct uring_engine *ue, char *e
 	ue->ready_tail = &ue->ready;
 	ue->max_inflight = ue->ring.cq.ring_entries;
 	return &ue->e;
+}
+
+int engine_uring_poll_fd(struct block_engine *e)
+{
+	if (!e || e->ops != &uring_polled_ops)
+		return -1;
+	return ((struct uring_engine *)e)->ring.ring_fd;
 }
 
 struct block_engine *engine_uring_create(bool polled, char *err, size_t errlen)

@@ -4,13 +4,16 @@
  * write cache (WCE, CONFIG_WCE; writethrough = a flush after each write),
  * topology and geometry in the config space, several request queues,
  * read-only drives, statistics, and draining for reset and migration.
- * Requests are submitted asynchronously to the block layer; block threads
- * hand finished ones back through a done list, and the event loop
- * completes them (status byte, used ring, interrupt) under the device
- * lock. Block threads never wait for the device lock: a reset holds it
- * while it waits for them. The -drive / -device parsing is in
- * hw/virtio_blk_drive.c. */
+ * Requests are submitted asynchronously to the block layer, with kicks
+ * suppressed while a queue is being served; block threads hand finished
+ * ones back through a done list, and they are completed (status byte,
+ * used ring, interrupt; one used index update per batch) under the device
+ * lock by whoever can take it without waiting: the thread serving a queue,
+ * the block thread itself, else the event loop. Block threads never wait
+ * for the device lock: a reset holds it while it waits for them. The
+ * -drive / -device parsing is in hw/virtio_blk_drive.c. */
 #include <errno.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,17 +266,17 @@ void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out)
 
 /* --- completion ----------------------------------------------------------- */
 
-/* Status byte and used ring (device lock held); the interrupt is sent by
- * the caller once per batch. */
+/* Status byte and used entry of a request finished at once (device lock
+ * held); the interrupt is sent by the caller once per batch. */
 static void push_status(struct virtio_blk *blk, unsigned q, uint16_t head, uint64_t in_len,
 			uint8_t *status, uint8_t st, unsigned *notify)
 {
-	struct virtio_pci *vp = &blk->vp;
+	struct virtq_elem *e = blk->done_elem;
 
 	*status = st;
-	vp->elem->head = head;
-	vp->elem->in_len = in_len;
-	virtq_push(&vp->vqs[q], vp->elem, in_len);
+	e->head = head;
+	e->in_len = in_len;
+	virtq_push(&blk->vp.vqs[q], e, in_len);
 	*notify |= 1u << q;
 }
 
@@ -284,17 +287,25 @@ static void send_interrupts(struct virtio_blk *blk, unsigned notify)
 			virtio_pci_queue_interrupt(&blk->vp, q);
 }
 
-static void complete_req(struct virtio_blk *blk, struct blk_req *r, unsigned *notify)
+/* Accounting and status byte of a finished request; false when it must
+ * not reach the used ring (reset meanwhile, or the device is broken). */
+static bool finish_req(struct virtio_blk *blk, struct blk_req *r)
 {
 	if (r->generation != blk->generation)
-		return;		/* the device was reset meanwhile */
+		return false;	/* the device was reset meanwhile */
 	account_done(blk, r, r->ret >= 0);
 	if (r->flushed_after)
 		blk->stats.writethrough_flushes++;
 	if (blk->vp.broken)
-		return;
-	push_status(blk, r->q, r->head, r->in_len, r->status,
-		    r->ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK, notify);
+		return false;
+	*r->status = r->ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+	return true;
+}
+
+static void complete_req(struct virtio_blk *blk, struct blk_req *r, unsigned *notify)
+{
+	if (finish_req(blk, r))
+		push_status(blk, r->q, r->head, r->in_len, r->status, *r->status, notify);
 }
 
 static struct blk_req *take_done(struct virtio_blk *blk)
@@ -316,22 +327,38 @@ static struct blk_req *take_done(struct virtio_blk *blk)
 	return rev;
 }
 
-/* Complete everything the block layer has finished (device lock taken). */
-static void process_done(struct virtio_blk *blk)
+/* Complete everything the block layer has finished (device lock held):
+ * the used entries of a batch are published with one index update and at
+ * most one interrupt per queue. */
+static void process_done_locked(struct virtio_blk *blk)
 {
+	uint16_t filled[VIRTIO_MAX_QUEUES] = { 0 };
+	struct virtq_elem *e = blk->done_elem;
 	unsigned notify = 0;
-	struct blk_req *r;
+	struct blk_req *r = take_done(blk);
 
-	virtio_pci_lock(&blk->vp);
-	r = take_done(blk);
 	while (r) {
 		struct blk_req *next = r->next;
 
-		complete_req(blk, r, &notify);
+		if (finish_req(blk, r)) {
+			e->head = r->head;
+			e->in_len = r->in_len;
+			virtq_fill(&blk->vp.vqs[r->q], e, r->in_len, filled[r->q]++);
+			notify |= 1u << r->q;
+		}
 		free(r);
 		r = next;
 	}
+	for (unsigned q = 0; q < blk->conf.num_queues; q++)
+		if (filled[q])
+			virtq_flush(&blk->vp.vqs[q], filled[q]);
 	send_interrupts(blk, notify);
+}
+
+static void process_done(struct virtio_blk *blk)
+{
+	virtio_pci_lock(&blk->vp);
+	process_done_locked(blk);
 	virtio_pci_unlock(&blk->vp);
 }
 
@@ -340,12 +367,36 @@ static void process_done_cb(void *opaque)
 	process_done(opaque);
 }
 
-/* Block-layer callback (a block thread, or inside the submit call). */
+/* Have the event loop complete what is on the done list. */
+static void schedule_done(struct virtio_blk *blk)
+{
+	bool schedule;
+
+	pthread_mutex_lock(&blk->done_lock);
+	schedule = blk->done && !blk->done_scheduled;
+	blk->done_scheduled = true;
+	pthread_mutex_unlock(&blk->done_lock);
+	if (!schedule || event_loop_call(blk->loop, process_done_cb, blk) == 0)
+		return;
+	/* Out of memory: complete here. Only the event loop may wait for the
+	 * device lock (a reset holding it waits for this very thread). */
+	process_done(blk);
+}
+
+/* Block-layer callback (a block thread, or inside the submit call). The
+ * request is completed without a hop through the event loop when that is
+ * possible, which matters most at depth 1: by the thread serving a queue
+ * (it holds the device lock and takes the done list before dropping it),
+ * or right here when the device lock is free. Otherwise (a vCPU accesses
+ * the device, a reset or a drain waits for us) the event loop completes
+ * it. The request counts as in flight until it is handed over, so a
+ * drain or reset that sees none in flight sees no block thread still
+ * touching the device. */
 static void req_done(void *opaque, int ret)
 {
 	struct blk_req *r = opaque;
 	struct virtio_blk *blk = r->blk;
-	bool schedule;
+	bool handed_over;
 
 	if (ret >= 0 && r->flush_after) {
 		r->flush_after = false;		/* writethrough: the data must be stable */
@@ -357,18 +408,43 @@ static void req_done(void *opaque, int ret)
 	pthread_mutex_lock(&blk->done_lock);
 	r->next = blk->done;
 	blk->done = r;
-	schedule = !blk->done_scheduled;
-	blk->done_scheduled = true;
+	handed_over = blk->processing;
+	pthread_mutex_unlock(&blk->done_lock);
+	if (!handed_over) {
+		if (virtio_pci_trylock(&blk->vp)) {
+			process_done_locked(blk);
+			virtio_pci_unlock(&blk->vp);
+		} else {
+			schedule_done(blk);
+		}
+	}
+	pthread_mutex_lock(&blk->done_lock);
 	if (--blk->io_inflight == 0)
 		pthread_cond_broadcast(&blk->idle_cond);
 	pthread_mutex_unlock(&blk->done_lock);
-	if (!schedule)
-		return;
-	if (event_loop_call(blk->loop, process_done_cb, blk) == 0)
-		return;
-	/* Out of memory: complete here. Only the event loop may wait for the
-	 * device lock (a reset holding it waits for this very thread). */
-	process_done(blk);
+}
+
+/* Serving a queue (device lock held): completions that arrive meanwhile
+ * are left to us. */
+static void begin_processing(struct virtio_blk *blk)
+{
+	pthread_mutex_lock(&blk->done_lock);
+	blk->processing = true;
+	pthread_mutex_unlock(&blk->done_lock);
+}
+
+static void end_processing(struct virtio_blk *blk)
+{
+	for (;;) {
+		pthread_mutex_lock(&blk->done_lock);
+		if (!blk->done) {
+			blk->processing = false;
+			pthread_mutex_unlock(&blk->done_lock);
+			return;
+		}
+		pthread_mutex_unlock(&blk->done_lock);
+		process_done_locked(blk);
+	}
 }
 
 unsigned virtio_blk_inflight(struct virtio_blk *blk)
@@ -381,8 +457,31 @@ unsigned virtio_blk_inflight(struct virtio_blk *blk)
 	return n;
 }
 
+/* Polled bdev (device lock held): run its completions here until none is
+ * in flight, leaving them on the done list for the caller (a reset drops
+ * them, a drain completes them). */
+static void wait_idle_polled(struct virtio_blk *blk)
+{
+	bool was_processing;
+
+	pthread_mutex_lock(&blk->done_lock);
+	was_processing = blk->processing;
+	blk->processing = true;
+	pthread_mutex_unlock(&blk->done_lock);
+	while (virtio_blk_inflight(blk) && bdev_aio_poll(blk->bs, true) >= 0)
+		;
+	pthread_mutex_lock(&blk->done_lock);
+	blk->processing = was_processing;
+	pthread_mutex_unlock(&blk->done_lock);
+}
+
 static void wait_idle(struct virtio_blk *blk)
 {
+	if (blk->poll_fd >= 0) {
+		virtio_pci_lock(&blk->vp);
+		wait_idle_polled(blk);
+		virtio_pci_unlock(&blk->vp);
+	}
 	pthread_mutex_lock(&blk->done_lock);
 	while (blk->io_inflight)
 		pthread_cond_wait(&blk->idle_cond, &blk->done_lock);
@@ -686,22 +785,68 @@ static bool handle_request(struct virtio_blk *blk, unsigned q, const struct virt
 	}
 }
 
+/* Polled bdev (device lock held): start what was submitted and run the
+ * callbacks of what finished; callbacks may submit again (writethrough
+ * flushes), so until a poll finds nothing. */
+static void poll_bdev(struct virtio_blk *blk)
+{
+	while (bdev_aio_poll(blk->bs, false) > 0)
+		;
+}
+
+/* The polled bdev's completion fd is readable (event loop). */
+static void poll_ready(void *opaque, uint32_t events)
+{
+	struct virtio_blk *blk = opaque;
+
+	(void)events;
+	virtio_pci_lock(&blk->vp);
+	begin_processing(blk);		/* one used index update for the lot */
+	poll_bdev(blk);
+	end_processing(blk);
+	virtio_pci_unlock(&blk->vp);
+}
+
+/* Pop and dispatch until the ring is empty or a queue's worth was taken;
+ * returns virtq_pop's last result. */
+static int process_ring(struct virtio_blk *blk, struct virtq *vq, unsigned q, unsigned *popped,
+			unsigned *notify)
+{
+	struct virtio_pci *vp = &blk->vp;
+	int r = 0;
+
+	while (*popped < vq->size && (r = virtq_pop(vq, vp->elem)) == 1) {
+		(*popped)++;
+		if (!handle_request(blk, q, vp->elem, notify))
+			break;
+	}
+	return r;
+}
+
+/* Kicks are suppressed while we work through the ring (QEMU's
+ * virtio_queue_set_notification): the driver adding requests meanwhile
+ * does not exit. Re-enabling asks for a kick beyond the avail index we
+ * saw, and the ring is checked once more for what came in between. */
 void virtio_blk_process(struct virtio_pci *vp, unsigned q)
 {
 	struct virtio_blk *blk = vp->opaque;
 	struct virtq *vq = &vp->vqs[q];
 	unsigned popped = 0, notify = 0;
-	int r = 0;
+	int r;
 
 	apply_driver_ok(blk);
-	while (popped < vq->size && (r = virtq_pop(vq, vp->elem)) == 1) {
-		popped++;
-		if (!handle_request(blk, q, vp->elem, &notify))
-			break;
-	}
+	begin_processing(blk);
+	do {
+		virtq_disable_notify(vq);
+		r = process_ring(blk, vq, q, &popped, &notify);
+		virtq_enable_notify(vq);
+	} while (r == 0 && popped < vq->size && !vp->broken && virtq_has_work(vq));
 	if (r < 0)
 		virtio_pci_set_needs_reset(vp, vq->error);
+	if (blk->poll_fd >= 0)
+		poll_bdev(blk);		/* one system call for the batch */
 	send_interrupts(blk, notify);
+	end_processing(blk);
 	if (r == 1 && popped == vq->size && !vp->broken)
 		virtio_pci_kick_later(vp, q);
 }
@@ -773,11 +918,15 @@ static void loop_barrier(struct event_loop *l)
 void virtio_blk_exit(struct virtio_blk *blk)
 {
 	virtio_blk_drain(blk);
+	if (blk->poll_fd >= 0)
+		event_loop_del_fd(blk->loop, blk->poll_fd);
 	loop_barrier(blk->loop);	/* no completion call left that names blk */
 	pthread_cond_destroy(&blk->idle_cond);
 	pthread_mutex_destroy(&blk->done_lock);
 	free(blk->vp.elem);
 	blk->vp.elem = NULL;
+	free(blk->done_elem);
+	blk->done_elem = NULL;
 }
 
 void virtio_blk_conf_init(struct virtio_blk_conf *c)
@@ -983,9 +1132,27 @@ int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio
 	init_ops(blk);
 	pthread_mutex_init(&blk->done_lock, NULL);
 	pthread_cond_init(&blk->idle_cond, NULL);
-	r = virtio_pci_init(&blk->vp, &blk->ops, blk, mem);
-	if (r < 0)
+	r = bdev_aio_poll_fd(bs);	/* -EINVAL: not polled */
+	if (r == -ENOTSUP) {
+		log_error("virtio-blk-pci: %s: polled completions need an engine that can "
+			  "signal them", bdev_filename(bs));
+		return -ENOTSUP;
+	}
+	blk->poll_fd = r >= 0 ? r : -1;
+	blk->done_elem = malloc(sizeof(*blk->done_elem));
+	if (!blk->done_elem)
+		return -ENOMEM;
+	/* nothing completes before the first request: the handler may come first */
+	r = blk->poll_fd >= 0 ? event_loop_add_fd(loop, blk->poll_fd, EPOLLIN, poll_ready, blk) : 0;
+	if (r == 0)
+		r = virtio_pci_init(&blk->vp, &blk->ops, blk, mem);
+	if (r < 0) {
+		if (blk->poll_fd >= 0)
+			event_loop_del_fd(loop, blk->poll_fd);
+		free(blk->done_elem);
+		blk->done_elem = NULL;
 		return r;
+	}
 	refresh_config(blk);
 	return 0;
 }

@@ -164,6 +164,10 @@ struct virtio_blk {
 	struct blk_req *done;		/* finished in the block layer, not yet pushed */
 	unsigned io_inflight;		/* submitted to the block layer, not finished */
 	bool done_scheduled;		/* an event-loop call is pending */
+	bool processing;		/* a queue is being served: that thread completes
+					 * the done list before it drops the device lock */
+	struct virtq_elem *done_elem;	/* scratch for used entries (device lock) */
+	int poll_fd;			/* polled bdev: its completion fd on loop; else -1 */
 };
 
 /* QEMU's defaults: one queue of 256, CONFIG_WCE/DISCARD/WRITE_ZEROES on,
@@ -173,7 +177,9 @@ void virtio_blk_conf_init(struct virtio_blk_conf *conf);
 int virtio_blk_conf_check(const struct virtio_blk_conf *conf, char *err, size_t errlen);
 /* Build the device over bs (the caller keeps ownership of bs). Requests
  * are completed on loop; NULL: on a private completion thread shared by
- * such devices (tests, fuzzers). */
+ * such devices (tests, fuzzers). A bdev opened with poll_completions is
+ * polled on loop through bdev_aio_poll_fd() (its engine must have one):
+ * the loop then submits and reaps itself, with no block thread hop. */
 int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio_blk_conf *conf,
 		    const struct guest_memory *mem, struct event_loop *loop);
 /* Drain and release what init allocated (then bs may be closed). Not on

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <liburing.h>
 #include "block/block.h"
 #include "block/qcow2.h"
 #include "hw/pci.h"
@@ -131,11 +132,18 @@ static int make_image(struct fixture *f, const char *fmt)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+static bool fixture_polled;	/* next fixture: a polled io_uring bdev */
+
 /* A device over a fresh image; conf NULL: QEMU's defaults. */
 static struct fixture *fixture_new(const char *fmt, const struct virtio_blk_conf *conf)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct block_open_opts o = { .format = fmt, .engine = BLOCK_ENGINE_THREADS };
+
+	if (fixture_polled) {
+		o.engine = BLOCK_ENGINE_IO_URING;
+		o.poll_completions = true;
+	}
 	struct virtio_blk_conf c;
 	char err[256];
 
@@ -186,7 +194,25 @@ static int setup_ro(void **state)
 
 static int teardown(void **state)
 {
-	fixture_free(*state);
+	if (*state)
+		fixture_free(*state);
+	return 0;
+}
+
+/* The bdev opened with poll_completions on io_uring: the device polls it
+ * on its loop (NULL state, and the tests skip, without io_uring). */
+static int setup_polled(void **state)
+{
+	struct io_uring ring;
+
+	*state = NULL;
+	if (io_uring_queue_init(4, &ring, 0) < 0)
+		return 0;
+	io_uring_queue_exit(&ring);
+	fixture_polled = true;
+	*state = fixture_new("raw", NULL);
+	fixture_polled = false;
+	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
 	return 0;
 }
 
@@ -1049,6 +1075,110 @@ static void test_reset_inflight(void **state)
 	}
 }
 
+/* --- batched completion, kick suppression ----------------------------------- */
+
+static uint16_t ring_u16(struct fixture *f, uint64_t gpa)
+{
+	uint16_t v;
+
+	memcpy(&v, f->mem.host + gpa, 2);
+	return v;
+}
+
+/* Writes and reads made available together, with one kick, each come
+ * back once in the used ring with its own length and status. */
+static void test_batch_completion(void **state)
+{
+	struct fixture *f = *state;
+	bool seen[5] = { false };
+
+	for (unsigned i = 0; i < 5; i++) {
+		bool wr = i % 2 == 0;
+		struct seg s[3] = { { HDR_GPA + 32 * i, 16, false },
+				    { DATA_GPA + 4096 * i, 4096, !wr },
+				    { STATUS_GPA + i, 1, true } };
+
+		memset(f->mem.host + DATA_GPA + 4096 * i, wr ? 0x40 + i : 0, 4096);
+		set_header(f, i, wr ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, 64 * i);
+		publish(f, 0, 3 * i, s, 3);
+	}
+	kick(f, 0);
+	wait_used(f, 0);
+	for (uint16_t u = 0; u < 5; u++) {
+		uint32_t id;
+
+		memcpy(&id, f->mem.host + used_gpa(0) + 4 + 8 * u, 4);
+		assert_true(id % 3 == 0 && id / 3 < 5);
+		assert_false(seen[id / 3]);
+		seen[id / 3] = true;
+		assert_int_equal(used_len(f, 0, u), id / 3 % 2 == 0 ? 1 : 4097);
+	}
+	for (unsigned i = 0; i < 5; i++) {
+		assert_int_equal(f->mem.host[STATUS_GPA + i], VIRTIO_BLK_S_OK);
+		if (i % 2 == 0)
+			assert_true(reads_as(f, 64 * i, 8, 0x40 + i));
+	}
+	assert_int_equal(f->blk.vp.vqs[0].inflight, 0);
+}
+
+/* Kicks are suppressed only while a queue is being served: afterwards
+ * the driver is asked to kick again (else the next request would hang). */
+static void test_kicks_reenabled(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, 512), 513);
+	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
+	f->features |= 1ull << VIRTIO_F_RING_EVENT_IDX;
+	driver_init(f);
+	assert_true(f->blk.vp.vqs[0].event_idx);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(request(f, VIRTIO_BLK_T_IN, 8, 512), 513);
+		/* avail_event: a kick is wanted for the next request */
+		assert_int_equal(ring_u16(f, used_gpa(0) + 4 + 8 * QSIZE), f->avail_idx[0]);
+	}
+	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
+}
+
+/* --- a polled bdev: submitted and reaped on the device's loop ---------------- */
+
+#define POLLED_TEST(name, body)						\
+	static void name(void **state)					\
+	{								\
+		if (!*state)						\
+			skip();						\
+		body(state);						\
+	}
+POLLED_TEST(test_polled_write_read_flush, test_write_read_flush)
+POLLED_TEST(test_polled_batch, test_batch_completion)
+POLLED_TEST(test_polled_drain, test_drain)
+POLLED_TEST(test_polled_reset_inflight, test_reset_inflight)
+
+/* A bdev polled through an engine that cannot signal is refused. */
+static void test_polled_needs_fd(void **state)
+{
+	struct block_open_opts o = { .format = "raw", .engine = BLOCK_ENGINE_THREADS,
+				     .poll_completions = true };
+	struct guest_memory mem = { .host = calloc(1, RAM_SIZE), .ram_size = RAM_SIZE,
+				    .below_4g = RAM_SIZE };
+	struct virtio_blk_conf c;
+	struct virtio_blk *blk = calloc(1, sizeof(*blk));
+	struct fixture f = { 0 };
+	struct bdev *bs;
+	char err[256];
+
+	(void)state;
+	virtio_blk_conf_init(&c);
+	assert_int_equal(make_image(&f, "raw"), 0);
+	assert_int_equal(bdev_open(f.path, &o, &bs, err, sizeof(err)), 0);
+	assert_int_equal(bdev_aio_poll_fd(bs), -ENOTSUP);
+	assert_int_equal(virtio_blk_init(blk, bs, &c, &mem, NULL), -ENOTSUP);
+	bdev_close(bs);
+	unlink(f.path);
+	free(blk);
+	free(mem.host);
+}
+
 /* --- option strings ---------------------------------------------------------- */
 
 static void test_opt_get(void **state)
@@ -1100,6 +1230,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_inflight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_completion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kicks_reenabled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_write_read_flush, setup_polled, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_batch, setup_polled, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_drain, setup_polled, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_reset_inflight, setup_polled, teardown),
+		cmocka_unit_test(test_polled_needs_fd),
 		cmocka_unit_test(test_opt_get),
 	};
 
