@@ -51,17 +51,92 @@ uint64_t qcow2_l1_needed(const struct qcow2 *s, uint64_t size)
 
 int qcow2_write_header_fields(struct qcow2 *s, unsigned off, const void *buf, size_t len)
 {
-	if (bfile_pwrite(s->file, off, buf, len) < 0)
+	if (qcow2_rb_writeback(s) < 0 || bfile_pwrite(s->file, off, buf, len) < 0)
 		return -EIO;
 	if (s->header_raw && off + len <= s->header_length)
 		memcpy(s->header_raw + off, buf, len);
 	return 0;
 }
 
+void *qcow2_alloc_aligned(size_t len, bool zero)
+{
+	void *p;
+
+	if (posix_memalign(&p, QCOW2_BUF_ALIGN, len ? len : 1))
+		return NULL;
+	if (zero)
+		memset(p, 0, len);
+	return p;
+}
+
+void qcow2_meta_span(const struct qcow2 *s, uint64_t base, uint64_t room, uint64_t off,
+		     uint64_t len, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t a = bfile_alignment(s->file);
+	uint64_t alo = (base + off) & ~(a - 1), ahi = qc_align_up(base + off + len, a);
+
+	*lo = off;
+	*hi = off + len;
+	if (a > 1 && alo >= base && ahi <= base + room) {
+		*lo = alo - base;
+		*hi = ahi - base;
+	}
+}
+
+int qcow2_write_u64_entries(struct qcow2 *s, uint64_t base, const uint64_t *tab, uint64_t nent,
+			    uint64_t first, uint64_t count, uint64_t *written_end)
+{
+	uint64_t room = qc_align_up(nent * 8, s->cluster_size), lo, hi;
+	uint64_t stackbuf[512] __attribute__((aligned(QCOW2_BUF_ALIGN)));
+	uint64_t *buf = stackbuf;
+	int ret;
+
+	if (qcow2_rb_writeback(s) < 0)
+		return -EIO;
+	qcow2_meta_span(s, base, room, first * 8, count * 8, &lo, &hi);
+	if (hi - lo > sizeof(stackbuf) && !(buf = qcow2_alloc_aligned(hi - lo, false)))
+		return -ENOMEM;
+	for (uint64_t i = lo / 8; i < hi / 8; i++)	/* past the table: its padding */
+		st_be64((uint8_t *)&buf[i - lo / 8], i < nent ? tab[i] : 0);
+	ret = bfile_pwrite(s->file, base + lo, buf, hi - lo) < 0 ? -EIO : 0;
+	if (buf != stackbuf)
+		free(buf);
+	if (written_end)
+		*written_end = hi / 8 < nent ? hi / 8 : nent;
+	return ret;
+}
+
+/* The file covers every cluster written data-only (file_end_needed). */
+static int extend_file(struct qcow2 *s)
+{
+	int64_t size;
+
+	if (!s->file_end_needed)
+		return 0;
+	size = bfile_size(s->file);
+	if (size < 0)
+		return -EIO;
+	if ((uint64_t)size < s->file_end_needed && bfile_truncate(s->file, s->file_end_needed) < 0)
+		return -EIO;
+	s->file_end_needed = 0;
+	return 0;
+}
+
+int qcow2_sync(struct qcow2 *s)
+{
+	if (extend_file(s) < 0 || qcow2_rb_writeback(s) < 0)
+		return -EIO;
+	return bfile_flush(s->file) < 0 ? -EIO : 0;
+}
+
 int qcow2_flush_barrier(struct qcow2 *s)
 {
-	if (s->lazy)
-		return 0;
+	int ret = extend_file(s);
+
+	if (ret == 0)
+		ret = qcow2_rb_writeback(s);
+	if (ret < 0 || s->lazy)
+		return ret;
 	return bfile_flush(s->file) < 0 ? -EIO : 0;
 }
 
@@ -86,7 +161,7 @@ int qcow2_mark_dirty(struct qcow2 *s)
 	s->incompat |= QCOW2_INCOMPAT_DIRTY;
 	ret = write_incompat(s);
 	if (ret == 0)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	if (ret == 0)
 		s->dirty_set = true;
 	return ret;
@@ -96,10 +171,10 @@ int qcow2_mark_clean(struct qcow2 *s)
 {
 	if (!(s->incompat & QCOW2_INCOMPAT_DIRTY))
 		return 0;
-	if (bfile_flush(s->file) < 0)
+	if (qcow2_sync(s) < 0)
 		return -EIO;
 	s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
-	if (write_incompat(s) < 0 || bfile_flush(s->file) < 0)
+	if (write_incompat(s) < 0 || qcow2_sync(s) < 0)
 		return -EIO;
 	s->dirty_set = false;
 	return 0;
@@ -530,7 +605,7 @@ static int qcow2_open(struct bdev *bs, char *err, size_t errlen)
 			s->autoclear &= keep;
 			st_be64(z, s->autoclear);
 			if (qcow2_write_header_fields(s, QH_AUTOCLEAR, z, 8) < 0 ||
-			    bfile_flush(s->file) < 0) {
+			    qcow2_sync(s) < 0) {
 				snprintf(err, errlen, "qcow2: %s: cannot clear autoclear features",
 					 s->fname);
 				ret = -EIO;
@@ -572,7 +647,7 @@ static void qcow2_close(struct bdev *bs)
 		return;
 	if (!s->read_only && !s->broken) {
 		qcow2_commit(s);
-		bfile_flush(s->file);
+		qcow2_sync(s);
 		if (s->dirty_set)
 			qcow2_mark_clean(s);
 	}
@@ -591,7 +666,7 @@ static int qcow2_flush(struct bdev *bs)
 	ret = qcow2_commit(s);
 	if (ret < 0)
 		return ret;
-	return bfile_flush(s->file) < 0 ? -EIO : 0;
+	return qcow2_sync(s) < 0 ? -EIO : 0;
 }
 
 static uint32_t qcow2_cluster_size(struct bdev *bs)
@@ -681,7 +756,7 @@ int qcow2_rewrite_header(struct qcow2 *s, const char *backing, const char *backi
 		memcpy(buf + pos, backing, blen);
 	ret = bfile_pwrite(s->file, 0, buf, cs) < 0 ? -EIO : 0;
 	if (ret == 0)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	if (ret == 0) {
 		memcpy(s->header_raw, buf, s->header_length);
 		free(s->bs->backing_filename);
@@ -778,7 +853,7 @@ static int set_size(struct qcow2 *s, uint64_t size)
 	uint8_t b[8];
 
 	st_be64(b, size);
-	if (qcow2_write_header_fields(s, QH_SIZE, b, 8) < 0 || bfile_flush(s->file) < 0)
+	if (qcow2_write_header_fields(s, QH_SIZE, b, 8) < 0 || qcow2_sync(s) < 0)
 		return -EIO;
 	s->bs->size = size;
 	return 0;
@@ -1023,7 +1098,7 @@ static int qcow2_create(const char *path, const struct block_create_opts *o, cha
 			snprintf(err, errlen, "qcow2: %s: preallocation failed: %s", path,
 				 strerror(-ret));
 	}
-	if (ret == 0 && bfile_flush(s->file) < 0)
+	if (ret == 0 && qcow2_sync(s) < 0)
 		ret = -EIO;
 	bdev_close(bs);
 	return ret;

@@ -2,14 +2,22 @@
  * open-image state (header fields, L1 table, L2 cache, refcount table and
  * block cache, snapshot table) and the functions the parts call on each
  * other.
- * Ordering (crash consistency): refcount increments are written through
- * at allocation, before the data; L2 entries and L1 entries of new tables
- * are kept dirty in the cache and written by qcow2_commit() (at flush,
- * before any on-disk metadata walk, on eviction, or when too much is
- * pending) as: flush, L2 tables, flush, L1 entries, flush, then the
- * refcount decrements of replaced clusters. A crash at any point leaves
- * leaks at worst. Flushes between steps are skipped with lazy refcounts
- * (dirty bit set; refcounts rebuilt on the next read-write open). */
+ * Ordering (crash consistency): refcount updates are made in the cached
+ * refcount blocks, which are written back (dirty byte range, widened to
+ * the file's O_DIRECT blocks) before every ordering flush, by
+ * qcow2_flush_barrier() and qcow2_sync(), and on eviction: an increment
+ * is thus stable before any structure that references the cluster, and a
+ * decrement is only ever late (a leak). L2 entries and L1 entries of new
+ * tables are kept dirty in the cache and written by qcow2_commit() (at
+ * flush, before any on-disk metadata walk, on eviction, or when too much
+ * is pending) as: refcount blocks, flush, L2 tables, flush, L1 entries,
+ * flush, then the refcount decrements of replaced clusters. A crash at
+ * any point leaves leaks at worst. Flushes between steps are skipped with
+ * lazy refcounts (dirty bit set; refcounts rebuilt on the next read-write
+ * open). Every flush of the image file goes through qcow2_sync() (or a
+ * barrier) so no refcount update stays behind in memory, and every write
+ * of L2/L1/refcount-table entries or header fields first writes back the
+ * refcount blocks, so updates still reach the file in program order. */
 #ifndef BLOCK_QCOW2_H
 #define BLOCK_QCOW2_H
 
@@ -91,7 +99,11 @@ struct qcow2_rb_cache_ent {
 	uint64_t offset;		/* 0 = empty */
 	uint8_t *data;
 	uint64_t lru;
+	uint64_t dirty_lo, dirty_hi;	/* bytes not yet written, lo == hi: clean */
 };
+
+/* Buffer alignment for metadata I/O (O_DIRECT needs at most 4096). */
+#define QCOW2_BUF_ALIGN 4096
 
 #define QCOW2_RB_CACHE 32
 
@@ -154,6 +166,10 @@ struct qcow2 {
 	struct qcow2_rb_cache_ent rbc[QCOW2_RB_CACHE];
 	uint64_t rbc_tick;
 	uint64_t free_hint;		/* cluster index */
+	/* Fresh clusters past the end of the file get only their data
+	 * written (the rest reads as zeroes): the file is extended to this
+	 * offset before the next ordering flush (qcow2_flush_barrier). */
+	uint64_t file_end_needed;
 
 	/* snapshots */
 	uint32_t nb_snapshots;
@@ -193,7 +209,26 @@ int qcow2_mark_dirty(struct qcow2 *s);
 int qcow2_mark_clean(struct qcow2 *s);
 void qcow2_signal_corruption(struct qcow2 *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-int qcow2_flush_barrier(struct qcow2 *s);	/* ordering flush (skipped when lazy) */
+/* Ordering flush: writes back the refcount blocks, then flushes (skipped
+ * when lazy). */
+int qcow2_flush_barrier(struct qcow2 *s);
+/* Refcount blocks written back and the file flushed (every flush of an
+ * open image). */
+int qcow2_sync(struct qcow2 *s);
+/* len bytes aligned for O_DIRECT (QCOW2_BUF_ALIGN), zeroed on request. */
+void *qcow2_alloc_aligned(size_t len, bool zero);
+/* The part [*lo, *hi) of a metadata structure at host offset base, room
+ * bytes long, to write so that its bytes [off, off+len) reach an O_DIRECT
+ * file in whole blocks without a read-modify-write: [off, off+len) widened
+ * to the file's alignment when that stays inside the structure. */
+void qcow2_meta_span(const struct qcow2 *s, uint64_t base, uint64_t room, uint64_t off,
+		     uint64_t len, uint64_t *lo, uint64_t *hi);
+/* Write entries [first, first+count) of a host-endian table of nent u64
+ * entries at host offset base (L1, refcount table) in whole blocks of the
+ * file's alignment (the table's clusters past nent are written as zero
+ * padding); *written_end (optional) is the first entry past the write. */
+int qcow2_write_u64_entries(struct qcow2 *s, uint64_t base, const uint64_t *tab, uint64_t nent,
+			    uint64_t first, uint64_t count, uint64_t *written_end);
 int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size);
 uint64_t qcow2_l1_needed(const struct qcow2 *s, uint64_t size);
 bool qcow2_offset_sane(const struct qcow2 *s, uint64_t off, uint64_t len);
@@ -201,7 +236,11 @@ bool qcow2_offset_sane(const struct qcow2 *s, uint64_t off, uint64_t len);
 /* qcow2_refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, char *err, size_t errlen);
 void qcow2_refcount_fini(struct qcow2 *s);
+/* Forget the cached refcount blocks, dirty ones included (after a
+ * rebuild replaced them). */
 void qcow2_rb_cache_drop(struct qcow2 *s);
+/* Write the dirty parts of the cached refcount blocks. */
+int qcow2_rb_writeback(struct qcow2 *s);
 int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster, uint64_t *out);
 /* Add addend to the refcount of every cluster touching [off, off+len). */
 int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t addend);

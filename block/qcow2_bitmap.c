@@ -148,7 +148,7 @@ int qcow2_bitmaps_mark_in_use(struct qcow2 *s)
 	ret = walk_dir(s, dir, set_in_use, NULL);
 	if (ret == 0 && bfile_pwrite(s->file, s->bm_dir_offset, dir, s->bm_dir_size) < 0)
 		ret = -EIO;
-	if (ret == 0 && bfile_flush(s->file) < 0)
+	if (ret == 0 && qcow2_sync(s) < 0)
 		ret = -EIO;
 	free(dir);
 	if (ret == 0)

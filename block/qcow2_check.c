@@ -316,7 +316,7 @@ static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
 		st_be64((uint8_t *)&tab[g], boff);
 	}
 	if (bfile_pwrite(s->file, (p + ngroups) * cs, tab, tclusters * cs) < 0 ||
-	    bfile_flush(s->file) < 0) {
+	    qcow2_sync(s) < 0) {
 		ret = -EIO;
 		goto out;
 	}
@@ -325,7 +325,7 @@ static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
 		st_be64(h, (p + ngroups) * cs);
 		st_be32(h + 8, (uint32_t)tclusters);
 		if (qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 ||
-		    bfile_flush(s->file) < 0) {
+		    qcow2_sync(s) < 0) {
 			ret = -EIO;
 			goto out;
 		}
@@ -526,7 +526,7 @@ int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_r
 	}
 	ret = check_copied(s, res, report, fix == BLOCK_REPAIR_ALL);
 	if (ret == 0 && fix && can_write)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 out:
 	free(c.refs);
 	free(c.l2visits);
@@ -549,7 +549,7 @@ int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_resul
 			s->dirty_set = false;
 			st_be64(b, s->incompat);
 			if (qcow2_write_header_fields(s, QH_INCOMPAT, b, 8) < 0 ||
-			    bfile_flush(s->file) < 0)
+			    qcow2_sync(s) < 0)
 				return -EIO;
 		}
 	}

@@ -3,9 +3,11 @@
  * dirty until qcow2_commit writes them in order), lookups of
  * guest ranges (normal, zero, unallocated, compressed; subclusters with
  * extended L2 entries), reads, allocating writes with copy-on-write of
- * partial clusters (per subcluster with extended L2), discard, write
- * zeroes, make_empty (commit), compressed clusters, the lock-free map()
- * fast path and block status. */
+ * partial clusters (per subcluster with extended L2; fresh clusters past
+ * the end of the file get only their data written when the rest would be
+ * zeroes), discard, write zeroes, make_empty (commit), compressed
+ * clusters (deflated without the image lock), the lock-free map() fast
+ * path and block status. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,11 +121,15 @@ int qcow2_read_l2(struct qcow2 *s, uint64_t l2_off, uint64_t *tab)
 
 int qcow2_write_l2(struct qcow2 *s, uint64_t l2_off, const uint64_t *tab)
 {
-	uint64_t *buf = malloc(s->cluster_size);
+	uint64_t *buf = qcow2_alloc_aligned(s->cluster_size, false);
 	int ret;
 
 	if (!buf)
 		return -ENOMEM;
+	if (qcow2_rb_writeback(s) < 0) {
+		free(buf);
+		return -EIO;
+	}
 	for (uint64_t i = 0; i < s->cluster_size / 8; i++)
 		st_be64((uint8_t *)&buf[i], l2_get(tab, i));
 	ret = bfile_pwrite(s->file, l2_off, buf, s->cluster_size) < 0 ? -EIO : 0;
@@ -133,10 +139,7 @@ int qcow2_write_l2(struct qcow2 *s, uint64_t l2_off, const uint64_t *tab)
 
 int qcow2_write_l1_entry(struct qcow2 *s, uint32_t idx)
 {
-	uint64_t be;
-
-	st_be64((uint8_t *)&be, s->l1[idx]);
-	return bfile_pwrite(s->file, s->l1_offset + (uint64_t)idx * 8, &be, 8) < 0 ? -EIO : 0;
+	return qcow2_write_u64_entries(s, s->l1_offset, s->l1, s->l1_size, idx, 1, NULL);
 }
 
 void qcow2_compressed_range(const struct qcow2 *s, uint64_t entry, uint64_t *off, uint64_t *len)
@@ -201,7 +204,7 @@ static int get_l2(struct qcow2 *s, uint32_t idx, uint64_t **out)
 		return 0;
 	if (!l2_offset_ok(s, idx, off))
 		return -EIO;
-	t = malloc(s->cluster_size);
+	t = qcow2_alloc_aligned(s->cluster_size, false);
 	if (!t)
 		return -ENOMEM;
 	if (qcow2_read_l2(s, off, t) < 0) {
@@ -284,17 +287,24 @@ int qcow2_commit(struct qcow2 *s)
 			s->n_l2_dirty--;
 		}
 	}
-	/* 2. new L2 tables before the L1 entries that point at them */
+	/* 2. new L2 tables before the L1 entries that point at them (a
+	 * write covers the dirty entries of a whole O_DIRECT block) */
 	if (ret == 0 && s->n_l1_dirty) {
 		ret = qcow2_flush_barrier(s);
 		for (uint32_t i = 0; i < s->l1_size && s->n_l1_dirty && ret == 0; i++) {
+			uint64_t end;
+
 			if (!s->l1_dirty[i])
 				continue;
-			ret = qcow2_write_l1_entry(s, i);
-			if (ret == 0) {
-				s->l1_dirty[i] = 0;
-				s->n_l1_dirty--;
+			ret = qcow2_write_u64_entries(s, s->l1_offset, s->l1, s->l1_size, i, 1,
+						      &end);
+			for (; ret == 0 && i < end; i++) {
+				if (s->l1_dirty[i]) {
+					s->l1_dirty[i] = 0;
+					s->n_l1_dirty--;
+				}
 			}
+			i--;
 		}
 	}
 	/* 3. the new entries are stable before old clusters lose a reference */
@@ -329,7 +339,7 @@ static int get_l2_for_write(struct qcow2 *s, uint32_t idx, uint64_t **out, uint6
 	if (noff < 0)
 		return (int)noff;
 	if (!t) {
-		t = calloc(1, s->cluster_size);
+		t = qcow2_alloc_aligned(s->cluster_size, true);
 		if (!t)
 			return -ENOMEM;
 		if (s->l2_cached >= s->l2_cache_max)
@@ -590,6 +600,28 @@ static bool entry_writable(struct qcow2 *s, uint64_t e)
 	return qcow2_entry_type(s, e) == QC_NORMAL && (e & QCOW_OFLAG_COPIED);
 }
 
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	return !len || (!p[0] && !memcmp(p, p + 1, len - 1));
+}
+
+/* Can a write into fresh clusters at host skip their copy-on-write areas
+ * (head bytes before the data, tail bytes after it)? When those are
+ * zeroes and the clusters lie past the end of the file, which reads as
+ * zeroes (a hole once the file is extended over them). */
+static bool data_only_ok(struct qcow2 *s, uint64_t host, const uint8_t *head, uint64_t hlen,
+			 const uint8_t *tail, uint64_t tlen)
+{
+	int64_t size;
+
+	if (!hlen && !tlen)
+		return false;		/* nothing to skip */
+	if (!all_zero(head, hlen) || !all_zero(tail, tlen))
+		return false;
+	size = bfile_size(s->file);
+	return size >= 0 && host >= (uint64_t)size;
+}
+
 /* Allocate n clusters for the guest clusters starting at cluster index
  * `cl` (all in one L2 table), write the data at [off, off+len) (within
  * them) with copy-on-write of the partial head and tail, then link them. */
@@ -606,8 +638,8 @@ static int write_alloc_run(struct qcow2 *s, uint64_t *t, uint64_t l2_off, uint64
 	int64_t host;
 	int ret = 0, nv;
 
-	hbuf = head ? malloc(cs) : NULL;
-	tbuf = tail ? malloc(cs) : NULL;
+	hbuf = head ? qcow2_alloc_aligned(cs, false) : NULL;
+	tbuf = tail ? qcow2_alloc_aligned(cs, false) : NULL;
 	v = malloc(sizeof(*v) * (size_t)(iovcnt + 2));
 	old = malloc(sizeof(*old) * n);
 	if ((head && !hbuf) || (tail && !tbuf) || !v || !old) {
@@ -624,6 +656,18 @@ static int write_alloc_run(struct qcow2 *s, uint64_t *t, uint64_t l2_off, uint64
 		ret = (int)host;
 		goto out;
 	}
+	if (data_only_ok(s, (uint64_t)host, hbuf, head, tail ? tbuf + (cs - tail) : NULL,
+			 tail)) {
+		/* as QEMU zeroes the copy-on-write areas without writing them */
+		nv = iov_slice(iov, iovcnt, pos, len, v);
+		if (bfile_pwritev(s->file, (uint64_t)host + head, v, nv) < 0) {
+			ret = -EIO;
+			goto out;
+		}
+		if (s->file_end_needed < end - start + (uint64_t)host)
+			s->file_end_needed = end - start + (uint64_t)host;
+		goto link;
+	}
 	nv = 0;
 	if (head) {
 		v[nv].iov_base = hbuf;
@@ -638,6 +682,7 @@ static int write_alloc_run(struct qcow2 *s, uint64_t *t, uint64_t l2_off, uint64
 		ret = -EIO;
 		goto out;
 	}
+link:
 	/* the L2 entries reach the disk at the next commit, after the data
 	 * and refcounts are stable; replaced clusters are freed after that */
 	for (uint64_t i = 0; i < n; i++) {
@@ -1277,8 +1322,13 @@ int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, si
 		goto out;
 	}
 	memcpy(in, buf, len);
+	/* deflate touches no image state: other writers may run meanwhile
+	 * (convert -c compresses on several threads). The caller holds
+	 * bs->lock, as for every format op. */
+	pthread_mutex_unlock(&bs->lock);
 	memset(&z, 0, sizeof(z));
 	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+		pthread_mutex_lock(&bs->lock);
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -1289,6 +1339,11 @@ int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, si
 	ret = deflate(&z, Z_FINISH);
 	csize = cs - z.avail_out;
 	deflateEnd(&z);
+	pthread_mutex_lock(&bs->lock);
+	if (check_writable(bs, s, offset, len) < 0) {	/* broken meanwhile */
+		ret = -EIO;
+		goto out;
+	}
 	if (ret != Z_STREAM_END || csize >= cs) {	/* incompressible: store plain */
 		struct iovec v = { .iov_base = in, .iov_len = len };
 		ret = qcow2_pwritev(bs, offset, &v, 1);

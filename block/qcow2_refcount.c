@@ -1,5 +1,6 @@
 /* qcow2 host cluster management: the refcount table and refcount blocks
- * of any width (1 to 64 bits), a small write-through block cache, cluster
+ * of any width (1 to 64 bits), a small write-back block cache (dirty byte
+ * ranges written before every ordering flush, see qcow2.h), cluster
  * allocation (new refcount blocks cover themselves; the table grows into a
  * fresh area past everything it covers) and freeing. */
 #include <errno.h>
@@ -70,7 +71,7 @@ int qcow2_refcount_init(struct qcow2 *s, char *err, size_t errlen)
 	for (uint64_t i = 0; i < s->rt_entries; i++)
 		s->rt[i] = ld_be64((uint8_t *)&s->rt[i]);
 	for (unsigned i = 0; i < QCOW2_RB_CACHE; i++) {
-		s->rbc[i].data = malloc(s->cluster_size);
+		s->rbc[i].data = qcow2_alloc_aligned(s->cluster_size, false);
 		if (!s->rbc[i].data) {
 			snprintf(err, errlen, "qcow2: %s: out of memory", s->fname);
 			return -ENOMEM;
@@ -92,31 +93,82 @@ void qcow2_refcount_fini(struct qcow2 *s)
 
 void qcow2_rb_cache_drop(struct qcow2 *s)
 {
-	for (unsigned i = 0; i < QCOW2_RB_CACHE; i++)
+	for (unsigned i = 0; i < QCOW2_RB_CACHE; i++) {
 		s->rbc[i].offset = 0;
+		s->rbc[i].dirty_lo = s->rbc[i].dirty_hi = 0;
+	}
 }
 
-/* The refcount block at host offset off, through the cache. */
-static int rb_load(struct qcow2 *s, uint64_t off, uint8_t **out)
+static int rb_write_dirty(struct qcow2 *s, struct qcow2_rb_cache_ent *e)
+{
+	uint64_t lo, hi;
+
+	if (e->dirty_lo == e->dirty_hi)
+		return 0;
+	qcow2_meta_span(s, e->offset, s->cluster_size, e->dirty_lo, e->dirty_hi - e->dirty_lo,
+			&lo, &hi);
+	if (bfile_pwrite(s->file, e->offset + lo, e->data + lo, hi - lo) < 0)
+		return -EIO;
+	e->dirty_lo = e->dirty_hi = 0;
+	return 0;
+}
+
+int qcow2_rb_writeback(struct qcow2 *s)
+{
+	for (unsigned i = 0; i < QCOW2_RB_CACHE; i++) {
+		if (s->rbc[i].offset && rb_write_dirty(s, &s->rbc[i]) < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+static void rb_mark_dirty(struct qcow2_rb_cache_ent *e, uint64_t lo, uint64_t hi)
+{
+	if (e->dirty_lo == e->dirty_hi) {
+		e->dirty_lo = lo;
+		e->dirty_hi = hi;
+		return;
+	}
+	if (lo < e->dirty_lo)
+		e->dirty_lo = lo;
+	if (hi > e->dirty_hi)
+		e->dirty_hi = hi;
+}
+
+/* The cache entry of the refcount block at host offset off, loaded (a
+ * dirty victim is written back first). */
+static int rb_load_ent(struct qcow2 *s, uint64_t off, struct qcow2_rb_cache_ent **out)
 {
 	struct qcow2_rb_cache_ent *victim = &s->rbc[0];
 
 	for (unsigned i = 0; i < QCOW2_RB_CACHE; i++) {
 		if (s->rbc[i].offset == off) {
 			s->rbc[i].lru = ++s->rbc_tick;
-			*out = s->rbc[i].data;
+			*out = &s->rbc[i];
 			return 0;
 		}
 		if (s->rbc[i].lru < victim->lru)
 			victim = &s->rbc[i];
 	}
+	if (victim->offset && rb_write_dirty(s, victim) < 0)
+		return -EIO;
 	victim->offset = 0;
 	if (bfile_pread(s->file, off, victim->data, s->cluster_size) < 0)
 		return -EIO;
 	victim->offset = off;
 	victim->lru = ++s->rbc_tick;
-	*out = victim->data;
+	*out = victim;
 	return 0;
+}
+
+/* The refcount block at host offset off, through the cache. */
+static int rb_load(struct qcow2 *s, uint64_t off, uint8_t **out)
+{
+	struct qcow2_rb_cache_ent *e;
+	int ret = rb_load_ent(s, off, &e);
+
+	*out = ret < 0 ? NULL : e->data;
+	return ret;
 }
 
 /* Host offset of the refcount block for a cluster group, 0 if none. */
@@ -157,10 +209,7 @@ int qcow2_get_refcount(struct qcow2 *s, uint64_t cluster, uint64_t *out)
 
 static int rt_write_entry(struct qcow2 *s, uint64_t idx)
 {
-	uint64_t be;
-
-	st_be64((uint8_t *)&be, s->rt[idx]);
-	return bfile_pwrite(s->file, s->rt_offset + idx * 8, &be, 8) < 0 ? -EIO : 0;
+	return qcow2_write_u64_entries(s, s->rt_offset, s->rt, s->rt_entries, idx, 1, NULL);
 }
 
 /* Grow the refcount table to at least min_entries entries. The new table
@@ -303,6 +352,7 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t a
 		uint64_t group = c >> s->rb_bits, boff;
 		uint64_t gend = (group + 1) * per_blk - 1, stop = last < gend ? last : gend;
 		uint64_t i0 = c & (per_blk - 1), i1 = stop & (per_blk - 1);
+		struct qcow2_rb_cache_ent *ent;
 		uint8_t *blk;
 
 		ret = rb_offset(s, group, &boff);
@@ -320,9 +370,10 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t a
 						(unsigned long long)c);
 			return -EIO;
 		}
-		ret = rb_load(s, boff, &blk);
+		ret = rb_load_ent(s, boff, &ent);
 		if (ret < 0)
 			return ret;
+		blk = ent->data;
 		for (uint64_t i = i0; i <= i1; i++) {
 			uint64_t v = qcow2_rb_get(s, blk, i);
 			if (addend < 0 && v < (uint64_t)-addend) {
@@ -339,12 +390,9 @@ int qcow2_update_refcount(struct qcow2 *s, uint64_t off, uint64_t len, int64_t a
 			if (!v && group * per_blk + i < s->free_hint)
 				s->free_hint = group * per_blk + i;
 		}
-		{
-			uint64_t b0 = i0 * s->refcount_bits / 8;
-			uint64_t b1 = ((i1 + 1) * s->refcount_bits + 7) / 8;
-			if (bfile_pwrite(s->file, boff + b0, blk + b0, b1 - b0) < 0)
-				return -EIO;
-		}
+		/* written back before the next ordering flush */
+		rb_mark_dirty(ent, i0 * s->refcount_bits / 8,
+			      ((i1 + 1) * s->refcount_bits + 7) / 8);
 		c = stop + 1;
 	}
 	return 0;

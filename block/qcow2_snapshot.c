@@ -144,7 +144,7 @@ static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n
 		}
 		ret = bfile_pwrite(s->file, (uint64_t)off, buf, size) < 0 ? -EIO : 0;
 		if (ret == 0)
-			ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+			ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	}
 	free(buf);
 	if (ret < 0)
@@ -155,7 +155,7 @@ static int write_table(struct qcow2 *s, struct qcow2_snapshot *snaps, uint32_t n
 		st_be64(h + 4, (uint64_t)off);
 		ret = qcow2_write_header_fields(s, QH_NB_SNAPSHOTS, h, 12);
 		if (ret == 0)
-			ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+			ret = qcow2_sync(s) < 0 ? -EIO : 0;
 		if (ret < 0)
 			return ret;
 	}
@@ -224,7 +224,10 @@ int qcow2_update_tree_refcount(struct qcow2 *s, uint64_t *l1, uint32_t l1_size,
 			return -ENOMEM;
 		for (uint32_t i = 0; i < l1_size; i++)
 			st_be64((uint8_t *)&be[i], l1[i]);
-		ret = bfile_pwrite(s->file, l1_offset, be, (uint64_t)l1_size * 8) < 0 ? -EIO : 0;
+		ret = qcow2_rb_writeback(s);
+		if (ret == 0)
+			ret = bfile_pwrite(s->file, l1_offset, be, (uint64_t)l1_size * 8) < 0 ?
+			      -EIO : 0;
 		free(be);
 	}
 	return ret;
@@ -346,7 +349,7 @@ int qcow2_snapshot_create(struct bdev *bs, const char *name, char *err, size_t e
 	ret = qcow2_update_tree_refcount(s, s->l1, s->l1_size, s->l1_offset, 1);
 	qcow2_l2_cache_drop(s);
 	if (ret == 0)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	if (ret < 0) {
 		snprintf(err, errlen, "qcow2: %s: snapshot refcount update failed: %s", s->fname,
 			 strerror(-ret));
@@ -422,7 +425,7 @@ int qcow2_snapshot_apply(struct bdev *bs, const char *name, char *err, size_t er
 	ret = qcow2_update_tree_refcount(s, snl1, sn->l1_size, 0, 1);
 	if (ret < 0)
 		goto fail;
-	ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+	ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	old = malloc((size_t)n * 8);
 	if (!old) {
 		ret = -ENOMEM;
@@ -434,7 +437,7 @@ int qcow2_snapshot_apply(struct bdev *bs, const char *name, char *err, size_t er
 	qcow2_l2_cache_drop(s);
 	ret = qcow2_update_tree_refcount(s, s->l1, n, s->l1_offset, 0);
 	if (ret == 0)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	if (ret == 0)
 		ret = qcow2_update_tree_refcount(s, old, n, 0, -1);
 	if (ret == 0)
@@ -449,7 +452,7 @@ int qcow2_snapshot_apply(struct bdev *bs, const char *name, char *err, size_t er
 			bs->size = sn->disk_size;
 	}
 	if (ret == 0)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 fail:
 	free(snl1);
 	free(old);
@@ -501,7 +504,7 @@ int qcow2_snapshot_delete(struct bdev *bs, const char *name, char *err, size_t e
 		ret = qcow2_update_tree_refcount(s, s->l1, s->l1_size, s->l1_offset, 0);
 	qcow2_l2_cache_drop(s);
 	if (ret == 0)
-		ret = bfile_flush(s->file) < 0 ? -EIO : 0;
+		ret = qcow2_sync(s) < 0 ? -EIO : 0;
 	free(snl1);
 	free(gone.id);
 	free(gone.name);

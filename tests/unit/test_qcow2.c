@@ -186,6 +186,81 @@ static void test_rw_patterns(void **state)
 	free(ref);
 }
 
+static void aio_done_flag(void *opaque, int ret)
+{
+	*(int *)opaque = ret == 0 ? 1 : ret;
+}
+
+/* Reads 4 KiB at a time through the asynchronous API (the map() fast path
+ * where clusters are plain data) and compares with ref. */
+static void assert_aio_reads(struct bdev *bs, const uint8_t *ref, uint64_t size)
+{
+	uint8_t *b = aligned_alloc(4096, 4096);
+
+	for (uint64_t off = 0; off < size; off += 4096) {
+		struct iovec v = { b, 4096 };
+		int done = 0;
+
+		assert_int_equal(bdev_aio_readv(bs, off, &v, 1, aio_done_flag, &done), 0);
+		while (!done)
+			assert_true(bdev_aio_poll(bs, true) >= 0);
+		assert_int_equal(done, 1);
+		assert_memory_equal(b, ref + off, 4096);
+	}
+	free(b);
+}
+
+/* cache=none (O_DIRECT, on a file system that has it, not tmpfs):
+ * refcount, L1 and refcount-table entries written in whole blocks, fresh
+ * clusters past the end of the file written data-only, read back through
+ * the fast path before the flush and after a reopen. */
+static void test_direct_io(void **state)
+{
+	static const uint32_t sizes[] = { 512, 65536 };
+	char dir[] = "/var/tmp/test_qcow2_direct.XXXXXX";
+	uint64_t size = 4 << 20;
+	uint8_t *ref = malloc(size), *buf = aligned_alloc(4096, 4096);
+
+	if (!mkdtemp(dir))
+		skip();
+	for (unsigned c = 0; c < 2; c++) {
+		struct block_open_opts o = { .format = "qcow2", .cache = BLOCK_CACHE_NONE,
+					     .poll_completions = true };
+		char img[128], raw[128];
+		struct bdev *bs = NULL;
+
+		snprintf(img, sizeof(img), "%s/d.qcow2", dir);
+		snprintf(raw, sizeof(raw), "%s/d.raw", dir);
+		memset(ref, 0, size);
+		assert_int_equal(create_img(img, size, sizes[c], "1.1", 0, false, NULL, NULL), 0);
+		if (bdev_open(img, &o, &bs, errbuf, sizeof(errbuf)) == -EINVAL) {
+			sh("rm -rf %s", dir);
+			skip();		/* no O_DIRECT here */
+		}
+		assert_non_null(bs);
+		/* 4 KiB into the middle of fresh clusters: data-only writes */
+		for (uint64_t off = 8192; off + 4096 <= size; off += 69632) {
+			fill(buf, 4096, off);
+			assert_int_equal(bdev_pwrite(bs, off, buf, 4096), 0);
+			memcpy(ref + off, buf, 4096);
+		}
+		assert_aio_reads(bs, ref, size);
+		random_writes(bs, ref, size, 40, c + 7, true);
+		assert_aio_reads(bs, ref, size);
+		assert_int_equal(bdev_flush(bs), 0);
+		bdev_close(bs);
+		assert_int_equal(bdev_open(img, &o, &bs, errbuf, sizeof(errbuf)), 0);
+		assert_aio_reads(bs, ref, size);
+		bdev_close(bs);
+		write_file(raw, ref, size);
+		assert_int_equal(sh("qemu-img check -q %s", img), 0);
+		assert_int_equal(sh("qemu-img compare -q -f qcow2 -F raw %s %s", img, raw), 0);
+	}
+	sh("rm -rf %s", dir);
+	free(ref);
+	free(buf);
+}
+
 static void test_qemu_written_read(void **state)
 {
 	const char *img = tpath("q.qcow2"), *raw = tpath("q.raw");
@@ -378,8 +453,14 @@ static void test_compressed(void **state)
 	/* our compressed writes */
 	assert_int_equal(create_img(img2, size, 8192, "1.1", 0, false, NULL, NULL), 0);
 	bs = open_img(img2, false);
-	for (uint64_t off = 0; off < size; off += 8192)
-		assert_int_equal(bs->fmt->write_compressed(bs, off, ref + off, 8192), 0);
+	for (uint64_t off = 0; off < size; off += 8192) {
+		int r;
+
+		pthread_mutex_lock(&bs->lock);		/* held around format ops */
+		r = bs->fmt->write_compressed(bs, off, ref + off, 8192);
+		pthread_mutex_unlock(&bs->lock);
+		assert_int_equal(r, 0);
+	}
 	assert_reads(bs, ref, size);
 	bdev_close(bs);
 	assert_int_equal(sh("qemu-img check -q %s", img2), 0);
@@ -1177,6 +1258,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_info_and_extended_l2),
 		cmocka_unit_test(test_extended_l2_writes),
 		cmocka_unit_test(test_dirty_bitmaps),
+		cmocka_unit_test(test_direct_io),
 	};
 	if (getenv("QCOW2_TEST"))
 		cmocka_set_test_filter(getenv("QCOW2_TEST"));

@@ -2,8 +2,15 @@
  * or existing image of any format. Zero and unallocated ranges are left
  * sparse, data is copied with up to -m requests in flight through the
  * asynchronous block API (in order unless -W), or compressed cluster by
- * cluster with -c. */
+ * cluster with -c. Like qemu-img, one thread runs the copy: the sources
+ * are opened with polled completions (bdev_aio_poll), so their data I/O
+ * goes to the kernel in batches without a completion thread or a worker
+ * hop, and so is a raw target. Other targets are not: their writes are
+ * format work (allocation, metadata) that the block layer's workers
+ * overlap with the reads, which one thread cannot do (raw->qcow2 took
+ * 30% longer polled on tmpfs). */
 #include <pthread.h>
+#include <unistd.h>
 #include "tools/img/img.h"
 
 #define MAX_SLOTS 16
@@ -16,6 +23,7 @@ struct slot {
 	uint64_t dst_off, seq;
 	size_t len;
 	uint8_t *buf;
+	struct bdev *rbs;		/* the source being read */
 	struct iovec iov[1];
 	struct iovec wiov[256];		/* write segments after -S sparse detection */
 	int pending, ret;
@@ -39,10 +47,12 @@ struct convert {
 	unsigned nslots;
 	struct slot slots[MAX_SLOTS];
 	uint64_t next_seq, write_seq, done;
+	uint64_t cnext;			/* -c: next cluster to compress */
 	uint64_t run_start, run_end;	/* cached status run [start, end) */
 	int run_kind;
+	bool dst_polled;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;		/* a request of an unpolled target finished */
 	int error;
 	uint64_t error_off;
 	const char *error_what;
@@ -190,6 +200,7 @@ static void submit_read(struct convert *cv, struct slot *s, uint64_t off, size_t
 	s->ret = 0;
 	s->iov[0].iov_base = s->buf;
 	s->iov[0].iov_len = len;
+	s->rbs = src->bs;
 	pthread_mutex_lock(&cv->lock);
 	s->state = SLOT_READING;
 	s->pending = 1;
@@ -231,12 +242,67 @@ static int next_data_run(struct convert *cv, uint64_t *off, uint64_t *len)
 	return 0;
 }
 
+/* Runs the callbacks of finished requests on every image (and starts the
+ * queued ones); returns how many ran. */
+static int poll_all(struct convert *cv)
+{
+	int n = 0, r;
+
+	for (unsigned i = 0; i < cv->nsrc; i++) {
+		r = bdev_aio_poll(cv->src[i].bs, false);
+		if (r < 0)
+			fail(cv, r, 0, "reading");
+		n += r > 0 ? r : 0;
+	}
+	if (!cv->dst_polled)
+		return n;
+	r = bdev_aio_poll(cv->dst, false);
+	if (r < 0)
+		fail(cv, r, 0, "writing");
+	return n + (r > 0 ? r : 0);
+}
+
+/* Nothing to do until a request finishes: run what is ready, else block
+ * on the image of the oldest request in flight. */
+static void wait_completion(struct convert *cv)
+{
+	struct bdev *wait_on = NULL;
+	struct slot *old_s = NULL;
+	uint64_t oldest = UINT64_MAX;
+	int r;
+
+	if (poll_all(cv))
+		return;
+	pthread_mutex_lock(&cv->lock);
+	for (unsigned i = 0; i < cv->nslots; i++) {
+		struct slot *s = &cv->slots[i];
+
+		if ((s->state == SLOT_READING || s->state == SLOT_WRITING) && s->seq < oldest) {
+			oldest = s->seq;
+			old_s = s;
+			wait_on = s->state == SLOT_READING ? s->rbs : cv->dst;
+		}
+	}
+	if (wait_on == cv->dst && !cv->dst_polled) {
+		/* its callback runs on a block-layer thread */
+		while (old_s->state == SLOT_WRITING)
+			pthread_cond_wait(&cv->cond, &cv->lock);
+		wait_on = NULL;
+	}
+	pthread_mutex_unlock(&cv->lock);
+	if (!wait_on)
+		return;
+	r = bdev_aio_poll(wait_on, true);
+	if (r < 0)
+		fail(cv, r, 0, wait_on == cv->dst ? "writing" : "reading");
+}
+
 static void run_parallel(struct convert *cv)
 {
 	uint64_t off = 0;
 
 	for (;;) {
-		bool busy = false, acted = false;
+		bool busy = false, acted = false, ready = false;
 
 		for (unsigned i = 0; i < cv->nslots; i++) {
 			struct slot *s = &cv->slots[i];
@@ -279,85 +345,135 @@ static void run_parallel(struct convert *cv)
 			acted = true;
 		}
 		pthread_mutex_lock(&cv->lock);
-		for (unsigned i = 0; i < cv->nslots; i++)
-			if (cv->slots[i].state != SLOT_FREE)
-				busy = true;
-		if (!busy && (off >= cv->total || cv->error)) {
-			pthread_mutex_unlock(&cv->lock);
-			return;
-		}
-		if (!acted) {
-			bool ready = false;
+		for (unsigned i = 0; i < cv->nslots; i++) {
+			struct slot *s = &cv->slots[i];
 
-			for (unsigned i = 0; i < cv->nslots; i++)
-				if ((cv->slots[i].state == SLOT_READ_DONE &&
-				     (cv->out_of_order || cv->slots[i].seq == cv->write_seq)) ||
-				    cv->slots[i].state == SLOT_WRITE_DONE)
-					ready = true;
-			if (!ready)
-				pthread_cond_wait(&cv->cond, &cv->lock);
+			if (s->state != SLOT_FREE)
+				busy = true;
+			if ((s->state == SLOT_READ_DONE &&
+			     (cv->out_of_order || s->seq == cv->write_seq)) ||
+			    s->state == SLOT_WRITE_DONE)
+				ready = true;
 		}
 		pthread_mutex_unlock(&cv->lock);
+		if (!busy && (off >= cv->total || cv->error))
+			return;
+		if (acted)
+			poll_all(cv);	/* start what was queued, pick up what is done */
+		else if (!ready)
+			wait_completion(cv);
 	}
 }
 
-/* -c: whole clusters, read synchronously, compressed unless all zero. */
-static void run_compressed(struct convert *cv)
+/* -c: whole clusters, read synchronously and compressed unless all zero,
+ * by up to -m threads (at most one per CPU; qemu-img compresses on its
+ * thread pool too): the format deflates without holding the image lock. */
+static bool next_cluster(struct convert *cv, uint64_t *off, size_t *len)
 {
-	size_t cl = cv->dst_cluster;
-	uint8_t *buf = cv->slots[0].buf;
-	uint64_t off = 0;
+	bool found = false;
 
-	while (off < cv->total && !cv->error) {
-		size_t len = cl;
-		bool any_data = false;
-		int ret;
-
-		if (len > cv->total - off)
-			len = (size_t)(cv->total - off);
+	pthread_mutex_lock(&cv->lock);
+	while (!found && cv->cnext < cv->total && !cv->error) {
+		*off = cv->cnext;
+		*len = cv->dst_cluster;
+		if (*len > cv->total - *off)
+			*len = (size_t)(cv->total - *off);
+		cv->cnext += *len;
 		/* is anything in this cluster data? */
-		for (uint64_t p = off; p < off + len;) {
+		for (uint64_t p = *off; p < *off + *len;) {
 			int kind;
-			int64_t n = classify(cv, p, off + len - p, &kind);
+			int64_t n = classify(cv, p, *off + *len - p, &kind);
 
 			if (n <= 0) {
 				fail(cv, n ? (int)n : -EIO, p, "reading the allocation status");
-				return;
+				break;
 			}
 			if (kind == 1)
-				any_data = true;
+				found = true;
 			p += (uint64_t)n;
 		}
-		if (any_data) {
-			/* a cluster may straddle two concatenated sources */
-			for (size_t p = 0; p < len;) {
-				struct src *s = src_at(cv, off + p);
-				size_t n = len - p;
-
-				if (n > s->start + s->size - (off + p))
-					n = (size_t)(s->start + s->size - (off + p));
-				ret = bdev_pread(s->bs, off + p - s->start, buf + p, n);
-				if (ret < 0) {
-					fail(cv, ret, off + p, "reading");
-					return;
-				}
-				p += n;
-			}
-			if (!img_buf_is_zero(buf, len)) {
-				if (len == cl)
-					ret = img_write_compressed(cv->dst, off, buf, len);
-				else
-					ret = bdev_pwrite(cv->dst, off, buf, len);
-				if (ret < 0) {
-					fail(cv, ret, off, "writing compressed");
-					return;
-				}
-			}
+		if (!found) {
+			cv->done += *len;
+			img_progress_update(&cv->progress, cv->done, cv->total);
 		}
-		off += len;
-		cv->done = off;
-		img_progress_update(&cv->progress, cv->done, cv->total);
 	}
+	found = found && !cv->error;
+	pthread_mutex_unlock(&cv->lock);
+	return found;
+}
+
+static int compress_one(struct convert *cv, uint8_t *buf, uint64_t off, size_t len,
+			const char **what, uint64_t *where)
+{
+	int ret;
+
+	/* a cluster may straddle two concatenated sources */
+	for (size_t p = 0; p < len;) {
+		struct src *s = src_at(cv, off + p);
+		size_t n = len - p;
+
+		if (n > s->start + s->size - (off + p))
+			n = (size_t)(s->start + s->size - (off + p));
+		ret = bdev_pread(s->bs, off + p - s->start, buf + p, n);
+		if (ret < 0) {
+			*what = "reading";
+			*where = off + p;
+			return ret;
+		}
+		p += n;
+	}
+	if (img_buf_is_zero(buf, len))
+		return 0;
+	*what = "writing compressed";
+	*where = off;
+	if (len == cv->dst_cluster)
+		return img_write_compressed(cv->dst, off, buf, len);
+	return bdev_pwrite(cv->dst, off, buf, len);
+}
+
+struct cworker {
+	struct convert *cv;
+	uint8_t *buf;
+	pthread_t thread;
+};
+
+static void *compress_worker(void *arg)
+{
+	struct cworker *w = arg;
+	struct convert *cv = w->cv;
+	uint64_t off, where = 0;
+	size_t len;
+
+	while (next_cluster(cv, &off, &len)) {
+		const char *what = NULL;
+		int ret = compress_one(cv, w->buf, off, len, &what, &where);
+
+		pthread_mutex_lock(&cv->lock);
+		if (ret < 0)
+			fail(cv, ret, where, what);
+		cv->done += len;
+		img_progress_update(&cv->progress, cv->done, cv->total);
+		pthread_mutex_unlock(&cv->lock);
+	}
+	return NULL;
+}
+
+static void run_compressed(struct convert *cv)
+{
+	struct cworker w[MAX_SLOTS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = cv->nslots, started = 1;
+
+	if (cpus >= 1 && (unsigned long)cpus < n)
+		n = (unsigned)cpus;
+	for (unsigned i = 0; i < n; i++)
+		w[i] = (struct cworker){ cv, cv->slots[i].buf, 0 };
+	while (started < n && !pthread_create(&w[started].thread, NULL, compress_worker,
+					      &w[started]))
+		started++;
+	compress_worker(&w[0]);
+	for (unsigned i = 1; i < started; i++)
+		pthread_join(w[i].thread, NULL);
 }
 
 static int open_sources(struct convert *cv, char **names, int n, const char *fmt,
@@ -368,7 +484,10 @@ static int open_sources(struct convert *cv, char **names, int n, const char *fmt
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
-		struct bdev *bs = img_open(names[i], fmt, true, cache, false);
+		struct block_open_opts oo = {
+			.format = fmt, .read_only = true, .cache = cache, .poll_completions = true,
+		};
+		struct bdev *bs = img_open_opts(names[i], &oo);
 
 		if (!bs)
 			return -1;
@@ -485,7 +604,10 @@ int cmd_convert(int argc, char **argv)
 	{
 		struct block_open_opts oo = {
 			.format = out_fmt, .cache = cache, .no_backing = true,
+			.poll_completions = !strcmp(out_fmt, "raw"),
 		};
+
+		cv.dst_polled = oo.poll_completions;
 
 		cv.dst = img_open_opts(out, &oo);
 	}
