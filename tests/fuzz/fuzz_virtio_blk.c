@@ -13,6 +13,7 @@
 #include "block/block.h"
 #include "hw/pci.h"
 #include "hw/virtio_blk.h"
+#include "tests/fuzz/fuzz_virtio_common.h"
 
 #define RAM_SIZE	0x10000
 #define IMG_SIZE	0x10000
@@ -39,13 +40,6 @@ struct fuzz_op {
 	uint8_t arg;
 	uint8_t value;
 } __attribute__((packed));
-
-static void no_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
-{
-	(void)vp;
-	(void)addr;
-	(void)data;
-}
 
 static struct bdev *open_image(void)
 {

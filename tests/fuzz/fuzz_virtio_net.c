@@ -12,6 +12,7 @@
 #include <string.h>
 #include "hw/pci.h"
 #include "hw/virtio_net.h"
+#include "tests/fuzz/fuzz_virtio_common.h"
 
 #define RAM_SIZE	0x20000
 #define DEVFN		(3 << 3)
@@ -90,20 +91,6 @@ static const struct virtio_net_backend_ops fake_ops = {
 	.set_vnet_hdr_len = fb_set_vnet_hdr_len,
 	.set_offloads = fb_set_offloads,
 };
-
-static void no_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
-{
-	(void)vp;
-	(void)addr;
-	(void)data;
-}
-
-static unsigned access_size(uint8_t s)
-{
-	static const unsigned sizes[] = { 1, 2, 4, 8 };
-
-	return sizes[s & 3];
-}
 
 /* A frame from the backend: header (when it carries one), a destination
  * picked from the value, bytes derived from it. Rarely oversized. */

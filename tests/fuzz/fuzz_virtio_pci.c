@@ -8,6 +8,7 @@
 #include <string.h>
 #include "hw/pci.h"
 #include "hw/virtio_pci.h"
+#include "tests/fuzz/fuzz_virtio_common.h"
 #include "hw/virtio_rng.h"
 
 #define RAM_SIZE	0x10000
@@ -20,20 +21,6 @@ struct op {
 	uint16_t off;
 	uint32_t value;
 } __attribute__((packed));
-
-static void no_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
-{
-	(void)vp;
-	(void)addr;
-	(void)data;
-}
-
-static unsigned access_size(uint8_t s)
-{
-	static const unsigned sizes[] = { 1, 2, 4, 8 };
-
-	return sizes[s & 3];
-}
 
 static void run_op(struct pci_bus *bus, struct virtio_pci *vp, const struct op *o)
 {
