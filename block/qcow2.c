@@ -942,15 +942,17 @@ static int qcow2_change_backing(struct bdev *bs, const char *file, const char *f
 static int qcow2_info(struct bdev *bs, const struct block_info_writer *w)
 {
 	struct qcow2 *s = bs->opaque;
+	int ret;
 
 	w->str(w->opaque, "compat", s->version >= 3 ? "1.1" : "0.10");
 	if (s->version >= 3)
 		w->str(w->opaque, "compression type", "zlib");
 	w->flag(w->opaque, "lazy refcounts", !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS));
+	ret = qcow2_bitmaps_info(s, w);		/* qemu-img lists them here */
 	w->num(w->opaque, "refcount bits", s->refcount_bits);
 	w->flag(w->opaque, "corrupt", !!(s->incompat & QCOW2_INCOMPAT_CORRUPT));
 	w->flag(w->opaque, "extended l2", s->extended_l2);
-	return 0;
+	return ret;
 }
 
 /* Write an empty image: header, a one-cluster refcount table and one
@@ -1067,10 +1069,11 @@ static int qcow2_create(const char *path, const struct block_create_opts *o, cha
 			 "of at least 16k", path);
 		return -EINVAL;
 	}
-	if (o->extended_l2 && o->prealloc != PREALLOC_OFF) {
-		snprintf(err, errlen, "qcow2: %s: preallocation with extended_l2 is not supported",
-			 path);
-		return -ENOTSUP;
+	if (o->backing_file && o->prealloc != PREALLOC_OFF && !o->extended_l2) {
+		/* preallocated clusters would hide the backing file (as QEMU) */
+		snprintf(err, errlen, "qcow2: %s: a backing file and preallocation can only be "
+			 "used together with extended_l2=on", path);
+		return -EINVAL;
 	}
 	if (o->backing_format && !o->backing_file) {
 		snprintf(err, errlen, "qcow2: %s: backing_fmt given without backing_file", path);

@@ -303,6 +303,10 @@ int qcow2_bitmaps_load(struct qcow2 *s);
 int qcow2_bitmaps_mark_in_use(struct qcow2 *s);
 /* The extension data to write back on a header rewrite (0: none). */
 size_t qcow2_bitmaps_ext(const struct qcow2 *s, uint8_t out[24]);
+/* List the bitmaps for `info` under keys "bitmaps[i].flags[]" (declares
+ * the list, value ""), "bitmaps[i].flags[j]", "bitmaps[i].name" and
+ * "bitmaps[i].granularity", as qemu-img's format-specific "bitmaps". */
+int qcow2_bitmaps_info(struct qcow2 *s, const struct block_info_writer *w);
 /* Report every cluster the bitmaps use (directory, tables, data) to ref;
  * *bad counts malformed table entries. */
 int qcow2_bitmaps_count(struct qcow2 *s, void (*ref)(void *opaque, uint64_t off, uint64_t len),

@@ -8,7 +8,9 @@
  * update bitmap contents. An extension that does not validate is handled
  * as the spec demands of a program without bitmap support: its autoclear
  * bit is cleared on read-write open, so every reader treats it as
- * inconsistent (its clusters then count as leaks, as in QEMU).
+ * inconsistent (its clusters then count as leaks, as in QEMU). `info`
+ * lists the bitmaps of a valid extension as qemu-img does (flags, name,
+ * granularity).
  *
  * Extension data (big-endian): nb_bitmaps u32, reserved u32,
  * bitmap_directory_size u64, bitmap_directory_offset u64. Directory
@@ -218,5 +220,56 @@ int qcow2_bitmaps_count(struct qcow2 *s, void (*ref)(void *opaque, uint64_t off,
 	*bad = c.bad;
 	free(dir);
 	free(c.table);
+	return ret;
+}
+
+struct info_ctx {
+	const struct block_info_writer *w;
+	unsigned index;
+};
+
+/* One bitmap as qemu-img info lists it: flags ("in-use", "auto", in that
+ * order; an empty list when neither), name, granularity. */
+static int info_entry(struct qcow2 *s, uint8_t *e, void *ctx)
+{
+	struct info_ctx *c = ctx;
+	const struct block_info_writer *w = c->w;
+	uint32_t flags = ld_be32(e + 12), extra = ld_be32(e + 20);
+	unsigned nsize = ld_be16(e + 18), nflags = 0;
+	char key[64], name[BM_MAX_NAME + 1];
+
+	memcpy(name, e + BM_ENTRY_FIXED + extra, nsize);
+	name[nsize] = '\0';
+	snprintf(key, sizeof(key), "bitmaps[%u].flags[]", c->index);
+	w->str(w->opaque, key, "");
+	if (flags & BM_FLAG_IN_USE) {
+		snprintf(key, sizeof(key), "bitmaps[%u].flags[%u]", c->index, nflags++);
+		w->str(w->opaque, key, "in-use");
+	}
+	if (flags & BM_FLAG_AUTO) {
+		snprintf(key, sizeof(key), "bitmaps[%u].flags[%u]", c->index, nflags++);
+		w->str(w->opaque, key, "auto");
+	}
+	snprintf(key, sizeof(key), "bitmaps[%u].name", c->index);
+	w->str(w->opaque, key, name);
+	snprintf(key, sizeof(key), "bitmaps[%u].granularity", c->index);
+	w->num(w->opaque, key, 1ull << e[17]);
+	c->index++;
+	return 0;
+}
+
+int qcow2_bitmaps_info(struct qcow2 *s, const struct block_info_writer *w)
+{
+	struct info_ctx c = { w, 0 };
+	uint8_t *dir;
+	int ret;
+
+	if (!s->bitmaps)
+		return 0;
+	ret = read_dir(s, &dir);
+	if (ret < 0)
+		return ret;
+	ret = walk_dir(s, dir, info_entry, &c);
+	free(dir);
 	return ret;
 }

@@ -1381,6 +1381,22 @@ out:
 	return ret;
 }
 
+/* Point the L2 entry of a cluster without one at the preallocated host
+ * cluster; false when it already has a cluster (host stays unused). With
+ * extended L2 entries the subcluster bitmap is left as it is, as QEMU
+ * does: unallocated subclusters keep reading from the backing file (or as
+ * zeroes), zero ones as zeroes, and a later write fills the cluster in
+ * place. Without them the cluster reads its (zero) host contents. */
+static bool prealloc_link(struct qcow2 *s, uint64_t *t, uint64_t l2i, uint64_t host)
+{
+	uint64_t slot = s->extended_l2 ? l2i * 2 : l2i, e = l2_get(t, slot);
+
+	if (s->extended_l2 ? e != 0 : qcow2_entry_type(s, e) != QC_UNALLOCATED)
+		return false;
+	l2_put(t, slot, host | QCOW_OFLAG_COPIED);
+	return true;
+}
+
 int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t to, int mode)
 {
 	uint64_t cs = s->cluster_size, cl = from >> s->cluster_bits;
@@ -1422,12 +1438,8 @@ int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t to, int mode)
 				return -EIO;
 		}
 		for (uint64_t i = 0; i < n; i++) {
-			uint64_t e = l2_get(t, l2i + i);
-			if (qcow2_entry_type(s, e) != QC_UNALLOCATED) {
+			if (!prealloc_link(s, t, l2i + i, (uint64_t)host + i * cs))
 				qcow2_free_clusters(s, (uint64_t)host + i * cs, cs, false);
-				continue;
-			}
-			l2_put(t, l2i + i, ((uint64_t)host + i * cs) | QCOW_OFLAG_COPIED);
 		}
 		mark_l2_dirty(s, idx);
 		ret = maybe_commit(s);

@@ -820,7 +820,7 @@ static void test_truncate_backing_info_prealloc(void **state)
 	}
 }
 
-struct info_cap { char text[512]; };
+struct info_cap { char text[1024]; };
 
 static void cap_str(void *o, const char *k, const char *v)
 {
@@ -968,6 +968,22 @@ static int check_img(const char *path, struct block_check_result *r)
  * and read-write opens without writes leave them alone; our check counts
  * their clusters; header rewrites keep the extension; resize is refused.
  * A directory that does not validate gets its autoclear bit cleared. */
+/* The info hook lists the image's bitmaps (keys as qcow2.h describes)
+ * between "lazy refcounts" and "refcount bits", as qemu-img. */
+static void assert_bitmaps_info(const char *img, const char *expect)
+{
+	struct info_cap cap = { "" };
+	struct block_info_writer w = { cap_str, cap_num, cap_flag, &cap };
+	struct bdev *bs = open_img(img, true);
+
+	assert_int_equal(bs->fmt->info(bs, &w), 0);
+	bdev_close(bs);
+	if (!strstr(cap.text, expect))
+		fprintf(stderr, "info: %s\nexpected: %s\n", cap.text, expect);
+	assert_non_null(strstr(cap.text, expect));
+	assert_non_null(strstr(cap.text, "lazy refcounts=false;bitmaps[0]"));
+}
+
 static void test_dirty_bitmaps(void **state)
 {
 	char img[256];
@@ -983,6 +999,8 @@ static void test_dirty_bitmaps(void **state)
 	assert_int_equal(bdev_pread(bs, 0, buf, sizeof(buf)), 0);
 	bdev_close(bs);
 	assert_int_equal(sh("qemu-img info %s | grep -q in-use", img), 1);
+	assert_bitmaps_info(img, "bitmaps[0].flags[]=;bitmaps[0].flags[0]=auto;"
+			    "bitmaps[0].name=b0;bitmaps[0].granularity=65536;refcount bits=");
 	assert_int_equal(check_img(img, &r), 0);
 	assert_int_equal(r.leaks + r.corruptions, 0);	/* bitmap clusters counted */
 
@@ -998,6 +1016,12 @@ static void test_dirty_bitmaps(void **state)
 	pthread_mutex_unlock(&bs->lock);
 	bdev_close(bs);
 	assert_int_equal(sh("qemu-img info %s | grep -A4 bitmaps: | grep -q in-use", img), 0);
+	/* in-use listed before auto; a disabled bitmap has no flags */
+	assert_int_equal(sh("qemu-img bitmap --add -g 128k --disable %s 'b 1'", img), 0);
+	assert_bitmaps_info(img, "bitmaps[0].flags[]=;bitmaps[0].flags[0]=in-use;"
+			    "bitmaps[0].flags[1]=auto;bitmaps[0].name=b0;"
+			    "bitmaps[0].granularity=65536;bitmaps[1].flags[]=;bitmaps[1].name=b 1;"
+			    "bitmaps[1].granularity=131072;refcount bits=");
 	assert_int_equal(sh("qemu-img check -q %s 2>&1 | grep -q . && exit 1; "
 			    "qemu-img check -q %s", img, img), 0);
 	assert_int_equal(check_img(img, &r), 0);
@@ -1015,6 +1039,78 @@ static void test_dirty_bitmaps(void **state)
 	bdev_close(bs);
 	assert_int_equal(sh("python3 -c 'import struct,sys; d=open(sys.argv[1],\"rb\").read(); "
 			    "sys.exit(struct.unpack(\">Q\",d[88:96])[0])' %s", img), 0);
+}
+
+/* Extended L2 images with preallocation: every cluster allocated and
+ * linked with an all-clear subcluster bitmap (as qemu-img writes them),
+ * so they read as zeroes or from the backing file; writes then go into
+ * the preallocated clusters in place. qemu-img check is clean and
+ * compare agrees with a qemu-img-made image and with a raw mirror. */
+static void test_extended_l2_prealloc(void **state)
+{
+	static const int modes[] = { PREALLOC_METADATA, PREALLOC_FALLOC, PREALLOC_FULL };
+	static const char *names[] = { "metadata", "falloc", "full" };
+	const struct block_format *f = block_format_find("qcow2");
+	uint64_t size = 3 << 20, cs = 32768;
+	uint8_t *ref = malloc(size);
+	char img[256], qimg[256], base[256];
+	struct stat st_before, st_after;
+	struct bdev *bs;
+
+	snprintf(img, sizeof(img), "%s", tpath("xp.qcow2"));
+	snprintf(qimg, sizeof(qimg), "%s", tpath("xpq.qcow2"));
+	snprintf(base, sizeof(base), "%s", tpath("xpb.raw"));
+	fill(ref, size, 77);
+	write_file(base, ref, size);
+	for (int backed = 0; backed < 2; backed++) {
+		for (int i = 0; i < 3; i++) {
+			struct block_create_opts o = { .size = size, .cluster_size = (uint32_t)cs,
+						       .extended_l2 = true, .prealloc = modes[i],
+						       .backing_file = backed ? "xpb.raw" : NULL,
+						       .backing_format = backed ? "raw" : NULL };
+
+			assert_int_equal(f->create(img, &o, errbuf, sizeof(errbuf)), 0);
+			assert_int_equal(sh("qemu-img check -q %s", img), 0);
+			assert_int_equal(sh("qemu-img create -q -f qcow2 -o extended_l2=on,"
+					    "cluster_size=%llu,preallocation=%s %s %s %llu",
+					    (unsigned long long)cs, names[i],
+					    backed ? "-b xpb.raw -F raw" : "", qimg,
+					    (unsigned long long)size), 0);
+			assert_int_equal(sh("qemu-img compare -q %s %s", img, qimg), 0);
+			/* every cluster linked, no subcluster allocated or zero */
+			assert_int_equal(sh("python3 -c 'import struct,sys; d=open(sys.argv[1],\"rb\")"
+					    ".read(); l1=struct.unpack(\">Q\",d[40:48])[0]; "
+					    "l2=struct.unpack(\">Q\",d[l1:l1+8])[0]&0xfffffffffe00; "
+					    "e=[struct.unpack(\">QQ\",d[l2+16*k:l2+16*k+16]) for k in "
+					    "range(%llu)]; sys.exit(not all(a>>63 and a&0xfffffffffe00 "
+					    "and b==0 for a,b in e))' %s",
+					    (unsigned long long)(size / cs), img), 0);
+			if (!backed)
+				memset(ref, 0, size);
+			else
+				fill(ref, size, 77);
+			bs = open_img(img, false);
+			assert_reads(bs, ref, size);
+			assert_int_equal(stat(img, &st_before), 0);
+			random_writes(bs, ref, size, 30, 500 + (uint64_t)i, false);
+			assert_int_equal(bdev_flush(bs), 0);
+			assert_int_equal(stat(img, &st_after), 0);
+			assert_int_equal(st_after.st_size, st_before.st_size);	/* in place */
+			random_writes(bs, ref, size, 20, 600 + (uint64_t)i, true);
+			assert_reads(bs, ref, size);
+			bdev_close(bs);
+			write_file(tpath("xp.raw"), ref, size);
+			assert_int_equal(sh("qemu-img check -q %s", img), 0);
+			assert_int_equal(sh("qemu-img compare -q %s %s", img, tpath("xp.raw")), 0);
+		}
+	}
+	free(ref);
+	/* without extended L2, preallocated clusters would hide the backing
+	 * file: refused, as by qemu-img */
+	struct block_create_opts o = { .size = size, .prealloc = PREALLOC_METADATA,
+				       .backing_file = "xpb.raw", .backing_format = "raw" };
+	assert_int_not_equal(f->create(img, &o, errbuf, sizeof(errbuf)), 0);
+	assert_non_null(strstr(errbuf, "extended_l2"));
 }
 
 /* ---- helper modes for the integration tests ---- */
@@ -1257,6 +1353,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_truncate_backing_info_prealloc),
 		cmocka_unit_test(test_info_and_extended_l2),
 		cmocka_unit_test(test_extended_l2_writes),
+		cmocka_unit_test(test_extended_l2_prealloc),
 		cmocka_unit_test(test_dirty_bitmaps),
 		cmocka_unit_test(test_direct_io),
 	};

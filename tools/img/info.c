@@ -5,17 +5,123 @@
 #include <time.h>
 #include "tools/img/img.h"
 
-/* Collect a format's key/value pairs into a JSON object. */
-/* Keys become qemu's JSON names: "lazy refcounts" -> "lazy-refcounts". */
-static void set_key(json_t *obj, const char *key, json_t *v)
+/* Collect a format's key/value pairs into a JSON object. Keys become
+ * qemu's JSON names ("lazy refcounts" -> "lazy-refcounts") and may be
+ * paths into lists of values or objects, as qemu's nested info:
+ * "bitmaps[0].flags[0]" is element 0 of the list "flags" in element 0 of
+ * the list "bitmaps"; "name[]" declares a list that may stay empty.
+ * Elements come in order: a path that skips an index is kept flat. */
+static void json_name(char *k, size_t room, const char *key, size_t len)
 {
-	char k[64];
 	size_t i;
 
-	for (i = 0; key[i] && i < sizeof(k) - 1; i++)
+	for (i = 0; i < len && key[i] && i < room - 1; i++)
 		k[i] = key[i] == ' ' || key[i] == '_' ? '-' : key[i];
 	k[i] = '\0';
-	json_object_set_new(obj, k, v);
+}
+
+/* One path segment "name", "name[N]" or "name[]" starting at *p. */
+struct path_seg {
+	char name[64];
+	bool list, append;		/* [N] / [] */
+	size_t index;
+};
+
+/* Parse the segment at *p and move past it (and its '.'); false when
+ * malformed. */
+static bool parse_seg(const char **p, struct path_seg *seg)
+{
+	const char *s = *p, *end = s + strcspn(s, ".["), *bracket;
+	char *num_end;
+
+	if (end == s)
+		return false;
+	json_name(seg->name, sizeof(seg->name), s, (size_t)(end - s));
+	seg->list = seg->append = false;
+	if (*end == '[') {
+		bracket = strchr(end, ']');
+		if (!bracket)
+			return false;
+		seg->list = true;
+		seg->append = bracket == end + 1;
+		if (!seg->append) {
+			seg->index = strtoul(end + 1, &num_end, 10);
+			if (num_end != bracket)
+				return false;
+		}
+		end = bracket + 1;
+	}
+	if (*end == '.')
+		end++;
+	else if (*end)
+		return false;
+	*p = end;
+	return true;
+}
+
+/* Place v at seg under parent when seg is the last segment (*used then
+ * says whether it went in), else return the object the path goes on into
+ * (created on the way) or NULL when it does not fit what is there. */
+static json_t *path_step(json_t *parent, const struct path_seg *seg, bool last, json_t *v,
+			 bool *used)
+{
+	json_t *cur = json_object_get(parent, seg->name), *child;
+	size_t size;
+
+	if (!seg->list) {
+		if (last) {
+			*used = json_object_set(parent, seg->name, v) == 0;
+			return NULL;
+		}
+		if (!cur) {
+			cur = json_object();
+			json_object_set_new(parent, seg->name, cur);
+		}
+		return json_is_object(cur) ? cur : NULL;
+	}
+	if (!cur) {
+		cur = json_array();
+		json_object_set_new(parent, seg->name, cur);
+	}
+	if (!json_is_array(cur))
+		return NULL;
+	size = json_array_size(cur);
+	if (seg->append || seg->index > size) {
+		*used = seg->append && last;	/* a declaration: the list exists now */
+		return NULL;
+	}
+	if (last) {
+		*used = (seg->index < size ? json_array_set(cur, seg->index, v)
+					   : json_array_append(cur, v)) == 0;
+		return NULL;
+	}
+	if (seg->index < size) {
+		child = json_array_get(cur, seg->index);
+		return json_is_object(child) ? child : NULL;
+	}
+	child = json_object();
+	json_array_append_new(cur, child);
+	return child;
+}
+
+static void set_key(json_t *obj, const char *key, json_t *v)
+{
+	const char *p = key;
+	struct path_seg seg;
+	json_t *cur = obj;
+	bool used = false;
+	char k[64];
+
+	while (cur && !used && *p) {
+		if (!parse_seg(&p, &seg))
+			break;
+		cur = path_step(cur, &seg, !*p, v, &used);
+	}
+	if (!used) {
+		json_name(k, sizeof(k), key, strlen(key));
+		json_object_set(obj, k, v);
+	}
+	json_decref(v);
 }
 
 static void w_str(void *opaque, const char *key, const char *value)
@@ -152,6 +258,46 @@ static void print_value(const json_t *v)
 		printf("%s", json_is_true(v) ? "true" : "false");
 }
 
+static void print_fields(const json_t *obj, int indent);
+
+/* After "key:" or "[i]:": a scalar on the same line, a list or an object
+ * on the following lines, four columns further in (as qemu-img). */
+static void print_nested(const json_t *v, int indent)
+{
+	size_t i;
+	json_t *e;
+
+	if (json_is_object(v)) {
+		printf("\n");
+		print_fields(v, indent + 4);
+	} else if (json_is_array(v)) {
+		printf("\n");
+		json_array_foreach(v, i, e) {
+			printf("%*s[%zu]:", indent + 4, "", i);
+			print_nested(e, indent + 4);
+		}
+	} else {
+		printf(" ");
+		print_value(v);
+		printf("\n");
+	}
+}
+
+/* Format-specific fields, JSON names shown with spaces. */
+static void print_fields(const json_t *obj, int indent)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		printf("%*s", indent, "");
+		for (const char *k = key; *k; k++)
+			putchar(*k == '-' ? ' ' : *k);
+		printf(":");
+		print_nested(v, indent);
+	}
+}
+
 void img_snapshot_header(void);
 void img_snapshot_header(void)
 {
@@ -186,7 +332,6 @@ void img_snapshot_line(const char *id, const char *name, uint64_t vm_size, uint6
 
 static void print_human(const json_t *o)
 {
-	const char *key;
 	json_t *v, *fs, *snaps;
 	char hs[32];
 
@@ -245,14 +390,7 @@ static void print_human(const json_t *o)
 	fs = json_object_get(json_object_get(o, "format-specific"), "data");
 	if (fs) {
 		printf("Format specific information:\n");
-		json_object_foreach(fs, key, v) {
-			printf("    ");
-			for (const char *k = key; *k; k++)
-				putchar(*k == '-' ? ' ' : *k);
-			printf(": ");
-			print_value(v);
-			printf("\n");
-		}
+		print_fields(fs, 4);
 	}
 }
 
