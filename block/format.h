@@ -35,7 +35,11 @@ struct bdev {
 struct block_extent {
 	uint64_t len;			/* bytes from the queried offset with this mapping */
 	unsigned status;		/* BLOCK_STATUS_* */
-	uint64_t host_offset;		/* valid when status has DATA and not COMPRESSED */
+	/* Where the range lies in the format's file: always with DATA and
+	 * not COMPRESSED; with ZERO, UNALLOCATED or BACKING a nonzero value
+	 * says the range still owns a host cluster there (a preallocated or
+	 * allocated-zero qcow2 cluster, qemu-img map's "offset"), 0 none. */
+	uint64_t host_offset;
 };
 
 /* Creation options (minikvm-img create -o ...). */
@@ -69,7 +73,25 @@ struct block_snapshot_info {
 	uint64_t icount;
 };
 
-/* Format-specific key/value pairs for `info` (human and JSON). */
+/* Format-specific key/value pairs for `info` (human and JSON), written
+ * in the order qemu-img prints them. Keys are qemu's JSON names ("-"
+ * between words; " " and "_" are read as "-") and may be paths into
+ * nested values:
+ *   "name"               a field of the format-specific object;
+ *   "list[N]"            element N of the list "list" (a value);
+ *   "list[N].field"      field of the object that is element N;
+ *   "a.b"                field b of the object a;
+ *   "list[]"             declares "list" (its value is ignored), so that
+ *                        a list with no elements still shows as [].
+ * Segments nest ("bitmaps[0].flags[0]"). A list grows by one element at
+ * a time: the first key naming index N must come after one naming N-1
+ * (later keys may add fields to any existing element). A key that skips
+ * an index or collides with a value of another kind is kept flat, under
+ * its whole path as the name.
+ * "dirty-flag" is not format-specific: it sets the image's own flag.
+ * JSON shows the nested lists and objects; the human output indents them
+ * four columns per level with "[N]:" lines for list elements, as
+ * qemu-img. */
 struct block_info_writer {
 	void (*str)(void *opaque, const char *key, const char *value);
 	void (*num)(void *opaque, const char *key, uint64_t value);

@@ -194,6 +194,11 @@ struct qcow2 {
 	bool bitmaps;			/* a valid extension, kept (autoclear bit set) */
 	bool bitmaps_in_use;		/* marked in-use in this session */
 
+	/* Block status probes the file's holes under data clusters when the
+	 * image looks metadata-preallocated (QEMU's guess): 0 not yet
+	 * guessed, 1 no, 2 yes. */
+	uint8_t meta_prealloc;
+
 	bool lazy;			/* lazy refcounts active */
 	bool dirty_set;			/* we set the dirty bit in this session */
 	bool broken;			/* corruption found: no more writes */

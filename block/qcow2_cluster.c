@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include "block/bfile.h"
 #include "block/qcow2.h"
@@ -20,7 +21,8 @@
 struct qext {
 	enum qcow2_ctype type;
 	uint64_t len;		/* bytes from the queried offset */
-	uint64_t host;		/* host offset of the queried byte (NORMAL, prealloc ZERO) */
+	uint64_t host;		/* host offset of the queried byte: NORMAL, and ZERO or
+				 * UNALLOCATED units that keep a host cluster; else 0 */
 	uint64_t entry;		/* raw L2 entry (compressed clusters) */
 };
 
@@ -385,10 +387,12 @@ static enum qcow2_ctype unit_type(struct qcow2 *s, const uint64_t *t, uint64_t l
 	*entry = e;
 	if (e & QCOW_OFLAG_COMPRESSED)
 		return QC_COMPRESSED;
-	if (bm & (1ull << sc)) {
+	/* an allocated cluster keeps its host offset for zero and
+	 * unallocated subclusters too (QEMU's ZERO_ALLOC, UNALLOCATED_ALLOC) */
+	if (e & L2E_OFFSET_MASK)
 		*host = (e & L2E_OFFSET_MASK) + ((uint64_t)sc << s->sc_bits);
+	if (bm & (1ull << sc))
 		return (e & L2E_OFFSET_MASK) ? QC_NORMAL : QC_UNALLOCATED;
-	}
 	if (bm & (1ull << (32 + sc)))
 		return QC_ZERO;
 	return QC_UNALLOCATED;
@@ -421,8 +425,10 @@ static int get_extent(struct qcow2 *s, uint64_t off, uint64_t max, struct qext *
 			return -EIO;
 		}
 		x->host = host + (off & (unit - 1));
-	} else {
+	} else if (x->type == QC_COMPRESSED || !host) {
 		x->host = 0;
+	} else {
+		x->host = host + (off & (unit - 1));	/* preallocated zero/unallocated */
 	}
 	len = unit - (off & (unit - 1));
 	if (x->type == QC_COMPRESSED) {
@@ -441,7 +447,7 @@ static int get_extent(struct qcow2 *s, uint64_t off, uint64_t max, struct qext *
 		enum qcow2_ctype nt = unit_type(s, t, l2i, sc, &nh, &ne);
 		if (nt != x->type)
 			break;
-		if (nt == QC_NORMAL && nh != host + len + (off & (unit - 1)))
+		if (x->host ? nh != host + len + (off & (unit - 1)) : nh != 0)
 			break;
 		len += unit;
 	}
@@ -1242,6 +1248,59 @@ int qcow2_map(struct bdev *bs, uint64_t offset, uint64_t len, struct block_exten
 	return 0;
 }
 
+/* QEMU's guess that the image was created with preallocation=metadata:
+ * at least max(real*10/9, real+2) clusters of the file have a refcount,
+ * where real is the number of clusters the file really occupies. */
+static bool looks_meta_preallocated(struct qcow2 *s)
+{
+	int64_t flen = bfile_size(s->file);
+	uint64_t real, threshold, end, count = 0, rc;
+	struct stat st;
+
+	if (flen < 0 || fstat(bfile_fd(s->file), &st) < 0)
+		return false;
+	real = (uint64_t)st.st_blocks * 512 / s->cluster_size;
+	threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+	end = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+	for (uint64_t c = 0; c < end && count < threshold; c++) {
+		if (qcow2_get_refcount(s, c, &rc) < 0)
+			return false;
+		count += rc != 0;
+	}
+	return count >= threshold;
+}
+
+/* In a metadata-preallocated image, data clusters over holes of the file
+ * read as zeroes: say so (DATA|ZERO) and cut the run where the file
+ * switches between hole and data, as QEMU's block status does. */
+static void probe_file_holes(struct qcow2 *s, struct block_extent *ext)
+{
+	int64_t data, hole;
+
+	if (!s->meta_prealloc)
+		s->meta_prealloc = looks_meta_preallocated(s) ? 2 : 1;
+	if (s->meta_prealloc != 2)
+		return;
+	data = bfile_seek_data(s->file, ext->host_offset, false);
+	if (data == -ENXIO) {		/* a hole up to the end of the file, or past it */
+		ext->status |= BLOCK_STATUS_ZERO;
+		return;
+	}
+	if (data < 0)
+		return;
+	if ((uint64_t)data > ext->host_offset) {
+		ext->status |= BLOCK_STATUS_ZERO;
+		if ((uint64_t)data - ext->host_offset < ext->len)
+			ext->len = (uint64_t)data - ext->host_offset;
+		return;
+	}
+	hole = bfile_seek_data(s->file, ext->host_offset, true);
+	if (hole > (int64_t)ext->host_offset && (uint64_t)hole - ext->host_offset < ext->len)
+		ext->len = (uint64_t)hole - ext->host_offset;
+}
+
+/* Zero and unallocated ranges report the host offset of a cluster they
+ * still own (preallocated), 0 when they own none. */
 int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext)
 {
 	struct qcow2 *s = bs->opaque;
@@ -1251,7 +1310,7 @@ int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct bl
 	if (ret < 0)
 		return ret;
 	ext->len = x.len;
-	ext->host_offset = 0;
+	ext->host_offset = x.host;
 	switch (x.type) {
 	case QC_UNALLOCATED:
 		ext->status = bs->backing ? BLOCK_STATUS_BACKING :
@@ -1262,10 +1321,11 @@ int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct bl
 		break;
 	case QC_NORMAL:
 		ext->status = BLOCK_STATUS_DATA;
-		ext->host_offset = x.host;
+		probe_file_holes(s, ext);
 		break;
 	case QC_COMPRESSED:
 		ext->status = BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED;
+		ext->host_offset = 0;
 		break;
 	}
 	return 0;

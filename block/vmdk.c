@@ -30,8 +30,10 @@ static int vmdk_probe(const uint8_t *head, size_t len, const char *filename)
 	return vmdk_desc_probe(head, len) ? 100 : 0;
 }
 
+/* Open e's file by the name the descriptor records; e->name becomes the
+ * path it was opened as. */
 static int open_extent_file(struct bdev *bs, struct vmdk_extent *e, const char *name,
-			    unsigned idx, char *err, size_t errlen)
+			    char *err, size_t errlen)
 {
 	char *path = block_resolve_relative(bs, name, bs->opts.allow_absolute_paths, err, errlen);
 	int ret;
@@ -40,10 +42,14 @@ static int open_extent_file(struct bdev *bs, struct vmdk_extent *e, const char *
 		return -EACCES;
 	ret = bfile_open(path, e->read_only ? O_RDONLY : O_RDWR, bs->opts.cache, bs->opts.engine,
 			 &e->file, err, errlen);
-	free(path);
-	if (ret == 0)
-		e->owns_file = true;
-	return ret;
+	if (ret < 0) {
+		free(path);
+		return ret;
+	}
+	e->owns_file = true;
+	free(e->name);
+	e->name = path;
+	return 0;
 }
 
 static int open_desc_extent(struct bdev *bs, struct vmdk_state *s, unsigned i, uint64_t start,
@@ -69,6 +75,7 @@ static int open_desc_extent(struct bdev *bs, struct vmdk_state *s, unsigned i, u
 	e->name = d->file ? strdup(d->file) : strdup("(zero)");
 	if (!e->name)
 		return -ENOMEM;
+	snprintf(e->type, sizeof(e->type), "%s", d->type);
 	if (!strcmp(d->type, "ZERO")) {
 		e->kind = VMDK_EXT_ZERO;
 		return 0;
@@ -80,14 +87,14 @@ static int open_desc_extent(struct bdev *bs, struct vmdk_state *s, unsigned i, u
 			return -EINVAL;
 		}
 		e->flat_offset = d->offset * VMDK_SECTOR;
-		return open_extent_file(bs, e, d->file, i, err, errlen);
+		return open_extent_file(bs, e, d->file, err, errlen);
 	}
 	if (strcmp(d->type, "SPARSE")) {
 		snprintf(err, errlen, "%s: extent %u: unsupported extent type %s", fn, i, d->type);
 		return -ENOTSUP;
 	}
 	e->kind = VMDK_EXT_SPARSE;
-	ret = open_extent_file(bs, e, d->file, i, err, errlen);
+	ret = open_extent_file(bs, e, d->file, err, errlen);
 	if (ret < 0)
 		return ret;
 	ret = vmdk_sparse_open(e, d->file, !e->read_only, NULL, NULL, err, errlen);
@@ -665,8 +672,9 @@ static int vmdk_flush(struct bdev *bs)
 static unsigned grain_status(struct bdev *bs, enum vmdk_grain_state st)
 {
 	switch (st) {
-	case VMDK_GRAIN_UNALLOC:
-		return bs->backing ? BLOCK_STATUS_BACKING : BLOCK_STATUS_ZERO;
+	case VMDK_GRAIN_UNALLOC:	/* qemu-img map: "present": false */
+		return bs->backing ? BLOCK_STATUS_BACKING :
+				     BLOCK_STATUS_ZERO | BLOCK_STATUS_UNALLOCATED;
 	case VMDK_GRAIN_ZERO:
 		return BLOCK_STATUS_ZERO;
 	case VMDK_GRAIN_DATA:
@@ -675,6 +683,31 @@ static unsigned grain_status(struct bdev *bs, enum vmdk_grain_state st)
 		return BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED;
 	}
 	return 0;
+}
+
+/* A flat extent is data, which reads as zeroes over holes of its file
+ * (and past its end): the run stops where the file switches, as QEMU
+ * looks through flat extents into their files. */
+static void flat_status(const struct vmdk_extent *e, uint64_t rel, uint64_t avail,
+			struct block_extent *out)
+{
+	uint64_t host = e->flat_offset + rel;
+	int64_t data = bfile_seek_data(e->file, host, false), hole;
+
+	out->status = BLOCK_STATUS_DATA;
+	out->host_offset = host;
+	out->len = avail;
+	if (data == -ENXIO) {
+		out->status |= BLOCK_STATUS_ZERO;
+	} else if (data > (int64_t)host) {
+		out->status |= BLOCK_STATUS_ZERO;
+		if ((uint64_t)data - host < avail)
+			out->len = (uint64_t)data - host;
+	} else if (data == (int64_t)host) {
+		hole = bfile_seek_data(e->file, host, true);
+		if (hole > (int64_t)host && (uint64_t)hole - host < avail)
+			out->len = (uint64_t)hole - host;
+	}
 }
 
 static int vmdk_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
@@ -697,9 +730,7 @@ static int vmdk_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 		return 0;
 	}
 	if (e->kind == VMDK_EXT_FLAT) {
-		out->status = BLOCK_STATUS_DATA;
-		out->host_offset = e->flat_offset + rel;
-		out->len = avail;
+		flat_status(e, rel, avail, out);
 		return 0;
 	}
 	enum vmdk_grain_state st, st2;
@@ -775,44 +806,56 @@ static int vmdk_check(struct bdev *bs, enum block_repair fix, struct block_check
 	return 0;
 }
 
-static const char *kind_name(const struct vmdk_extent *e)
+/* qemu's create type: a KDMV image is monolithicSparse whatever its
+ * embedded descriptor says, and any compressed extent makes the image
+ * streamOptimized. */
+static const char *info_create_type(const struct vmdk_state *s)
 {
-	return e->kind == VMDK_EXT_SPARSE ? "SPARSE" : e->kind == VMDK_EXT_FLAT ? "FLAT" : "ZERO";
+	for (unsigned i = 0; i < s->nextents; i++)
+		if (s->extents[i].kind == VMDK_EXT_SPARSE && s->extents[i].compressed)
+			return "streamOptimized";
+	if (s->monolithic_sparse)
+		return "monolithicSparse";
+	return s->desc.create_type ? s->desc.create_type : "";
 }
 
+/* One element of "extents", with qemu-img 7.2's fields in its order:
+ * "compressed" only when true, "cluster-size" only for sparse extents,
+ * "format" the descriptor's extent type ("" for a KDMV image). */
+static void info_extent(const struct block_info_writer *w, unsigned i,
+			const struct vmdk_extent *e)
+{
+	char key[64];
+
+	if (e->kind == VMDK_EXT_SPARSE && e->compressed) {
+		snprintf(key, sizeof(key), "extents[%u].compressed", i);
+		w->flag(w->opaque, key, true);
+	}
+	snprintf(key, sizeof(key), "extents[%u].virtual-size", i);
+	w->num(w->opaque, key, e->len);
+	snprintf(key, sizeof(key), "extents[%u].filename", i);
+	w->str(w->opaque, key, e->name);
+	if (e->kind == VMDK_EXT_SPARSE) {
+		snprintf(key, sizeof(key), "extents[%u].cluster-size", i);
+		w->num(w->opaque, key, e->grain_bytes);
+	}
+	snprintf(key, sizeof(key), "extents[%u].format", i);
+	w->str(w->opaque, key, e->type);
+}
+
+/* Format-specific info as qemu-img 7.2's ImageInfoSpecificVmdk. */
 static int vmdk_info(struct bdev *bs, const struct block_info_writer *w)
 {
 	struct vmdk_state *s = bs->opaque;
-	char key[64];
 
-	if (s->has_desc && s->desc.create_type)
-		w->str(w->opaque, "create-type", s->desc.create_type);
-	else if (s->monolithic_sparse)
-		w->str(w->opaque, "create-type", s->extents[0].compressed ? "streamOptimized"
-							     : "monolithicSparse");
 	if (s->has_desc) {
 		w->num(w->opaque, "cid", s->desc.cid);
 		w->num(w->opaque, "parent-cid", s->desc.parent_cid);
 	}
-	w->num(w->opaque, "extent-count", s->nextents);
-	for (unsigned i = 0; i < s->nextents && i < 64; i++) {
-		const struct vmdk_extent *e = &s->extents[i];
-
-		snprintf(key, sizeof(key), "extent[%u].filename", i);
-		w->str(w->opaque, key, e->name);
-		snprintf(key, sizeof(key), "extent[%u].format", i);
-		w->str(w->opaque, key, kind_name(e));
-		snprintf(key, sizeof(key), "extent[%u].virtual-size", i);
-		w->num(w->opaque, key, e->len);
-		if (e->kind != VMDK_EXT_SPARSE)
-			continue;
-		snprintf(key, sizeof(key), "extent[%u].cluster-size", i);
-		w->num(w->opaque, key, e->grain_bytes);
-		snprintf(key, sizeof(key), "extent[%u].compressed", i);
-		w->flag(w->opaque, key, e->compressed);
-		snprintf(key, sizeof(key), "extent[%u].version", i);
-		w->num(w->opaque, key, e->hdr.version);
-	}
+	w->str(w->opaque, "create-type", info_create_type(s));
+	w->str(w->opaque, "extents[]", "");
+	for (unsigned i = 0; i < s->nextents; i++)
+		info_extent(w, i, &s->extents[i]);
 	return 0;
 }
 

@@ -73,7 +73,9 @@ struct vmdk_gt_slot {
 
 struct vmdk_extent {
 	enum vmdk_extent_kind kind;
-	char *name;			/* as the descriptor records it (or the file name) */
+	char *name;			/* its file as opened: the descriptor's name resolved
+					 * against the image's directory, or the image */
+	char type[16];			/* the descriptor's type ("" for a KDMV image) */
 	struct bfile *file;		/* NULL for ZERO */
 	bool owns_file;			/* false when it is bs->file */
 	bool read_only;			/* RDONLY access or read-only open */

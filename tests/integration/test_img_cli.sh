@@ -142,6 +142,58 @@ check "map json: qcow2 over raw backing" map_agree "$T/top.qcow2"
 check "map human: same data lines as qemu-img" bash -c \
 	"diff <('$IMG' map '$T/top.qcow2' | sed 's|$T/||') <(qemu-img map '$T/top.qcow2' | sed 's|$T/||')"
 
+# --- map of preallocated qcow2: host offsets of zero/unallocated ranges --------
+# qemu-img reports the "offset" of clusters that are still allocated while
+# they read as zeroes: data clusters over holes of the file (metadata
+# preallocation), allocated-zero clusters, extended-L2 clusters with
+# unallocated subclusters. Images are made without qemu-io: data and zero
+# regions come from dd, allocated-zero clusters from our commit of an
+# all-allocated top (-S 0) into a preallocated base.
+map_human_agree() {
+	diff <("$IMG" map "$1" 2>&1 | sed "s|$T/||") <(qemu-img map "$1" 2>&1 | sed "s|$T/||")
+}
+head -c 300k /dev/urandom > "$T/pz.raw"
+truncate -s 4M "$T/pz.raw"
+dd if=/dev/urandom of="$T/pz.raw" bs=64k seek=20 count=3 conv=notrunc status=none
+for o in preallocation=metadata preallocation=metadata,extended_l2=on,cluster_size=64k \
+	 extended_l2=on compat=0.10,preallocation=metadata; do
+	rm -f "$T/pe.qcow2" "$T/pc.qcow2" "$T/pb.qcow2" "$T/pt.qcow2"
+	qemu-img create -q -f qcow2 -o $o "$T/pe.qcow2" 4M
+	check "map json: empty qcow2 -o $o" map_agree "$T/pe.qcow2"
+	qemu-img convert -O qcow2 -o $o "$T/pz.raw" "$T/pc.qcow2"
+	check "map json: converted qcow2 -o $o" map_agree "$T/pc.qcow2"
+	check "map human: converted qcow2 -o $o" map_human_agree "$T/pc.qcow2"
+	# allocated-zero clusters need preallocated clusters and v3 zero flags
+	case $o in preallocation=metadata*) ;; *) continue;; esac
+	qemu-img create -q -f qcow2 -o $o "$T/pb.qcow2" 4M
+	check "allocated-zero clusters via commit -o $o" bash -c "set -e
+		'$IMG' convert -S 0 -O qcow2 '$T/pz.raw' '$T/pt.qcow2'
+		'$IMG' rebase -u -b pb.qcow2 -F qcow2 '$T/pt.qcow2'
+		'$IMG' commit -q '$T/pt.qcow2'
+		qemu-img map --output=json '$T/pb.qcow2' | grep -q '\"zero\": true, \"data\": false, \"offset\"'
+		qemu-img compare -q -f qcow2 -F raw '$T/pb.qcow2' '$T/pz.raw'"
+	check "map json: allocated-zero clusters -o $o" map_agree "$T/pb.qcow2"
+	check "map human: allocated-zero clusters -o $o" map_human_agree "$T/pb.qcow2"
+done
+qemu-img convert -O qcow2 -o preallocation=metadata "$T/pz.raw" "$T/pxb.qcow2"
+qemu-img create -q -f qcow2 -o preallocation=metadata,extended_l2=on -b pxb.qcow2 -F qcow2 \
+	"$T/px.qcow2" 6M
+check "map json: preallocated extended-L2 top over a shorter base" map_agree "$T/px.qcow2"
+check "map json: same with -s/-l (short --start-offset/--max-length)" bash -c "set -e
+	'$IMG' map --output=json -s 1M -l 4M '$T/px.qcow2' > '$T/pxo.map'
+	qemu-img map --output=json -s 1M -l 4M '$T/px.qcow2' > '$T/pxq.map'
+	grep -q '\"depth\": 1' '$T/pxq.map' && diff '$T/pxo.map' '$T/pxq.map'"
+qemu-img convert -c -O qcow2 "$T/pz.raw" "$T/pcc.qcow2"
+check "map json: compressed clusters (no offset)" map_agree "$T/pcc.qcow2"
+check "map human: compressed clusters refused like qemu-img" bash -c "
+	! '$IMG' map '$T/pcc.qcow2' >/dev/null 2>'$T/pcc.err' &&
+	! qemu-img map '$T/pcc.qcow2' >/dev/null 2>/dev/null &&
+	[ \$(wc -l < '$T/pcc.err') -eq 1 ] && grep -q 'compressed clusters' '$T/pcc.err'"
+check "create -o help: metadata preallocation for qcow2 only" bash -c "
+	'$IMG' create -f qcow2 -o help | grep -q 'allowed values: off, metadata, falloc, full' &&
+	qemu-img create -f qcow2 -o help | grep -q 'allowed values: off, metadata, falloc, full' &&
+	'$IMG' create -f raw -o help | grep -q 'allowed values: off, falloc, full'"
+
 # --- measure against qemu-img measure -----------------------------------------
 measure_agree() {
 	local a b

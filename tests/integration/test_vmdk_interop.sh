@@ -5,7 +5,9 @@
 #     compare against a raw reference written with the same patterns agrees,
 #     qemu-img info agrees on virtual size and format;
 #  3. we convert a raw file into streamOptimized with compressed grains ->
-#     qemu-img reads it back identical.
+#     qemu-img reads it back identical;
+#  4. minikvm-img info's format-specific data (JSON and human) and map
+#     --output=json equal qemu-img's for every subformat.
 # Uses tests/integration/vmdk_io.c (built here against build/libminikvm.a).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -205,6 +207,35 @@ if [ -x "$img" ]; then
 	qemu-img compare -q -f vmdk -F raw "$d/c.vmdk" "$d/src.raw" || fail "convert -c: compare"
 	"$img" check "$d/c.vmdk" >/dev/null || fail "minikvm-img check of our stream"
 	ok "minikvm-img converts to/compares/inspects every subformat"
+	# format-specific info (cid, parent-cid, create-type, extents with
+	# qemu's per-extent fields) and map, JSON and human, as qemu-img shows
+	# them for images made by either tool; relative and absolute names
+	fs_json() { python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["format-specific"], indent=1))'; }
+	fs_human() { sed -n '/^Format specific information:/,$p'; }
+	imgabs=$(realpath "$img")
+	qemu-img create -q -f vmdk -b qmonolithicSparse.vmdk -F vmdk "$d/qchild.vmdk"
+	for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat \
+		   streamOptimized child; do
+		for f in "$d/q$sub.vmdk" "$d/$sub.vmdk"; do
+			[ -e "$f" ] || continue
+			for name in "$f" "./$(basename "$f")"; do
+				a=$(cd "$d" && "$imgabs" info --output=json "$name" | fs_json) ||
+					fail "info json of $f"
+				b=$(cd "$d" && qemu-img info --output=json "$name" | fs_json)
+				[ "$a" = "$b" ] || fail "$sub: info json differs for $name:
+ours: $a
+qemu: $b"
+				a=$(cd "$d" && "$imgabs" info "$name" | fs_human)
+				b=$(cd "$d" && qemu-img info "$name" | fs_human)
+				[ -n "$b" ] && [ "$a" = "$b" ] || fail "$sub: info differs for $name:
+ours: $a
+qemu: $b"
+			done
+			[ "$("$img" map --output=json "$f")" = "$(qemu-img map --output=json "$f")" ] ||
+				fail "$sub: map json differs for $f"
+		done
+	done
+	ok "minikvm-img info (format-specific, JSON and human) and map json match qemu-img for every subformat"
 	cp "$d/monolithicSparse.vmdk" "$d/rs.vmdk"
 	! "$img" resize "$d/rs.vmdk" 32M 2> "$d/rs.err" || fail "vmdk resize accepted"
 	! qemu-img resize "$d/rs.vmdk" 32M 2>/dev/null || fail "qemu-img resized a vmdk?"

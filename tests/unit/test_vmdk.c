@@ -1,7 +1,8 @@
 /* Unit tests for the vmdk format (block/vmdk*.c): create, write and read
  * back every subformat, grain allocation with consistent GD/RGD, zeroed
  * grains, compressed grains (streamOptimized, also with a footer), extent
- * path confinement, and rejection of malformed headers and descriptors. */
+ * path confinement, rejection of malformed headers and descriptors, the
+ * info keys qemu-img shows and block status over flat extents' holes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -325,7 +326,7 @@ static void test_missing_grain_table(void **state)
 
 	bs = open_img("mg.vmdk", false);
 	assert_int_equal(bdev_block_status(bs, 16 * MiB, 48 * MiB, &st, &host), 48 * MiB);
-	assert_int_equal(st, BLOCK_STATUS_ZERO);
+	assert_int_equal(st, BLOCK_STATUS_ZERO | BLOCK_STATUS_UNALLOCATED);	/* no backing */
 	assert_int_equal(bdev_write_zeroes(bs, 32 * MiB, 32 * MiB, false), 0);
 	assert_int_equal(file_size("mg.vmdk"), n);	/* nothing to zero */
 	fill(b, sizeof(b), 3);
@@ -806,6 +807,125 @@ static void test_info_and_check(void **state)
 	bdev_close(bs);
 }
 
+/* The info hook's keys, one "key=value" line each, in call order. */
+struct info_lines {
+	char text[4096];
+	size_t len;
+};
+
+static void info_add(void *o, const char *k, const char *fmt, ...)
+{
+	struct info_lines *l = o;
+	va_list ap;
+
+	l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, "%s=", k);
+	va_start(ap, fmt);
+	l->len += (size_t)vsnprintf(l->text + l->len, sizeof(l->text) - l->len, fmt, ap);
+	va_end(ap);
+	l->len += (size_t)snprintf(l->text + l->len, sizeof(l->text) - l->len, "\n");
+}
+
+static void info_str(void *o, const char *k, const char *v) { info_add(o, k, "%s", v); }
+static void info_num(void *o, const char *k, uint64_t v) { info_add(o, k, "%llu", (unsigned long long)v); }
+static void info_flag(void *o, const char *k, bool v) { info_add(o, k, "%s", v ? "true" : "false"); }
+
+static void info_of(const char *name, struct info_lines *l)
+{
+	struct block_info_writer w = { info_str, info_num, info_flag, l };
+	struct bdev *bs = open_img(name, true);
+
+	l->len = 0;
+	l->text[0] = 0;
+	assert_int_equal(bs->fmt->info(bs, &w), 0);
+	bdev_close(bs);
+}
+
+/* Everything after the CID lines, which are random. */
+static const char *after_cids(const struct info_lines *l)
+{
+	const char *p = strstr(l->text, "create-type=");
+
+	assert_non_null(p);
+	assert_non_null(strstr(l->text, "cid="));
+	assert_non_null(strstr(l->text, "parent-cid=4294967295\n"));
+	return p;
+}
+
+/* qemu-img 7.2's ImageInfoSpecificVmdk: create type, then "extents" with
+ * compressed (only when true), virtual-size, filename (the extent's file
+ * as opened), cluster-size (sparse only) and format (the descriptor's
+ * type, "" for a KDMV image). */
+static void test_info_keys(void **state)
+{
+	struct info_lines l;
+	char want[2048];
+
+	assert_int_equal(create_img("ik-ms.vmdk", "monolithicSparse", 4 * MiB, false), 0);
+	info_of("ik-ms.vmdk", &l);
+	snprintf(want, sizeof(want), "create-type=monolithicSparse\nextents[]=\n"
+		 "extents[0].virtual-size=%llu\nextents[0].filename=%s\n"
+		 "extents[0].cluster-size=65536\nextents[0].format=\n",
+		 4 * MiB, tpath("ik-ms.vmdk"));
+	assert_string_equal(after_cids(&l), want);
+
+	assert_int_equal(create_img("ik-so.vmdk", "streamOptimized", 4 * MiB, false), 0);
+	info_of("ik-so.vmdk", &l);
+	snprintf(want, sizeof(want), "create-type=streamOptimized\nextents[]=\n"
+		 "extents[0].compressed=true\nextents[0].virtual-size=%llu\n"
+		 "extents[0].filename=%s\nextents[0].cluster-size=65536\n"
+		 "extents[0].format=\n", 4 * MiB, tpath("ik-so.vmdk"));
+	assert_string_equal(after_cids(&l), want);
+
+	assert_int_equal(create_img("ik-ts.vmdk", "twoGbMaxExtentSparse", 3 * GiB, false), 0);
+	info_of("ik-ts.vmdk", &l);
+	snprintf(want, sizeof(want), "create-type=twoGbMaxExtentSparse\nextents[]=\n"
+		 "extents[0].virtual-size=%llu\nextents[0].filename=%s\n"
+		 "extents[0].cluster-size=65536\nextents[0].format=SPARSE\n"
+		 "extents[1].virtual-size=%llu\nextents[1].filename=%s\n"
+		 "extents[1].cluster-size=65536\nextents[1].format=SPARSE\n",
+		 2 * GiB, tpath("ik-ts-s001.vmdk"), 1 * GiB, tpath("ik-ts-s002.vmdk"));
+	assert_string_equal(after_cids(&l), want);
+
+	assert_int_equal(create_img("ik-mf.vmdk", "monolithicFlat", 4 * MiB, false), 0);
+	info_of("ik-mf.vmdk", &l);
+	snprintf(want, sizeof(want), "create-type=monolithicFlat\nextents[]=\n"
+		 "extents[0].virtual-size=%llu\nextents[0].filename=%s\n"
+		 "extents[0].format=FLAT\n", 4 * MiB, tpath("ik-mf-flat.vmdk"));
+	assert_string_equal(after_cids(&l), want);
+}
+
+/* A flat extent is data; over holes of its file (and past its end) it
+ * reads as zeroes, as qemu-img map reports (zero and data). */
+static void test_flat_holes(void **state)
+{
+	uint8_t b[65536];
+	struct bdev *bs;
+	unsigned st;
+	uint64_t host;
+
+	assert_int_equal(create_img("fh.vmdk", "monolithicFlat", 4 * MiB, false), 0);
+	bs = open_img("fh.vmdk", false);
+	memset(b, 0x5a, sizeof(b));
+	assert_int_equal(bdev_pwrite(bs, 1 * MiB, b, sizeof(b)), 0);
+	assert_int_equal(bdev_flush(bs), 0);
+	assert_int_equal(bdev_block_status(bs, 0, 4 * MiB, &st, &host), 1 * MiB);
+	assert_int_equal(st, BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO);
+	assert_int_equal(host, 0);
+	assert_int_equal(bdev_block_status(bs, 1 * MiB, 3 * MiB, &st, &host), 65536);
+	assert_int_equal(st, BLOCK_STATUS_DATA);
+	assert_int_equal(host, 1 * MiB);
+	assert_int_equal(bdev_block_status(bs, 1 * MiB + 65536, 3 * MiB - 65536, &st, &host),
+			 3 * MiB - 65536);
+	assert_int_equal(st, BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO);
+	bdev_close(bs);
+	assert_int_equal(truncate(tpath("fh-flat.vmdk"), 2 * MiB), 0);	/* short file */
+	bs = open_img("fh.vmdk", true);
+	assert_int_equal(bdev_block_status(bs, 3 * MiB, 1 * MiB, &st, &host), 1 * MiB);
+	assert_int_equal(st, BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO);
+	assert_int_equal(host, 3 * MiB);
+	bdev_close(bs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -825,6 +945,8 @@ int main(void)
 		cmocka_unit_test(test_bad_descriptors),
 		cmocka_unit_test(test_backing),
 		cmocka_unit_test(test_info_and_check),
+		cmocka_unit_test(test_info_keys),
+		cmocka_unit_test(test_flat_holes),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

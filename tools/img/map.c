@@ -19,7 +19,9 @@ static bool can_merge(const struct map_entry *a, const struct map_entry *b)
 	return !a->has_offset || a->offset + a->length == b->offset;
 }
 
-static void print_entry(const struct map_entry *e, bool json, bool *first)
+/* One merged extent; false (after the error) when the human table
+ * cannot show it: data without a host offset, as qemu-img refuses. */
+static bool print_entry(const struct map_entry *e, bool json, bool *first)
 {
 	if (json) {
 		printf("%s{ \"start\": %llu, \"length\": %llu, \"depth\": %u, \"present\": %s, "
@@ -31,11 +33,18 @@ static void print_entry(const struct map_entry *e, bool json, bool *first)
 			printf(", \"offset\": %llu", (unsigned long long)e->offset);
 		printf("}");
 		*first = false;
-		return;
+		return true;
 	}
-	if (e->data && e->has_offset)
+	if (e->data && !e->has_offset) {
+		img_err("File contains external, encrypted or compressed clusters.");
+		return false;
+	}
+	/* as qemu-img: data that reads as zeroes (over a hole of the file) is
+	 * not listed */
+	if (e->data && !e->zero)
 		printf("%#-16llx%#-16llx%#-16llx%s\n", (unsigned long long)e->start,
 		       (unsigned long long)e->length, (unsigned long long)e->offset, e->file);
+	return true;
 }
 
 int cmd_map(int argc, char **argv)
@@ -54,7 +63,7 @@ int cmd_map(int argc, char **argv)
 	int json = 0, c, rc = 0;
 	struct bdev *bs;
 
-	while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'U': break;
@@ -114,15 +123,18 @@ int cmd_map(int argc, char **argv)
 		if (have && can_merge(&cur, &e)) {
 			cur.length += e.length;
 		} else {
-			if (have)
-				print_entry(&cur, json, &first);
+			if (have && !print_entry(&cur, json, &first)) {
+				have = false;
+				rc = 1;
+				break;
+			}
 			cur = e;
 			have = true;
 		}
 		off += (uint64_t)n;
 	}
-	if (have)
-		print_entry(&cur, json, &first);
+	if (have && !print_entry(&cur, json, &first))
+		rc = 1;
 	if (json)
 		printf("]\n");
 	bdev_close(bs);

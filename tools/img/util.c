@@ -258,23 +258,61 @@ int img_parse_create_opts(const char *list, struct block_create_opts *o)
 	return 0;
 }
 
+/* -o help: the creation options each format takes, named and worded as
+ * qemu-img's help (alphabetical); formats lists where a row applies
+ * (NULL: every format). */
+struct create_opt_help {
+	const char *name, *type, *formats, *text;
+};
+
+static const struct create_opt_help create_opts_help[] = {
+	{ "backing_file", "str", " qcow2 qcow cow vmdk ", "File name of a base image" },
+	{ "backing_fmt", "str", " qcow2 qcow cow vmdk ", "Image format of the base image" },
+	{ "cluster_size", "size", " qcow2 ", "qcow2 cluster size" },
+	{ "cluster_size", "size", " qcow ", "qcow cluster size" },
+	{ "cluster_size", "size", " cow ", "Data alignment in the file" },
+	{ "compat", "str", " qcow2 ", "Compatibility level (v2 [0.10] or v3 [1.1])" },
+	{ "compat", "str", " cow ", "Header version (v2 [0.10] or v3 [1.1])" },
+	{ "compression_type", "str", " qcow2 ",
+	  "Compression method used for image cluster compression (zlib)" },
+	{ "extended_l2", "bool (on/off)", " qcow2 ", "Extended L2 tables" },
+	{ "lazy_refcounts", "bool (on/off)", " qcow2 ", "Postpone refcount updates" },
+	{ "preallocation", "str", " qcow2 ",
+	  "Preallocation mode (allowed values: off, metadata, falloc, full)" },
+	{ "preallocation", "str", " raw vmdk ",
+	  "Preallocation mode (allowed values: off, falloc, full)" },
+	{ "refcount_bits", "num", " qcow2 ", "Width of a reference count entry in bits" },
+	{ "size", "size", NULL, "Virtual disk size" },
+	{ "subformat", "str", " vmdk ",
+	  "VMDK flat extent format, can be one of {monolithicSparse (default) | "
+	  "monolithicFlat | twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} " },
+};
+
+static bool opt_applies(const struct create_opt_help *h, const char *fmt)
+{
+	char word[64];
+
+	if (!h->formats)
+		return true;
+	snprintf(word, sizeof(word), " %s ", fmt);
+	return strstr(h->formats, word) != NULL;
+}
+
 void img_print_create_opts_help(const char *fmt)
 {
-	printf("Supported options:\n");
-	printf("  size=<size>            - Virtual disk size\n");
-	if (fmt && !strcmp(fmt, "raw")) {
-		printf("  preallocation=<str>    - Preallocation mode (off, falloc, full)\n");
-		return;
+	char left[64];
+
+	if (!fmt)
+		fmt = "raw";		/* qemu-img's default format */
+	printf("Supported %s options:\n", fmt);
+	for (size_t i = 0; i < sizeof(create_opts_help) / sizeof(create_opts_help[0]); i++) {
+		const struct create_opt_help *h = &create_opts_help[i];
+
+		if (!opt_applies(h, fmt))
+			continue;
+		snprintf(left, sizeof(left), "%s=<%s>", h->name, h->type);
+		printf("  %-22s - %s\n", left, h->text);
 	}
-	printf("  backing_file=<str>     - File name of a base image\n");
-	printf("  backing_fmt=<str>      - Image format of the base image\n");
-	printf("  cluster_size=<size>    - Cluster size\n");
-	printf("  compat=<str>           - qcow2 compatibility level (v2 [0.10] or v3 [1.1])\n");
-	printf("  preallocation=<str>    - Preallocation mode (off, metadata, falloc, full)\n");
-	printf("  lazy_refcounts=<bool>  - Postpone refcount updates\n");
-	printf("  refcount_bits=<num>    - Width of a reference count entry in bits\n");
-	printf("  extended_l2=<bool>     - Extended L2 tables\n");
-	printf("  subformat=<str>        - vmdk: monolithicSparse, monolithicFlat, ...\n");
 }
 
 void img_human_size(uint64_t val, char *buf, size_t len)
@@ -352,33 +390,43 @@ int64_t img_layer_status(struct bdev *bs, uint64_t off, uint64_t len, unsigned *
 	if ((uint64_t)n > len)
 		n = (int64_t)len;
 	*host_offset = host;
-	/* Data has a host offset; zeroes only where the format maps guest
-	 * offsets to file offsets one to one (raw holes). */
-	*offset_valid = !(*status & (BLOCK_STATUS_COMPRESSED | BLOCK_STATUS_BACKING |
-				    BLOCK_STATUS_UNALLOCATED)) &&
-			((*status & BLOCK_STATUS_DATA) ||
+	/* Uncompressed data has a host offset; zero and unallocated ranges
+	 * have one where the format still maps them to a host cluster (a
+	 * nonzero host_offset: preallocated qcow2 clusters) or maps guest
+	 * offsets to file offsets one to one (raw holes, at 0 too). */
+	*offset_valid = !(*status & BLOCK_STATUS_COMPRESSED) &&
+			((*status & BLOCK_STATUS_DATA) || host != 0 ||
 			 ((*status & BLOCK_STATUS_ZERO) && !strcmp(bdev_format_name(bs), "raw")));
 	return n;
+}
+
+/* Unallocated in the whole chain, decided at layer bs (depth): zeroes,
+ * with the host offset bs still maps the range to, if any. */
+static void chain_unallocated(struct chain_status *cs, unsigned depth, uint64_t host,
+			      bool valid)
+{
+	cs->status = BLOCK_STATUS_ZERO;
+	cs->layer = NULL;
+	cs->depth = depth;
+	cs->host_offset = host;
+	cs->offset_valid = valid;
 }
 
 int64_t img_chain_status(struct bdev *bs, uint64_t off, uint64_t len, struct chain_status *cs)
 {
 	unsigned depth = 0;
 
+	if (off >= bdev_size(bs)) {
+		chain_unallocated(cs, 0, 0, false);
+		return (int64_t)len;
+	}
 	for (;;) {
+		struct bdev *backing = bdev_backing(bs);
 		unsigned st;
 		uint64_t host;
 		bool valid;
 		int64_t n;
 
-		if (off >= bdev_size(bs)) {
-			/* beyond a shorter backing file: zeroes */
-			cs->status = BLOCK_STATUS_ZERO;
-			cs->layer = NULL;
-			cs->depth = depth;
-			cs->offset_valid = false;
-			return (int64_t)len;
-		}
 		if (len > bdev_size(bs) - off)
 			len = bdev_size(bs) - off;
 		n = img_layer_status(bs, off, len, &st, &host, &valid);
@@ -393,15 +441,14 @@ int64_t img_chain_status(struct bdev *bs, uint64_t off, uint64_t len, struct cha
 			cs->offset_valid = valid;
 			return n;
 		}
-		len = (uint64_t)n;
-		if (!bdev_backing(bs)) {
-			cs->status = BLOCK_STATUS_ZERO;
-			cs->layer = NULL;
-			cs->depth = depth;
-			cs->offset_valid = false;
+		/* as qemu-img: past the end of a shorter backing file the
+		 * layer above itself reads as zeroes */
+		if (!backing || off >= bdev_size(backing)) {
+			chain_unallocated(cs, depth, host, valid);
 			return n;
 		}
-		bs = bdev_backing(bs);
+		len = (uint64_t)n;
+		bs = backing;
 		depth++;
 	}
 }
