@@ -140,6 +140,10 @@ struct block_format {
 	/* Compressed writes of whole clusters (convert -c); optional. */
 	int (*write_compressed)(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
 	uint32_t (*cluster_size)(struct bdev *bs);	/* optional */
+	/* Bytes the image occupies on the host, counting every file it is
+	 * made of (qemu-img info's "actual-size"), or a negative errno;
+	 * optional: without it, the allocated size of the image file. */
+	int64_t (*allocated_size)(struct bdev *bs);
 	/* Drop every cluster allocated in this image so reads fall through to
 	 * the backing file again (commit without -d); optional, as in QEMU:
 	 * a format without it keeps its data. bs->lock held. */

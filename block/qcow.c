@@ -2,8 +2,8 @@
  * (L1 in memory, a small L2 cache), zlib-compressed clusters (read, and
  * rewritten uncompressed on write), backing files, creation with
  * qemu-img's defaults, a consistency check (QEMU has none) and commit's
- * make_empty. As in QEMU: no resize, discard is a no-op. Encrypted images
- * are refused.
+ * make_empty. As in QEMU: no resize, discard is a no-op, no format-specific
+ * info. Encrypted images are refused.
  *
  * On-disk layout (all fields big-endian):
  *   0  u32 magic "QFI\xfb"      4  u32 version (1)
@@ -534,14 +534,17 @@ static int qcow_flush(struct bdev *bs)
 	return bfile_flush(bs->file);
 }
 
-/* Status of one cluster's entry. */
+/* Status of one cluster's entry. An unallocated cluster without a
+ * backing file reads as zeroes but is not present in this layer
+ * (qemu-img map's "present": false), as qcow2 and vmdk report it. */
 static unsigned qcow_entry_status(const struct bdev *bs, uint64_t entry)
 {
 	if (entry & QCOW_OFLAG_COMPRESSED)
 		return BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED;
 	if (entry)
 		return BLOCK_STATUS_DATA;
-	return bs->backing ? BLOCK_STATUS_BACKING : BLOCK_STATUS_ZERO;
+	return bs->backing ? BLOCK_STATUS_BACKING :
+			     BLOCK_STATUS_ZERO | BLOCK_STATUS_UNALLOCATED;
 }
 
 static int qcow_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
@@ -584,16 +587,6 @@ static int qcow_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 static uint32_t qcow_cluster_size(struct bdev *bs)
 {
 	return ((struct qcow_state *)bs->opaque)->cluster_size;
-}
-
-static int qcow_info(struct bdev *bs, const struct block_info_writer *w)
-{
-	struct qcow_state *s = bs->opaque;
-
-	w->num(w->opaque, "cluster-size", s->cluster_size);
-	w->num(w->opaque, "l2-bits", s->l2_bits);
-	w->flag(w->opaque, "encrypted", false);
-	return 0;
 }
 
 /* ---- compressed writes (convert -c) ---- */
@@ -1025,7 +1018,6 @@ struct block_format block_format_qcow = {	/* not static: unit tests link it by n
 	.block_status = qcow_block_status,
 	.create = qcow_create,
 	.change_backing = qcow_change_backing,
-	.info = qcow_info,
 	.write_compressed = qcow_write_compressed,
 	.cluster_size = qcow_cluster_size,
 	.make_empty = qcow_make_empty,

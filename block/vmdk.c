@@ -1,8 +1,9 @@
 /* The "vmdk" format: open (a KDMV monolithicSparse/streamOptimized file, or
  * a text descriptor naming FLAT, SPARSE and ZERO extents relative to its
  * directory), the extent map that routes virtual ranges to extents, reads,
- * writes, write-zeroes, flush, block status, check, info, compressed writes
- * for convert -c, and create for every subformat. */
+ * writes, write-zeroes, flush, block status, check, info (with the host
+ * size of all extent files), compressed writes for convert -c, and create
+ * for every subformat. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1116,6 +1117,33 @@ int vmdk_create_ex(const char *path, const struct block_create_opts *o,
 	return create_extents(path, p, sectors, o, zeroed, &par, err, errlen);
 }
 
+static int64_t file_allocated_size(const struct bfile *f)
+{
+	struct stat st;
+
+	if (fstat(bfile_fd(f), &st) < 0)
+		return -errno;
+	return (int64_t)st.st_blocks * 512;
+}
+
+/* The descriptor (or monolithic file) plus every extent file of its own,
+ * as qemu-img sums them for "actual-size". */
+static int64_t vmdk_allocated_size(struct bdev *bs)
+{
+	struct vmdk_state *s = bs->opaque;
+	int64_t total = file_allocated_size(bs->file), n;
+
+	for (unsigned i = 0; i < s->nextents && total >= 0; i++) {
+		const struct vmdk_extent *e = &s->extents[i];
+
+		if (!e->file || e->file == bs->file)
+			continue;
+		n = file_allocated_size(e->file);
+		total = n < 0 ? n : total + n;
+	}
+	return total;
+}
+
 static int vmdk_create(const char *path, const struct block_create_opts *o, char *err,
 		       size_t errlen)
 {
@@ -1137,6 +1165,7 @@ static struct block_format vmdk_format = {
 	.info = vmdk_info,
 	.write_compressed = vmdk_write_compressed,
 	.cluster_size = vmdk_cluster_size,
+	.allocated_size = vmdk_allocated_size,
 	.make_empty = vmdk_make_empty,
 };
 BLOCK_FORMAT_REGISTER(vmdk_format)

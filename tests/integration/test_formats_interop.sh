@@ -5,7 +5,9 @@
 # under `qemu-img compare`; a cloop image (create_compressed_fs, or built
 # here from the format description when cloop-utils is missing) reads the
 # same through both tools; cow images we create read through their backing
-# file; hostile headers fail with one clear line. Exit 0 = all passed.
+# file; qcow map (JSON and human) equals qemu-img's with and without a
+# backing file; hostile headers fail with one clear line. Exit 0 = all
+# passed.
 cd "$(dirname "$0")/../.." || exit 1
 IMG=${IMG:-build/minikvm-img}
 pass=0; failn=0; failed=""
@@ -67,6 +69,20 @@ check "qcow overlay created by minikvm-img: qemu-img compare with its backing" \
 qio qcow "$T/ov2.qcow" -c "write -P 0x68 3000 5000"
 ours qcow "$T/ov2.qcow" "$T/ov2.ours" && theirs qcow "$T/ov2.qcow" "$T/ov2.theirs"
 check "overlay we created, qemu-io wrote: reads identically" same "$T/ov2.ours" "$T/ov2.theirs"
+
+# ---- qcow map: unallocated clusters are "present": false without a backing ----
+map_same() { diff <("$IMG" map --output="$1" "$2" 2>&1) <(qemu-img map --output="$1" "$2" 2>&1); }
+qio raw "$T/pat.raw" -c "write -P 0 3M 256k" -c "write -P 0x24 3M 4k"	# data amid written zeroes
+qemu-img convert -f raw -O qcow "$T/pat.raw" "$T/qc.qcow"
+qemu-img convert -f raw -O qcow -B base.raw -F raw "$T/pat.raw" "$T/qcb.qcow"
+check "qcow map json: qemu-img convert output has absent clusters" \
+	grep -q '"present": false, "zero": true' <(qemu-img map --output=json "$T/qc.qcow")
+for f in cr.ref q.qcow qc.qcow ov.qcow qcb.qcow c.qcow w.qcow; do
+	check "qcow map json: $f as qemu-img" map_same json "$T/$f"
+done
+for f in cr.ref q.qcow qc.qcow ov.qcow qcb.qcow w.qcow; do
+	check "qcow map human: $f as qemu-img" map_same human "$T/$f"
+done
 
 # ---- qcow check (QEMU's qcow driver has none), resize (QEMU can't) ----
 for f in q.qcow ov.qcow c.qcow w.qcow wc.qcow; do

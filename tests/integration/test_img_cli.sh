@@ -120,6 +120,36 @@ check "info --backing-chain lists both" bash -c \
 	"'$IMG' info --backing-chain --output=json '$T/top.qcow2' | python3 -c 'import json,sys; a=json.load(sys.stdin); assert [i[\"format\"] for i in a]==[\"qcow2\",\"raw\"], a'"
 check "info human has qemu's lines" bash -c \
 	"'$IMG' info '$T/q.qcow2' | grep -q '^virtual size: 64 MiB (67108864 bytes)$'"
+
+# info --output=json: the top-level keys in qemu-img 7.2's order (its QDict
+# hash order) and, where every value agrees, the whole JSON and human text
+# (for vmdk, actual-size/disk size sum the descriptor and every extent file)
+info_keys() { python3 -c 'import json,sys; print(list(json.load(sys.stdin)))'; }
+info_key_order() {
+	diff <("$IMG" info --output=json "$1" | info_keys) <(qemu-img info --output=json "$1" | info_keys)
+}
+info_identical() {
+	diff <("$IMG" info --output=json "$1") <(qemu-img info --output=json "$1") &&
+		diff <("$IMG" info "$1") <(qemu-img info "$1")
+}
+qemu-img create -q -f qcow2 -o compat=0.10 -b q.qcow2 -F qcow2 "$T/v2.qcow2"
+qemu-img snapshot -c s1 "$T/v2.qcow2"
+qemu-img create -q -f qcow "$T/k.qcow" 8M
+qemu-io -f qcow -c 'write -P 7 64k 64k' "$T/k.qcow" >/dev/null
+qemu-img create -q -f qcow -b k.qcow -F qcow "$T/kb.qcow"
+check "info json key order: qcow2 v2 with backing and snapshot" info_key_order "$T/v2.qcow2"
+for f in base.raw q.qcow2 top.qcow2 k.qcow kb.qcow; do
+	check "info json key order: $f" info_key_order "$T/$f"
+	check "info json and human identical to qemu-img: $f" info_identical "$T/$f"
+done
+for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat \
+	   streamOptimized; do
+	qemu-img create -q -f vmdk -o subformat=$sub "$T/i-$sub.vmdk" 5G
+	qemu-io -f vmdk -c 'write -P 1 0 1M' -c 'write -P 2 3G 1M' "$T/i-$sub.vmdk" >/dev/null
+	check "info json key order: vmdk $sub" info_key_order "$T/i-$sub.vmdk"
+	check "info identical to qemu-img (actual-size of all extents): vmdk $sub" \
+		info_identical "$T/i-$sub.vmdk"
+done
 check "create -b without size takes the backing size" bash -c \
 	"'$IMG' create -q -f qcow2 -b base.raw -F raw '$T/top2.qcow2' && qemu-img info --output=json '$T/top2.qcow2' | grep -q '\"virtual-size\": 67108864'"
 

@@ -1,7 +1,8 @@
 /* Unit tests for the qcow (version 1) format, block/qcow.c: creation with
  * qemu-img's layout, read/write round trips across clusters and L2 tables,
  * backing files and copy-on-write of partial clusters, compressed
- * clusters, and hostile headers and tables rejected with clear errors. */
+ * clusters, block status of unallocated clusters, and hostile headers and
+ * tables rejected with clear errors. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -210,6 +211,11 @@ static void test_compressed_clusters(void **state)
 	assert_int_equal(st, BLOCK_STATUS_DATA | BLOCK_STATUS_COMPRESSED);
 	assert_int_equal(bdev_block_status(bs, 4096, size - 4096, &st, &host), 4096);
 	assert_int_equal(st, BLOCK_STATUS_DATA);	/* stored plain: did not shrink */
+	/* Unallocated without a backing file: zeroes, not present (qemu-img map). */
+	assert_int_equal(bdev_block_status(bs, 8192, size - 8192, &st, &host),
+			 (int64_t)(size - 8192));
+	assert_int_equal(st, BLOCK_STATUS_ZERO | BLOCK_STATUS_UNALLOCATED);
+	assert_int_equal(host, 0);
 	/* Writing into a compressed cluster rewrites it uncompressed. */
 	fmt_pattern(patch, sizeof(patch), 0, 3);
 	assert_int_equal(bdev_pwrite(bs, 1000, patch, sizeof(patch)), 0);

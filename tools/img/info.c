@@ -1,5 +1,6 @@
 /* minikvm-img info: describe an image (and optionally its backing chain)
- * in qemu-img's human layout or its JSON field names. */
+ * in qemu-img's human layout or its JSON field names, in qemu-img 7.2's
+ * key order, with actual-size counting every file of the image. */
 #include <jansson.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -189,6 +190,51 @@ static json_t *snapshots_json(struct bdev *bs)
 	return arr;
 }
 
+/* qemu-img 7.2 prints ImageInfo from a QDict, whose keys come out in hash
+ * bucket order (and, within a bucket, last inserted first): this is that
+ * order for every top-level key qemu-img can print. */
+static const char *const qemu_key_order[] = {
+	"backing-image", "compressed", "backing-filename-format", "snapshots",
+	"virtual-size", "filename", "cluster-size", "format", "actual-size",
+	"format-specific", "full-backing-filename", "encrypted", "backing-filename",
+	"dirty-flag",
+};
+
+/* o's keys rearranged into qemu_key_order (any other key last). */
+static json_t *in_qemu_key_order(json_t *o)
+{
+	json_t *out = json_object(), *v;
+	const char *key;
+
+	for (size_t i = 0; i < sizeof(qemu_key_order) / sizeof(qemu_key_order[0]); i++) {
+		v = json_object_get(o, qemu_key_order[i]);
+		if (v)
+			json_object_set(out, qemu_key_order[i], v);
+	}
+	json_object_foreach(o, key, v) {
+		if (!json_object_get(out, key))
+			json_object_set(out, key, v);
+	}
+	json_decref(o);
+	return out;
+}
+
+static int64_t image_allocated_size(struct bdev *bs, const char *file)
+{
+	struct stat st;
+	int64_t ret;
+
+	if (bs->fmt->allocated_size) {
+		pthread_mutex_lock(&bs->lock);
+		ret = bs->fmt->allocated_size(bs);
+		pthread_mutex_unlock(&bs->lock);
+		return ret;
+	}
+	if (stat(file, &st) < 0)
+		return -errno;
+	return (int64_t)st.st_blocks * 512;
+}
+
 /* Everything `info` knows about one image, as qemu's ImageInfo. */
 json_t *img_info_json(struct bdev *bs);
 json_t *img_info_json(struct bdev *bs)
@@ -196,15 +242,15 @@ json_t *img_info_json(struct bdev *bs)
 	json_t *o = json_object(), *snaps, *data;
 	const char *file = bdev_filename(bs);
 	uint32_t cs = img_cluster_size(bs);
-	struct stat st;
+	int64_t allocated = image_allocated_size(bs, file);
 
 	json_object_set_new(o, "virtual-size", json_integer((json_int_t)bdev_size(bs)));
 	json_object_set_new(o, "filename", json_string(file));
 	if (cs)
 		json_object_set_new(o, "cluster-size", json_integer(cs));
 	json_object_set_new(o, "format", json_string(bdev_format_name(bs)));
-	if (!stat(file, &st))
-		json_object_set_new(o, "actual-size", json_integer((json_int_t)st.st_blocks * 512));
+	if (allocated >= 0)
+		json_object_set_new(o, "actual-size", json_integer((json_int_t)allocated));
 	json_object_set_new(o, "dirty-flag", json_false());
 	if (bs->backing_filename) {
 		char *full = full_backing_name(file, bs->backing_filename);
@@ -245,7 +291,7 @@ json_t *img_info_json(struct bdev *bs)
 			json_decref(data);
 		}
 	}
-	return o;
+	return in_qemu_key_order(o);
 }
 
 static void print_value(const json_t *v)
