@@ -939,16 +939,26 @@ static int qcow2_change_backing(struct bdev *bs, const char *file, const char *f
 	return ret;
 }
 
+/* qemu-img 7.2's format-specific data, in its order: v2 images have no
+ * feature bits to show; v3 images list their bitmaps after the lazy
+ * refcounts flag. The dirty bit is reported as it is on disk (a
+ * read-only open never repairs nor clears it): "dirty-flag" is the
+ * image's own flag, not a format-specific field. Only zlib images open
+ * (compression_type zstd is refused at open), so that is the type. */
 static int qcow2_info(struct bdev *bs, const struct block_info_writer *w)
 {
 	struct qcow2 *s = bs->opaque;
 	int ret;
 
+	w->flag(w->opaque, "dirty-flag", !!(s->incompat & QCOW2_INCOMPAT_DIRTY));
 	w->str(w->opaque, "compat", s->version >= 3 ? "1.1" : "0.10");
-	if (s->version >= 3)
-		w->str(w->opaque, "compression type", "zlib");
+	w->str(w->opaque, "compression type", "zlib");
+	if (s->version < 3) {
+		w->num(w->opaque, "refcount bits", s->refcount_bits);
+		return 0;
+	}
 	w->flag(w->opaque, "lazy refcounts", !!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS));
-	ret = qcow2_bitmaps_info(s, w);		/* qemu-img lists them here */
+	ret = qcow2_bitmaps_info(s, w);
 	w->num(w->opaque, "refcount bits", s->refcount_bits);
 	w->flag(w->opaque, "corrupt", !!(s->incompat & QCOW2_INCOMPAT_CORRUPT));
 	w->flag(w->opaque, "extended l2", s->extended_l2);

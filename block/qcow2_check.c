@@ -2,8 +2,9 @@
  * every reference to every host cluster (header, L1/L2 tables and data of
  * the active state and of each snapshot, snapshot table, refcount
  * structures), compare with the stored refcounts, fix leaks (-r leaks) and
- * errors (-r all; rebuilding the refcount structure when blocks are
- * missing), and check the COPIED flags of the active tables. */
+ * errors (-r all; rebuilding the refcount structure where qemu-img would
+ * place it when refcounts are missing), and check the COPIED flags of the
+ * active tables. Messages, counts and exit paths follow qemu-img 7.2. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -17,8 +18,7 @@
 struct counts {
 	uint32_t *refs;
 	uint32_t *l2visits;	/* per cluster: how many L1 entries point at it */
-	uint64_t nb;
-	uint64_t highest;	/* highest referenced cluster + 1 */
+	uint64_t nb;		/* clusters in the image file */
 };
 
 static void rep(FILE *report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -51,8 +51,6 @@ static void inc_range(struct counts *c, struct block_check_result *res, FILE *re
 		}
 		c->refs[k] = c->refs[k] + times > UINT32_MAX ? UINT32_MAX :
 			     (uint32_t)(c->refs[k] + times);
-		if (k + 1 > c->highest)
-			c->highest = k + 1;
 	}
 }
 
@@ -144,8 +142,6 @@ static int read_l1_table(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **o
 	return 0;
 }
 
-/* Count every reference; with_refcount_structs false leaves out the
- * refcount table and blocks (for a rebuild). */
 struct bm_ref_ctx {
 	struct qcow2 *s;
 	struct counts *c;
@@ -178,8 +174,10 @@ static void count_bitmaps(struct qcow2 *s, struct counts *c, struct block_check_
 	}
 }
 
+/* Count every reference: header, tables and data of the active state and
+ * the snapshots, bitmaps, and the refcount table and blocks. */
 static int count_all(struct qcow2 *s, struct counts *c, struct block_check_result *res,
-		     FILE *report, bool with_refcount_structs)
+		     FILE *report)
 {
 	uint64_t cs = s->cluster_size, walked = 0, *tab;
 	uint64_t *active_set = NULL;
@@ -187,7 +185,6 @@ static int count_all(struct qcow2 *s, struct counts *c, struct block_check_resul
 
 	memset(c->refs, 0, c->nb * sizeof(*c->refs));
 	memset(c->l2visits, 0, c->nb * sizeof(*c->l2visits));
-	c->highest = 0;
 	inc_range(c, res, report, 0, cs, s->cluster_bits, 1);
 	inc_range(c, res, report, s->l1_offset, (uint64_t)s->l1_size * 8, s->cluster_bits, 1);
 	count_l1(s, c, res, report, s->l1, s->l1_size);
@@ -241,8 +238,6 @@ static int count_all(struct qcow2 *s, struct counts *c, struct block_check_resul
 	}
 	free(tab);
 	free(active_set);
-	if (!with_refcount_structs)
-		return ret;
 	inc_range(c, res, report, s->rt_offset, (uint64_t)s->rt_clusters * cs, s->cluster_bits,
 		  1);
 	for (uint64_t g = 0; g < s->rt_entries; g++) {
@@ -266,81 +261,191 @@ static int count_all(struct qcow2 *s, struct counts *c, struct block_check_resul
 	return ret;
 }
 
-/* Write a fresh refcount table and blocks past the end of the file from
- * the counted references, then switch the header to them. */
-static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
+/* Grow the counters to nb clusters, the new ones without references. */
+static int counts_grow(struct counts *c, uint64_t nb)
 {
-	uint64_t cs = s->cluster_size, per_blk = 1ull << s->rb_bits;
-	uint64_t p = c->nb, ngroups = 0, tclusters = 0, end;
-	uint64_t *tab = NULL, *nrt = NULL;
-	uint8_t *blk = NULL;
+	uint32_t *refs, *visits;
+
+	if (nb <= c->nb)
+		return 0;
+	if (nb > CHECK_MAX_CLUSTERS)
+		return -EFBIG;
+	refs = realloc(c->refs, nb * sizeof(*refs));
+	if (!refs)
+		return -ENOMEM;
+	c->refs = refs;
+	visits = realloc(c->l2visits, nb * sizeof(*visits));
+	if (!visits)
+		return -ENOMEM;
+	c->l2visits = visits;
+	memset(c->refs + c->nb, 0, (nb - c->nb) * sizeof(*refs));
+	memset(c->l2visits + c->nb, 0, (nb - c->nb) * sizeof(*visits));
+	c->nb = nb;
+	return 0;
+}
+
+/* The refcount table a rebuild writes, host-endian. */
+struct new_reftable {
+	uint64_t *rt;
+	uint64_t entries;	/* whole clusters of entries */
+};
+
+/* First fit of n clusters without references at or after *first_free (as
+ * qemu's rebuild allocates: holes first, else at the end of the file),
+ * counted as used; the cluster index or a negative errno. */
+static int64_t alloc_counted(struct counts *c, uint64_t n, uint64_t *first_free)
+{
+	uint64_t k = *first_free, run = 0;
+	bool first_gap = true;
+	int ret;
+
+	for (; k < c->nb && run < n; k++) {
+		if (c->refs[k]) {
+			run = 0;
+			continue;
+		}
+		run++;
+		if (first_gap) {
+			*first_free = k;
+			first_gap = false;
+		}
+	}
+	if (run < n) {
+		ret = counts_grow(c, k + n - run);
+		if (ret < 0)
+			return ret;
+	}
+	k -= run;
+	for (uint64_t i = 0; i < n; i++)
+		c->refs[k + i] = 1;
+	return (int64_t)k;
+}
+
+/* Make room for reftable entry g (whole clusters of entries). */
+static int reftable_grow(struct qcow2 *s, struct new_reftable *t, uint64_t g)
+{
+	uint64_t n = qc_align_up((g + 1) * 8, s->cluster_size) / 8;
+	uint64_t *rt;
+
+	if (n * 8 > QCOW2_MAX_RT_BYTES)
+		return -EFBIG;
+	rt = realloc(t->rt, n * 8);
+	if (!rt)
+		return -ENOMEM;
+	memset(rt + t->entries, 0, (n - t->entries) * 8);
+	t->rt = rt;
+	t->entries = n;
+	return 0;
+}
+
+/* Write the refcount block of every group with a referenced cluster in
+ * [from, end), allocating the blocks not yet placed; 1 when the table
+ * had to grow, 0 when not, or a negative errno. */
+static int write_refblocks(struct qcow2 *s, struct counts *c, struct new_reftable *t,
+			   uint64_t from, uint64_t end, uint8_t *blk)
+{
+	uint64_t per_blk = 1ull << s->rb_bits, first_free = 0;
+	int grown = 0, ret;
+
+	for (uint64_t k = from; k < end; k++) {
+		uint64_t g = k >> s->rb_bits, start = g << s->rb_bits;
+
+		if (k >= c->nb || !c->refs[k])
+			continue;
+		if (g >= t->entries || !t->rt[g]) {
+			int64_t cl;
+
+			if (first_free < start)	/* not in a block already written */
+				first_free = start;
+			cl = alloc_counted(c, 1, &first_free);
+			if (cl < 0)
+				return (int)cl;
+			if ((uint64_t)cl >= end)	/* its own refcount must be written */
+				end = (uint64_t)cl + 1;
+			if (g >= t->entries) {
+				ret = reftable_grow(s, t, g);
+				if (ret < 0)
+					return ret;
+				grown = 1;
+			}
+			t->rt[g] = (uint64_t)cl << s->cluster_bits;
+		}
+		memset(blk, 0, s->cluster_size);
+		for (uint64_t i = 0; i < per_blk && start + i < c->nb; i++) {
+			uint64_t v = c->refs[start + i];
+			if (v)
+				qcow2_rb_set(s, blk, i, v > s->refcount_max ? s->refcount_max : v);
+		}
+		if (bfile_pwrite(s->file, t->rt[g], blk, s->cluster_size) < 0)
+			return -EIO;
+		k = start + per_blk - 1;
+	}
+	return grown;
+}
+
+/* Write the new table and switch the header and the open state to it. */
+static int install_reftable(struct qcow2 *s, struct new_reftable *t, uint64_t table_cl)
+{
+	uint64_t bytes = t->entries * 8, off = table_cl << s->cluster_bits;
+	uint8_t *be = qcow2_alloc_aligned(bytes, false), h[12];
 	int ret = 0;
 
-	for (;;) {
-		end = p + ngroups + tclusters;
-		uint64_t ng = (end + per_blk - 1) / per_blk;
-		uint64_t tc = qc_align_up(ng * 8, cs) / cs;
-		if (ng == ngroups && tc == tclusters)
-			break;
-		ngroups = ng;
-		tclusters = tc;
-	}
-	if (tclusters * cs > QCOW2_MAX_RT_BYTES)
-		return -EFBIG;
-	tab = calloc(tclusters, cs);
-	nrt = calloc(tclusters, cs);
-	blk = malloc(cs);
-	if (!tab || !nrt || !blk) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (uint64_t g = 0; g < ngroups; g++) {
-		uint64_t boff = (p + g) * cs;
-		memset(blk, 0, cs);
-		for (uint64_t i = 0; i < per_blk; i++) {
-			uint64_t k = g * per_blk + i, v = 0;
-			if (k < c->nb)
-				v = c->refs[k];
-			else if (k < end)
-				v = 1;		/* the new structures */
-			if (v > s->refcount_max)
-				v = s->refcount_max;
-			if (v)
-				qcow2_rb_set(s, blk, i, v);
-		}
-		if (bfile_pwrite(s->file, boff, blk, cs) < 0) {
-			ret = -EIO;
-			goto out;
-		}
-		nrt[g] = boff;
-		st_be64((uint8_t *)&tab[g], boff);
-	}
-	if (bfile_pwrite(s->file, (p + ngroups) * cs, tab, tclusters * cs) < 0 ||
-	    qcow2_sync(s) < 0) {
+	if (!be)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < t->entries; i++)
+		st_be64(be + i * 8, t->rt[i]);
+	if (bfile_pwrite(s->file, off, be, bytes) < 0 || qcow2_sync(s) < 0)
 		ret = -EIO;
-		goto out;
-	}
-	{
-		uint8_t h[12];
-		st_be64(h, (p + ngroups) * cs);
-		st_be32(h + 8, (uint32_t)tclusters);
-		if (qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 ||
-		    qcow2_sync(s) < 0) {
-			ret = -EIO;
-			goto out;
-		}
-	}
+	free(be);
+	if (ret < 0)
+		return ret;
+	st_be64(h, off);
+	st_be32(h + 8, (uint32_t)(bytes / s->cluster_size));
+	if (qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 || qcow2_sync(s) < 0)
+		return -EIO;
 	free(s->rt);
-	s->rt = nrt;
-	nrt = NULL;
-	s->rt_offset = (p + ngroups) * cs;
-	s->rt_clusters = (uint32_t)tclusters;
-	s->rt_entries = tclusters * cs / 8;
+	s->rt = t->rt;
+	t->rt = NULL;
+	s->rt_offset = off;
+	s->rt_clusters = (uint32_t)(bytes / s->cluster_size);
+	s->rt_entries = t->entries;
 	s->free_hint = 0;
 	qcow2_rb_cache_drop(s);
-out:
-	free(tab);
-	free(nrt);
+	return 0;
+}
+
+/* Write a new refcount structure from the counted references (the old
+ * structure included: it is freed as a leak afterwards), placed as qemu
+ * places it: each refcount block in the first unreferenced cluster of its
+ * group or after, the table in the first free run, the blocks that count
+ * the table written again until the table stops growing. */
+static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
+{
+	struct new_reftable t = { NULL, 0 };
+	uint64_t table_first_free = 0, table_cl = 0, table_n = 0;
+	uint8_t *blk = qcow2_alloc_aligned(s->cluster_size, false);
+	int grown, ret = 0;
+
+	if (!blk)
+		return -ENOMEM;
+	qcow2_rb_cache_drop(s);		/* the blocks to come replace the cached ones */
+	grown = write_refblocks(s, c, &t, 0, c->nb, blk);
+	while (grown > 0) {
+		int64_t cl;
+
+		for (uint64_t i = 0; i < table_n; i++)	/* too small: give it back */
+			c->refs[table_cl + i] = 0;
+		table_n = t.entries * 8 / s->cluster_size;
+		cl = alloc_counted(c, table_n, &table_first_free);
+		if (cl < 0) {
+			grown = (int)cl;
+			break;
+		}
+		table_cl = (uint64_t)cl;
+		grown = write_refblocks(s, c, &t, table_cl, table_cl + table_n, blk);
+	}
+	ret = grown < 0 ? grown : install_reftable(s, &t, table_cl);
+	free(t.rt);
 	free(blk);
 	return ret;
 }
@@ -417,11 +522,150 @@ static int check_copied(struct qcow2 *s, struct block_check_result *res, FILE *r
 	return ret;
 }
 
+/* A cluster a repair freed is discarded (reads as zeroes), as qemu does. */
+static void discard_freed(struct qcow2 *s, uint64_t k)
+{
+	if (s->comp_next && (s->comp_next >> s->cluster_bits) == k)
+		s->comp_next = 0;
+	bfile_discard(s->file, k << s->cluster_bits, s->cluster_size);
+}
+
+/* Compare the stored refcounts with the counted references, as qemu's
+ * compare_refcounts(): a mismatch is repaired when fix allows it, except a
+ * stored refcount of 0 where references exist, which needs a rebuild of
+ * the refcount structure (*rebuild). *end_cluster is one past the highest
+ * cluster with a stored refcount or a reference (the image end offset). */
+static void compare_refcounts(struct qcow2 *s, const struct counts *c, enum block_repair fix,
+			      struct block_check_result *res, FILE *report, bool *rebuild,
+			      uint64_t *end_cluster)
+{
+	uint64_t per_blk = 1ull << s->rb_bits, cs = s->cluster_size;
+
+	*end_cluster = 0;
+	for (uint64_t k = 0; k < c->nb; k++) {
+		uint64_t rc, want = c->refs[k];
+		bool leak, do_fix;
+
+		int err = qcow2_get_refcount(s, k, &rc);
+
+		if (err < 0) {
+			rep(report, "Can't get refcount for cluster %llu: %s\n",
+			    (unsigned long long)k, strerror(-err));
+			res->check_errors++;
+			continue;
+		}
+		if (rc || want)
+			*end_cluster = k + 1;
+		if (rc == want)
+			continue;
+		leak = rc > want;
+		if (rc == 0)
+			*rebuild = true;
+		do_fix = rc && (leak ? (fix & BLOCK_REPAIR_LEAKS) : fix == BLOCK_REPAIR_ALL);
+		rep(report, "%s cluster %llu refcount=%llu reference=%llu\n",
+		    do_fix ? "Repairing" : leak ? "Leaked" : "ERROR", (unsigned long long)k,
+		    (unsigned long long)rc, (unsigned long long)want);
+		if (do_fix && qcow2_set_refcount(s, k, want) == 0) {
+			if (!want)
+				discard_freed(s, k);
+			if (leak)
+				res->leaks_fixed++;
+			else
+				res->corruptions_fixed++;
+			continue;
+		}
+		if (leak)
+			res->leaks++;
+		else
+			res->corruptions++;
+	}
+	/* refcounts stored for clusters past the end of the file */
+	for (uint64_t g = 0; g < s->rt_entries; g++) {
+		uint64_t off = s->rt[g] & REFT_OFFSET_MASK;
+		if (!off || (off & (cs - 1)) || ((g + 1) * per_blk <= c->nb))
+			continue;
+		for (uint64_t k = g * per_blk > c->nb ? g * per_blk : c->nb;
+		     k < (g + 1) * per_blk; k++) {
+			uint64_t rc;
+			if (qcow2_get_refcount(s, k, &rc) < 0 || !rc)
+				continue;
+			bool do_fix = fix & BLOCK_REPAIR_LEAKS;
+			rep(report, "%s cluster %llu refcount=%llu reference=0\n",
+			    do_fix ? "Repairing" : "Leaked", (unsigned long long)k,
+			    (unsigned long long)rc);
+			if (do_fix && qcow2_set_refcount(s, k, 0) == 0)
+				res->leaks_fixed++;
+			else
+				res->leaks++;
+		}
+	}
+}
+
+/* Size the counters for the image file as it is now (it grew). */
+static int counts_resize(struct qcow2 *s, struct counts *c)
+{
+	int64_t fsize = bfile_size(s->file);
+
+	if (fsize < 0)
+		return -EIO;
+	return counts_grow(c, qc_align_up((uint64_t)fsize, s->cluster_size) >> s->cluster_bits);
+}
+
+/* -r all with clusters missing a refcount: write a new refcount structure
+ * from the counted references (the old structure counted, so it shows up
+ * as leaked and repaired next, as in qemu-img), recount, repair the leaks,
+ * and account what the rebuild fixed as qemu does. */
+static int rebuild_and_recount(struct qcow2 *s, struct counts *c,
+			       struct block_check_result *res, FILE *report,
+			       uint64_t *end_cluster)
+{
+	struct block_check_result old = *res, leak_res;
+	uint64_t fresh_leaks;
+	bool still_broken = false;
+	int ret;
+
+	rep(report, "Rebuilding refcount structure\n");
+	ret = rebuild_refcounts(s, c);
+	if (ret == 0)
+		ret = counts_resize(s, c);
+	if (ret < 0) {
+		rep(report, "ERROR: refcount rebuild failed: %s\n", strerror(-ret));
+		res->check_errors++;
+		return ret;
+	}
+	res->corruptions = res->leaks = 0;
+	ret = count_all(s, c, res, report);
+	/* the walk's allocation statistics once, from the first count */
+	res->allocated_clusters = old.allocated_clusters;
+	res->fragmented_clusters = old.fragmented_clusters;
+	res->compressed_clusters = old.compressed_clusters;
+	if (ret < 0)
+		return ret;
+	memset(&leak_res, 0, sizeof(leak_res));
+	compare_refcounts(s, c, BLOCK_REPAIR_LEAKS, &leak_res, report, &still_broken,
+			  end_cluster);
+	if (still_broken)
+		rep(report, "ERROR rebuilt refcount structure is still broken\n");
+	fresh_leaks = leak_res.leaks;
+	if (res->corruptions < old.corruptions)
+		res->corruptions_fixed += old.corruptions - res->corruptions;
+	if (res->leaks < old.leaks)
+		res->leaks_fixed += old.leaks - res->leaks;
+	res->leaks += fresh_leaks;
+	return 0;
+}
+
+/* qemu-img check semantics (qcow2_check_refcounts): count every
+ * reference, report each mismatch (ERROR / Leaked), then repair: a
+ * rebuild with -r all when refcounts are missing (refused with -r leaks:
+ * -EIO), else the same comparison again with repairs ("Repairing").
+ * Last, the COPIED flags of the active tables. */
 int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_result *res,
 		    FILE *report)
 {
 	int64_t fsize = bfile_size(s->file);
-	uint64_t cs = s->cluster_size, per_blk = 1ull << s->rb_bits;
+	uint64_t cs = s->cluster_size, end_cluster = 0;
+	struct block_check_result pre;
 	struct counts c = { 0 };
 	bool rebuild = false, can_write = !s->read_only;
 	int ret;
@@ -446,84 +690,31 @@ int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_r
 		goto out;
 	}
 	res->total_clusters = qc_align_up(s->bs->size, cs) >> s->cluster_bits;
-	ret = count_all(s, &c, res, report, true);
+	ret = count_all(s, &c, res, report);
 	if (ret < 0)
 		goto out;
-	res->image_end_offset = c.highest * cs;
-
-	/* compare with the stored refcounts */
-	for (uint64_t k = 0; k < c.nb; k++) {
-		uint64_t rc, want = c.refs[k];
-		if (qcow2_get_refcount(s, k, &rc) < 0) {
-			rep(report, "ERROR: cannot get refcount of cluster %llu\n",
-			    (unsigned long long)k);
-			res->check_errors++;
-			continue;
-		}
-		if (rc == want)
-			continue;
-		if (rc == 0) {
-			rebuild = true;
-			rep(report, "%s cluster %llu refcount=%llu reference=%llu\n",
-			    fix == BLOCK_REPAIR_ALL ? "Repairing" : "ERROR",
-			    (unsigned long long)k, (unsigned long long)rc,
-			    (unsigned long long)want);
-			if (fix != BLOCK_REPAIR_ALL)
-				res->corruptions++;
-			else
-				res->corruptions_fixed++;
-			continue;
-		}
-		bool leak = rc > want;
-		bool do_fix = leak ? (fix & BLOCK_REPAIR_LEAKS) : fix == BLOCK_REPAIR_ALL;
-		rep(report, "%s cluster %llu refcount=%llu reference=%llu\n",
-		    do_fix ? "Repairing" : leak ? "Leaked" : "ERROR", (unsigned long long)k,
-		    (unsigned long long)rc, (unsigned long long)want);
-		if (do_fix && qcow2_set_refcount(s, k, want) == 0) {
-			if (leak)
-				res->leaks_fixed++;
-			else
-				res->corruptions_fixed++;
-			continue;
-		}
-		if (leak)
-			res->leaks++;
-		else
-			res->corruptions++;
-	}
-	/* refcounts stored for clusters past the end of the file */
-	for (uint64_t g = 0; g < s->rt_entries; g++) {
-		uint64_t off = s->rt[g] & REFT_OFFSET_MASK;
-		if (!off || (off & (cs - 1)) || ((g + 1) * per_blk <= c.nb))
-			continue;
-		for (uint64_t k = g * per_blk > c.nb ? g * per_blk : c.nb;
-		     k < (g + 1) * per_blk; k++) {
-			uint64_t rc;
-			if (qcow2_get_refcount(s, k, &rc) < 0 || !rc)
-				continue;
-			bool do_fix = fix & BLOCK_REPAIR_LEAKS;
-			rep(report, "%s cluster %llu refcount=%llu reference=0\n",
-			    do_fix ? "Repairing" : "Leaked", (unsigned long long)k,
-			    (unsigned long long)rc);
-			if (do_fix && qcow2_set_refcount(s, k, 0) == 0)
-				res->leaks_fixed++;
-			else
-				res->leaks++;
-		}
-	}
-	if (rebuild && fix == BLOCK_REPAIR_ALL) {
-		struct block_check_result scratch;
-		memset(&scratch, 0, sizeof(scratch));
-		rep(report, "Rebuilding refcount structure\n");
-		ret = count_all(s, &c, &scratch, NULL, false);
-		if (ret == 0)
-			ret = rebuild_refcounts(s, &c);
-		if (ret < 0) {
-			rep(report, "ERROR: refcount rebuild failed: %s\n", strerror(-ret));
-			res->check_errors++;
+	pre = *res;
+	compare_refcounts(s, &c, BLOCK_REPAIR_NONE, res, report, &rebuild, &end_cluster);
+	if (rebuild && fix == BLOCK_REPAIR_ALL && res->check_errors) {
+		/* a cluster the walk could not see would look free to the rebuild */
+		rep(report, "ERROR cannot rebuild the refcount structure: the image could not "
+		    "be read completely\n");
+		ret = -EIO;
+		goto out;
+	} else if (rebuild && fix == BLOCK_REPAIR_ALL) {
+		ret = rebuild_and_recount(s, &c, res, report, &end_cluster);
+		if (ret < 0)
 			goto out;
-		}
+	} else if (fix && rebuild) {
+		rep(report, "ERROR need to rebuild refcount structures\n");
+		res->check_errors++;
+		ret = -EIO;
+		goto out;
+	} else if (fix && (res->leaks || res->corruptions)) {
+		*res = pre;
+		compare_refcounts(s, &c, fix, res, report, &rebuild, &end_cluster);
 	}
+	res->image_end_offset = end_cluster * cs;
 	ret = check_copied(s, res, report, fix == BLOCK_REPAIR_ALL);
 	if (ret == 0 && fix && can_write)
 		ret = qcow2_sync(s) < 0 ? -EIO : 0;
@@ -541,7 +732,7 @@ int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_resul
 
 	if (ret < 0)
 		return ret;
-	if (fix == BLOCK_REPAIR_ALL && !s->read_only && !res->corruptions && !res->check_errors) {
+	if (fix != BLOCK_REPAIR_NONE && !s->read_only && !res->corruptions && !res->check_errors) {
 		s->broken = false;
 		if (s->incompat & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY)) {
 			uint8_t b[8];

@@ -865,6 +865,100 @@ static void test_info_and_extended_l2(void **state)
 	assert_int_equal(sh("%s readcheck %s %s", self_exe, x, xr), 0);
 }
 
+/* Format-specific info exactly as qemu-img 7.2 lists it (v2: no feature
+ * flags), with the dirty bit as it is on disk: a read-only open neither
+ * repairs nor clears it. */
+static void assert_info(const char *img, const char *expect)
+{
+	struct info_cap cap = { "" };
+	struct block_info_writer w = { cap_str, cap_num, cap_flag, &cap };
+	struct bdev *bs = open_img(img, true);
+
+	assert_int_equal(bs->fmt->info(bs, &w), 0);
+	bdev_close(bs);
+	if (strcmp(cap.text, expect))
+		fprintf(stderr, "info: %s\nexpected: %s\n", cap.text, expect);
+	assert_string_equal(cap.text, expect);
+}
+
+static void test_info_v2_v3_dirty(void **state)
+{
+	const char *v2 = tpath("i2.qcow2"), *v3 = tpath("i3.qcow2");
+	uint8_t b[8];
+
+	assert_int_equal(create_img(v2, 1 << 20, 0, "0.10", 0, false, NULL, NULL), 0);
+	assert_info(v2, "dirty-flag=false;compat=0.10;compression type=zlib;refcount bits=16;");
+	assert_int_equal(create_img(v3, 1 << 20, 0, "1.1", 0, true, NULL, NULL), 0);
+	assert_info(v3, "dirty-flag=false;compat=1.1;compression type=zlib;lazy refcounts=true;"
+		    "refcount bits=16;corrupt=false;extended l2=false;");
+	st_be64(b, QCOW2_INCOMPAT_DIRTY);
+	patch(v3, QH_INCOMPAT, b, 8);
+	assert_info(v3, "dirty-flag=true;compat=1.1;compression type=zlib;lazy refcounts=true;"
+		    "refcount bits=16;corrupt=false;extended l2=false;");
+	assert_int_equal(header_u64(v3, QH_INCOMPAT), QCOW2_INCOMPAT_DIRTY);
+	assert_int_equal(sh("qemu-img info --output=json %s | grep -q '\"dirty-flag\": true'", v3),
+			 0);
+}
+
+/* Check as qemu-img: a cluster in use whose refcount is 0 needs a rebuild
+ * of the refcount structure, which -r leaks refuses (-EIO, one check
+ * error) and -r all does (the old structure then leaks and is freed, not
+ * counted); leaked clusters count towards the image end offset; a repair
+ * that leaves no corruption clears the dirty bit. */
+static void test_check_rebuild_as_qemu(void **state)
+{
+	const char *img = tpath("rb.qcow2");
+	struct block_open_opts o = { .format = "qcow2", .for_check = true };
+	struct block_check_result r;
+	uint8_t buf[4096], rd[4096], b[8];
+	struct bdev *bs;
+	struct qcow2 *s;
+	int64_t leak;
+	uint64_t data;
+
+	assert_int_equal(create_img(img, 1 << 20, 4096, "1.1", 0, true, NULL, NULL), 0);
+	bs = open_img(img, false);
+	fill(buf, sizeof(buf), 9);
+	assert_int_equal(bdev_pwrite(bs, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(bdev_flush(bs), 0);
+	s = bs->opaque;
+	leak = qcow2_alloc_clusters(s, 1);		/* the last cluster, leaked */
+	assert_true(leak > 0);
+	assert_int_equal(bfile_pwrite(bs->file, (uint64_t)leak, buf, sizeof(buf)), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(bs->fmt->check(bs, BLOCK_REPAIR_NONE, &r, NULL), 0);
+	assert_int_equal(r.leaks, 1);
+	assert_int_equal(r.image_end_offset, (uint64_t)leak + 4096);
+	data = s->l1[0] & L1E_OFFSET_MASK;		/* the L2 table: refcount 0 */
+	assert_int_equal(qcow2_set_refcount(s, data >> s->cluster_bits, 0), 0);
+	bdev_close(bs);
+	st_be64(b, QCOW2_INCOMPAT_DIRTY);		/* as a crash would leave it */
+	patch(img, QH_INCOMPAT, b, 8);
+	assert_int_equal(sh("qemu-img check -q %s >/dev/null 2>&1", img), 2);
+	assert_int_equal(sh("cp %s %s.q && qemu-img check -q -r leaks %s.q >/dev/null 2>&1",
+			    img, img, img), 1);
+	assert_int_equal(bdev_open(img, &o, &bs, errbuf, sizeof(errbuf)), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(bs->fmt->check(bs, BLOCK_REPAIR_LEAKS, &r, NULL), -EIO);
+	assert_int_equal(r.check_errors, 1);
+	assert_int_equal(r.leaks_fixed, 0);
+	bdev_close(bs);
+	assert_int_equal(header_u64(img, QH_INCOMPAT), QCOW2_INCOMPAT_DIRTY);
+	assert_int_equal(bdev_open(img, &o, &bs, errbuf, sizeof(errbuf)), 0);
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(bs->fmt->check(bs, BLOCK_REPAIR_ALL, &r, NULL), 0);
+	assert_int_equal(r.corruptions + r.leaks + r.check_errors, 0);
+	assert_true(r.corruptions_fixed >= 1);
+	assert_int_equal(r.leaks_fixed, 1);		/* the leak, not the old structure */
+	bdev_close(bs);
+	assert_int_equal(header_u64(img, QH_INCOMPAT), 0);
+	assert_int_equal(sh("qemu-img check -q %s", img), 0);
+	bs = open_img(img, true);
+	assert_int_equal(bdev_pread(bs, 0, rd, sizeof(rd)), 0);
+	assert_memory_equal(rd, buf, sizeof(buf));
+	bdev_close(bs);
+}
+
 /* Extended L2 images (qemu-img create -o extended_l2=on) take writes: a
  * small write allocates the cluster and marks only the subclusters it
  * covers (the rest keeps reading the backing file), zeroes and discards
@@ -1352,6 +1446,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_small_l2_cache_and_map),
 		cmocka_unit_test(test_truncate_backing_info_prealloc),
 		cmocka_unit_test(test_info_and_extended_l2),
+		cmocka_unit_test(test_info_v2_v3_dirty),
+		cmocka_unit_test(test_check_rebuild_as_qemu),
 		cmocka_unit_test(test_extended_l2_writes),
 		cmocka_unit_test(test_extended_l2_prealloc),
 		cmocka_unit_test(test_dirty_bitmaps),
