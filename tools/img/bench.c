@@ -2,7 +2,8 @@
  * advancing by -S, -d requests in flight through the asynchronous block
  * API), plus a minikvm extension -r/--random: uniformly random offsets
  * aligned to the buffer size. Like qemu-img, one thread submits and runs
- * the completions (the image is opened with polled completions). */
+ * the completions (the image is opened with polled completions), and
+ * every request uses the same data buffer (see shared_buffer). */
 #include "tools/img/img.h"
 
 struct bench {
@@ -107,6 +108,24 @@ static void run(struct bench *b)
 	drain(b);
 }
 
+/* The one page-aligned buffer every request writes from or reads into,
+ * filled with the pattern. qemu-img bench allocates depth buffers but
+ * passes the first one's iovec to every request, so its requests copy from
+ * and to one cache-hot buffer; depth distinct buffers made the same page
+ * cache copies 3-7% slower (1 MiB requests at depth 8 cycle 8 MiB through
+ * the CPU caches instead of 1). Same bytes, same system calls:
+ * the data of concurrent reads is never looked at, and every write sends
+ * the pattern either way. */
+static uint8_t *shared_buffer(uint64_t size, int pattern)
+{
+	size_t alloc = (size_t)(size + 4095) / 4096 * 4096;
+	uint8_t *buf = aligned_alloc(4096, alloc);
+
+	if (buf)
+		memset(buf, pattern, alloc);
+	return buf;
+}
+
 static int parse_num(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
 	if (img_parse_uint(s, min, max, out)) {
@@ -129,8 +148,7 @@ int cmd_bench(int argc, char **argv)
 	struct bench b = { .count = 75000, .depth = 64, .bufsize = 4096, .rng = 0x9e3779b97f4a7c15ULL };
 	struct block_open_opts oo = { .cache = BLOCK_CACHE_WRITEBACK, .poll_completions = true };
 	struct bench_req *reqs = NULL;
-	uint8_t *bufs = NULL;
-	uint64_t stride;
+	uint8_t *buf = NULL;
 	uint64_t pattern = 0;
 	bool quiet = false, step_set = false;
 	double t0, t;
@@ -230,18 +248,15 @@ int cmd_bench(int argc, char **argv)
 		img_err("bench: out of memory");
 		goto out;
 	}
-	/* One block of page-aligned buffers, as qemu-img allocates them. */
-	stride = (b.bufsize + 4095) / 4096 * 4096;
-	bufs = aligned_alloc(4096, stride * b.depth);
-	if (!bufs) {
+	buf = shared_buffer(b.bufsize, (int)pattern);
+	if (!buf) {
 		img_err("bench: out of memory");
 		goto out;
 	}
-	memset(bufs, (int)pattern, stride * b.depth);
 	for (uint64_t i = b.depth; i-- > 0;) {
 		reqs[i].b = &b;
 		reqs[i].iov.iov_len = b.bufsize;
-		reqs[i].iov.iov_base = bufs + i * stride;
+		reqs[i].iov.iov_base = buf;
 		reqs[i].next_free = free_list;
 		free_list = &reqs[i];
 	}
@@ -272,7 +287,7 @@ int cmd_bench(int argc, char **argv)
 		printf("Run completed in %.3f seconds.\n", t);
 	rc = 0;
 out:
-	free(bufs);
+	free(buf);
 	free(reqs);
 	bdev_close(b.bs);
 	return rc;
