@@ -11,8 +11,13 @@ same machine, same run.
     installed here) are listed separately.
   - sequential throughput with 1 MiB requests, depth 8;
   - convert wall time qcow2->raw, raw->qcow2 and raw->qcow2 -c.
-Each figure is the best of two runs, the tools interleaved. Prints one
-table: metric, minikvm-img, qemu-img, ratio (>1: minikvm-img better). Files are 256 MiB; the whole run stays under about 5 minutes.
+Each figure is the median of the runs (3, 1 with --quick), the tools
+interleaved; which tool goes first alternates from round to round (and
+row to row), and before a row that goes through the page cache of a disk
+file the file is read once, untimed, so no tool starts on a cache the
+previous row's O_DIRECT writes emptied while the other finds it warm.
+Prints one table: metric, minikvm-img, qemu-img, ratio (>1: minikvm-img
+better). Files are 256 MiB; the whole run stays under about 5 minutes.
 Usage: tests/bench/img.py [--quick]"""
 import argparse, json, os, re, shutil, subprocess, sys, time
 
@@ -71,13 +76,38 @@ def fmt(v):
     return "%.0f" % v if v >= 100 else "%.2f" % v
 
 
-def median_of(run, tools, reps):
-    """Interleave the tools (ours, qemu, ours, qemu, ...) and keep each
-    tool's median time: the machine is shared and noisy."""
+def warm_page_cache(paths, cache):
+    """Untimed: read disk files a row reads through the page cache (not
+    cache=none, not tmpfs) so every tool starts warm. Returns None when
+    there is nothing to warm, for median_of."""
+    paths = [p for p in paths if cache != "none" and not p.startswith("/dev/shm/")]
+    if not paths:
+        return None
+
+    def warm():
+        buf = bytearray(4 << 20)
+        for path in paths:
+            with open(path, "rb", buffering=0) as f:
+                while f.readinto(buf):
+                    pass
+    return warm
+
+
+ROUNDS_RUN = [0]    # across rows: which tool goes first alternates
+
+
+def median_of(run, tools, reps, warm=None):
+    """Interleave the tools, alternating which one goes first each round,
+    after warm() (untimed) when given, and keep each tool's median time:
+    the machine is shared and noisy."""
     times = {t: [] for t in tools}
     failed = set()
+    if warm:
+        warm()
     for _ in range(reps):
-        for tool in tools:
+        order = tuple(tools) if ROUNDS_RUN[0] % 2 == 0 else tuple(reversed(tools))
+        ROUNDS_RUN[0] += 1
+        for tool in order:
             if tool in failed:
                 continue
             try:
@@ -111,7 +141,8 @@ def fio_secs(path, rw, bs, depth, engine, direct, count):
 def iops_pair(label, path, fmtname, cache, engine, depth, write, count, extra=()):
     args = ["-f", fmtname, "-t", cache, "-i", engine, "-d", str(depth), "-c", str(count),
             "-s", "4096"] + list(extra) + (["-w"] if write else [])
-    secs = median_of(lambda tool: bench_secs(tool, args, path), (OURS, "qemu-img"), REPS)
+    secs = median_of(lambda tool: bench_secs(tool, args, path), (OURS, "qemu-img"), REPS,
+                     warm_page_cache([path], cache))
     add(label, *[count / t if t else None for t in secs], "IOPS")
 
 
@@ -127,7 +158,7 @@ def fio_pair(label, path, cache, engine, depth, write, count, bs=4096, rnd=False
         if tool == "fio":
             return fio_secs(path, rw, bs, depth, engine, direct, count)
         return bench_secs(OURS, args, path)
-    secs = median_of(run, (OURS, "fio"), REPS)
+    secs = median_of(run, (OURS, "fio"), REPS, warm_page_cache([path], cache))
     scale, unit = (bs / 1048576.0, "MiB/s") if bs >= 1048576 else (1, "IOPS")
     add(label + " vs fio", *[count * scale / t if t else None for t in secs], unit)
 
@@ -194,7 +225,8 @@ def main():
                 rargs = ["-t", "writeback", "-i", "io_uring", "-d", str(depth), "-c", str(rcnt),
                          "-r"]
                 secs = median_of(lambda img: bench_secs(OURS, ["-f", img[0]] + rargs, img[1]),
-                                 (("qcow2", qfull), ("raw", rfull)), REPS)
+                                 (("qcow2", qfull), ("raw", rfull)), REPS,
+                                 warm_page_cache([qfull, rfull], "writeback"))
                 add("4k random (-r) read %s writeback/io_uring d%d: qcow2 vs raw" % (
                     where, depth), *[rcnt / t if t else None for t in secs], "IOPS")
             fio_pair("4k random (-r) read raw %s writeback/io_uring d32" % where, raw,
@@ -205,7 +237,7 @@ def main():
                 args = ["-f", "raw", "-t", "writeback", "-i", "io_uring", "-d", "8",
                         "-c", str(mib), "-s", "1M"] + (["-w"] if write else [])
                 secs = median_of(lambda tool: bench_secs(tool, args, raw), (OURS, "qemu-img"),
-                                 REPS)
+                                 REPS, warm_page_cache([raw], "writeback"))
                 label = "1M seq %s raw %s writeback/io_uring d8" % (
                     "write" if write else "read", where)
                 add(label, *[mib / t if t else None for t in secs], "MiB/s")

@@ -142,6 +142,16 @@ for f in base.raw q.qcow2 top.qcow2 k.qcow kb.qcow; do
 	check "info json key order: $f" info_key_order "$T/$f"
 	check "info json and human identical to qemu-img: $f" info_identical "$T/$f"
 done
+# an empty list (a disabled bitmap's flags) is "[" and "]" on two lines in
+# qemu-img's JSON; brackets inside strings (a file name) stay as they are
+qemu-img create -q -f qcow2 "$T/b[]{}\"\\.qcow2" 8M
+qemu-img bitmap --add -g 1M --disable "$T/b[]{}\"\\.qcow2" off
+qemu-img bitmap --add "$T/b[]{}\"\\.qcow2" on
+check "info json of an empty list and of brackets in a name identical to qemu-img" \
+	info_identical "$T/b[]{}\"\\.qcow2"
+check "info --backing-chain json with an empty list identical to qemu-img" bash -c \
+	"diff <('$IMG' info --backing-chain --output=json '$T/b[]{}\"\\.qcow2') \
+	      <(qemu-img info --backing-chain --output=json '$T/b[]{}\"\\.qcow2')"
 for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat \
 	   streamOptimized; do
 	qemu-img create -q -f vmdk -o subformat=$sub "$T/i-$sub.vmdk" 5G
@@ -302,6 +312,57 @@ check "check --output=json fields match qemu-img" bash -c \
 	      <(qemu-img check --output=json '$T/leak.qcow2' | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sorted((k,v) for k,v in d.items() if k!=\"filename\"))')"
 check "check -r leaks repairs, then qemu-img check is clean" bash -c \
 	"'$IMG' check -r leaks '$T/leak.qcow2' >/dev/null; qemu-img check -q '$T/leak.qcow2'"
+
+# check_same IMAGE ARGS...: check of a copy of IMAGE by us and by qemu-img
+# (same file name, in two directories): identical stdout, exit code and
+# stderr (the program name aside), so JSON key order and the lone
+# "Check failed: ..." line of a failed check are qemu-img's.
+check_same() {
+	local img=$1 d; shift
+	for d in cq cm; do mkdir -p "$T/$d"; cp "$img" "$T/$d/i.qcow2"; done
+	(cd "$T/cq" && qemu-img check "$@" i.qcow2 >out 2>err; echo $? >rc)
+	(cd "$T/cm" && "$OLDPWD/$IMG" check "$@" i.qcow2 >out 2>err; echo $? >rc)
+	sed -i 's/^qemu-img: /PROG: /' "$T/cq/err"; sed -i 's/^minikvm-img: /PROG: /' "$T/cm/err"
+	for f in rc out err; do
+		diff "$T/cq/$f" "$T/cm/$f" || { echo "$f differs (qemu-img <, ours >)"; return 1; }
+	done
+}
+# leaks and corruptions at once: guest cluster 1 unmapped (leak), guest
+# cluster 2 pointing at guest cluster 0's host cluster (corruption)
+cp "$T/clean.qcow2" "$T/both.qcow2"
+python3 - "$T/both.qcow2" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b"); h = f.read(104)
+f.seek(struct.unpack(">Q", h[40:48])[0]); l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2); e0 = f.read(8); f.seek(l2 + 8); f.write(b"\0" * 8); f.seek(l2 + 16); f.write(e0)
+PY
+qemu-img create -q -f qcow2 "$T/empty.qcow2" 16M
+qemu-img create -q -f qcow2 "$T/frag.qcow2" 16M
+qemu-io -c 'write 4M 64k' -c 'write 0 64k' -c 'write 8M 64k' -c 'write 64k 64k' \
+	"$T/frag.qcow2" >/dev/null
+# refcounts that need a rebuild (lazy refcounts, killed writer): -r leaks
+# cannot repair them and the check fails
+qemu-img create -q -f qcow2 -o lazy_refcounts=on "$T/rebuild.qcow2" 16M
+( qemu-io -c 'write 0 64k' -c abort "$T/rebuild.qcow2"; true ) >/dev/null 2>&1
+for i in clean empty frag leak corrupt both rebuild; do
+	for mode in "" "-r leaks" "-r all"; do
+		for out in "" "--output=json" "-q"; do
+			# shellcheck disable=SC2086
+			check "check $mode $out of a $i qcow2: output and exit code as qemu-img" \
+				check_same "$T/$i.qcow2" $mode $out
+		done
+	done
+done
+check "check -r leaks of a qcow2 needing a rebuild: only 'Check failed' on stderr, exit 1" \
+	bash -c "cp '$T/rebuild.qcow2' '$T/rb1.qcow2'
+	'$IMG' check -r leaks '$T/rb1.qcow2' >'$T/rb.out' 2>'$T/rb.err'; [ \$? = 1 ] &&
+	[ ! -s '$T/rb.out' ] && tail -1 '$T/rb.err' | grep -qx 'minikvm-img: Check failed: Input/output error'"
+check "check --output=json key order of a repaired image as qemu-img" bash -c \
+	"cp '$T/both.qcow2' '$T/rj.qcow2'; '$IMG' check -r all --output=json '$T/rj.qcow2' 2>/dev/null |
+	grep -o '^    \"[a-z-]*\"' | tr -d ' \"' | paste -sd, |
+	grep -qx 'image-end-offset,total-clusters,corruptions-fixed,check-errors,leaks-fixed,allocated-clusters,filename,format,fragmented-clusters'"
+check "check of a raw image: qemu-img's message, exit 63" bash -c \
+	"'$IMG' check -f raw '$T/base.raw' 2>&1 | grep -qx 'minikvm-img: This image format does not support checks'"
 
 # --- resize, snapshot, compare, commit, rebase -------------------------------------
 check "resize raw +16M" bash -c \

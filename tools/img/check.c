@@ -1,6 +1,8 @@
 /* minikvm-img check: run a format's consistency check (and repair) with
- * qemu-img's report, JSON fields and exit codes: 0 clean, 1 the check
- * itself failed, 2 corruptions, 3 leaks only, 63 no check support. */
+ * qemu-img's report, JSON fields (in its key order) and exit codes: 0
+ * clean, 1 the check failed or hit internal errors (then only "Check
+ * failed" on stderr, no report), 2 corruptions, 3 leaks only, 63 no check
+ * support. */
 #include <jansson.h>
 #include "tools/img/img.h"
 
@@ -16,15 +18,10 @@ static int run_check(struct bdev *bs, enum block_repair fix, struct block_check_
 	return ret;
 }
 
-static void print_human(const char *file, const struct block_check_result *r, int ret)
+/* qemu-img's report of a check that ran (dump_human_image_check). */
+static void print_human(const struct block_check_result *r)
 {
-	if (ret < 0 || r->check_errors) {
-		printf("%llu internal errors occurred during the check.\n",
-		       (unsigned long long)(r->check_errors ? r->check_errors : 1));
-		if (ret < 0)
-			img_err("check of '%s' failed: %s", file, strerror(-ret));
-	}
-	if (!r->corruptions && !r->leaks && !r->check_errors && ret >= 0)
+	if (!r->corruptions && !r->leaks && !r->check_errors)
 		printf("No errors were found on the image.\n");
 	if (r->corruptions)
 		printf("\n%llu errors were found on the image.\n"
@@ -34,45 +31,77 @@ static void print_human(const char *file, const struct block_check_result *r, in
 		printf("\n%llu leaked clusters were found on the image.\n"
 		       "This means waste of disk space, but no harm to data.\n",
 		       (unsigned long long)r->leaks);
-	if (r->total_clusters)
+	if (r->check_errors)
+		printf("\n%llu internal errors have occurred during the check.\n",
+		       (unsigned long long)r->check_errors);
+	if (r->total_clusters && r->allocated_clusters)
 		printf("%llu/%llu = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed "
 		       "clusters\n", (unsigned long long)r->allocated_clusters,
 		       (unsigned long long)r->total_clusters,
 		       r->allocated_clusters * 100.0 / r->total_clusters,
-		       r->allocated_clusters ?
-		       r->fragmented_clusters * 100.0 / r->allocated_clusters : 0.0,
-		       r->allocated_clusters ?
-		       r->compressed_clusters * 100.0 / r->allocated_clusters : 0.0);
+		       r->fragmented_clusters * 100.0 / r->allocated_clusters,
+		       r->compressed_clusters * 100.0 / r->allocated_clusters);
 	if (r->image_end_offset)
 		printf("Image end offset: %llu\n", (unsigned long long)r->image_end_offset);
 }
 
+/* qemu-img 7.2 prints ImageCheck from a QDict: keys in hash bucket order
+ * (tdb_hash(key) % 512). Numbers but check-errors are left out when zero. */
 static void print_json(struct bdev *bs, const struct block_check_result *r)
 {
+	const struct { const char *key; const uint64_t *num; const char *str; } fields[] = {
+		{ "image-end-offset", &r->image_end_offset, NULL },
+		{ "compressed-clusters", &r->compressed_clusters, NULL },
+		{ "total-clusters", &r->total_clusters, NULL },
+		{ "corruptions", &r->corruptions, NULL },
+		{ "corruptions-fixed", &r->corruptions_fixed, NULL },
+		{ "check-errors", &r->check_errors, NULL },
+		{ "leaks", &r->leaks, NULL },
+		{ "leaks-fixed", &r->leaks_fixed, NULL },
+		{ "allocated-clusters", &r->allocated_clusters, NULL },
+		{ "filename", NULL, bdev_filename(bs) },
+		{ "format", NULL, bdev_format_name(bs) },
+		{ "fragmented-clusters", &r->fragmented_clusters, NULL },
+	};
 	json_t *o = json_object();
 	char *s;
 
-#define SET_IF(key, v) do { if (v) json_object_set_new(o, key, json_integer((json_int_t)(v))); } \
-	while (0)
-	SET_IF("image-end-offset", r->image_end_offset);
-	SET_IF("total-clusters", r->total_clusters);
-	json_object_set_new(o, "check-errors", json_integer((json_int_t)r->check_errors));
-	if (r->total_clusters)
-		json_object_set_new(o, "allocated-clusters",
-				    json_integer((json_int_t)r->allocated_clusters));
-	json_object_set_new(o, "filename", json_string(bdev_filename(bs)));
-	json_object_set_new(o, "format", json_string(bdev_format_name(bs)));
-	SET_IF("corruptions", r->corruptions);
-	SET_IF("leaks", r->leaks);
-	SET_IF("corruptions-fixed", r->corruptions_fixed);
-	SET_IF("leaks-fixed", r->leaks_fixed);
-	SET_IF("fragmented-clusters", r->fragmented_clusters);
-	SET_IF("compressed-clusters", r->compressed_clusters);
-#undef SET_IF
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (fields[i].str)
+			json_object_set_new(o, fields[i].key, json_string(fields[i].str));
+		else if (*fields[i].num || fields[i].num == &r->check_errors)
+			json_object_set_new(o, fields[i].key,
+					    json_integer((json_int_t)*fields[i].num));
+	}
 	s = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
 	printf("%s\n", s);
 	free(s);
 	json_decref(o);
+}
+
+/* As qemu-img: the report only when the check ran to its end (nothing on
+ * stdout when it failed), then "Check failed" and exit 1 when it failed or
+ * hit internal errors, else 2 for corruptions, 3 for leaks, 0 when clean. */
+static int report_check(struct bdev *bs, const struct block_check_result *r, int ret,
+			bool json, bool quiet)
+{
+	if (ret >= 0 && !quiet) {
+		if (json)
+			print_json(bs, r);
+		else
+			print_human(r);
+	}
+	if (ret < 0) {
+		img_err("Check failed: %s", strerror(-ret));
+		return 1;
+	}
+	if (r->check_errors) {
+		img_err("Check failed");
+		return 1;
+	}
+	if (r->corruptions)
+		return 2;
+	return r->leaks ? 3 : 0;
 }
 
 int cmd_check(int argc, char **argv)
@@ -134,13 +163,14 @@ int cmd_check(int argc, char **argv)
 	bs = img_open_opts(path, &o);
 	if (!bs)
 		return 1;
-	if (!bs->fmt->check) {
-		img_err("check: format '%s' does not support checks", bdev_format_name(bs));
+	/* the format's messages go to stderr even with -q, as qemu-img's */
+	ret = bs->fmt->check ? run_check(bs, fix, &r, stderr) : -ENOTSUP;
+	if (ret == -ENOTSUP) {
+		img_err("This image format does not support checks");
 		bdev_close(bs);
 		return 63;
 	}
-	ret = run_check(bs, fix, &r, quiet ? NULL : stderr);
-	if (fix != BLOCK_REPAIR_NONE && ret >= 0 && (r.corruptions_fixed || r.leaks_fixed)) {
+	if (ret >= 0 && (r.corruptions_fixed || r.leaks_fixed)) {
 		fixed = r;
 		if (!quiet && !json)
 			printf("The following inconsistencies were found and repaired:\n\n"
@@ -148,20 +178,11 @@ int cmd_check(int argc, char **argv)
 			       "Double checking the fixed image now...\n",
 			       (unsigned long long)fixed.leaks_fixed,
 			       (unsigned long long)fixed.corruptions_fixed);
-		ret = run_check(bs, BLOCK_REPAIR_NONE, &r, NULL);
+		ret = run_check(bs, BLOCK_REPAIR_NONE, &r, stderr);
 		r.leaks_fixed = fixed.leaks_fixed;
 		r.corruptions_fixed = fixed.corruptions_fixed;
 	}
-	if (json)
-		print_json(bs, &r);
-	else if (!quiet)
-		print_human(path, &r, ret);
+	ret = report_check(bs, &r, ret, json, quiet);
 	bdev_close(bs);
-	if (ret < 0 || r.check_errors)
-		return 1;
-	if (r.corruptions)
-		return 2;
-	if (r.leaks)
-		return 3;
-	return 0;
+	return ret;
 }

@@ -440,6 +440,34 @@ static void print_human(const json_t *o)
 	}
 }
 
+/* Print jansson's JSON_INDENT(4) text s (and a newline) as qemu's pretty
+ * printer writes it: an empty list or object opens on its line and closes
+ * on the next one, at that line's indentation ("[" newline "]"), where
+ * jansson writes "[]". String contents are copied untouched. */
+static void print_qemu_pretty(const char *s)
+{
+	bool in_string = false;
+	int indent = 0;
+
+	for (const char *p = s; *p; p++) {
+		if (in_string) {
+			if (*p == '\\' && p[1])
+				putchar(*p++);
+			else if (*p == '"')
+				in_string = false;
+		} else if (*p == '"') {
+			in_string = true;
+		} else if (*p == '\n') {
+			indent = (int)strspn(p + 1, " ");
+		} else if ((*p == '[' && p[1] == ']') || (*p == '{' && p[1] == '}')) {
+			printf("%c\n%*s", *p, indent, "");
+			continue;
+		}
+		putchar(*p);
+	}
+	putchar('\n');
+}
+
 int cmd_info(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -481,7 +509,7 @@ int cmd_info(int argc, char **argv)
 		json_t *out = chain ? all : json_array_get(all, 0);
 		char *s = json_dumps(out, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
 
-		printf("%s\n", s);
+		print_qemu_pretty(s);
 		free(s);
 	} else {
 		size_t i;
