@@ -34,7 +34,7 @@
  * while looks find frames, and for TX_POLL_EMPTY empty looks in a row
  * (the driver may still be in the exit of its last kick, or preempted);
  * with frames waiting and no rx buffers, the rx queues RX_POLLS times.
- * Intervals double after each empty look, up to POLL_MAX_SHIFT doublings
+ * Intervals double after each empty look (hw/virtq_poll.c), up to 4x
  * (like a NIC's interrupt moderation: a frame waits at most 100 us
  * longer). Then notifications are enabled as usual. Single frames
  * (request/response) never wait for a timer. */
@@ -43,7 +43,6 @@
 #define TX_POLL_EMPTY			3
 #define RX_POLLS			10
 #define RX_POLL_NS			25000ull
-#define POLL_MAX_SHIFT			2
 #define TX_USED_BATCH			16	/* tx used entries published at once */
 
 static struct virtio_net *devices[MAX_NET_DEVICES];
@@ -323,12 +322,6 @@ static bool rx_arm(struct virtio_net *n)
 
 static void wake_rx(struct virtio_net *n);
 
-/* The next look after `empty` empty ones. */
-static uint64_t poll_interval(uint64_t base, unsigned empty)
-{
-	return base << (empty < POLL_MAX_SHIFT ? empty : POLL_MAX_SHIFT);
-}
-
 /* Out of rx buffers with a frame waiting: look again from the rx timer
  * (the driver refills while it consumes, no kick needed), or once the
  * looks are used up, ask for a kick (rx_arm). True when buffers are there. */
@@ -338,7 +331,7 @@ static bool rx_dry(struct virtio_net *n)
 		return rx_arm(n);
 	if (!n->rx_poll_armed) {
 		n->rx_poll_armed = true;
-		event_timer_arm(n->rx_timer, clock_ns() + poll_interval(RX_POLL_NS, n->rx_polls));
+		event_timer_arm(n->rx_timer, clock_ns() + virtq_poll_interval(RX_POLL_NS, n->rx_polls));
 	}
 	return false;
 }
@@ -647,23 +640,6 @@ static int tx_one(struct virtio_net *n, unsigned q, const struct virtq_elem *e)
 	return 1;
 }
 
-/* A pass that drained the queue: keep kicks off and look again from the
- * timer when traffic streams (a busy pass, or a timer look that found
- * frames). */
-static bool tx_poll_start(struct virtio_net *n, unsigned q, bool polled, unsigned done)
-{
-	struct virtio_net_tx_poll *tp = &n->tx_poll[q / 2];
-
-	if (!tp->timer || (!polled && done < TX_POLL_BATCH))
-		return false;
-	if (done)
-		tp->empty = 0;
-	else if (++tp->empty > TX_POLL_EMPTY)
-		return false;
-	event_timer_arm(tp->timer, clock_ns() + poll_interval(TX_POLL_NS, tp->empty));
-	return true;
-}
-
 /* Send what the driver queued, without kicks while we are at it; at most
  * one ring's worth per pass. Used entries are published in groups, the
  * backend flushed once at the end. polled: called from the poll timer. */
@@ -700,7 +676,7 @@ static void process_tx(struct virtio_net *n, unsigned q, bool polled)
 			n->tx_blocked |= 1u << q / 2;	/* send_ready resumes */
 			break;
 		}
-		if (tx_poll_start(n, q, polled, done))
+		if (virtq_poll_again(&n->tx_poll[q / 2].poll, polled, done))
 			break;			/* kicks stay off: the timer looks again */
 		virtq_enable_notify(vq);	/* empty: kick me for the next one */
 		if (!virtq_has_work(vq))
@@ -1080,9 +1056,12 @@ static int set_vectors(struct virtio_net *n, unsigned vectors)
 static int create_poll_timers(struct virtio_net *n, unsigned pairs)
 {
 	for (unsigned p = 0; p < pairs; p++) {
-		n->tx_poll[p] = (struct virtio_net_tx_poll){ .n = n, .q = 2 * p + 1 };
-		n->tx_poll[p].timer = event_timer_new(n->loop, tx_poll_timer, &n->tx_poll[p]);
-		if (!n->tx_poll[p].timer)
+		struct virtio_net_tx_poll *tp = &n->tx_poll[p];
+
+		tp->n = n;
+		tp->q = 2 * p + 1;
+		if (virtq_poll_init(&tp->poll, n->loop, tx_poll_timer, tp, TX_POLL_NS,
+				    TX_POLL_BATCH, TX_POLL_EMPTY) < 0)
 			return -ENOMEM;
 	}
 	n->rx_timer = event_timer_new(n->loop, rx_poll_timer, n);

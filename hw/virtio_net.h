@@ -13,6 +13,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include "hw/virtio_pci.h"
+#include "hw/virtq_poll.h"
 #include "net/net.h"
 
 struct event_loop;
@@ -130,9 +131,8 @@ struct virtio_net;
  * at the tx queue again from a timer instead of asking for a kick. */
 struct virtio_net_tx_poll {
 	struct virtio_net *n;
-	struct event_timer *timer;	/* NULL without an event loop */
 	unsigned q;
-	unsigned empty;			/* looks in a row that found nothing */
+	struct virtq_poll poll;
 };
 
 struct virtio_net {

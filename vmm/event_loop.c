@@ -195,6 +195,24 @@ void event_timer_disarm(struct event_timer *t)
 	pthread_mutex_unlock(&t->loop->lock);
 }
 
+void event_timer_free(struct event_timer *t)
+{
+	struct event_loop *l;
+
+	if (!t)
+		return;
+	l = t->loop;
+	pthread_mutex_lock(&l->lock);
+	for (struct event_timer **pp = &l->timers; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	timers_reprogram(l);
+	pthread_mutex_unlock(&l->lock);
+	free(t);
+}
+
 int event_loop_call(struct event_loop *l, void (*fn)(void *), void *opaque)
 {
 	struct pending_call *c = malloc(sizeof(*c)), **tail;

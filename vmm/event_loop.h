@@ -23,6 +23,10 @@ struct event_timer;
 struct event_timer *event_timer_new(struct event_loop *l, void (*fn)(void *), void *opaque);
 void event_timer_arm(struct event_timer *t, uint64_t deadline_ns);
 void event_timer_disarm(struct event_timer *t);
+/* Unlink and free a timer. Its callback must not be running or re-arm it
+ * meanwhile: stop the owner's re-arming, disarm, let the loop pass (a
+ * call queued after the disarm has run), then free. */
+void event_timer_free(struct event_timer *t);
 uint64_t clock_ns(void);
 
 /* Run a function on the loop thread soon (thread-safe). */

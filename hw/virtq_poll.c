@@ -1,0 +1,33 @@
+/* Notification polling for virtio devices (see virtq_poll.h). */
+#include <errno.h>
+#include "hw/virtq_poll.h"
+#include "vmm/event_loop.h"
+
+#define POLL_MAX_SHIFT	2	/* a chain waits at most 4 base intervals longer */
+
+int virtq_poll_init(struct virtq_poll *p, struct event_loop *l, void (*fn)(void *),
+		    void *opaque, uint64_t base_ns, unsigned batch, unsigned max_empty)
+{
+	*p = (struct virtq_poll){ .base_ns = base_ns, .batch = batch, .max_empty = max_empty };
+	if (!l)
+		return 0;
+	p->timer = event_timer_new(l, fn, opaque);
+	return p->timer ? 0 : -ENOMEM;
+}
+
+uint64_t virtq_poll_interval(uint64_t base_ns, unsigned empty)
+{
+	return base_ns << (empty < POLL_MAX_SHIFT ? empty : POLL_MAX_SHIFT);
+}
+
+bool virtq_poll_again(struct virtq_poll *p, bool polled, unsigned done)
+{
+	if (!p->timer || (!polled && done < p->batch))
+		return false;
+	if (done)
+		p->empty = 0;
+	else if (++p->empty > p->max_empty)
+		return false;
+	event_timer_arm(p->timer, clock_ns() + virtq_poll_interval(p->base_ns, p->empty));
+	return true;
+}

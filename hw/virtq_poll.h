@@ -1,0 +1,35 @@
+/* Notification polling for virtio devices: while a queue streams, the
+ * device looks at it again from a timer instead of asking the driver for
+ * a kick (each kick is a guest exit). A busy pass (at least `batch`
+ * chains) starts the polling; every look that finds work continues it;
+ * after `max_empty` empty looks in a row the device asks for kicks again.
+ * The interval doubles after each empty look, at most POLL_MAX_SHIFT
+ * times. Used by virtio-net (tx) and virtio-blk. */
+#ifndef HW_VIRTQ_POLL_H
+#define HW_VIRTQ_POLL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_loop;
+struct event_timer;
+
+struct virtq_poll {
+	struct event_timer *timer;	/* NULL: never polls (no event loop) */
+	uint64_t base_ns;		/* first interval */
+	unsigned batch;			/* chains in a pass that start polling */
+	unsigned max_empty;		/* empty looks before kicks come back */
+	unsigned empty;			/* empty looks in a row */
+};
+
+/* 0, or -ENOMEM. Without a loop the poller stays off. */
+int virtq_poll_init(struct virtq_poll *p, struct event_loop *l, void (*fn)(void *),
+		    void *opaque, uint64_t base_ns, unsigned batch, unsigned max_empty);
+/* A pass that found the queue empty after `done` chains; polled: the
+ * pass ran from the timer. True when the timer was armed for another
+ * look (keep kicks off); false: enable notifications as usual. */
+bool virtq_poll_again(struct virtq_poll *p, bool polled, unsigned done);
+/* The next interval after `empty` empty looks. */
+uint64_t virtq_poll_interval(uint64_t base_ns, unsigned empty);
+
+#endif
