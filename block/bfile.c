@@ -207,6 +207,11 @@ bool bfile_is_direct(const struct bfile *f)
 	return f->direct;
 }
 
+bool bfile_in_memory(const struct bfile *f)
+{
+	return f->in_memory;
+}
+
 unsigned bfile_alignment(const struct bfile *f)
 {
 	return f->align;

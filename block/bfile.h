@@ -41,6 +41,9 @@ int bfile_fallocate(struct bfile *f, uint64_t off, uint64_t len);
 int64_t bfile_seek_data(struct bfile *f, uint64_t off, bool hole);
 int bfile_fd(const struct bfile *f);
 bool bfile_is_direct(const struct bfile *f);
+/* A file whose pages live only in memory (tmpfs, ramfs): no device
+ * behind its page cache, so its I/O never waits for one. */
+bool bfile_in_memory(const struct bfile *f);
 unsigned bfile_alignment(const struct bfile *f);	/* 1, or 512/4096 for O_DIRECT */
 const char *bfile_engine_name(const struct bfile *f);	/* "threads", "native", "io_uring" */
 

@@ -44,6 +44,7 @@
 #define BLOCK_WORKERS		4
 #define DEFAULT_CHAIN_DEPTH	16
 #define ZERO_CHUNK		(1u << 20)
+#define INLINE_IO_MAX		(64u << 10)	/* inline_memory_io: larger requests go async */
 
 /* ---- format registry ---- */
 
@@ -103,6 +104,7 @@ struct bdev_priv {
 	pthread_cond_t drained;
 	unsigned inflight;	/* async requests submitted, callbacks not yet returned */
 	bool polled;
+	bool inline_io;		/* inline_memory_io asked for and the file is in memory */
 	struct bdev_req *ready, **ready_tail;	/* polled: done in submit, callback not run */
 };
 
@@ -293,6 +295,7 @@ static int open_image(const char *path, const struct block_open_opts *opts, unsi
 			goto fail;
 		}
 	}
+	p->inline_io = opts->inline_memory_io && bfile_in_memory(bs->file);
 	link = (struct chain_link){ st.st_dev, st.st_ino, chain };
 	ret = pick_format(bs->file, path, opts->format, &bs->fmt, &bs->probed, err, errlen);
 	if (ret < 0)
@@ -518,6 +521,33 @@ static void fast_done(void *opaque, int ret)
 	req_complete(opaque, ret);
 }
 
+/* Polled bdevs: a request finished inside submit; its callback runs at
+ * the next bdev_aio_poll. */
+static void defer_callback(struct bdev_req *r, int ret)
+{
+	struct bdev_priv *p = priv(r->bs);
+
+	r->ret = ret;
+	*p->ready_tail = r;
+	p->ready_tail = &r->next;
+}
+
+/* Memory-backed image files (opts.inline_memory_io): a small copy from or
+ * to the page cache that no device can delay, cheaper done here than
+ * handed to another thread and back. Big ones still go to the engine,
+ * where several copies can run at once. */
+static int run_inline(struct bdev_req *r, uint64_t host_offset)
+{
+	int ret = r->op == OP_READ ? bfile_preadv(r->bs->file, host_offset, r->iov, r->iovcnt)
+				   : bfile_pwritev(r->bs->file, host_offset, r->iov, r->iovcnt);
+
+	if (priv(r->bs)->polled)
+		defer_callback(r, ret);
+	else
+		req_complete(r, ret);
+	return 0;
+}
+
 /* Data I/O straight to the engine when the format maps the whole range
  * to plain data in its file: returns the engine submission's result (a
  * failure has already completed the request), or 1 to take the slow path. */
@@ -532,6 +562,8 @@ static int try_fast_path(struct bdev_req *r)
 	    (ext.status & (BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO | BLOCK_STATUS_BACKING |
 			   BLOCK_STATUS_COMPRESSED)) != BLOCK_STATUS_DATA)
 		return 1;
+	if (priv(bs)->inline_io && r->len <= INLINE_IO_MAX)
+		return run_inline(r, ext.host_offset);
 	if (r->op == OP_READ)
 		return bfile_aio_readv(bs->file, ext.host_offset, r->iov, r->iovcnt, fast_done, r);
 	return bfile_aio_writev(bs->file, ext.host_offset, r->iov, r->iovcnt, fast_done, r);
@@ -541,13 +573,12 @@ static int try_fast_path(struct bdev_req *r)
  * at the next bdev_aio_poll. */
 static void run_deferred(struct bdev_req *r)
 {
-	struct bdev_priv *p = priv(r->bs);
+	int ret;
 
 	pthread_mutex_lock(&r->bs->lock);
-	r->ret = run_locked(r->bs, r->op, r->off, r->len, r->iov, r->iovcnt, r->may_unmap);
+	ret = run_locked(r->bs, r->op, r->off, r->len, r->iov, r->iovcnt, r->may_unmap);
 	pthread_mutex_unlock(&r->bs->lock);
-	*p->ready_tail = r;
-	p->ready_tail = &r->next;
+	defer_callback(r, ret);
 }
 
 int bdev_aio_poll(struct bdev *bs, bool wait)

@@ -365,6 +365,55 @@ static void test_async(void **state)
 	bdev_close(bs);
 }
 
+/* inline_memory_io: on tmpfs, data I/O finishes inside the submit call
+ * (callback included; for a polled bdev the callback waits for the next
+ * poll); on a disk file it stays asynchronous and still completes. */
+static void inline_io_on(const char *path, bool polled, bool expect_inline)
+{
+	static uint8_t wbuf[8192], rbuf[8192];
+	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0 };
+	struct block_open_opts o = { .format = "raw", .inline_memory_io = true,
+				     .poll_completions = polled };
+	struct iovec wv = { wbuf, sizeof(wbuf) }, rv = { rbuf, sizeof(rbuf) };
+	struct bdev *bs = NULL;
+	char err[256];
+
+	create_raw(path, MIB, PREALLOC_OFF);
+	assert_int_equal(bdev_open(path, &o, &bs, err, sizeof(err)), 0);
+	fill_pattern(wbuf, sizeof(wbuf), 7);
+	w.pending = 1;
+	assert_int_equal(bdev_aio_writev(bs, 12345, &wv, 1, waiter_cb, &w), 0);
+	if (expect_inline)
+		assert_int_equal(w.pending, polled ? 1 : 0);
+	if (polled)
+		while (w.pending)
+			assert_true(bdev_aio_poll(bs, true) >= 0);
+	waiter_wait(&w);
+	w.pending = 1;
+	assert_int_equal(bdev_aio_readv(bs, 12345, &rv, 1, waiter_cb, &w), 0);
+	if (expect_inline && !polled)
+		assert_int_equal(w.pending, 0);
+	if (polled) {
+		assert_int_equal(bdev_aio_poll(bs, true), 1);
+		assert_int_equal(w.pending, 0);
+	}
+	waiter_wait(&w);
+	assert_int_equal(w.errors, 0);
+	assert_memory_equal(rbuf, wbuf, sizeof(wbuf));
+	bdev_close(bs);
+	unlink(path);
+}
+
+static void test_inline_memory_io(void **state)
+{
+	char p[128], shm[] = "/dev/shm/test_block_raw_inline.raw";
+
+	inline_io_on(shm, false, true);
+	inline_io_on(shm, true, true);
+	path_in_dir(p, sizeof(p), "inline.raw");	/* /var/tmp: not in memory */
+	inline_io_on(p, false, false);
+}
+
 /* A block device (a loop device over a file; skipped without root or
  * losetup): size from BLKGETSIZE64, O_DIRECT with the sector size, I/O,
  * write-zeroes, and no growing. */
@@ -421,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_o_direct_refused),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_async),
+		cmocka_unit_test(test_inline_memory_io),
 		cmocka_unit_test(test_block_device),
 	};
 
