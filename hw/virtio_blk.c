@@ -26,6 +26,20 @@
 #define PCI_CLASS_STORAGE_SCSI	0x010000
 #define SEG_MAX_UNADJUSTED	(128 - 2)
 
+/* Notification polling, for requests that finish inside the pass (small
+ * I/O to memory-backed images): a pass that took at least POLL_BATCH
+ * requests keeps kicks off and looks at the queue again POLL_NS later
+ * (doubling after empty looks, up to 4x), for POLL_EMPTY empty looks in a
+ * row; then kicks are asked for again. A lone request never waits for
+ * the timer. */
+#define POLL_BATCH		4
+#define POLL_NS			25000ull
+#define POLL_EMPTY		3
+/* After a pass the ring is watched this long for the driver's next
+ * requests before the device waits for a kick or the poll timer. */
+#define SPIN_NS			10000ull
+#define PASS_BYTES		(8u << 20)	/* data taken per pass over a queue */
+
 /* One request handed to the block layer. */
 struct blk_req {
 	struct virtio_blk *blk;
@@ -355,6 +369,22 @@ static void process_done_locked(struct virtio_blk *blk)
 	send_interrupts(blk, notify);
 }
 
+static void process_queue(struct virtio_blk *blk, unsigned q, bool polled);
+
+/* Completions published outside a pass (device lock held): a queue that
+ * the poll timer watches with kicks off gets the requests the driver has
+ * added since picked up now, as the answer to earlier completions, rather
+ * than at the next timer look. */
+static void pick_up_new_requests(struct virtio_blk *blk)
+{
+	for (unsigned q = 0; q < blk->conf.num_queues && !blk->stopping && !blk->vp.broken; q++) {
+		struct virtq *vq = &blk->vp.vqs[q];
+
+		if (vq->no_notify && virtq_ready(vq) && virtq_has_work(vq))
+			process_queue(blk, q, true);
+	}
+}
+
 static void process_done(struct virtio_blk *blk)
 {
 	virtio_pci_lock(&blk->vp);
@@ -364,7 +394,12 @@ static void process_done(struct virtio_blk *blk)
 
 static void process_done_cb(void *opaque)
 {
-	process_done(opaque);
+	struct virtio_blk *blk = opaque;
+
+	virtio_pci_lock(&blk->vp);
+	process_done_locked(blk);
+	pick_up_new_requests(blk);
+	virtio_pci_unlock(&blk->vp);
 }
 
 /* Have the event loop complete what is on the done list. */
@@ -413,6 +448,7 @@ static void req_done(void *opaque, int ret)
 	if (!handed_over) {
 		if (virtio_pci_trylock(&blk->vp)) {
 			process_done_locked(blk);
+			pick_up_new_requests(blk);
 			virtio_pci_unlock(&blk->vp);
 		} else {
 			schedule_done(blk);
@@ -807,48 +843,149 @@ static void poll_ready(void *opaque, uint32_t events)
 	virtio_pci_unlock(&blk->vp);
 }
 
-/* Pop and dispatch until the ring is empty or a queue's worth was taken;
- * returns virtq_pop's last result. */
-static int process_ring(struct virtio_blk *blk, struct virtq *vq, unsigned q, unsigned *popped,
-			unsigned *notify)
+/* What one pass over a queue took: at most a ring's worth of requests and
+ * PASS_BYTES of data (memory-backed images are copied right here), so
+ * the loop's other work never waits long. */
+struct pass {
+	unsigned popped;
+	uint64_t bytes;
+};
+
+static bool pass_full(const struct pass *pass, const struct virtq *vq)
+{
+	return pass->popped >= vq->size || pass->bytes >= PASS_BYTES;
+}
+
+/* Pop and dispatch until the ring is empty or the pass is full; returns
+ * virtq_pop's last result. */
+static int process_ring(struct virtio_blk *blk, struct virtq *vq, unsigned q,
+			struct pass *pass, unsigned *notify)
 {
 	struct virtio_pci *vp = &blk->vp;
 	int r = 0;
 
-	while (*popped < vq->size && (r = virtq_pop(vq, vp->elem)) == 1) {
-		(*popped)++;
+	while (!pass_full(pass, vq) && (r = virtq_pop(vq, vp->elem)) == 1) {
+		pass->popped++;
+		pass->bytes += vp->elem->out_len + vp->elem->in_len;
 		if (!handle_request(blk, q, vp->elem, notify))
 			break;
 	}
 	return r;
 }
 
-/* Kicks are suppressed while we work through the ring (QEMU's
- * virtio_queue_set_notification): the driver adding requests meanwhile
- * does not exit. Re-enabling asks for a kick beyond the avail index we
- * saw, and the ring is checked once more for what came in between. */
-void virtio_blk_process(struct virtio_pci *vp, unsigned q)
+/* The ring ran empty after a pass whose requests all finished already
+ * (done inline, or fast): hand them to the driver and watch the ring for
+ * SPIN_NS, the time a driver needs to answer completions with new
+ * requests. True when some came. */
+static bool await_more(struct virtio_blk *blk, struct virtq *vq)
 {
-	struct virtio_blk *blk = vp->opaque;
+	uint64_t until;
+
+	process_done_locked(blk);
+	until = clock_ns() + SPIN_NS;
+	do {
+		if (virtq_has_work(vq))
+			return true;
+		__builtin_ia32_pause();
+	} while (clock_ns() < until);
+	return false;
+}
+
+/* Serve queue q; polled: from the poll timer. */
+static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
+{
+	struct virtio_pci *vp = &blk->vp;
 	struct virtq *vq = &vp->vqs[q];
-	unsigned popped = 0, notify = 0;
+	struct virtq_poll *poll = &blk->queue_poll[q].poll;
+	struct pass pass = { 0 };
+	unsigned notify = 0;
+	bool fast;
 	int r;
 
 	apply_driver_ok(blk);
 	begin_processing(blk);
-	do {
+	for (;;) {
+		unsigned before = pass.popped;
+
 		virtq_disable_notify(vq);
-		r = process_ring(blk, vq, q, &popped, &notify);
+		r = process_ring(blk, vq, q, &pass, &notify);
+		if (r != 0 || pass_full(&pass, vq) || vp->broken)
+			break;
+		/* Nothing in flight: requests finish as fast as they come (done
+		 * inline), so the driver's next ones are watched for rather than
+		 * kicked. With requests in flight, kicks get new ones to the
+		 * block layer at once, which keeps a device's queue full. */
+		fast = !virtio_blk_inflight(blk);
+		if (fast && pass.popped > before && await_more(blk, vq))
+			continue;
+		if (fast && !blk->stopping && virtq_poll_again(poll, polled, pass.popped))
+			break;		/* kicks stay off: the timer looks again */
 		virtq_enable_notify(vq);
-	} while (r == 0 && popped < vq->size && !vp->broken && virtq_has_work(vq));
+		if (!virtq_has_work(vq))
+			break;
+	}
 	if (r < 0)
 		virtio_pci_set_needs_reset(vp, vq->error);
 	if (blk->poll_fd >= 0)
 		poll_bdev(blk);		/* one system call for the batch */
 	send_interrupts(blk, notify);
 	end_processing(blk);
-	if (r == 1 && popped == vq->size && !vp->broken)
-		virtio_pci_kick_later(vp, q);
+	if (r == 1 && pass_full(&pass, vq) && !vp->broken)
+		virtio_pci_kick_later(vp, q);	/* the rest on the loop's next round */
+}
+
+/* Kicks are suppressed while we work through the ring (QEMU's
+ * virtio_queue_set_notification): the driver adding requests meanwhile
+ * does not exit. Re-enabling asks for a kick beyond the avail index we
+ * saw, and the ring is checked once more for what came in between;
+ * while requests stream, the poll timer looks instead (POLL_BATCH). */
+void virtio_blk_process(struct virtio_pci *vp, unsigned q)
+{
+	process_queue(vp->opaque, q, false);
+}
+
+static void queue_poll_timer(void *opaque)
+{
+	struct virtio_blk_queue_poll *qp = opaque;
+	struct virtio_blk *blk = qp->blk;
+
+	virtio_pci_lock(&blk->vp);
+	if (!blk->stopping && !blk->vp.broken && qp->q < blk->conf.num_queues &&
+	    virtq_ready(&blk->vp.vqs[qp->q]))
+		process_queue(blk, qp->q, true);
+	virtio_pci_unlock(&blk->vp);
+}
+
+static int create_poll_timers(struct virtio_blk *blk)
+{
+	for (unsigned q = 0; q < blk->conf.num_queues; q++) {
+		struct virtio_blk_queue_poll *qp = &blk->queue_poll[q];
+
+		qp->blk = blk;
+		qp->q = q;
+		if (virtq_poll_init(&qp->poll, blk->loop, queue_poll_timer, qp, POLL_NS,
+				    POLL_BATCH, POLL_EMPTY) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void stop_poll_timers(struct virtio_blk *blk)
+{
+	virtio_pci_lock(&blk->vp);
+	blk->stopping = true;
+	virtio_pci_unlock(&blk->vp);
+	for (unsigned q = 0; q < VIRTIO_BLK_MAX_NUM_QUEUES; q++)
+		if (blk->queue_poll[q].poll.timer)
+			event_timer_disarm(blk->queue_poll[q].poll.timer);
+}
+
+static void free_poll_timers(struct virtio_blk *blk)
+{
+	for (unsigned q = 0; q < VIRTIO_BLK_MAX_NUM_QUEUES; q++) {
+		event_timer_free(blk->queue_poll[q].poll.timer);
+		blk->queue_poll[q].poll.timer = NULL;
+	}
 }
 
 /* Reset (device lock held): wait for the block layer like QEMU's
@@ -917,10 +1054,12 @@ static void loop_barrier(struct event_loop *l)
 
 void virtio_blk_exit(struct virtio_blk *blk)
 {
+	stop_poll_timers(blk);
 	virtio_blk_drain(blk);
 	if (blk->poll_fd >= 0)
 		event_loop_del_fd(blk->loop, blk->poll_fd);
-	loop_barrier(blk->loop);	/* no completion call left that names blk */
+	loop_barrier(blk->loop);	/* no completion call or timer left that names blk */
+	free_poll_timers(blk);
 	pthread_cond_destroy(&blk->idle_cond);
 	pthread_mutex_destroy(&blk->done_lock);
 	free(blk->vp.elem);
@@ -1145,8 +1284,11 @@ int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio
 	/* nothing completes before the first request: the handler may come first */
 	r = blk->poll_fd >= 0 ? event_loop_add_fd(loop, blk->poll_fd, EPOLLIN, poll_ready, blk) : 0;
 	if (r == 0)
+		r = create_poll_timers(blk);
+	if (r == 0)
 		r = virtio_pci_init(&blk->vp, &blk->ops, blk, mem);
 	if (r < 0) {
+		free_poll_timers(blk);	/* never armed */
 		if (blk->poll_fd >= 0)
 			event_loop_del_fd(loop, blk->poll_fd);
 		free(blk->done_elem);

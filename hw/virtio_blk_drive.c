@@ -390,6 +390,7 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 	conf.read_only = d.opts.read_only;
 	conf.discard_unmap = d.discard_unmap;
 	conf.writeback = d.writeback;
+	d.opts.inline_memory_io = true;	/* req_done copes with completions inside submit */
 	r = bdev_open(d.file, &d.opts, &bs, err, sizeof(err));
 	if (r < 0) {
 		log_error("-drive: %s", err);

@@ -116,12 +116,15 @@ static void driver_init(struct fixture *f)
 	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
 }
 
+static bool fixture_in_memory;	/* next fixture: image on tmpfs, inline I/O */
+
 static int make_image(struct fixture *f, const char *fmt)
 {
 	char cmd[256];
 	int fd;
 
-	snprintf(f->path, sizeof(f->path), "/tmp/test_virtio_blk.XXXXXX");
+	snprintf(f->path, sizeof(f->path), "%s/test_virtio_blk.XXXXXX",
+		 fixture_in_memory ? "/dev/shm" : "/tmp");
 	fd = mkstemp(f->path);
 	if (fd < 0)
 		return -1;
@@ -144,6 +147,7 @@ static struct fixture *fixture_new(const char *fmt, const struct virtio_blk_conf
 		o.engine = BLOCK_ENGINE_IO_URING;
 		o.poll_completions = true;
 	}
+	o.inline_memory_io = fixture_in_memory;
 	struct virtio_blk_conf c;
 	char err[256];
 
@@ -213,6 +217,16 @@ static int setup_polled(void **state)
 	*state = fixture_new("raw", NULL);
 	fixture_polled = false;
 	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
+	return 0;
+}
+
+/* The image on tmpfs with inline_memory_io, as -drive opens it: requests
+ * finish inside the pass that takes them. */
+static int setup_mem(void **state)
+{
+	fixture_in_memory = true;
+	*state = fixture_new("raw", NULL);
+	fixture_in_memory = false;
 	return 0;
 }
 
@@ -1140,6 +1154,35 @@ static void test_kicks_reenabled(void **state)
 	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
 }
 
+/* Requests done inline: after a busy pass the device keeps kicks off and
+ * looks at the ring from its poll timer: a request published without a
+ * kick still completes; after a few empty looks the driver is asked to
+ * kick again. */
+static void test_poll_after_busy_pass(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec ts = { 0, 20000000 };
+	bool kicks_off;
+
+	publish_reads(f, 4);	/* a busy pass: POLL_BATCH requests */
+	/* Holding the device lock keeps the timer from looking meanwhile (no
+	 * assertion may leave the test with it held). */
+	virtio_pci_lock(&f->blk.vp);
+	virtio_pci_kick(&f->blk.vp, 0);
+	kicks_off = ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY;
+	set_header(f, 4, VIRTIO_BLK_T_IN, 64);		/* no kick for this one */
+	publish(f, 0, 12, (struct seg[3]){ { HDR_GPA + 128, 16, false },
+					   { DATA_GPA + 32768, 8192, true },
+					   { STATUS_GPA + 4, 1, true } }, 3);
+	virtio_pci_unlock(&f->blk.vp);
+	assert_true(kicks_off);
+	wait_used(f, 0);
+	assert_int_equal(f->mem.host[STATUS_GPA + 4], VIRTIO_BLK_S_OK);
+	nanosleep(&ts, NULL);		/* the empty looks run out */
+	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, 512), 513);	/* a kick works */
+}
+
 /* --- a polled bdev: submitted and reaped on the device's loop ---------------- */
 
 #define POLLED_TEST(name, body)						\
@@ -1153,6 +1196,24 @@ POLLED_TEST(test_polled_write_read_flush, test_write_read_flush)
 POLLED_TEST(test_polled_batch, test_batch_completion)
 POLLED_TEST(test_polled_drain, test_drain)
 POLLED_TEST(test_polled_reset_inflight, test_reset_inflight)
+
+/* With requests in flight after a pass (a disk image), kicks stay on:
+ * they get new requests to the block layer at once. */
+static void test_kicks_while_inflight(void **state)
+{
+	struct fixture *f = *state;
+	bool inflight, kicks_off;
+
+	publish_reads(f, 4);
+	virtio_pci_lock(&f->blk.vp);
+	virtio_pci_kick(&f->blk.vp, 0);
+	inflight = virtio_blk_inflight(&f->blk) > 0;
+	kicks_off = ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY;
+	virtio_pci_unlock(&f->blk.vp);
+	if (inflight)	/* the block threads may have been quicker than the pass */
+		assert_false(kicks_off);
+	wait_used(f, 0);
+}
 
 /* A bdev polled through an engine that cannot signal is refused. */
 static void test_polled_needs_fd(void **state)
@@ -1224,6 +1285,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wce_toggle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wce_without_config_wce, setup, teardown),
 		cmocka_unit_test(test_writethrough_default),
+		cmocka_unit_test_setup_teardown(test_poll_after_busy_pass, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_kicks_while_inflight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_read_flush, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_batch_completion, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_drain, setup_mem, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_inflight, setup_mem, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),
 		cmocka_unit_test(test_read_only_unmap),
 		cmocka_unit_test(test_multiqueue),
