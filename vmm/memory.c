@@ -1,6 +1,8 @@
-/* Guest RAM: a single memfd (shareable with a migration or save thread)
- * mapped once; the PC layout split around the PCI hole; the e820 table;
- * and bounds-checked guest-physical access for device models. */
+/* Guest RAM: one private anonymous mapping, 2 MiB aligned, with
+ * transparent huge pages asked for (as QEMU's default RAM backend: a
+ * 1 MiB guest request is then a few huge pages, not 256 small ones); the
+ * PC layout split around the PCI hole; the e820 table; and bounds-checked
+ * guest-physical access for device models. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -46,23 +48,31 @@ void memory_layout(struct guest_memory *m, uint64_t ram_size)
 
 int memory_alloc(struct guest_memory *m, uint64_t ram_size, char *err, size_t errlen)
 {
+	const size_t align = 2 * MiB;
+	uint8_t *raw, *host;
+	size_t head;
+
 	memory_layout(m, ram_size);
-	m->memfd = memfd_create("guest-ram", MFD_CLOEXEC);
-	if (m->memfd < 0 || ftruncate(m->memfd, ram_size) < 0) {
-		snprintf(err, errlen, "cannot create %llu MiB of guest RAM: %s",
-			 (unsigned long long)(ram_size / MiB), strerror(errno));
-		return -1;
-	}
-	m->host = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_NORESERVE, m->memfd, 0);
-	if (m->host == MAP_FAILED) {
+	/* Over-allocate by the alignment, then trim both ends. */
+	raw = mmap(NULL, ram_size + align, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED) {
 		snprintf(err, errlen, "cannot map %llu MiB of guest RAM: %s",
 			 (unsigned long long)(ram_size / MiB), strerror(errno));
-		close(m->memfd);
 		m->host = NULL;
 		return -1;
 	}
+	host = (uint8_t *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+	head = (size_t)(host - raw);
+	if (head)
+		munmap(raw, head);
+	if (align - head)
+		munmap(host + ram_size, align - head);
+	m->host = host;
+	madvise(m->host, ram_size, MADV_HUGEPAGE);
 	madvise(m->host, ram_size, MADV_MERGEABLE);
+	/* A forked helper (scripts) must not copy guest RAM. */
+	madvise(m->host, ram_size, MADV_DONTFORK);
 	return 0;
 }
 
@@ -70,8 +80,6 @@ void memory_free(struct guest_memory *m)
 {
 	if (m->host)
 		munmap(m->host, m->ram_size);
-	if (m->memfd > 0)
-		close(m->memfd);
 	m->host = NULL;
 }
 

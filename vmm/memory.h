@@ -1,4 +1,4 @@
-/* Guest RAM (one memfd, mapped once) and the PC memory map: low RAM up to
+/* Guest RAM (one anonymous mapping) and the PC memory map: low RAM up to
  * 640 KiB, the legacy hole, RAM from 1 MiB to the PCI hole, RAM above
  * 4 GiB; plus the e820 table built from it. */
 #ifndef VMM_MEMORY_H
@@ -29,8 +29,7 @@ struct e820_entry {
 #define E820_MAX 16
 
 struct guest_memory {
-	int memfd;
-	uint8_t *host;		/* whole RAM, contiguous in the memfd */
+	uint8_t *host;		/* whole RAM, contiguous, 2 MiB aligned */
 	uint64_t ram_size;	/* total bytes of RAM */
 	uint64_t below_4g;	/* RAM bytes mapped at GPA 0 */
 	uint64_t above_4g;	/* RAM bytes mapped at 4 GiB */
@@ -40,7 +39,7 @@ struct guest_memory {
 
 /* Split ram_size into the PC layout and build e820 (no mapping). */
 void memory_layout(struct guest_memory *m, uint64_t ram_size);
-/* Create the memfd and map it (pages are not touched). */
+/* Map guest RAM (pages are not touched). */
 int memory_alloc(struct guest_memory *m, uint64_t ram_size, char *err, size_t errlen);
 void memory_free(struct guest_memory *m);
 /* Add an e820 entry (keeps the table sorted; used for ACPI/reserved). */
@@ -49,7 +48,7 @@ int e820_add(struct guest_memory *m, uint64_t addr, uint64_t size, uint32_t type
 /* Host pointer for [gpa, gpa+len) when it is entirely RAM, else NULL.
  * This is the only way device models reach guest memory. */
 void *gpa_to_hva(const struct guest_memory *m, uint64_t gpa, uint64_t len);
-/* Offset in the memfd for a GPA (for KVM slots and migration). */
+/* Offset in the RAM block for a GPA (for KVM slots and migration). */
 bool gpa_to_offset(const struct guest_memory *m, uint64_t gpa, uint64_t *off);
 int guest_write(const struct guest_memory *m, uint64_t gpa, const void *src, size_t len);
 int guest_read(const struct guest_memory *m, uint64_t gpa, void *dst, size_t len);

@@ -7,9 +7,10 @@ Boots the guest test kit (1 vCPU, 128 MiB) and measures, per VMM:
   - VMM memory: peak RSS sampled while running, minus the guest RAM mapping,
   - total CPU time of the VMM process.
 Prints a table of medians over --runs runs."""
-import argparse, os, statistics, subprocess, sys, tempfile, time
+import argparse, os, re, statistics, subprocess, sys, tempfile, time
 
 RAM_MB = 128
+VMA_LINE = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
 
 def vmm_rss_kib(pid):
@@ -20,7 +21,7 @@ def vmm_rss_kib(pid):
             size = 0
             for line in f:
                 parts = line.split()
-                if len(parts) > 5 and "-" in parts[0]:
+                if VMA_LINE.match(line):	# unnamed anonymous mappings have 5 fields
                     lo, hi = (int(x, 16) for x in parts[0].split("-"))
                     size = hi - lo
                 elif parts and parts[0] == "Rss:" and size < RAM_MB * 2**20:
