@@ -56,10 +56,9 @@ struct block_open_opts {
 	bool skip_backing_check;	/* cow: don't compare the backing file's mtime and
 					 * size with the header (UML's check) */
 	bool poll_completions;		/* bdev_aio_* callbacks run only in bdev_aio_poll() */
-	bool inline_memory_io;		/* small data I/O (up to 64 KiB) to a memory-backed
-					 * image file (tmpfs, ramfs: it never waits for a
-					 * device) runs inside the submit call, callback
-					 * included */
+	bool inline_memory_io;		/* data I/O to a memory-backed image file (tmpfs,
+					 * ramfs: it never waits for a device) runs inside
+					 * the submit call, callback included */
 };
 
 /* Parse "writeback|none|writethrough|directsync|unsafe" and
