@@ -25,6 +25,7 @@
 #include "block/qcow2.h"
 #include "hw/pci.h"
 #include "hw/virtio_blk.h"
+#include "tests/unit/virtio_test_util.h"
 
 #define RAM_SIZE	(1u << 20)
 #define IMG_SIZE	(1u << 20)
@@ -58,13 +59,6 @@ static uint64_t desc_gpa(unsigned q) { return RING_BASE + q * RING_STRIDE; }
 static uint64_t avail_gpa(unsigned q) { return desc_gpa(q) + 0x1000; }
 static uint64_t used_gpa(unsigned q) { return desc_gpa(q) + 0x2000; }
 
-static void fake_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
-{
-	(void)vp;
-	(void)addr;
-	(void)data;
-}
-
 static void mwrite(struct fixture *f, uint64_t off, uint64_t v, unsigned size)
 {
 	virtio_pci_modern_write(&f->blk.vp, off, v, size);
@@ -80,39 +74,16 @@ static uint64_t cfg_read(struct fixture *f, unsigned off, unsigned size)
 	return mread(f, VP_DEVICE_OFF + off, size);
 }
 
-static uint64_t host_features(struct fixture *f)
-{
-	mwrite(f, VP_COMMON_DFSELECT, 0, 4);
-	uint64_t lo = mread(f, VP_COMMON_DF, 4);
-
-	mwrite(f, VP_COMMON_DFSELECT, 1, 4);
-	return lo | mread(f, VP_COMMON_DF, 4) << 32;
-}
-
 static void driver_init(struct fixture *f)
 {
-	uint64_t feat = ((1ull << VIRTIO_F_VERSION_1) | f->features) & host_features(f);
+	uint64_t feat = ((1ull << VIRTIO_F_VERSION_1) | f->features) & vt_offered(&f->blk.vp);
 
 	mwrite(f, VP_COMMON_STATUS, 0, 1);
 	memset(f->mem.host + RING_BASE, 0, RING_STRIDE * VIRTIO_MAX_QUEUES);
 	memset(f->avail_idx, 0, sizeof(f->avail_idx));
-	mwrite(f, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
-	mwrite(f, VP_COMMON_GF, (uint32_t)feat, 4);
-	mwrite(f, VP_COMMON_GFSELECT, 1, 4);
-	mwrite(f, VP_COMMON_GF, feat >> 32, 4);
-	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
-	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0b);
-	for (unsigned q = 0; q < f->blk.conf.num_queues; q++) {
-		mwrite(f, VP_COMMON_Q_SELECT, q, 2);
-		mwrite(f, VP_COMMON_Q_SIZE, QSIZE, 2);
-		mwrite(f, VP_COMMON_Q_DESCLO, desc_gpa(q), 4);
-		mwrite(f, VP_COMMON_Q_DESCHI, 0, 4);
-		mwrite(f, VP_COMMON_Q_AVAILLO, avail_gpa(q), 8);
-		mwrite(f, VP_COMMON_Q_USEDLO, used_gpa(q), 4);
-		mwrite(f, VP_COMMON_Q_USEDHI, 0, 4);
-		mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
-	}
+	assert_int_equal(vt_negotiate(&f->blk.vp, feat), 0x0b);
+	for (unsigned q = 0; q < f->blk.conf.num_queues; q++)
+		vt_queue_enable(&f->blk.vp, q, QSIZE, desc_gpa(q), avail_gpa(q), used_gpa(q));
 	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
 }
 
@@ -157,14 +128,12 @@ static struct fixture *fixture_new(const char *fmt, const struct virtio_blk_conf
 		virtio_blk_conf_init(&c);
 	if (!c.serial)
 		c.serial = "unit-serial";
-	f->mem.host = calloc(1, RAM_SIZE);
-	f->mem.ram_size = RAM_SIZE;
-	f->mem.below_4g = RAM_SIZE;
+	vt_mem_init(&f->mem, RAM_SIZE);
 	assert_int_equal(make_image(f, fmt), 0);
 	o.read_only = c.read_only;
 	assert_int_equal(bdev_open(f->path, &o, &f->bs, err, sizeof(err)), 0);
 	assert_int_equal(virtio_blk_init(&f->blk, f->bs, &c, &f->mem, NULL), 0);
-	f->blk.vp.send_msi = fake_msi;
+	f->blk.vp.send_msi = vt_drop_msi;
 	f->blk.vp.pci.config[PCI_COMMAND] |= PCI_COMMAND_MASTER;	/* no bus here */
 	f->features = 1ull << VIRTIO_BLK_F_FLUSH | 1ull << VIRTIO_BLK_F_CONFIG_WCE;
 	driver_init(f);
@@ -239,10 +208,7 @@ static uint16_t used_idx(struct fixture *f, unsigned q)
 
 static uint32_t used_len(struct fixture *f, unsigned q, uint16_t idx)
 {
-	uint32_t v;
-
-	memcpy(&v, f->mem.host + used_gpa(q) + 4 + 8 * (idx % QSIZE) + 4, 4);
-	return v;
+	return vt_rd32(&f->mem, used_gpa(q) + 4 + 8 * (idx % QSIZE) + 4);
 }
 
 /* Write the chain at descriptor head of queue q and make it available. */
@@ -250,24 +216,14 @@ static void publish(struct fixture *f, unsigned q, uint16_t head, const struct s
 {
 	uint16_t idx = f->avail_idx[q];
 
-	for (unsigned i = 0; i < n; i++) {
-		struct virtq_desc d = { s[i].gpa, s[i].len,
-					(s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
-					(i + 1 < n ? VIRTQ_DESC_F_NEXT : 0), head + i + 1 };
-
-		memcpy(f->mem.host + desc_gpa(q) + 16 * (head + i), &d, 16);
-	}
+	for (unsigned i = 0; i < n; i++)
+		vt_put_desc(&f->mem, desc_gpa(q), head + i, s[i].gpa, s[i].len,
+			    (s[i].writable ? VIRTQ_DESC_F_WRITE : 0) |
+			    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0), head + i + 1);
 	memcpy(f->mem.host + avail_gpa(q) + 4 + 2 * (idx % QSIZE), &head, 2);
 	f->avail_idx[q]++;
 	__atomic_store_n((uint16_t *)(f->mem.host + avail_gpa(q) + 2), f->avail_idx[q],
 			 __ATOMIC_RELEASE);
-}
-
-static void kick(struct fixture *f, unsigned q)
-{
-	virtio_pci_lock(&f->blk.vp);
-	virtio_pci_kick(&f->blk.vp, q);
-	virtio_pci_unlock(&f->blk.vp);
 }
 
 static void wait_used(struct fixture *f, unsigned q)
@@ -285,7 +241,7 @@ static uint32_t run(struct fixture *f, unsigned q, const struct seg *s, unsigned
 	uint16_t idx = f->avail_idx[q];
 
 	publish(f, q, 0, s, n);
-	kick(f, q);
+	vt_kick(&f->blk.vp, q);
 	wait_used(f, q);
 	return used_len(f, q, idx);
 }
@@ -377,7 +333,7 @@ static long long file_blocks(struct fixture *f)
 static void test_config(void **state)
 {
 	struct fixture *f = *state;
-	uint64_t feat = host_features(f);
+	uint64_t feat = vt_offered(&f->blk.vp);
 
 	assert_int_equal(cfg_read(f, VIRTIO_BLK_CFG_CAPACITY, 8), CAP);
 	assert_int_equal(cfg_read(f, VIRTIO_BLK_CFG_SIZE_MAX, 4), 0);
@@ -425,7 +381,7 @@ static void test_config_features_off(void **state)
 	c.writeback = false;		/* cache=writethrough: no WCE offered either */
 	c.seg_max_adjust = false;
 	f = fixture_new("raw", &c);
-	feat = host_features(f);
+	feat = vt_offered(&f->blk.vp);
 	assert_false(feat & (1u << VIRTIO_BLK_F_DISCARD | 1u << VIRTIO_BLK_F_WRITE_ZEROES |
 			     1u << VIRTIO_BLK_F_CONFIG_WCE | 1u << VIRTIO_BLK_F_WCE));
 	assert_int_equal(f->blk.vp.ops->config_size, 36);
@@ -628,7 +584,7 @@ static void test_get_id_unsupp(void **state)
 			memcpy(f->mem.host + desc_gpa(0) + 16 * (3 + i), &e, 16);
 		}
 	}
-	kick(f, 0);
+	vt_kick(&f->blk.vp, 0);
 	wait_used(f, 0);
 	assert_int_equal(status(f), VIRTIO_BLK_S_UNSUPP);
 	assert_int_equal(f->mem.host[DATA_GPA + 128], 255);
@@ -667,7 +623,7 @@ static void test_out_of_range(void **state)
 static void expect_needs_reset(struct fixture *f, const struct seg *s, unsigned n)
 {
 	publish(f, 0, 0, s, n);
-	kick(f, 0);
+	vt_kick(&f->blk.vp, 0);
 	assert_true(mread(f, VP_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
 	driver_init(f);
 	assert_false(mread(f, VP_COMMON_STATUS, 1) & VIRTIO_STATUS_NEEDS_RESET);
@@ -892,7 +848,7 @@ static void test_writethrough_default(void **state)
 	virtio_blk_conf_init(&c);
 	c.writeback = false;		/* cache=writethrough / directsync */
 	f = fixture_new("raw", &c);
-	assert_true(host_features(f) & (1ull << VIRTIO_BLK_F_WCE));	/* via CONFIG_WCE */
+	assert_true(vt_offered(&f->blk.vp) & (1ull << VIRTIO_BLK_F_WCE));	/* via CONFIG_WCE */
 	assert_int_equal(cfg_read(f, VIRTIO_BLK_CFG_WCE, 1), 0);
 	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, 512), 1);
 	assert_int_equal(wt_flushes(f), 1);
@@ -910,7 +866,7 @@ static void test_read_only(void **state)
 	struct virtio_blk_stats st;
 	uint8_t buf[512];
 
-	assert_true(host_features(f) & (1u << VIRTIO_BLK_F_RO));
+	assert_true(vt_offered(&f->blk.vp) & (1u << VIRTIO_BLK_F_RO));
 	memset(f->mem.host + DATA_GPA, 0x77, 512);
 	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, 512), 1);
 	assert_int_equal(status(f), VIRTIO_BLK_S_IOERR);
@@ -958,7 +914,7 @@ static void test_multiqueue(void **state)
 	virtio_blk_conf_init(&c);
 	c.num_queues = nq;
 	f = fixture_new("raw", &c);
-	assert_true(host_features(f) & (1u << VIRTIO_BLK_F_MQ));
+	assert_true(vt_offered(&f->blk.vp) & (1u << VIRTIO_BLK_F_MQ));
 	assert_int_equal(cfg_read(f, VIRTIO_BLK_CFG_NUM_QUEUES, 2), nq);
 	assert_int_equal(mread(f, VP_COMMON_NUMQ, 2), nq);
 	assert_int_equal(f->blk.vp.msix_vectors, nq + 1);
@@ -976,7 +932,7 @@ static void test_multiqueue(void **state)
 		}
 	}
 	for (unsigned q = 0; q < nq; q++)
-		kick(f, q);
+		vt_kick(&f->blk.vp, q);
 	for (unsigned q = 0; q < nq; q++)
 		wait_used(f, q);
 	for (unsigned slot = 0; slot < nq * per_q; slot++) {
@@ -1062,7 +1018,7 @@ static void test_drain(void **state)
 	struct fixture *f = *state;
 
 	publish_reads(f, 5);
-	kick(f, 0);
+	vt_kick(&f->blk.vp, 0);
 	virtio_blk_drain(&f->blk);
 	/* no waiting: everything is in the used ring when drain returns */
 	assert_int_equal(used_idx(f, 0), 5);
@@ -1077,7 +1033,7 @@ static void test_reset_inflight(void **state)
 
 	for (int round = 0; round < 20; round++) {
 		publish_reads(f, 5);
-		kick(f, 0);
+		vt_kick(&f->blk.vp, 0);
 		mwrite(f, VP_COMMON_STATUS, 0, 1);	/* reset with requests in flight */
 		assert_int_equal(virtio_blk_inflight(&f->blk), 0);
 		assert_int_equal(f->blk.vp.vqs[0].inflight, 0);
@@ -1090,14 +1046,6 @@ static void test_reset_inflight(void **state)
 }
 
 /* --- batched completion, kick suppression ----------------------------------- */
-
-static uint16_t ring_u16(struct fixture *f, uint64_t gpa)
-{
-	uint16_t v;
-
-	memcpy(&v, f->mem.host + gpa, 2);
-	return v;
-}
 
 /* Writes and reads made available together, with one kick, each come
  * back once in the used ring with its own length and status. */
@@ -1116,7 +1064,7 @@ static void test_batch_completion(void **state)
 		set_header(f, i, wr ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, 64 * i);
 		publish(f, 0, 3 * i, s, 3);
 	}
-	kick(f, 0);
+	vt_kick(&f->blk.vp, 0);
 	wait_used(f, 0);
 	for (uint16_t u = 0; u < 5; u++) {
 		uint32_t id;
@@ -1142,16 +1090,16 @@ static void test_kicks_reenabled(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, 512), 513);
-	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
+	assert_false(vt_rd16(&f->mem, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
 	f->features |= 1ull << VIRTIO_F_RING_EVENT_IDX;
 	driver_init(f);
 	assert_true(f->blk.vp.vqs[0].event_idx);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(request(f, VIRTIO_BLK_T_IN, 8, 512), 513);
 		/* avail_event: a kick is wanted for the next request */
-		assert_int_equal(ring_u16(f, used_gpa(0) + 4 + 8 * QSIZE), f->avail_idx[0]);
+		assert_int_equal(vt_rd16(&f->mem, used_gpa(0) + 4 + 8 * QSIZE), f->avail_idx[0]);
 	}
-	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
+	assert_false(vt_rd16(&f->mem, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
 }
 
 /* Requests done inline: after a busy pass the device keeps kicks off and
@@ -1169,7 +1117,7 @@ static void test_poll_after_busy_pass(void **state)
 	 * assertion may leave the test with it held). */
 	virtio_pci_lock(&f->blk.vp);
 	virtio_pci_kick(&f->blk.vp, 0);
-	kicks_off = ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY;
+	kicks_off = vt_rd16(&f->mem, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY;
 	set_header(f, 4, VIRTIO_BLK_T_IN, 64);		/* no kick for this one */
 	publish(f, 0, 12, (struct seg[3]){ { HDR_GPA + 128, 16, false },
 					   { DATA_GPA + 32768, 8192, true },
@@ -1179,7 +1127,7 @@ static void test_poll_after_busy_pass(void **state)
 	wait_used(f, 0);
 	assert_int_equal(f->mem.host[STATUS_GPA + 4], VIRTIO_BLK_S_OK);
 	nanosleep(&ts, NULL);		/* the empty looks run out */
-	assert_false(ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
+	assert_false(vt_rd16(&f->mem, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY);
 	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, 512), 513);	/* a kick works */
 }
 
@@ -1208,7 +1156,7 @@ static void test_kicks_while_inflight(void **state)
 	virtio_pci_lock(&f->blk.vp);
 	virtio_pci_kick(&f->blk.vp, 0);
 	inflight = virtio_blk_inflight(&f->blk) > 0;
-	kicks_off = ring_u16(f, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY;
+	kicks_off = vt_rd16(&f->mem, used_gpa(0)) & VIRTQ_USED_F_NO_NOTIFY;
 	virtio_pci_unlock(&f->blk.vp);
 	if (inflight)	/* the block threads may have been quicker than the pass */
 		assert_false(kicks_off);
@@ -1220,8 +1168,7 @@ static void test_polled_needs_fd(void **state)
 {
 	struct block_open_opts o = { .format = "raw", .engine = BLOCK_ENGINE_THREADS,
 				     .poll_completions = true };
-	struct guest_memory mem = { .host = calloc(1, RAM_SIZE), .ram_size = RAM_SIZE,
-				    .below_4g = RAM_SIZE };
+	struct guest_memory mem = { 0 };
 	struct virtio_blk_conf c;
 	struct virtio_blk *blk = calloc(1, sizeof(*blk));
 	struct fixture f = { 0 };
@@ -1229,6 +1176,7 @@ static void test_polled_needs_fd(void **state)
 	char err[256];
 
 	(void)state;
+	vt_mem_init(&mem, RAM_SIZE);
 	virtio_blk_conf_init(&c);
 	assert_int_equal(make_image(&f, "raw"), 0);
 	assert_int_equal(bdev_open(f.path, &o, &bs, err, sizeof(err)), 0);

@@ -19,6 +19,7 @@
 #include "hw/pci.h"
 #include "hw/virtio_net.h"
 #include "vmm/vmstate.h"
+#include "tests/unit/virtio_test_util.h"
 
 #define RAM_SIZE	(4u << 20)
 #define QSIZE		16
@@ -127,9 +128,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->mem.host = calloc(1, RAM_SIZE);
-	f->mem.ram_size = RAM_SIZE;
-	f->mem.below_4g = RAM_SIZE;
+	vt_mem_init(&f->mem, RAM_SIZE);
 	f->next_buf = BUF_GPA;
 	*state = f;
 	return 0;
@@ -177,15 +176,6 @@ static void create(struct fixture *f, bool vnet_hdr, unsigned pairs)
 	create_opts(f, vnet_hdr, &o);
 }
 
-static uint64_t offered(struct fixture *f)
-{
-	mwrite(f, VP_COMMON_DFSELECT, 0, 4);
-	uint64_t lo = mread(f, VP_COMMON_DF, 4);
-
-	mwrite(f, VP_COMMON_DFSELECT, 1, 4);
-	return lo | mread(f, VP_COMMON_DF, 4) << 32;
-}
-
 /* A modern driver: negotiate feat, set up every queue with QSIZE entries. */
 static void start(struct fixture *f, uint64_t feat)
 {
@@ -197,33 +187,12 @@ static void start(struct fixture *f, uint64_t feat)
 	memset(f->used_seen, 0, sizeof(f->used_seen));
 	memset(f->next_desc, 0, sizeof(f->next_desc));
 	memset(f->mem.host + RING_GPA(0), 0, RING_GPA(VIRTIO_MAX_QUEUES) - RING_GPA(0));
-	mwrite(f, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
-	mwrite(f, VP_COMMON_GF, (uint32_t)feat, 4);
-	mwrite(f, VP_COMMON_GFSELECT, 1, 4);
-	mwrite(f, VP_COMMON_GF, feat >> 32, 4);
-	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
-	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0b);
+	assert_int_equal(vt_negotiate(&f->n.vp, feat), 0x0b);
 	nq = mread(f, VP_COMMON_NUMQ, 2);
-	for (unsigned q = 0; q < nq; q++) {
-		mwrite(f, VP_COMMON_Q_SELECT, q, 2);
-		mwrite(f, VP_COMMON_Q_SIZE, QSIZE, 2);
-		mwrite(f, VP_COMMON_Q_DESCLO, DESC_GPA(q), 4);
-		mwrite(f, VP_COMMON_Q_DESCHI, 0, 4);
-		mwrite(f, VP_COMMON_Q_AVAILLO, AVAIL_GPA(q), 8);
-		mwrite(f, VP_COMMON_Q_USEDLO, USED_GPA(q), 4);
-		mwrite(f, VP_COMMON_Q_USEDHI, 0, 4);
-		mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
-	}
+	for (unsigned q = 0; q < nq; q++)
+		vt_queue_enable(&f->n.vp, q, QSIZE, DESC_GPA(q), AVAIL_GPA(q), USED_GPA(q));
 	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
 	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0f);
-}
-
-static void kick(struct fixture *f, unsigned q)
-{
-	virtio_pci_lock(&f->n.vp);
-	virtio_pci_kick(&f->n.vp, q);
-	virtio_pci_unlock(&f->n.vp);
 }
 
 static uint64_t alloc_buf(struct fixture *f, size_t len)
@@ -248,19 +217,15 @@ static uint16_t post(struct fixture *f, unsigned q, const struct seg *s, unsigne
 
 	for (unsigned i = 0; i < n; i++) {
 		uint16_t d = (head + i) % QSIZE;
-		struct virtq_desc desc = {
-			.addr = s[i].gpa, .len = s[i].len,
-			.flags = (s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
-				 (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0),
-			.next = (d + 1) % QSIZE,
-		};
 
-		memcpy(f->mem.host + DESC_GPA(q) + 16 * d, &desc, 16);
+		vt_put_desc(&f->mem, DESC_GPA(q), d, s[i].gpa, s[i].len,
+			    (s[i].write ? VIRTQ_DESC_F_WRITE : 0) |
+			    (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0), (d + 1) % QSIZE);
 	}
 	f->next_desc[q] += n;
-	memcpy(f->mem.host + AVAIL_GPA(q) + 4 + 2 * (idx % QSIZE), &head, 2);
+	vt_wr16(&f->mem, AVAIL_GPA(q) + 4 + 2 * (idx % QSIZE), head);
 	f->avail_idx[q]++;
-	memcpy(f->mem.host + AVAIL_GPA(q) + 2, &f->avail_idx[q], 2);
+	vt_wr16(&f->mem, AVAIL_GPA(q) + 2, f->avail_idx[q]);
 	return head;
 }
 
@@ -276,18 +241,12 @@ static uint64_t post_rx(struct fixture *f, unsigned q, uint32_t len)
 
 static uint16_t used_idx(struct fixture *f, unsigned q)
 {
-	uint16_t v;
-
-	memcpy(&v, f->mem.host + USED_GPA(q) + 2, 2);
-	return v;
+	return vt_rd16(&f->mem, USED_GPA(q) + 2);
 }
 
 static uint32_t used_len(struct fixture *f, unsigned q, uint16_t i)
 {
-	uint32_t v;
-
-	memcpy(&v, f->mem.host + USED_GPA(q) + 4 + 8 * (i % QSIZE) + 4, 4);
-	return v;
+	return vt_rd32(&f->mem, USED_GPA(q) + 4 + 8 * (i % QSIZE) + 4);
 }
 
 static uint8_t *host(struct fixture *f, uint64_t gpa)
@@ -341,7 +300,7 @@ static uint8_t ctrl(struct fixture *f, unsigned q, uint8_t cls, uint8_t cmd, con
 		post(f, q, s, 3);
 	else
 		post(f, q, (struct seg[2]){ s[0], s[2] }, 2);
-	kick(f, q);
+	vt_kick(&f->n.vp, q);
 	assert_int_equal(used_idx(f, q), (uint16_t)(before + 1));
 	return host(f, a)[0];
 }
@@ -370,7 +329,7 @@ static void test_config_features(void **state)
 	assert_int_equal(mread(f, VP_COMMON_NUMQ, 2), 3);
 	assert_int_equal(pci_get_word(f->n.vp.pci.config, PCI_DEVICE_ID), 0x1000);
 	assert_int_equal(pci_get_word(f->n.vp.pci.config, PCI_SUBSYSTEM_ID), VIRTIO_ID_NET);
-	feat = offered(f);
+	feat = vt_offered(&f->n.vp);
 	assert_true(feat & F(VIRTIO_NET_F_MAC));
 	assert_true(feat & F(VIRTIO_NET_F_STATUS));
 	assert_true(feat & F(VIRTIO_NET_F_MRG_RXBUF));
@@ -403,7 +362,7 @@ static void test_offload_features(void **state)
 	o.host_tso6 = false;
 	o.mrg_rxbuf = false;
 	create_opts(f, true, &o);
-	feat = offered(f);
+	feat = vt_offered(&f->n.vp);
 	assert_true(feat & F(VIRTIO_NET_F_CSUM));
 	assert_true(feat & F(VIRTIO_NET_F_GUEST_CSUM));
 	assert_true(feat & F(VIRTIO_NET_F_HOST_TSO4));
@@ -435,7 +394,7 @@ static void test_tx_single_and_chained(void **state)
 	memset(host(f, a), 0, 12);
 	memcpy(host(f, a) + 12, frame, 200);
 	post(f, 1, &(struct seg){ a, 212, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 1);
 	assert_int_equal(f->be.len[0], 200);
 	assert_memory_equal(f->be.frame[0], frame, 200);
@@ -447,7 +406,7 @@ static void test_tx_single_and_chained(void **state)
 	memcpy(host(f, d2), frame + 50, 150);
 	post(f, 1, (struct seg[3]){ { h, 12, false }, { d1, 50, false }, { d2, 150, false } },
 	     3);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 2);
 	assert_int_equal(f->be.len[1], 200);
 	assert_int_equal(f->be.last_iovcnt, 2);
@@ -470,7 +429,7 @@ static void test_tx_vnet_hdr_passed(void **state)
 	memset(host(f, a), 0, 12);
 	host(f, a)[0] = 1;	/* NEEDS_CSUM: the backend's business */
 	post(f, 1, &(struct seg){ a, 72, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 1);
 	assert_int_equal(f->be.len[0], 72);
 	assert_int_equal(f->be.frame[0][0], 1);
@@ -491,11 +450,11 @@ static void test_tx_backend_full(void **state)
 	f->be.full = true;
 	post(f, 1, &(struct seg){ a, 72, false }, 1);
 	post(f, 1, &(struct seg){ b, 82, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 0);
 	assert_int_equal(used_idx(f, 1), 0);
 	/* a kick while full retries, still nothing consumed */
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(used_idx(f, 1), 0);
 	f->be.full = false;
 	f->be.fe->send_ready(f->be.fe->opaque);
@@ -515,7 +474,7 @@ static void test_rx_without_mrg(void **state)
 	create(f, false, 1);
 	start(f, 0);
 	buf = post_rx(f, 0, 1600);
-	kick(f, 0);
+	vt_kick(&f->n.vp, 0);
 	make_frame(frame, dev_mac, sizeof(frame), 9);
 	assert_int_equal(deliver(f, NULL, 0, frame, sizeof(frame)), sizeof(frame));
 	assert_int_equal(used_idx(f, 0), 1);
@@ -577,7 +536,7 @@ static void test_rx_no_buffers_then_resume(void **state)
 	assert_int_equal(f->be.ready_calls, 0);
 	/* one 64-byte buffer is not enough: it is given back */
 	b = post_rx(f, 0, 64);
-	kick(f, 0);
+	vt_kick(&f->n.vp, 0);
 	assert_int_equal(f->be.ready_calls, 1);
 	assert_true(f->be.fe->can_receive(f->be.fe->opaque));
 	assert_int_equal(deliver(f, NULL, 0, frame, sizeof(frame)), 0);
@@ -586,14 +545,14 @@ static void test_rx_no_buffers_then_resume(void **state)
 	/* more buffers and a kick: the backend is told, delivery works */
 	post_rx(f, 0, 64);
 	post_rx(f, 0, 64);
-	kick(f, 0);
+	vt_kick(&f->n.vp, 0);
 	assert_int_equal(f->be.ready_calls, 2);
 	assert_int_equal(deliver(f, NULL, 0, frame, sizeof(frame)), sizeof(frame));
 	assert_int_equal(used_idx(f, 0), 3);
 	assert_int_equal(host(f, b)[10], 3);
 	/* no spurious wake-ups while not blocked */
 	post_rx(f, 0, 64);
-	kick(f, 0);
+	vt_kick(&f->n.vp, 0);
 	assert_int_equal(f->be.ready_calls, 2);
 }
 
@@ -717,7 +676,7 @@ static void test_mq_pairs(void **state)
 	uint64_t a = alloc_buf(f, 12 + 64);
 
 	create(f, false, 2);
-	assert_true(offered(f) & F(VIRTIO_NET_F_MQ));
+	assert_true(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_MQ));
 	assert_int_equal(mread(f, VP_COMMON_NUMQ, 2), 5);
 	assert_int_equal(mread(f, VP_DEVICE_OFF + VIRTIO_NET_CFG_MAX_PAIRS, 2), 2);
 	start(f, CTRL_FEATURES | F(VIRTIO_NET_F_MQ));
@@ -741,7 +700,7 @@ static void test_mq_pairs(void **state)
 	memset(host(f, a), 0, 12);
 	make_frame(host(f, a) + 12, dev_mac, 64, 1);
 	post(f, 3, &(struct seg){ a, 76, false }, 1);
-	kick(f, 3);
+	vt_kick(&f->n.vp, 3);
 	assert_int_equal(f->be.nframes, 1);
 	assert_int_equal(used_idx(f, 3), 1);
 	/* back to one pair: rx1 is no longer used */
@@ -786,7 +745,7 @@ static void test_legacy_header(void **state)
 	memcpy(host(f, ring + 0x10000), &d, 16);
 	memcpy(host(f, ring + 0x10000 + 4096 + 4), &head, 2);
 	memcpy(host(f, ring + 0x10000 + 4096 + 2), &idx, 2);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 1);
 	assert_int_equal(f->be.len[0], 60);
 	/* rx: a 10-byte zero header in front */
@@ -815,7 +774,7 @@ static void test_malformed_tx(void **state)
 	/* oversized frame: dropped and counted, device fine */
 	memset(host(f, big), 0, 12);
 	post(f, 1, &(struct seg){ big, 12 + 65536, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 0);
 	assert_int_equal(used_idx(f, 1), 1);
 	virtio_net_get_stats(&f->n, &st);
@@ -823,19 +782,19 @@ static void test_malformed_tx(void **state)
 	assert_false(needs_reset(f));
 	/* a header-only chain: an empty frame, dropped */
 	post(f, 1, &(struct seg){ a, 12, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(used_idx(f, 1), 2);
 	assert_false(needs_reset(f));
 	/* a writable descriptor in a tx chain */
 	post(f, 1, (struct seg[2]){ { a, 72, false }, { a, 10, true } }, 2);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_true(needs_reset(f));
 	assert_int_equal(f->be.nframes, 0);
 	/* a tx chain shorter than the header */
 	start(f, 0);
 	assert_false(needs_reset(f));
 	post(f, 1, &(struct seg){ a, 8, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_true(needs_reset(f));
 }
 
@@ -861,7 +820,7 @@ static void test_malformed_rx_ctrl(void **state)
 	/* a control command without an ack byte */
 	start(f, CTRL_FEATURES);
 	post(f, 2, &(struct seg){ a, 3, false }, 1);
-	kick(f, 2);
+	vt_kick(&f->n.vp, 2);
 	assert_true(needs_reset(f));
 	/* a runt frame from the backend is an error, not a crash */
 	start(f, CTRL_FEATURES);
@@ -947,10 +906,7 @@ static void test_reset_restores(void **state)
 
 static uint16_t avail_event(struct fixture *f, unsigned q)
 {
-	uint16_t v;
-
-	memcpy(&v, f->mem.host + USED_GPA(q) + 4 + 8 * QSIZE, 2);
-	return v;
+	return vt_rd16(&f->mem, USED_GPA(q) + 4 + 8 * QSIZE);
 }
 
 /* EVENT_IDX: no kicks wanted while the device has work in hand; a kick
@@ -977,7 +933,7 @@ static void test_kick_suppression(void **state)
 	assert_int_equal(avail_event(f, 0), 4);
 	assert_true(virtq_need_event(avail_event(f, 0), 5, 4));
 	post_rx(f, 0, 256);
-	kick(f, 0);
+	vt_kick(&f->n.vp, 0);
 	assert_int_equal(f->be.ready_calls, 1);
 	assert_int_equal(deliver(f, NULL, 0, frame, 64), 64);
 	/* tx: after a pass that emptied the ring, the next frame is kicked */
@@ -985,13 +941,13 @@ static void test_kick_suppression(void **state)
 	make_frame(host(f, a) + 12, dev_mac, 64, 1);
 	post(f, 1, &(struct seg){ a, 76, false }, 1);
 	post(f, 1, &(struct seg){ a, 76, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_int_equal(f->be.nframes, 2);
 	assert_int_equal(avail_event(f, 1), 2);
 	/* a full backend: no kicks wanted, send_ready resumes */
 	f->be.full = true;
 	post(f, 1, &(struct seg){ a, 76, false }, 1);
-	kick(f, 1);
+	vt_kick(&f->n.vp, 1);
 	assert_false(virtq_need_event(avail_event(f, 1), 4, 3));
 	f->be.full = false;
 	f->be.fe->send_ready(f->be.fe->opaque);

@@ -26,6 +26,7 @@
 #include "hw/virtio_pci.h"
 #include "hw/virtio_rng.h"
 #include "vmm/vmstate.h"
+#include "tests/unit/virtio_test_util.h"
 
 #define RAM_SIZE	(1u << 20)
 #define SLOT		3
@@ -48,25 +49,16 @@ struct fixture {
 	bool avail_wrap, used_wrap;
 };
 
-static void fake_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
-{
-	(void)vp;
-	(void)addr;
-	(void)data;
-}
-
 static int setup_dev(void **state, bool packed)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->mem.host = calloc(1, RAM_SIZE);
-	f->mem.ram_size = RAM_SIZE;
-	f->mem.below_4g = RAM_SIZE;
+	vt_mem_init(&f->mem, RAM_SIZE);
 	pci_bus_init(&f->bus, NULL, NULL);
 	assert_int_equal(virtio_rng_init(&f->vp, &f->mem), 0);
 	virtio_pci_offer_packed(&f->vp, packed);
 	assert_int_equal(pci_bus_add_device(&f->bus, &f->vp.pci, SLOT, 0), 0);
-	f->vp.send_msi = fake_msi;
+	f->vp.send_msi = vt_drop_msi;
 	pci_config_write(&f->bus, DEVFN, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
 	f->avail_wrap = f->used_wrap = true;
 	*state = f;
@@ -105,46 +97,22 @@ static void mwrite(struct fixture *f, uint64_t off, uint64_t v, unsigned size)
 
 static uint64_t offered(struct fixture *f)
 {
-	uint64_t v;
-
-	mwrite(f, VP_COMMON_DFSELECT, 0, 4);
-	v = mread(f, VP_COMMON_DF, 4);
-	mwrite(f, VP_COMMON_DFSELECT, 1, 4);
-	return v | mread(f, VP_COMMON_DF, 4) << 32;
+	return vt_offered(&f->vp);
 }
 
 /* Negotiate feat; true when FEATURES_OK stuck. */
 static bool negotiate(struct fixture *f, uint64_t feat)
 {
 	mwrite(f, VP_COMMON_STATUS, 0, 1);
-	mwrite(f, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
-	mwrite(f, VP_COMMON_GF, (uint32_t)feat, 4);
-	mwrite(f, VP_COMMON_GFSELECT, 1, 4);
-	mwrite(f, VP_COMMON_GF, feat >> 32, 4);
-	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
-	return mread(f, VP_COMMON_STATUS, 1) & VIRTIO_STATUS_FEATURES_OK;
+	return vt_negotiate(&f->vp, feat) & VIRTIO_STATUS_FEATURES_OK;
 }
 
 static void packed_init(struct fixture *f, uint64_t feat)
 {
 	assert_true(negotiate(f, feat));
-	mwrite(f, VP_COMMON_Q_SELECT, 0, 2);
-	mwrite(f, VP_COMMON_Q_SIZE, QSIZE, 2);
-	mwrite(f, VP_COMMON_Q_DESCLO, RING_GPA, 8);
-	mwrite(f, VP_COMMON_Q_AVAILLO, DRIVER_GPA, 8);	/* driver area */
-	mwrite(f, VP_COMMON_Q_USEDLO, DEVICE_GPA, 8);	/* device area */
-	mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+	vt_queue_enable_wide(&f->vp, 0, QSIZE, RING_GPA, DRIVER_GPA, DEVICE_GPA);
 	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
 	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0f);
-}
-
-static struct virtq_packed_desc ring_desc(struct fixture *f, unsigned i)
-{
-	struct virtq_packed_desc d;
-
-	memcpy(&d, f->mem.host + RING_GPA + 16 * i, 16);
-	return d;
 }
 
 /* One writable buffer of len bytes with buffer id, made available. */
@@ -152,9 +120,8 @@ static void add_buffer(struct fixture *f, uint16_t id, uint32_t len)
 {
 	uint16_t flags = VIRTQ_DESC_F_WRITE |
 			 (f->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED);
-	struct virtq_packed_desc d = { BUF_GPA + 0x100 * id, len, id, flags };
 
-	memcpy(f->mem.host + RING_GPA + 16 * f->next_avail, &d, 16);
+	vt_put_pdesc(&f->mem, RING_GPA, f->next_avail, BUF_GPA + 0x100 * id, len, id, flags);
 	if (++f->next_avail == QSIZE) {
 		f->next_avail = 0;
 		f->avail_wrap = !f->avail_wrap;
@@ -168,7 +135,7 @@ static void kick(struct fixture *f)
 
 static bool take_used(struct fixture *f, uint16_t *id, uint32_t *len)
 {
-	struct virtq_packed_desc d = ring_desc(f, f->next_used);
+	struct virtq_packed_desc d = vt_get_pdesc(&f->mem, RING_GPA, f->next_used);
 	bool a = d.flags & VIRTQ_DESC_F_AVAIL, u = d.flags & VIRTQ_DESC_F_USED;
 
 	if (a != u || u != f->used_wrap)
@@ -383,16 +350,14 @@ struct blk_fixture {
 static void blk_ring_put(struct blk_fixture *b, uint64_t addr, uint32_t len, uint16_t id,
 			 uint16_t flags, uint16_t *head_flags)
 {
-	struct virtq_packed_desc d = { addr, len, id, flags };
 	uint16_t bits = b->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
+	uint16_t own = bits;
 
 	if (head_flags) {		/* the head is made available last */
 		*head_flags = flags | bits;
-		d.flags = flags | (b->avail_wrap ? VIRTQ_DESC_F_USED : VIRTQ_DESC_F_AVAIL);
-	} else {
-		d.flags = flags | bits;
+		own = b->avail_wrap ? VIRTQ_DESC_F_USED : VIRTQ_DESC_F_AVAIL;
 	}
-	memcpy(b->mem.host + RING_GPA + 16 * b->next_avail, &d, 16);
+	vt_put_pdesc(&b->mem, RING_GPA, b->next_avail, addr, len, id, flags | own);
 	if (++b->next_avail == BLK_QSIZE) {
 		b->next_avail = 0;
 		b->avail_wrap = !b->avail_wrap;
@@ -439,18 +404,6 @@ static bool blk_take_used(struct blk_fixture *b, uint16_t *id, uint32_t *len)
 	return true;
 }
 
-static void blk_mwrite(struct blk_fixture *b, uint64_t off, uint64_t v, unsigned size)
-{
-	virtio_pci_modern_write(&b->blk.vp, off, v, size);
-}
-
-static void blk_kick(struct blk_fixture *b)
-{
-	virtio_pci_lock(&b->blk.vp);
-	virtio_pci_kick(&b->blk.vp, 0);
-	virtio_pci_unlock(&b->blk.vp);
-}
-
 /* Wait for n used entries (the block layer completes on its threads);
  * marks each id seen in *seen. */
 static void blk_wait(struct blk_fixture *b, unsigned n, unsigned *seen)
@@ -479,9 +432,7 @@ static void blk_setup(struct blk_fixture *b)
 	char err[256];
 	int fd;
 
-	b->mem.host = calloc(1, RAM_SIZE);
-	b->mem.ram_size = RAM_SIZE;
-	b->mem.below_4g = RAM_SIZE;
+	vt_mem_init(&b->mem, RAM_SIZE);
 	snprintf(b->path, sizeof(b->path), "/tmp/test_virtio_packed.XXXXXX");
 	fd = mkstemp(b->path);
 	assert_true(fd >= 0);
@@ -492,25 +443,14 @@ static void blk_setup(struct blk_fixture *b)
 	c.serial = "packed";
 	assert_int_equal(virtio_blk_init(&b->blk, b->bs, &c, &b->mem, NULL), 0);
 	virtio_pci_offer_packed(&b->blk.vp, true);
-	b->blk.vp.send_msi = fake_msi;
+	b->blk.vp.send_msi = vt_drop_msi;
 	b->blk.vp.pci.config[PCI_COMMAND] |= PCI_COMMAND_MASTER;	/* no bus here */
-	blk_mwrite(b, VP_COMMON_STATUS, 0, 1);
-	blk_mwrite(b, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	blk_mwrite(b, VP_COMMON_GFSELECT, 0, 4);
-	blk_mwrite(b, VP_COMMON_GF, (uint32_t)feat, 4);
-	blk_mwrite(b, VP_COMMON_GFSELECT, 1, 4);
-	blk_mwrite(b, VP_COMMON_GF, feat >> 32, 4);
-	blk_mwrite(b, VP_COMMON_STATUS, 0x0b, 1);
-	assert_int_equal(virtio_pci_modern_read(&b->blk.vp, VP_COMMON_STATUS, 1), 0x0b);
-	for (unsigned q = 0; q < b->blk.conf.num_queues; q++) {
-		blk_mwrite(b, VP_COMMON_Q_SELECT, q, 2);
-		blk_mwrite(b, VP_COMMON_Q_SIZE, BLK_QSIZE, 2);
-		blk_mwrite(b, VP_COMMON_Q_DESCLO, RING_GPA + 0x1000 * 3 * q, 8);
-		blk_mwrite(b, VP_COMMON_Q_AVAILLO, DRIVER_GPA + 0x1000 * 3 * q, 8);
-		blk_mwrite(b, VP_COMMON_Q_USEDLO, DEVICE_GPA + 0x1000 * 3 * q, 8);
-		blk_mwrite(b, VP_COMMON_Q_ENABLE, 1, 2);
-	}
-	blk_mwrite(b, VP_COMMON_STATUS, 0x0f, 1);
+	virtio_pci_modern_write(&b->blk.vp, VP_COMMON_STATUS, 0, 1);
+	assert_int_equal(vt_negotiate(&b->blk.vp, feat), 0x0b);
+	for (unsigned q = 0; q < b->blk.conf.num_queues; q++)
+		vt_queue_enable_wide(&b->blk.vp, q, BLK_QSIZE, RING_GPA + 0x1000 * 3 * q,
+				     DRIVER_GPA + 0x1000 * 3 * q, DEVICE_GPA + 0x1000 * 3 * q);
+	virtio_pci_modern_write(&b->blk.vp, VP_COMMON_STATUS, 0x0f, 1);
 	assert_true(b->blk.vp.vqs[0].packed);
 	b->avail_wrap = b->used_wrap = true;
 }
@@ -531,14 +471,14 @@ static void test_blk_packed(void **state)
 			memset(b->mem.host + BLK_DATA_GPA + 512 * r, 0x10 * r + round, 512);
 			blk_submit(b, r, VIRTIO_BLK_T_OUT, r * 7 + round % 3);
 		}
-		blk_kick(b);
+		vt_kick(&b->blk.vp, 0);
 		blk_wait(b, 5, &seen);
 		assert_int_equal(seen, 0x1f);
 		memset(b->mem.host + BLK_DATA_GPA, 0, 512 * 5);
 		seen = 0;
 		for (uint16_t r = 0; r < 5; r++)
 			blk_submit(b, r, VIRTIO_BLK_T_IN, r * 7 + round % 3);
-		blk_kick(b);
+		vt_kick(&b->blk.vp, 0);
 		blk_wait(b, 5, &seen);
 		assert_int_equal(seen, 0x1f);
 		for (uint16_t r = 0; r < 5; r++)
@@ -625,35 +565,20 @@ static const struct virtio_net_backend_ops net_fake_ops = {
 	.set_offloads = nb_set_offloads,
 };
 
-static void net_mwrite(struct net_fixture *f, uint64_t off, uint64_t v, unsigned size)
-{
-	virtio_pci_modern_write(&f->n.vp, off, v, size);
-}
-
 static void net_start(struct net_fixture *f, uint64_t feat)
 {
 	unsigned nq;
 
-	net_mwrite(f, VP_COMMON_STATUS, 0, 1);
-	net_mwrite(f, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	net_mwrite(f, VP_COMMON_GFSELECT, 0, 4);
-	net_mwrite(f, VP_COMMON_GF, (uint32_t)feat, 4);
-	net_mwrite(f, VP_COMMON_GFSELECT, 1, 4);
-	net_mwrite(f, VP_COMMON_GF, feat >> 32, 4);
-	net_mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
-	assert_int_equal(virtio_pci_modern_read(&f->n.vp, VP_COMMON_STATUS, 1), 0x0b);
+	virtio_pci_modern_write(&f->n.vp, VP_COMMON_STATUS, 0, 1);
+	assert_int_equal(vt_negotiate(&f->n.vp, feat), 0x0b);
 	nq = virtio_pci_modern_read(&f->n.vp, VP_COMMON_NUMQ, 2);
 	assert_true(nq <= 3);
 	for (unsigned q = 0; q < nq; q++) {
-		net_mwrite(f, VP_COMMON_Q_SELECT, q, 2);
-		net_mwrite(f, VP_COMMON_Q_SIZE, NET_QSIZE, 2);
-		net_mwrite(f, VP_COMMON_Q_DESCLO, NET_RING(q), 8);
-		net_mwrite(f, VP_COMMON_Q_AVAILLO, NET_RING(q) + 0x1000, 8);
-		net_mwrite(f, VP_COMMON_Q_USEDLO, NET_RING(q) + 0x2000, 8);
-		net_mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+		vt_queue_enable_wide(&f->n.vp, q, NET_QSIZE, NET_RING(q), NET_RING(q) + 0x1000,
+				     NET_RING(q) + 0x2000);
 		f->q[q].avail_wrap = f->q[q].used_wrap = true;
 	}
-	net_mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
+	virtio_pci_modern_write(&f->n.vp, VP_COMMON_STATUS, 0x0f, 1);
 	assert_true(f->n.vp.vqs[0].packed);
 }
 
@@ -663,11 +588,10 @@ static uint16_t net_post(struct net_fixture *f, unsigned q, uint64_t gpa, uint32
 {
 	struct net_side *s = &f->q[q];
 	uint16_t id = s->next_id++ % NET_QSIZE, flags = write ? VIRTQ_DESC_F_WRITE : 0;
-	struct virtq_packed_desc d = { gpa, len, id,
-		flags | (s->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED) };
 
 	assert_int_equal(s->ndescs[id], 0);
-	memcpy(f->mem.host + NET_RING(q) + 16 * s->next_avail, &d, 16);
+	vt_put_pdesc(&f->mem, NET_RING(q), s->next_avail, gpa, len, id,
+		     flags | (s->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
 	s->ndescs[id] = 1;
 	if (++s->next_avail == NET_QSIZE) {
 		s->next_avail = 0;
@@ -711,13 +635,6 @@ static ssize_t net_deliver(struct net_fixture *f, size_t len, uint8_t fill)
 	return f->fe->receive(f->fe->opaque, &iov, 1);
 }
 
-static void net_kick(struct net_fixture *f, unsigned q)
-{
-	virtio_pci_lock(&f->n.vp);
-	virtio_pci_kick(&f->n.vp, q);
-	virtio_pci_unlock(&f->n.vp);
-}
-
 static void test_net_packed(void **state)
 {
 	struct net_fixture *f = calloc(1, sizeof(*f));
@@ -727,14 +644,12 @@ static void test_net_packed(void **state)
 	uint64_t buf;
 
 	(void)state;
-	f->mem.host = calloc(1, RAM_SIZE);
-	f->mem.ram_size = RAM_SIZE;
-	f->mem.below_4g = RAM_SIZE;
+	vt_mem_init(&f->mem, RAM_SIZE);
 	virtio_net_default_opts(&o);
 	memcpy(o.mac, net_mac, 6);
 	assert_int_equal(virtio_net_init(&f->n, &o, &net_fake_ops, f, &f->mem, NULL), 0);
 	virtio_pci_offer_packed(&f->n.vp, true);
-	f->n.vp.send_msi = fake_msi;
+	f->n.vp.send_msi = vt_drop_msi;
 	f->n.vp.pci.config[PCI_COMMAND] |= PCI_COMMAND_MASTER;
 	net_start(f, F_V1 | F_PACKED | 1ull << VIRTIO_NET_F_MRG_RXBUF |
 		  1ull << VIRTIO_F_RING_EVENT_IDX);
@@ -763,7 +678,7 @@ static void test_net_packed(void **state)
 	assert_int_equal(f->n.vp.vqs[0].inflight, 0);
 	for (int k = 1; k < 4; k++)
 		ids[k] = net_post(f, 0, buf + 64 * k, 64, true);
-	net_kick(f, 0);
+	vt_kick(&f->n.vp, 0);
 	assert_int_equal(f->ready_calls, 1);
 	assert_int_equal(net_deliver(f, 200, 0x33), 200);
 	for (int k = 0; k < 4; k++) {
@@ -787,7 +702,7 @@ static void test_net_packed(void **state)
 	memcpy(f->mem.host + buf + 12, net_mac, 6);
 	for (int i = 0; i < 40; i++) {
 		ids[0] = net_post(f, 1, buf, 12 + 64, false);
-		net_kick(f, 1);
+		vt_kick(&f->n.vp, 1);
 		assert_true(net_used(f, 1, &id, &len));
 		assert_int_equal(id, ids[0]);
 		assert_int_equal(len, 0);

@@ -17,6 +17,7 @@
 #include "hw/pci.h"
 #include "hw/virtio_pci.h"
 #include "hw/virtio_rng.h"
+#include "tests/unit/virtio_test_util.h"
 
 #define RAM_SIZE	(1u << 20)
 #define SLOT		3
@@ -62,9 +63,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->mem.host = calloc(1, RAM_SIZE);
-	f->mem.ram_size = RAM_SIZE;
-	f->mem.below_4g = RAM_SIZE;
+	vt_mem_init(&f->mem, RAM_SIZE);
 	pci_bus_init(&f->bus, NULL, NULL);
 	assert_int_equal(virtio_rng_init(&f->vp, &f->mem), 0);
 	assert_int_equal(pci_bus_add_device(&f->bus, &f->vp.pci, SLOT, 0), 0);
@@ -121,63 +120,24 @@ static unsigned find_vndr_cap(struct fixture *f, uint8_t type)
 	return 0;
 }
 
-static void set_features(struct fixture *f, uint64_t feat)
-{
-	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
-	mwrite(f, VP_COMMON_GF, (uint32_t)feat, 4);
-	mwrite(f, VP_COMMON_GFSELECT, 1, 4);
-	mwrite(f, VP_COMMON_GF, feat >> 32, 4);
-}
-
 /* The usual modern initialisation with one queue of 16 entries. */
 static void modern_init(struct fixture *f, uint64_t feat)
 {
 	mwrite(f, VP_COMMON_STATUS, 0, 1);
-	mwrite(f, VP_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-	set_features(f, feat);
-	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
-	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0b);
-	mwrite(f, VP_COMMON_Q_SELECT, 0, 2);
-	mwrite(f, VP_COMMON_Q_SIZE, 16, 2);
-	mwrite(f, VP_COMMON_Q_DESCLO, DESC_GPA, 4);
-	mwrite(f, VP_COMMON_Q_DESCHI, 0, 4);
-	mwrite(f, VP_COMMON_Q_AVAILLO, AVAIL_GPA, 8);
-	mwrite(f, VP_COMMON_Q_USEDLO, USED_GPA, 4);
-	mwrite(f, VP_COMMON_Q_USEDHI, 0, 4);
-	mwrite(f, VP_COMMON_Q_ENABLE, 1, 2);
+	assert_int_equal(vt_negotiate(&f->vp, feat), 0x0b);
+	vt_queue_enable(&f->vp, 0, 16, DESC_GPA, AVAIL_GPA, USED_GPA);
 	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
-}
-
-static uint16_t rd16(struct fixture *f, uint64_t a)
-{
-	uint16_t v;
-
-	memcpy(&v, f->mem.host + a, 2);
-	return v;
-}
-
-static uint32_t rd32(struct fixture *f, uint64_t a)
-{
-	uint32_t v;
-
-	memcpy(&v, f->mem.host + a, 4);
-	return v;
-}
-
-static void wr16(struct fixture *f, uint64_t a, uint16_t v)
-{
-	memcpy(f->mem.host + a, &v, 2);
 }
 
 /* One writable buffer of len bytes (descriptor i, possibly looping). */
 static void submit(struct fixture *f, uint16_t i, uint32_t len, uint16_t flags, uint16_t next)
 {
-	struct virtq_desc d = { BUF_GPA + 0x100 * i, len, flags | VIRTQ_DESC_F_WRITE, next };
-	uint16_t idx = rd16(f, AVAIL_GPA + 2);
+	uint16_t idx = vt_rd16(&f->mem, AVAIL_GPA + 2);
 
-	memcpy(f->mem.host + DESC_GPA + 16 * i, &d, 16);
-	wr16(f, AVAIL_GPA + 4 + 2 * (idx % 16), i);
-	wr16(f, AVAIL_GPA + 2, idx + 1);
+	vt_put_desc(&f->mem, DESC_GPA, i, BUF_GPA + 0x100 * i, len, flags | VIRTQ_DESC_F_WRITE,
+		    next);
+	vt_wr16(&f->mem, AVAIL_GPA + 4 + 2 * (idx % 16), i);
+	vt_wr16(&f->mem, AVAIL_GPA + 2, idx + 1);
 }
 
 static bool zeros(struct fixture *f, uint64_t a, size_t len)
@@ -232,28 +192,25 @@ static void test_features(void **state)
 	struct fixture *f = *state;
 	uint64_t offered;
 
-	mwrite(f, VP_COMMON_DFSELECT, 0, 4);
-	offered = mread(f, VP_COMMON_DF, 4);
-	mwrite(f, VP_COMMON_DFSELECT, 1, 4);
-	offered |= mread(f, VP_COMMON_DF, 4) << 32;
+	offered = vt_offered(&f->vp);
 	assert_int_equal(offered, (1ull << 32) | (1ull << 28) | (1ull << 29));
 	mwrite(f, VP_COMMON_DFSELECT, 2, 4);
 	assert_int_equal(mread(f, VP_COMMON_DF, 4), 0);
 
 	/* Without VERSION_1 the modern interface refuses FEATURES_OK. */
 	mwrite(f, VP_COMMON_STATUS, 3, 1);
-	set_features(f, 1ull << 28);
+	vt_set_features(&f->vp, 1ull << 28);
 	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
 	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 3);
 	/* A feature that was not offered: refused too. */
-	set_features(f, (1ull << 32) | (1ull << 5));
+	vt_set_features(&f->vp, (1ull << 32) | (1ull << 5));
 	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
 	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 3);
-	set_features(f, (1ull << 32) | (1ull << 29));
+	vt_set_features(&f->vp, (1ull << 32) | (1ull << 29));
 	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
 	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x0b);
 	/* Frozen after FEATURES_OK. */
-	set_features(f, 1ull << 32);
+	vt_set_features(&f->vp, 1ull << 32);
 	mwrite(f, VP_COMMON_GFSELECT, 0, 4);
 	assert_int_equal(mread(f, VP_COMMON_GF, 4), 1u << 29);
 }
@@ -267,9 +224,9 @@ static void test_request_intx(void **state)
 	modern_init(f, 1ull << 32);
 	submit(f, 2, 64, 0, 0);
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 1);
-	assert_int_equal(rd32(f, USED_GPA + 4), 2);
-	assert_int_equal(rd32(f, USED_GPA + 8), 64);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 1);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 4), 2);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 8), 64);
 	assert_false(zeros(f, BUF_GPA + 0x200, 64));
 	assert_int_equal(f->vp.pci.irq_level, 1);
 	assert_true(cfg_read(f, PCI_STATUS, 2) & PCI_STATUS_INTERRUPT);
@@ -287,18 +244,18 @@ static void test_no_processing_before_driver_ok(void **state)
 	f->vp.status = 0x0b;	/* as if DRIVER_OK were not set yet */
 	submit(f, 0, 16, 0, 0);
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 0);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 0);
 	/* DRIVER_OK serves what was already queued. */
 	mwrite(f, VP_COMMON_STATUS, 0x0f, 1);
-	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 1);
 	/* No bus mastering, no memory access. */
 	cfg_write(f, PCI_COMMAND, 2, 0);
 	submit(f, 1, 16, 0, 0);
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 1);
 	cfg_write(f, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 2);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 2);
 }
 
 /* --- MSI-X ----------------------------------------------------------------- */
@@ -613,7 +570,7 @@ static void test_violation_then_reset(void **state)
 	/* Nothing more is processed until reset. */
 	submit(f, 1, 16, 0, 0);
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 0);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 0);
 	assert_int_equal(f->msi_count, 1);
 
 	mwrite(f, VP_COMMON_STATUS, 0, 1);
@@ -629,7 +586,7 @@ static void test_violation_then_reset(void **state)
 	modern_init(f, 1ull << 32);
 	submit(f, 1, 16, 0, 0);
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 1);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 1);
 }
 
 static void test_bad_queue_setup(void **state)
@@ -637,7 +594,7 @@ static void test_bad_queue_setup(void **state)
 	struct fixture *f = *state;
 
 	mwrite(f, VP_COMMON_STATUS, 3, 1);
-	set_features(f, 1ull << 32);
+	vt_set_features(&f->vp, 1ull << 32);
 	mwrite(f, VP_COMMON_STATUS, 0x0b, 1);
 	mwrite(f, VP_COMMON_Q_SIZE, 12, 2);		/* not a power of two */
 	mwrite(f, VP_COMMON_Q_DESCLO, DESC_GPA, 4);
@@ -663,7 +620,7 @@ static void test_violation_intx(void **state)
 	struct fixture *f = *state;
 
 	modern_init(f, 1ull << 32);
-	wr16(f, AVAIL_GPA + 2, 17);			/* 17 ahead of 0 on a 16-entry queue */
+	vt_wr16(&f->mem, AVAIL_GPA + 2, 17);	/* 17 ahead of 0 on a 16-entry queue */
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
 	assert_int_equal(mread(f, VP_COMMON_STATUS, 1), 0x4f);
 	assert_int_equal(f->vp.pci.irq_level, 1);
@@ -699,7 +656,6 @@ static void test_legacy(void **state)
 	unsigned cap = pci_find_capability(&f->vp.pci, PCI_CAP_ID_MSIX);
 	uint64_t ring = 0x40000;
 	uint64_t avail = ring + 16 * 256, used = ring + 0x2000;
-	struct virtq_desc d = { BUF_GPA, 32, VIRTQ_DESC_F_WRITE, 0 };
 
 	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_HOST_FEATURES, 4),
 			 (1u << 28) | (1u << 29));
@@ -710,12 +666,12 @@ static void test_legacy(void **state)
 	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_PFN, ring >> 12, 4);
 	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_QUEUE_PFN, 4), ring >> 12);
 	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_STATUS, 7, 1);
-	memcpy(f->mem.host + ring, &d, 16);
-	wr16(f, avail + 4, 0);
-	wr16(f, avail + 2, 1);
+	vt_put_desc(&f->mem, ring, 0, BUF_GPA, 32, VIRTQ_DESC_F_WRITE, 0);
+	vt_wr16(&f->mem, avail + 4, 0);
+	vt_wr16(&f->mem, avail + 2, 1);
 	virtio_pci_legacy_write(vp, VIRTIO_LEGACY_QUEUE_NOTIFY, 0, 2);
-	assert_int_equal(rd16(f, used + 2), 1);
-	assert_int_equal(rd32(f, used + 8), 32);
+	assert_int_equal(vt_rd16(&f->mem, used + 2), 1);
+	assert_int_equal(vt_rd32(&f->mem, used + 8), 32);
 	assert_false(zeros(f, BUF_GPA, 32));
 	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_ISR, 1), 1);
 	assert_int_equal(virtio_pci_legacy_read(vp, VIRTIO_LEGACY_ISR, 1), 0);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hw/virtqueue.h"
+#include "tests/unit/virtio_test_util.h"
 
 #define RAM_SIZE	(1u << 20)
 #define QSIZE		8
@@ -27,20 +28,26 @@ struct fixture {
 	struct virtq_elem e;
 };
 
-static int setup(void **state)
+/* A fresh enabled queue of size entries at DESC_GPA, AVAIL_GPA (the
+ * packed driver area) and USED_GPA (the device area), not yet mapped. */
+static void vq_configure(struct fixture *f, bool packed, uint16_t size)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	f->mem.host = calloc(1, RAM_SIZE);
-	f->mem.ram_size = RAM_SIZE;
-	f->mem.below_4g = RAM_SIZE;
 	virtq_reset(&f->vq, 256);
-	f->vq.size = QSIZE;
+	f->vq.packed = packed;
+	f->vq.size = size;
 	f->vq.desc_gpa = DESC_GPA;
 	f->vq.avail_gpa = AVAIL_GPA;
 	f->vq.used_gpa = USED_GPA;
 	f->vq.enabled = true;
 	f->vq.indirect = true;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	vt_mem_init(&f->mem, RAM_SIZE);
+	vq_configure(f, false, QSIZE);
 	assert_int_equal(virtq_map(&f->vq, &f->mem), 0);
 	*state = f;
 	return 0;
@@ -60,48 +67,19 @@ static uint8_t *gpa(struct fixture *f, uint64_t a)
 	return f->mem.host + a;
 }
 
-static void set_desc_at(struct fixture *f, uint64_t table, unsigned i, uint64_t addr,
-			uint32_t len, uint16_t flags, uint16_t next)
-{
-	struct virtq_desc d = { addr, len, flags, next };
-
-	memcpy(gpa(f, table + 16 * i), &d, sizeof(d));
-}
-
 static void set_desc(struct fixture *f, unsigned i, uint64_t addr, uint32_t len,
 		     uint16_t flags, uint16_t next)
 {
-	set_desc_at(f, DESC_GPA, i, addr, len, flags, next);
-}
-
-static uint16_t rd16(struct fixture *f, uint64_t a)
-{
-	uint16_t v;
-
-	memcpy(&v, gpa(f, a), 2);
-	return v;
-}
-
-static uint32_t rd32(struct fixture *f, uint64_t a)
-{
-	uint32_t v;
-
-	memcpy(&v, gpa(f, a), 4);
-	return v;
-}
-
-static void wr16(struct fixture *f, uint64_t a, uint16_t v)
-{
-	memcpy(gpa(f, a), &v, 2);
+	vt_put_desc(&f->mem, DESC_GPA, i, addr, len, flags, next);
 }
 
 /* Put head in the avail ring and bump avail->idx. */
 static void publish(struct fixture *f, uint16_t head)
 {
-	uint16_t idx = rd16(f, AVAIL_GPA + 2);
+	uint16_t idx = vt_rd16(&f->mem, AVAIL_GPA + 2);
 
-	wr16(f, AVAIL_GPA + 4 + 2 * (idx % QSIZE), head);
-	wr16(f, AVAIL_GPA + 2, idx + 1);
+	vt_wr16(&f->mem, AVAIL_GPA + 4 + 2 * (idx % QSIZE), head);
+	vt_wr16(&f->mem, AVAIL_GPA + 2, idx + 1);
 }
 
 static void expect_broken(struct fixture *f, const char *needle)
@@ -148,9 +126,9 @@ static void test_chain_out_then_in(void **state)
 	assert_int_equal(f->vq.inflight, 1);
 
 	virtq_push(&f->vq, &f->e, 1000);	/* clamped to the writable 70 */
-	assert_int_equal(rd16(f, USED_GPA + 2), 1);
-	assert_int_equal(rd32(f, USED_GPA + 4), 0);
-	assert_int_equal(rd32(f, USED_GPA + 8), 70);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 1);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 4), 0);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 8), 70);
 	assert_int_equal(f->vq.inflight, 0);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
 }
@@ -170,9 +148,10 @@ static void test_indirect(void **state)
 {
 	struct fixture *f = *state;
 
-	set_desc_at(f, TABLE_GPA, 0, BUF_GPA, 8, VIRTQ_DESC_F_NEXT, 2);
-	set_desc_at(f, TABLE_GPA, 2, BUF_GPA + 64, 16, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
-	set_desc_at(f, TABLE_GPA, 1, BUF_GPA + 128, 32, VIRTQ_DESC_F_WRITE, 0);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, BUF_GPA, 8, VIRTQ_DESC_F_NEXT, 2);
+	vt_put_desc(&f->mem, TABLE_GPA, 2, BUF_GPA + 64, 16,
+		    VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
+	vt_put_desc(&f->mem, TABLE_GPA, 1, BUF_GPA + 128, 32, VIRTQ_DESC_F_WRITE, 0);
 	set_desc(f, 3, TABLE_GPA, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0);
 	publish(f, 3);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
@@ -182,8 +161,8 @@ static void test_indirect(void **state)
 	assert_int_equal(f->e.in_len, 48);
 	assert_ptr_equal(f->e.iov[2].iov_base, gpa(f, BUF_GPA + 128));
 	virtq_push(&f->vq, &f->e, 48);
-	assert_int_equal(rd32(f, USED_GPA + 4), 3);
-	assert_int_equal(rd32(f, USED_GPA + 8), 48);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 4), 3);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 8), 48);
 }
 
 static void test_index_wraparound(void **state)
@@ -192,12 +171,12 @@ static void test_index_wraparound(void **state)
 
 	f->vq.last_avail_idx = 0xfffe;
 	f->vq.used_idx = 0xfffe;
-	wr16(f, AVAIL_GPA + 2, 0xfffe);
+	vt_wr16(&f->mem, AVAIL_GPA + 2, 0xfffe);
 	for (unsigned i = 0; i < 4; i++) {
 		set_desc(f, i, BUF_GPA + 16 * i, 16, VIRTQ_DESC_F_WRITE, 0);
 		publish(f, i);
 	}
-	assert_int_equal(rd16(f, AVAIL_GPA + 2), 2);
+	assert_int_equal(vt_rd16(&f->mem, AVAIL_GPA + 2), 2);
 	for (unsigned i = 0; i < 4; i++) {
 		assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 		assert_int_equal(f->e.head, i);
@@ -205,10 +184,10 @@ static void test_index_wraparound(void **state)
 	}
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
 	assert_int_equal(f->vq.last_avail_idx, 2);
-	assert_int_equal(rd16(f, USED_GPA + 2), 2);
+	assert_int_equal(vt_rd16(&f->mem, USED_GPA + 2), 2);
 	/* Slot of used index 0xffff is 7, of index 0 is 0. */
-	assert_int_equal(rd32(f, USED_GPA + 4 + 8 * 7), 1);
-	assert_int_equal(rd32(f, USED_GPA + 4 + 8 * 0), 2);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 4 + 8 * 7), 1);
+	assert_int_equal(vt_rd32(&f->mem, USED_GPA + 4 + 8 * 0), 2);
 }
 
 /* --- notification suppression -------------------------------------------- */
@@ -236,13 +215,13 @@ static void test_event_idx_notify(void **state)
 	uint64_t avail_event = USED_GPA + 4 + 8 * QSIZE;
 
 	f->vq.event_idx = true;
-	wr16(f, used_event, 1);		/* interrupt once used idx passes 1 */
+	vt_wr16(&f->mem, used_event, 1);		/* interrupt once used idx passes 1 */
 	for (unsigned i = 0; i < 3; i++) {
 		set_desc(f, i, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
 		publish(f, i);
 	}
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-	assert_int_equal(rd16(f, avail_event), 1);	/* kick me past 1 */
+	assert_int_equal(vt_rd16(&f->mem, avail_event), 1);	/* kick me past 1 */
 	virtq_push(&f->vq, &f->e, 0);
 	assert_true(virtq_should_notify(&f->vq));	/* first one always */
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
@@ -251,8 +230,8 @@ static void test_event_idx_notify(void **state)
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	virtq_push(&f->vq, &f->e, 0);			/* used 2 -> 3: no */
 	assert_false(virtq_should_notify(&f->vq));
-	assert_int_equal(rd16(f, avail_event), 3);
-	wr16(f, used_event, 3);
+	assert_int_equal(vt_rd16(&f->mem, avail_event), 3);
+	vt_wr16(&f->mem, used_event, 3);
 	set_desc(f, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
 	publish(f, 0);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
@@ -269,7 +248,7 @@ static void test_no_interrupt_flag(void **state)
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	virtq_push(&f->vq, &f->e, 0);
 	assert_true(virtq_should_notify(&f->vq));
-	wr16(f, AVAIL_GPA, VIRTQ_AVAIL_F_NO_INTERRUPT);
+	vt_wr16(&f->mem, AVAIL_GPA, VIRTQ_AVAIL_F_NO_INTERRUPT);
 	assert_false(virtq_should_notify(&f->vq));
 }
 
@@ -315,7 +294,7 @@ static void test_avail_idx_too_far(void **state)
 {
 	struct fixture *f = *state;
 
-	wr16(f, AVAIL_GPA + 2, QSIZE + 1);
+	vt_wr16(&f->mem, AVAIL_GPA + 2, QSIZE + 1);
 	expect_broken(f, "ahead");
 }
 
@@ -366,7 +345,7 @@ static void test_indirect_not_negotiated(void **state)
 	struct fixture *f = *state;
 
 	f->vq.indirect = false;
-	set_desc_at(f, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
 	set_desc(f, 0, TABLE_GPA, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	publish(f, 0);
 	expect_broken(f, "not negotiated");
@@ -394,7 +373,7 @@ static void test_indirect_nested(void **state)
 {
 	struct fixture *f = *state;
 
-	set_desc_at(f, TABLE_GPA, 0, TABLE_GPA + 0x100, 16, VIRTQ_DESC_F_INDIRECT, 0);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, TABLE_GPA + 0x100, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	set_desc(f, 0, TABLE_GPA, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	publish(f, 0);
 	expect_broken(f, "nested indirect");
@@ -404,7 +383,7 @@ static void test_indirect_with_next(void **state)
 {
 	struct fixture *f = *state;
 
-	set_desc_at(f, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
 	set_desc(f, 0, TABLE_GPA, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
 	publish(f, 0);
 	expect_broken(f, "indirect descriptor with NEXT");
@@ -414,7 +393,7 @@ static void test_indirect_inside_chain(void **state)
 {
 	struct fixture *f = *state;
 
-	set_desc_at(f, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
 	set_desc(f, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
 	set_desc(f, 1, TABLE_GPA, 16, VIRTQ_DESC_F_INDIRECT, 0);
 	publish(f, 0);
@@ -425,8 +404,8 @@ static void test_indirect_loop(void **state)
 {
 	struct fixture *f = *state;
 
-	set_desc_at(f, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
-	set_desc_at(f, TABLE_GPA, 1, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 0);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 1);
+	vt_put_desc(&f->mem, TABLE_GPA, 1, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 0);
 	set_desc(f, 0, TABLE_GPA, 32, VIRTQ_DESC_F_INDIRECT, 0);
 	publish(f, 0);
 	expect_broken(f, "longer than the queue size");
@@ -436,7 +415,7 @@ static void test_indirect_next_out_of_table(void **state)
 {
 	struct fixture *f = *state;
 
-	set_desc_at(f, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 2);
+	vt_put_desc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, VIRTQ_DESC_F_NEXT, 2);
 	set_desc(f, 0, TABLE_GPA, 32, VIRTQ_DESC_F_INDIRECT, 0);
 	publish(f, 0);
 	expect_broken(f, "indirect next 2 out of 2");
@@ -546,14 +525,7 @@ static struct pdrv drv;
 
 static void packed_configure(struct fixture *f, uint16_t size)
 {
-	virtq_reset(&f->vq, 256);
-	f->vq.packed = true;
-	f->vq.size = size;
-	f->vq.desc_gpa = DESC_GPA;
-	f->vq.avail_gpa = DRV_AREA;
-	f->vq.used_gpa = DEV_AREA;
-	f->vq.enabled = true;
-	f->vq.indirect = true;
+	vq_configure(f, true, size);	/* DRV_AREA, DEV_AREA */
 	memset(gpa(f, DESC_GPA), 0, 16 * 256);
 	assert_int_equal(virtq_map(&f->vq, &f->mem), 0);
 	memset(&drv, 0, sizeof(drv));
@@ -566,22 +538,6 @@ static int setup_packed(void **state)
 	setup(state);
 	packed_configure(*state, QSIZE);
 	return 0;
-}
-
-static void set_pdesc_at(struct fixture *f, uint64_t table, unsigned i, uint64_t addr,
-			 uint32_t len, uint16_t id, uint16_t flags)
-{
-	struct virtq_packed_desc d = { addr, len, id, flags };
-
-	memcpy(gpa(f, table + 16 * i), &d, sizeof(d));
-}
-
-static struct virtq_packed_desc get_pdesc(struct fixture *f, unsigned i)
-{
-	struct virtq_packed_desc d;
-
-	memcpy(&d, gpa(f, DESC_GPA + 16 * i), sizeof(d));
-	return d;
 }
 
 static uint16_t avail_bits(bool wrap)
@@ -604,18 +560,18 @@ static uint16_t drv_add(struct fixture *f, uint16_t id, unsigned n, const uint32
 
 		if (k == 0) {
 			head_flags = flags;
-			set_pdesc_at(f, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k, lens[k], id,
-				     flags | avail_bits(!head_wrap));	/* not yet */
+			vt_put_pdesc(&f->mem, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k,
+				     lens[k], id, flags | avail_bits(!head_wrap));	/* not yet */
 		} else {
-			set_pdesc_at(f, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k, lens[k], id,
-				     flags | avail_bits(drv.avail_wrap));
+			vt_put_pdesc(&f->mem, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k,
+				     lens[k], id, flags | avail_bits(drv.avail_wrap));
 		}
 		if (++drv.next_avail == drv.size) {
 			drv.next_avail = 0;
 			drv.avail_wrap = !drv.avail_wrap;
 		}
 	}
-	wr16(f, DESC_GPA + 16 * head + 14, head_flags | avail_bits(head_wrap));
+	vt_wr16(&f->mem, DESC_GPA + 16 * head + 14, head_flags | avail_bits(head_wrap));
 	drv.ndescs[id] = n;
 	return head;
 }
@@ -632,7 +588,7 @@ static void drv_add_writable(struct fixture *f, uint16_t id, unsigned n)
 /* Consume the next used descriptor; false when none. */
 static bool drv_get_used(struct fixture *f, uint16_t *id, uint32_t *len)
 {
-	struct virtq_packed_desc d = get_pdesc(f, drv.next_used);
+	struct virtq_packed_desc d = vt_get_pdesc(&f->mem, DESC_GPA, drv.next_used);
 	bool a = d.flags & F_AVAIL, u = d.flags & F_USED;
 	unsigned n;
 
@@ -654,8 +610,8 @@ static bool drv_get_used(struct fixture *f, uint16_t *id, uint32_t *len)
 
 static void set_event(struct fixture *f, uint64_t area, uint16_t off_wrap, uint16_t flags)
 {
-	wr16(f, area, off_wrap);
-	wr16(f, area + 2, flags);
+	vt_wr16(&f->mem, area, off_wrap);
+	vt_wr16(&f->mem, area + 2, flags);
 }
 
 static void test_packed_empty(void **state)
@@ -694,7 +650,7 @@ static void test_packed_chain(void **state)
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
 
 	virtq_push(&f->vq, &f->e, 1000);	/* clamped to the writable 70 */
-	d = get_pdesc(f, 0);
+	d = vt_get_pdesc(&f->mem, DESC_GPA, 0);
 	assert_int_equal(d.id, 5);
 	assert_int_equal(d.len, 70);
 	assert_int_equal(d.flags, F_AVAIL | F_USED | VIRTQ_DESC_F_WRITE);
@@ -712,10 +668,10 @@ static void test_packed_indirect(void **state)
 	uint16_t id;
 	uint32_t len;
 
-	set_pdesc_at(f, TABLE_GPA, 0, BUF_GPA, 8, 0, VIRTQ_DESC_F_NEXT);	/* NEXT ignored */
-	set_pdesc_at(f, TABLE_GPA, 1, BUF_GPA + 64, 16, 99, VIRTQ_DESC_F_WRITE);
-	set_pdesc_at(f, TABLE_GPA, 2, BUF_GPA + 128, 32, 0, VIRTQ_DESC_F_WRITE);
-	set_pdesc_at(f, DESC_GPA, 0, TABLE_GPA, 3 * 16, 3, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
+	vt_put_pdesc(&f->mem, TABLE_GPA, 0, BUF_GPA, 8, 0, VIRTQ_DESC_F_NEXT);	/* NEXT ignored */
+	vt_put_pdesc(&f->mem, TABLE_GPA, 1, BUF_GPA + 64, 16, 99, VIRTQ_DESC_F_WRITE);
+	vt_put_pdesc(&f->mem, TABLE_GPA, 2, BUF_GPA + 128, 32, 0, VIRTQ_DESC_F_WRITE);
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, TABLE_GPA, 3 * 16, 3, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
 	drv.ndescs[3] = 1;
 	drv.next_avail = 1;
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
@@ -812,10 +768,10 @@ static void test_packed_fill_flush_unpop(void **state)
 	assert_int_equal(f->e.head, 7);
 	virtq_fill(&f->vq, &f->e, 9, 1);
 	assert_false(drv_get_used(f, &id, &len));
-	assert_int_equal(get_pdesc(f, 2).len, 16);
+	assert_int_equal(vt_get_pdesc(&f->mem, DESC_GPA, 2).len, 16);
 	virtq_unpop(&f->vq, 2);
 	assert_int_equal(f->vq.last_avail_idx, 2);
-	assert_int_equal(get_pdesc(f, 2).flags, F_AVAIL | VIRTQ_DESC_F_WRITE);
+	assert_int_equal(vt_get_pdesc(&f->mem, DESC_GPA, 2).flags, F_AVAIL | VIRTQ_DESC_F_WRITE);
 
 	/* Pop all again; fill out of order and flush at once. */
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
@@ -898,33 +854,33 @@ static void test_packed_device_event(void **state)
 
 	/* Without EVENT_IDX: disable / enable flip the flags. */
 	virtq_disable_notify(&f->vq);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
 	drv_add_writable(f, 0, 2);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
 	assert_int_equal(virtq_enable_notify(&f->vq), 2);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_ENABLE);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_ENABLE);
 
 	/* EVENT_IDX: pops ask for a kick at the next position and wrap. */
 	f->vq.event_idx = true;
 	drv_add_writable(f, 1, 3);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DESC);
-	assert_int_equal(rd16(f, DEV_AREA), 5 | VIRTQ_EVENT_WRAP);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_DESC);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA), 5 | VIRTQ_EVENT_WRAP);
 	virtq_disable_notify(&f->vq);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
 	drv_add_writable(f, 2, 3);		/* positions 5, 6, 7 */
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_DISABLE);
 	drv_add_writable(f, 3, 1);		/* position 0 of lap 2 */
 	/* Enabling points past what is already available. */
 	assert_int_equal(virtq_enable_notify(&f->vq), 1);
-	assert_int_equal(rd16(f, DEV_AREA + 2), VIRTQ_EVENT_F_DESC);
-	assert_int_equal(rd16(f, DEV_AREA), 1);	/* wrap counter 0 */
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA + 2), VIRTQ_EVENT_F_DESC);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA), 1);	/* wrap counter 0 */
 	assert_true(virtq_has_work(&f->vq));
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	assert_false(f->vq.avail_wrap);
-	assert_int_equal(rd16(f, DEV_AREA), 1);
+	assert_int_equal(vt_rd16(&f->mem, DEV_AREA), 1);
 }
 
 /* --- packed: malformed input ---------------------------------------------- */
@@ -953,7 +909,7 @@ static void test_packed_id_from_last_descriptor(void **state)
 	const uint32_t lens[2] = { 16, 16 };
 
 	drv_add(f, 1, 2, lens, 0);
-	wr16(f, DESC_GPA + 12, 6);		/* the head's id does not count */
+	vt_wr16(&f->mem, DESC_GPA + 12, 6);		/* the head's id does not count */
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	assert_int_equal(f->e.head, 1);
 }
@@ -965,7 +921,7 @@ static void test_packed_chain_too_long(void **state)
 	/* Every descriptor says NEXT and is available: the walk would go
 	 * round the ring forever. */
 	for (unsigned i = 0; i < QSIZE; i++)
-		set_pdesc_at(f, DESC_GPA, i, BUF_GPA, 16, 0,
+		vt_put_pdesc(&f->mem, DESC_GPA, i, BUF_GPA, 16, 0,
 			     VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | F_AVAIL);
 	expect_broken(f, "longer than the queue size");
 }
@@ -974,8 +930,8 @@ static void test_packed_chain_not_available(void **state)
 {
 	struct fixture *f = *state;
 
-	set_pdesc_at(f, DESC_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
-	set_pdesc_at(f, DESC_GPA, 1, BUF_GPA, 16, 0, 0);	/* never made available */
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
+	vt_put_pdesc(&f->mem, DESC_GPA, 1, BUF_GPA, 16, 0, 0);	/* never made available */
 	expect_broken(f, "descriptor 1 is not available");
 }
 
@@ -987,8 +943,8 @@ static void test_packed_chain_across_wrap_needs_new_counter(void **state)
 	 * next descriptor must carry the flipped counter. */
 	f->vq.last_avail_idx = 7;
 	f->vq.used_idx = 7;
-	set_pdesc_at(f, DESC_GPA, 7, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
-	set_pdesc_at(f, DESC_GPA, 0, BUF_GPA, 16, 3, F_AVAIL);	/* lap 1 flags: stale */
+	vt_put_pdesc(&f->mem, DESC_GPA, 7, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, BUF_GPA, 16, 3, F_AVAIL);	/* lap 1 flags: stale */
 	expect_broken(f, "descriptor 0 is not available");
 }
 
@@ -996,7 +952,7 @@ static void test_packed_buffer_outside_ram(void **state)
 {
 	struct fixture *f = *state;
 
-	set_pdesc_at(f, DESC_GPA, 0, RAM_SIZE - 8, 16, 0, VIRTQ_DESC_F_WRITE | F_AVAIL);
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, RAM_SIZE - 8, 16, 0, VIRTQ_DESC_F_WRITE | F_AVAIL);
 	expect_broken(f, "outside guest RAM");
 }
 
@@ -1006,13 +962,13 @@ static void test_packed_readable_after_writable(void **state)
 	const uint32_t lens[2] = { 16, 16 };
 
 	drv_add(f, 0, 2, lens, 0);
-	wr16(f, DESC_GPA + 16 + 14, F_AVAIL);	/* second: readable */
+	vt_wr16(&f->mem, DESC_GPA + 16 + 14, F_AVAIL);	/* second: readable */
 	expect_broken(f, "readable descriptor after a writable");
 }
 
 static void put_indirect(struct fixture *f, uint32_t len, uint16_t flags)
 {
-	set_pdesc_at(f, DESC_GPA, 0, TABLE_GPA, len, 0, flags | F_AVAIL);
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, TABLE_GPA, len, 0, flags | F_AVAIL);
 }
 
 static void test_packed_indirect_bad(void **state)
@@ -1036,19 +992,19 @@ static void test_packed_indirect_bad(void **state)
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		packed_configure(f, QSIZE);
 		f->vq.indirect = cases[i].negotiated;
-		set_pdesc_at(f, TABLE_GPA, 0, BUF_GPA, 16, 0,
+		vt_put_pdesc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, 0,
 			     cases[i].entry_flags | VIRTQ_DESC_F_WRITE);
 		put_indirect(f, cases[i].len, cases[i].flags);
 		expect_broken(f, cases[i].needle);
 	}
 	packed_configure(f, QSIZE);
-	set_pdesc_at(f, DESC_GPA, 0, RAM_SIZE - 16, 32, 0, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, RAM_SIZE - 16, 32, 0, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
 	expect_broken(f, "outside guest RAM");
 	/* An indirect descriptor after chained ones. */
 	packed_configure(f, QSIZE);
-	set_pdesc_at(f, TABLE_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_WRITE);
-	set_pdesc_at(f, DESC_GPA, 1, TABLE_GPA, 16, 0, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
-	set_pdesc_at(f, DESC_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
+	vt_put_pdesc(&f->mem, TABLE_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_WRITE);
+	vt_put_pdesc(&f->mem, DESC_GPA, 1, TABLE_GPA, 16, 0, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
+	vt_put_pdesc(&f->mem, DESC_GPA, 0, BUF_GPA, 16, 0, VIRTQ_DESC_F_NEXT | F_AVAIL);
 	expect_broken(f, "inside a chain");
 }
 
@@ -1061,7 +1017,7 @@ static void test_packed_device_push_not_in_flight(void **state)
 	virtq_push(&f->vq, &f->e, 0);
 	assert_true(f->vq.broken);
 	assert_non_null(strstr(f->vq.error, "not in flight"));
-	assert_int_equal(get_pdesc(f, 0).flags, 0);	/* nothing written */
+	assert_int_equal(vt_get_pdesc(&f->mem, DESC_GPA, 0).flags, 0);	/* nothing written */
 }
 
 static void test_packed_map_rejects(void **state)

@@ -1,0 +1,151 @@
+/* Shared helpers for the virtio unit tests (virtqueue, virtio-pci,
+ * virtio-blk, virtio-net, packed rings): a fake guest RAM, 16/32-bit
+ * reads and writes at a guest address, split and packed descriptor
+ * writers, an MSI sink that drops messages, and the driver's side of the
+ * modern transport (feature negotiation, queue setup, kicks). Header-only;
+ * the helpers return what they read and leave the asserting to the test. */
+#ifndef TESTS_UNIT_VIRTIO_TEST_UTIL_H
+#define TESTS_UNIT_VIRTIO_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "hw/virtio_pci.h"
+#include "hw/virtqueue.h"
+#include "vmm/memory.h"
+
+/* --- fake guest memory ----------------------------------------------------- */
+
+/* Zeroed RAM of size bytes, all of it below 4 GiB; free mem->host. */
+static inline void vt_mem_init(struct guest_memory *mem, size_t size)
+{
+	mem->host = calloc(1, size);
+	mem->ram_size = size;
+	mem->below_4g = size;
+}
+
+static inline uint16_t vt_rd16(const struct guest_memory *mem, uint64_t gpa)
+{
+	uint16_t v;
+
+	memcpy(&v, mem->host + gpa, 2);
+	return v;
+}
+
+static inline uint32_t vt_rd32(const struct guest_memory *mem, uint64_t gpa)
+{
+	uint32_t v;
+
+	memcpy(&v, mem->host + gpa, 4);
+	return v;
+}
+
+static inline void vt_wr16(struct guest_memory *mem, uint64_t gpa, uint16_t v)
+{
+	memcpy(mem->host + gpa, &v, 2);
+}
+
+/* Split-ring descriptor i of the table at table_gpa. */
+static inline void vt_put_desc(struct guest_memory *mem, uint64_t table_gpa, unsigned i,
+			       uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+	struct virtq_desc d = { addr, len, flags, next };
+
+	memcpy(mem->host + table_gpa + 16 * i, &d, sizeof(d));
+}
+
+/* Packed-ring descriptor i of the ring (or indirect table) at table_gpa. */
+static inline void vt_put_pdesc(struct guest_memory *mem, uint64_t table_gpa, unsigned i,
+				uint64_t addr, uint32_t len, uint16_t id, uint16_t flags)
+{
+	struct virtq_packed_desc d = { addr, len, id, flags };
+
+	memcpy(mem->host + table_gpa + 16 * i, &d, sizeof(d));
+}
+
+static inline struct virtq_packed_desc vt_get_pdesc(const struct guest_memory *mem,
+						    uint64_t table_gpa, unsigned i)
+{
+	struct virtq_packed_desc d;
+
+	memcpy(&d, mem->host + table_gpa + 16 * i, sizeof(d));
+	return d;
+}
+
+/* --- the driver's side of the modern transport ----------------------------- */
+
+/* An MSI sink for tests that do not count interrupts. */
+static inline void vt_drop_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
+{
+	(void)vp;
+	(void)addr;
+	(void)data;
+}
+
+/* The 64 feature bits the device offers. */
+static inline uint64_t vt_offered(struct virtio_pci *vp)
+{
+	virtio_pci_modern_write(vp, VP_COMMON_DFSELECT, 0, 4);
+	uint64_t lo = virtio_pci_modern_read(vp, VP_COMMON_DF, 4);
+
+	virtio_pci_modern_write(vp, VP_COMMON_DFSELECT, 1, 4);
+	return lo | virtio_pci_modern_read(vp, VP_COMMON_DF, 4) << 32;
+}
+
+/* Write the driver's 64 feature bits, low word first. */
+static inline void vt_set_features(struct virtio_pci *vp, uint64_t feat)
+{
+	virtio_pci_modern_write(vp, VP_COMMON_GFSELECT, 0, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_GF, (uint32_t)feat, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_GFSELECT, 1, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_GF, feat >> 32, 4);
+}
+
+/* From a reset device: ACKNOWLEDGE | DRIVER, feat, FEATURES_OK; returns
+ * the status read back (0x0b when the device took the features). */
+static inline uint8_t vt_negotiate(struct virtio_pci *vp, uint64_t feat)
+{
+	virtio_pci_modern_write(vp, VP_COMMON_STATUS,
+				VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
+	vt_set_features(vp, feat);
+	virtio_pci_modern_write(vp, VP_COMMON_STATUS, 0x0b, 1);
+	return virtio_pci_modern_read(vp, VP_COMMON_STATUS, 1);
+}
+
+/* Queue q with size entries and its three areas, the 64-bit addresses
+ * written as 32-bit halves (the avail/driver area as one 64-bit write). */
+static inline void vt_queue_enable(struct virtio_pci *vp, unsigned q, unsigned size,
+				   uint64_t desc, uint64_t driver, uint64_t device)
+{
+	virtio_pci_modern_write(vp, VP_COMMON_Q_SELECT, q, 2);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_SIZE, size, 2);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_DESCLO, desc, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_DESCHI, desc >> 32, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_AVAILLO, driver, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_USEDLO, device, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_USEDHI, device >> 32, 4);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_ENABLE, 1, 2);
+}
+
+/* The same with every address written as one 64-bit access. */
+static inline void vt_queue_enable_wide(struct virtio_pci *vp, unsigned q, unsigned size,
+					uint64_t desc, uint64_t driver, uint64_t device)
+{
+	virtio_pci_modern_write(vp, VP_COMMON_Q_SELECT, q, 2);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_SIZE, size, 2);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_DESCLO, desc, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_AVAILLO, driver, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_USEDLO, device, 8);
+	virtio_pci_modern_write(vp, VP_COMMON_Q_ENABLE, 1, 2);
+}
+
+/* Notify queue q the way the vCPU's doorbell handler does. */
+static inline void vt_kick(struct virtio_pci *vp, unsigned q)
+{
+	virtio_pci_lock(vp);
+	virtio_pci_kick(vp, q);
+	virtio_pci_unlock(vp);
+}
+
+#endif
