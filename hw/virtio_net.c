@@ -5,8 +5,9 @@
  * merged with MRG_RXBUF, timer polling instead of kicks while traffic
  * streams), the receive filter (rx modes, MAC tables), multiqueue
  * steering, the vnet header handling for backends without one,
- * statistics, migration state and the "-device virtio-net-pci,netdev=ID,..."
- * and "-nic" creation.
+ * statistics, the guest offloads control command, the host_mtu
+ * property (F_MTU), migration state and the
+ * "-device virtio-net-pci,netdev=ID,..." and "-nic" creation.
  * Everything that touches the backend runs on the event loop thread. */
 #include <errno.h>
 #include <stddef.h>
@@ -172,28 +173,47 @@ static bool device_live(const struct virtio_net *n)
 	       (pci_get_word(vp->pci.config, PCI_COMMAND) & PCI_COMMAND_MASTER);
 }
 
+/* The receive offloads the driver negotiated (GUEST_* feature bits). */
+static uint64_t negotiated_guest_offloads(const struct virtio_net *n)
+{
+	return n->vp.guest_features & VIRTIO_NET_GUEST_OFFLOADS_MASK;
+}
+
+/* Tell a vnet-header backend which receive offloads (GUEST_* feature
+ * bits) the guest takes; < 0 when it refuses. */
+static int apply_guest_offloads(struct virtio_net *n, uint64_t offloads)
+{
+	struct net_offloads o = {
+		.csum = (offloads >> VIRTIO_NET_F_GUEST_CSUM) & 1,
+		.tso4 = (offloads >> VIRTIO_NET_F_GUEST_TSO4) & 1,
+		.tso6 = (offloads >> VIRTIO_NET_F_GUEST_TSO6) & 1,
+		.ecn = (offloads >> VIRTIO_NET_F_GUEST_ECN) & 1,
+		.ufo = (offloads >> VIRTIO_NET_F_GUEST_UFO) & 1,
+	};
+
+	return n->be_ops->set_offloads(n->be, &o);
+}
+
 /* Tell the backend the header length and the offloads the guest accepts,
- * once per negotiation (features are frozen from DRIVER_OK on). */
+ * once per negotiation (features are frozen from DRIVER_OK on). The
+ * offloads start as the negotiated set; CTRL_GUEST_OFFLOADS_SET changes
+ * them until the next reset (a migrated set is kept). */
 static void sync_backend(struct virtio_net *n)
 {
 	uint64_t f = n->vp.guest_features;
-	struct net_offloads o;
 
 	if (!(n->vp.status & VIRTIO_STATUS_DRIVER_OK) || (n->applied && n->applied_features == f))
 		return;
 	n->applied = true;
 	n->applied_features = f;
+	if (!n->st.guest_offloads_set)
+		n->st.guest_offloads = negotiated_guest_offloads(n);
+	n->st.guest_offloads &= negotiated_guest_offloads(n);
+	n->st.guest_offloads_set = true;
 	if (!n->be_vnet_hdr)
 		return;
-	o = (struct net_offloads){
-		.csum = has(n, VIRTIO_NET_F_GUEST_CSUM),
-		.tso4 = has(n, VIRTIO_NET_F_GUEST_TSO4),
-		.tso6 = has(n, VIRTIO_NET_F_GUEST_TSO6),
-		.ecn = has(n, VIRTIO_NET_F_GUEST_ECN),
-		.ufo = has(n, VIRTIO_NET_F_GUEST_UFO),
-	};
 	if (n->be_ops->set_vnet_hdr_len(n->be, virtio_net_hdr_len(n)) < 0 ||
-	    n->be_ops->set_offloads(n->be, &o) < 0)
+	    apply_guest_offloads(n, n->st.guest_offloads) < 0)
 		log_warn("%s: backend %s refused the header length or offloads", n->ops.name,
 			 n->netdev_id ? n->netdev_id : "");
 }
@@ -804,7 +824,7 @@ static void write_config(struct virtio_net *n)
 	memcpy(c + VIRTIO_NET_CFG_MAC, n->st.mac, ETH_ALEN);
 	put_le16(c + VIRTIO_NET_CFG_STATUS, VIRTIO_NET_S_LINK_UP);
 	put_le16(c + VIRTIO_NET_CFG_MAX_PAIRS, n->st.max_pairs);
-	put_le16(c + VIRTIO_NET_CFG_MTU, 0);
+	put_le16(c + VIRTIO_NET_CFG_MTU, n->opts.host_mtu);
 }
 
 static uint8_t ctrl_mac(struct virtio_net *n, uint8_t cmd, const struct virtq_elem *e,
@@ -848,6 +868,38 @@ static uint8_t ctrl_mq(struct virtio_net *n, uint8_t cmd, const struct virtq_ele
 	return VIRTIO_NET_OK;
 }
 
+/* A le64 of GUEST_* feature bits: the receive offloads from now on, a
+ * subset of the negotiated ones (QEMU accepts longer data, as here). */
+static uint8_t ctrl_guest_offloads(struct virtio_net *n, uint8_t cmd, const struct virtq_elem *e,
+				   uint64_t dlen)
+{
+	uint8_t b[8];
+	uint64_t want = 0;
+
+	if (cmd != VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET ||
+	    !has(n, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) || dlen < 8) {
+		log_guest(LOG_GUEST_ERRORS, "virtio-net: guest offloads command %u (%llu bytes) "
+			  "refused", cmd, (unsigned long long)dlen);
+		return VIRTIO_NET_ERR;
+	}
+	iov_read_at(e->iov, e->n_out, 2, b, 8);
+	for (int i = 7; i >= 0; i--)
+		want = want << 8 | b[i];
+	if (want & ~negotiated_guest_offloads(n)) {
+		log_guest(LOG_GUEST_ERRORS, "virtio-net: guest offloads 0x%llx not negotiated",
+			  (unsigned long long)want);
+		return VIRTIO_NET_ERR;
+	}
+	if (n->be_vnet_hdr && apply_guest_offloads(n, want) < 0) {
+		log_warn("%s: backend %s refused the offloads", n->ops.name,
+			 n->netdev_id ? n->netdev_id : "");
+		return VIRTIO_NET_ERR;
+	}
+	n->st.guest_offloads = want;
+	n->st.guest_offloads_set = true;
+	return VIRTIO_NET_OK;
+}
+
 static uint8_t ctrl_command(struct virtio_net *n, const struct virtq_elem *e)
 {
 	uint8_t cmd[2];
@@ -861,6 +913,8 @@ static uint8_t ctrl_command(struct virtio_net *n, const struct virtq_elem *e)
 		return ctrl_mac(n, cmd[1], e, dlen);
 	case VIRTIO_NET_CTRL_MQ:
 		return ctrl_mq(n, cmd[1], e, dlen);
+	case VIRTIO_NET_CTRL_GUEST_OFFLOADS:
+		return ctrl_guest_offloads(n, cmd[1], e, dlen);
 	}
 	log_guest(LOG_GUEST_ERRORS, "virtio-net: unsupported control class %u", cmd[0]);
 	return VIRTIO_NET_ERR;
@@ -936,6 +990,8 @@ static void virtio_net_reset(struct virtio_pci *vp)
 	s->uni_overflow = s->multi_overflow = false;
 	memset(s->mac_table, 0, sizeof(s->mac_table));
 	s->curr_pairs = 1;
+	s->guest_offloads = 0;		/* the negotiated set once features are known */
+	s->guest_offloads_set = false;
 	n->applied = false;
 	n->tx_blocked = 0;
 	n->rx_irq_pending = 0;
@@ -1022,6 +1078,11 @@ static uint64_t device_features(const struct virtio_net_opts *o, bool vnet_hdr, 
 	}
 	if (vnet_hdr)
 		f |= offload_features(o);
+	/* QEMU's default: on, needs the control queue and a receive offload */
+	if ((f & bit(VIRTIO_NET_F_CTRL_VQ)) && (f & VIRTIO_NET_GUEST_OFFLOADS_MASK))
+		f |= bit(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS);
+	if (o->host_mtu)
+		f |= bit(VIRTIO_NET_F_MTU);
 	return f;
 }
 
@@ -1076,7 +1137,8 @@ int virtio_net_init(struct virtio_net *n, const struct virtio_net_opts *o,
 	int r;
 
 	if (!o->pairs || o->pairs > VIRTIO_NET_MAX_PAIRS || !queue_size_ok(o->rx_queue_size) ||
-	    !queue_size_ok(o->tx_queue_size))
+	    !queue_size_ok(o->tx_queue_size) ||
+	    (o->host_mtu && (o->host_mtu < VIRTIO_NET_MIN_MTU || o->host_mtu > VIRTIO_NET_MAX_MTU)))
 		return -EINVAL;
 	memset(n, 0, offsetof(struct virtio_net, tx_iov));
 	n->opts = *o;
@@ -1152,6 +1214,8 @@ static int virtio_net_post_load(void *opaque)
 		return -EINVAL;
 	if (s->curr_pairs < 1 || s->curr_pairs > s->max_pairs)
 		return -EINVAL;
+	if (s->guest_offloads & ~VIRTIO_NET_GUEST_OFFLOADS_MASK)
+		return -EINVAL;
 	return 0;
 }
 
@@ -1169,9 +1233,11 @@ static const struct vmstate_field virtio_net_fields[] = {
 	VMSTATE_BOOL(struct virtio_net_state, multi_overflow),
 	VMSTATE_U8_ARRAY(struct virtio_net_state, mac_table),
 	VMSTATE_U16_MAX(struct virtio_net_state, curr_pairs, VIRTIO_NET_MAX_PAIRS),
+	VMSTATE_U64(struct virtio_net_state, guest_offloads),
+	VMSTATE_BOOL(struct virtio_net_state, guest_offloads_set),
 };
 const struct vmstate_desc virtio_net_vmstate =
-	VMSTATE_DESC("virtio-net", 1, virtio_net_fields, virtio_net_post_load);
+	VMSTATE_DESC("virtio-net", 2, virtio_net_fields, virtio_net_post_load);
 
 /* --- the net/ layer as the backend ---------------------------------------- */
 
@@ -1358,7 +1424,9 @@ static int parse_opts(const char *what, const char *spec, struct virtio_net_opts
 	if (parse_mac(what, spec, o->mac) < 0 ||
 	    spec_uint(what, spec, "vectors", 0, VIRTIO_MSIX_MAX, &vectors) < 0 ||
 	    spec_uint(what, spec, "rx_queue_size", 0, 1u << 16, &rxs) < 0 ||
-	    spec_uint(what, spec, "tx_queue_size", 0, 1u << 16, &txs) < 0)
+	    spec_uint(what, spec, "tx_queue_size", 0, 1u << 16, &txs) < 0 ||
+	    spec_uint(what, spec, "host_mtu", VIRTIO_NET_MIN_MTU, VIRTIO_NET_MAX_MTU,
+		      &o->host_mtu) < 0)
 		return -EINVAL;
 	if (!queue_size_ok(rxs) || !queue_size_ok(txs)) {
 		log_error("%s: rx_queue_size and tx_queue_size must be powers of 2 from %d to %d",

@@ -76,10 +76,20 @@ struct event_loop;
 #define VIRTIO_NET_CTRL_MAC_ADDR_SET	1
 #define VIRTIO_NET_CTRL_MQ		4
 #define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET	0
+#define VIRTIO_NET_CTRL_GUEST_OFFLOADS	5
+#define VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET 0	/* data: le64 of GUEST_* feature bits */
 
 #define VIRTIO_NET_QUEUE_SIZE		256	/* QEMU's rx/tx default */
 #define VIRTIO_NET_CTRL_QUEUE_SIZE	64
 #define VIRTIO_NET_MAC_TABLE_ENTRIES	64	/* unicast + multicast, like QEMU */
+#define VIRTIO_NET_MIN_MTU		68	/* host_mtu= bounds, as in QEMU */
+#define VIRTIO_NET_MAX_MTU		65535
+/* The receive offloads CTRL_GUEST_OFFLOADS_SET may switch (feature bits). */
+#define VIRTIO_NET_GUEST_OFFLOADS_MASK	((1ull << VIRTIO_NET_F_GUEST_CSUM) | \
+					 (1ull << VIRTIO_NET_F_GUEST_TSO4) | \
+					 (1ull << VIRTIO_NET_F_GUEST_TSO6) | \
+					 (1ull << VIRTIO_NET_F_GUEST_ECN) | \
+					 (1ull << VIRTIO_NET_F_GUEST_UFO))
 /* rx0, tx0, rx1, tx1, ..., ctrl: what the transport's queue array holds */
 #define VIRTIO_NET_MAX_PAIRS		((VIRTIO_MAX_QUEUES - 1) / 2)
 
@@ -112,6 +122,7 @@ struct virtio_net_opts {
 	bool csum, guest_csum, gso;
 	bool host_tso4, host_tso6, guest_tso4, guest_tso6;
 	bool packed;			/* offer packed rings (QEMU's default: off) */
+	unsigned host_mtu;		/* 0: no F_MTU (QEMU's default), else 68..65535 */
 };
 
 /* Device state carried by migration (the "virtio-net" vmstate section). */
@@ -122,6 +133,8 @@ struct virtio_net_state {
 	bool uni_overflow, multi_overflow;
 	uint8_t mac_table[VIRTIO_NET_MAC_TABLE_ENTRIES * 6];
 	uint16_t curr_pairs;
+	uint64_t guest_offloads;	/* receive offloads on (GUEST_* feature bits) */
+	bool guest_offloads_set;	/* guest_offloads follows this negotiation */
 	uint16_t max_pairs;		/* not migrated: bounds curr_pairs */
 };
 

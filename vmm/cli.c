@@ -246,7 +246,7 @@ static const struct spec_device {
 	{ "virtio-net-pci", { "netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso",
 			      "host_tso4", "host_tso6", "guest_tso4", "guest_tso6", "mrg_rxbuf",
 			      "ctrl_vq", "rx_queue_size", "tx_queue_size", "packed", "bootindex", "romfile",
-			      "bus", NULL } },
+			      "bus", "host_mtu", NULL } },
 };
 
 static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *val)

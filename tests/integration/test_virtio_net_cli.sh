@@ -38,6 +38,12 @@ expect_error "rx_queue_size and tx_queue_size must be powers of 2" "${N[@]}" \
 	-device virtio-net-pci,netdev=n0,rx_queue_size=100
 expect_error "rx_queue_size and tx_queue_size must be powers of 2" "${N[@]}" \
 	-device virtio-net-pci,netdev=n0,tx_queue_size=2048
+expect_error "host_mtu must be a number from 68 to 65535" "${N[@]}" \
+	-device virtio-net-pci,netdev=n0,host_mtu=67
+expect_error "host_mtu must be a number from 68 to 65535" "${N[@]}" \
+	-device virtio-net-pci,netdev=n0,host_mtu=65536
+expect_error "host_mtu must be a number from 68 to 65535" "${N[@]}" \
+	-device virtio-net-pci,netdev=n0,host_mtu=big
 expect_error "invalid addr" "${N[@]}" -device virtio-net-pci,netdev=n0,addr=40
 expect_error "model e1000 is not supported" -nic user,model=e1000
 expect_error "invalid mac" -nic user,mac=52:54:00:12:34

@@ -379,6 +379,126 @@ static void test_offload_features(void **state)
 	assert_false(f->be.off.ufo);
 }
 
+/* Drop the device so the test can create another over the same backend. */
+static void destroy(struct fixture *f)
+{
+	free(f->n.vp.elem);
+	f->created = false;
+	f->be.fe = NULL;
+}
+
+#define GUEST_OFFLOADS (F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) | \
+			F(VIRTIO_NET_F_GUEST_TSO6) | F(VIRTIO_NET_F_GUEST_ECN))
+
+/* host_mtu=N: F_MTU offered and N in the config space; not offered by default. */
+static void test_host_mtu(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_net_opts o;
+
+	create(f, true, 1);
+	assert_false(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_MTU));
+	assert_int_equal(mread(f, VP_DEVICE_OFF + VIRTIO_NET_CFG_MTU, 2), 0);
+	destroy(f);
+	virtio_net_default_opts(&o);
+	o.host_mtu = 9000;
+	create_opts(f, true, &o);
+	assert_true(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_MTU));
+	assert_int_equal(mread(f, VP_DEVICE_OFF + VIRTIO_NET_CFG_MTU, 2), 9000);
+	start(f, F(VIRTIO_NET_F_MTU));
+	assert_int_equal(mread(f, VP_DEVICE_OFF + VIRTIO_NET_CFG_MTU, 2), 9000);
+	/* out of QEMU's 68..65535 */
+	destroy(f);
+	o.host_mtu = 67;
+	assert_int_equal(virtio_net_init(&f->n, &o, &fake_ops, &f->be, &f->mem, NULL), -EINVAL);
+	o.host_mtu = 65536;
+	assert_int_equal(virtio_net_init(&f->n, &o, &fake_ops, &f->be, &f->mem, NULL), -EINVAL);
+}
+
+/* CTRL_GUEST_OFFLOADS: offered with the control queue and receive offloads. */
+static void test_guest_offloads_offered(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_net_opts o;
+
+	create(f, true, 1);
+	assert_true(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS));
+	destroy(f);
+	create(f, false, 1);		/* no vnet header: no receive offloads */
+	assert_false(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS));
+	destroy(f);
+	virtio_net_default_opts(&o);
+	o.ctrl_vq = false;
+	create_opts(f, true, &o);
+	assert_false(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS));
+	destroy(f);
+	virtio_net_default_opts(&o);
+	o.guest_csum = false;
+	create_opts(f, true, &o);
+	assert_false(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS));
+}
+
+static uint8_t set_offloads(struct fixture *f, uint64_t bits)
+{
+	uint8_t le[8];
+
+	for (int i = 0; i < 8; i++)
+		le[i] = bits >> (8 * i);
+	return ctrl(f, 2, VIRTIO_NET_CTRL_GUEST_OFFLOADS, VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, le,
+		    8);
+}
+
+static void test_guest_offloads_set(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t neg = F(VIRTIO_NET_F_GUEST_CSUM) | F(VIRTIO_NET_F_GUEST_TSO4) |
+		       F(VIRTIO_NET_F_GUEST_TSO6);
+
+	create(f, true, 1);
+	start(f, CTRL_FEATURES | F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | neg);
+	assert_int_equal(f->n.st.guest_offloads, neg);
+	assert_true(f->be.off.csum && f->be.off.tso4 && f->be.off.tso6);
+	/* a subset: the backend follows */
+	assert_int_equal(set_offloads(f, F(VIRTIO_NET_F_GUEST_CSUM)), VIRTIO_NET_OK);
+	assert_int_equal(f->n.st.guest_offloads, F(VIRTIO_NET_F_GUEST_CSUM));
+	assert_true(f->be.off.csum);
+	assert_false(f->be.off.tso4);
+	assert_false(f->be.off.tso6);
+	assert_int_equal(set_offloads(f, 0), VIRTIO_NET_OK);
+	assert_false(f->be.off.csum);
+	/* not negotiated (ECN), not an offload (HOST_TSO4), short data, bad command */
+	assert_int_equal(set_offloads(f, F(VIRTIO_NET_F_GUEST_ECN)), VIRTIO_NET_ERR);
+	assert_int_equal(set_offloads(f, F(VIRTIO_NET_F_HOST_TSO4)), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(f, 2, VIRTIO_NET_CTRL_GUEST_OFFLOADS,
+			      VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET, "\2\0\0\0", 4), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(f, 2, VIRTIO_NET_CTRL_GUEST_OFFLOADS, 1, "\2\0\0\0\0\0\0\0", 8),
+			 VIRTIO_NET_ERR);
+	assert_int_equal(f->n.st.guest_offloads, 0);
+	assert_false(f->be.off.csum);
+	assert_int_equal(set_offloads(f, neg), VIRTIO_NET_OK);
+	assert_true(f->be.off.csum && f->be.off.tso4 && f->be.off.tso6);
+	/* reset, then a new negotiation: the negotiated set again */
+	assert_int_equal(set_offloads(f, F(VIRTIO_NET_F_GUEST_TSO4)), VIRTIO_NET_OK);
+	mwrite(f, VP_COMMON_STATUS, 0, 1);
+	assert_false(f->n.st.guest_offloads_set);
+	start(f, CTRL_FEATURES | F(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS) | F(VIRTIO_NET_F_GUEST_CSUM));
+	assert_int_equal(f->n.st.guest_offloads, F(VIRTIO_NET_F_GUEST_CSUM));
+	assert_true(f->be.off.csum);
+	assert_false(f->be.off.tso4);
+}
+
+/* Without the feature negotiated the command is refused. */
+static void test_guest_offloads_not_negotiated(void **state)
+{
+	struct fixture *f = *state;
+
+	create(f, true, 1);
+	start(f, CTRL_FEATURES | GUEST_OFFLOADS);
+	assert_int_equal(set_offloads(f, F(VIRTIO_NET_F_GUEST_CSUM)), VIRTIO_NET_ERR);
+	assert_int_equal(f->n.st.guest_offloads, GUEST_OFFLOADS);
+	assert_true(f->be.off.tso4);
+}
+
 static void test_tx_single_and_chained(void **state)
 {
 	struct fixture *f = *state;
@@ -882,6 +1002,21 @@ static void test_vmstate(void **state)
 	assert_int_not_equal(vmstate_load(&virtio_net_vmstate, &f->n.st, sizeof(f->n.st), buf,
 					  len, err, sizeof(err)), 0);
 	assert_int_equal(f->n.st.curr_pairs, 2);	/* untouched by the rejected loads */
+	/* the guest offloads travel; bits that are no receive offload are refused */
+	copy = f->n.st;
+	copy.guest_offloads = F(VIRTIO_NET_F_GUEST_TSO4);
+	copy.guest_offloads_set = true;
+	len = vmstate_save(&virtio_net_vmstate, &copy, buf);
+	copy.guest_offloads = 0;
+	copy.guest_offloads_set = false;
+	assert_int_equal(vmstate_load(&virtio_net_vmstate, &copy, sizeof(copy), buf, len, err,
+				      sizeof(err)), 0);
+	assert_int_equal(copy.guest_offloads, F(VIRTIO_NET_F_GUEST_TSO4));
+	assert_true(copy.guest_offloads_set);
+	copy.guest_offloads = F(VIRTIO_NET_F_HOST_TSO4);
+	len = vmstate_save(&virtio_net_vmstate, &copy, buf);
+	assert_int_not_equal(vmstate_load(&virtio_net_vmstate, &copy, sizeof(copy), buf, len, err,
+					  sizeof(err)), 0);
 }
 
 static void test_reset_restores(void **state)
@@ -962,6 +1097,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_config_features),
 		T(test_offload_features),
+		T(test_host_mtu),
+		T(test_guest_offloads_offered),
+		T(test_guest_offloads_set),
+		T(test_guest_offloads_not_negotiated),
 		T(test_tx_single_and_chained),
 		T(test_tx_vnet_hdr_passed),
 		T(test_tx_backend_full),
