@@ -17,8 +17,11 @@ VMM="$QEMU -enable-kvm -m 128 -smp 2 -nographic -nodefaults -serial stdio"
 VMM="$VMM -device isa-debug-exit,iobase=0xf4,iosize=4"
 fails=0
 
+# QEMU's RTC catches up on update-ended interrupts after its vCPU was held
+# off on a busy host (seen: 3 in 1.1 s); minikvm's stays strict (1 or 2).
+UF="rtc_uf_max=3"
 for c in serial cmos timers kvmclock smp pci acpi demo all; do
-	KIT_TAG=qemu- run_kit "$VMM" "$c" || fails=$((fails + 1))
+	KIT_TAG=qemu- run_kit "$VMM" "$c" $UF || fails=$((fails + 1))
 done
 # the boot paths: QEMU takes Multiboot first when the header exists, so the
 # PVH path is proven with the PVH-only variant
@@ -29,7 +32,7 @@ KIT_TAG=qemu-mb- KIT_ELF=build/guest/testkit-mb.elf run_kit "$VMM" pci,kvmclock,
 KIT_TAG=qemu-bz- KIT_ELF=build/guest/testkit.bzImage run_kit "$VMM" pci,smp,acpi ||
 	fails=$((fails + 1))
 # no kvmclock: time comes from the TSC calibrated against the PIT
-KIT_TAG=qemu-nokvmclock- run_kit "$VMM -cpu qemu64,kvmclock=off" cmos,timers,smp,pci ||
+KIT_TAG=qemu-nokvmclock- run_kit "$VMM -cpu qemu64,kvmclock=off" cmos,timers,smp,pci $UF ||
 	fails=$((fails + 1))
 # four CPUs, expected count given on the command line
 KIT_TAG=qemu-smp4- run_kit "${VMM/-smp 2/-smp 4}" smp cpus=4 || fails=$((fails + 1))
