@@ -896,7 +896,7 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 {
 	struct virtio_pci *vp = &blk->vp;
 	struct virtq *vq = &vp->vqs[q];
-	struct virtq_poll *poll = &blk->queue_poll[q].poll;
+	struct virtq_poll *poll = &blk->queue_poll[q];
 	struct pass pass = { 0 };
 	unsigned notify = 0;
 	bool fast;
@@ -946,8 +946,8 @@ void virtio_blk_process(struct virtio_pci *vp, unsigned q)
 
 static void queue_poll_timer(void *opaque)
 {
-	struct virtio_blk_queue_poll *qp = opaque;
-	struct virtio_blk *blk = qp->blk;
+	struct virtq_poll *qp = opaque;
+	struct virtio_blk *blk = qp->owner;
 
 	virtio_pci_lock(&blk->vp);
 	if (!blk->stopping && !blk->vp.broken && qp->q < blk->conf.num_queues &&
@@ -959,12 +959,8 @@ static void queue_poll_timer(void *opaque)
 static int create_poll_timers(struct virtio_blk *blk)
 {
 	for (unsigned q = 0; q < blk->conf.num_queues; q++) {
-		struct virtio_blk_queue_poll *qp = &blk->queue_poll[q];
-
-		qp->blk = blk;
-		qp->q = q;
-		if (virtq_poll_init(&qp->poll, blk->loop, queue_poll_timer, qp, POLL_NS,
-				    POLL_BATCH, POLL_EMPTY) < 0)
+		if (virtq_poll_init(&blk->queue_poll[q], blk->loop, queue_poll_timer, blk, q,
+				    POLL_NS, POLL_BATCH, POLL_EMPTY) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -976,16 +972,13 @@ static void stop_poll_timers(struct virtio_blk *blk)
 	blk->stopping = true;
 	virtio_pci_unlock(&blk->vp);
 	for (unsigned q = 0; q < VIRTIO_BLK_MAX_NUM_QUEUES; q++)
-		if (blk->queue_poll[q].poll.timer)
-			event_timer_disarm(blk->queue_poll[q].poll.timer);
+		virtq_poll_cancel(&blk->queue_poll[q]);
 }
 
 static void free_poll_timers(struct virtio_blk *blk)
 {
-	for (unsigned q = 0; q < VIRTIO_BLK_MAX_NUM_QUEUES; q++) {
-		event_timer_free(blk->queue_poll[q].poll.timer);
-		blk->queue_poll[q].poll.timer = NULL;
-	}
+	for (unsigned q = 0; q < VIRTIO_BLK_MAX_NUM_QUEUES; q++)
+		virtq_poll_destroy(&blk->queue_poll[q]);
 }
 
 /* Reset (device lock held): wait for the block layer like QEMU's

@@ -140,13 +140,6 @@ struct virtio_blk_state {
 	uint16_t local_num_queues, local_queue_size;	/* not in the stream */
 };
 
-/* Notification polling of one request queue (hw/virtq_poll.h). */
-struct virtio_blk_queue_poll {
-	struct virtio_blk *blk;
-	unsigned q;
-	struct virtq_poll poll;
-};
-
 struct virtio_blk {
 	struct virtio_pci vp;
 	struct virtio_dev_ops ops;	/* per device: features, queues, config size */
@@ -176,7 +169,7 @@ struct virtio_blk {
 					 * the done list before it drops the device lock */
 	struct virtq_elem *done_elem;	/* scratch for used entries (device lock) */
 	int poll_fd;			/* polled bdev: its completion fd on loop; else -1 */
-	struct virtio_blk_queue_poll queue_poll[VIRTIO_BLK_MAX_NUM_QUEUES];
+	struct virtq_poll queue_poll[VIRTIO_BLK_MAX_NUM_QUEUES];	/* hw/virtq_poll.h */
 	bool stopping;			/* exit: poll timers no longer re-armed */
 };
 

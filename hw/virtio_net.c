@@ -696,7 +696,7 @@ static void process_tx(struct virtio_net *n, unsigned q, bool polled)
 			n->tx_blocked |= 1u << q / 2;	/* send_ready resumes */
 			break;
 		}
-		if (virtq_poll_again(&n->tx_poll[q / 2].poll, polled, done))
+		if (virtq_poll_again(&n->tx_poll[q / 2], polled, done))
 			break;			/* kicks stay off: the timer looks again */
 		virtq_enable_notify(vq);	/* empty: kick me for the next one */
 		if (!virtq_has_work(vq))
@@ -714,8 +714,8 @@ static void process_tx(struct virtio_net *n, unsigned q, bool polled)
 
 static void tx_poll_timer(void *opaque)
 {
-	struct virtio_net_tx_poll *tp = opaque;
-	struct virtio_net *n = tp->n;
+	struct virtq_poll *tp = opaque;
+	struct virtio_net *n = tp->owner;
 
 	virtio_pci_lock(&n->vp);
 	if (device_live(n) && queue_role(n, tp->q) == QUEUE_TX &&
@@ -1116,15 +1116,10 @@ static int set_vectors(struct virtio_net *n, unsigned vectors)
  * as the device. */
 static int create_poll_timers(struct virtio_net *n, unsigned pairs)
 {
-	for (unsigned p = 0; p < pairs; p++) {
-		struct virtio_net_tx_poll *tp = &n->tx_poll[p];
-
-		tp->n = n;
-		tp->q = 2 * p + 1;
-		if (virtq_poll_init(&tp->poll, n->loop, tx_poll_timer, tp, TX_POLL_NS,
-				    TX_POLL_BATCH, TX_POLL_EMPTY) < 0)
+	for (unsigned p = 0; p < pairs; p++)
+		if (virtq_poll_init(&n->tx_poll[p], n->loop, tx_poll_timer, n, 2 * p + 1,
+				    TX_POLL_NS, TX_POLL_BATCH, TX_POLL_EMPTY) < 0)
 			return -ENOMEM;
-	}
 	n->rx_timer = event_timer_new(n->loop, rx_poll_timer, n);
 	return n->rx_timer ? 0 : -ENOMEM;
 }

@@ -142,11 +142,6 @@ struct virtio_net;
 
 /* Transmit polling of one queue pair: after a busy pass the device looks
  * at the tx queue again from a timer instead of asking for a kick. */
-struct virtio_net_tx_poll {
-	struct virtio_net *n;
-	unsigned q;
-	struct virtq_poll poll;
-};
 
 struct virtio_net {
 	struct virtio_pci vp;
@@ -168,7 +163,7 @@ struct virtio_net {
 	uint32_t tx_blocked;		/* tx queues waiting for send_ready (bit per pair) */
 	uint32_t rx_irq_pending;	/* rx queues with used buffers not signalled */
 	bool rx_irq_scheduled;
-	struct virtio_net_tx_poll tx_poll[VIRTIO_NET_MAX_PAIRS];
+	struct virtq_poll tx_poll[VIRTIO_NET_MAX_PAIRS];	/* per pair: its tx queue */
 	struct event_timer *rx_timer;	/* out of rx buffers: look again (NULL: no loop) */
 	bool rx_poll_armed;
 	unsigned rx_polls;		/* looks since the rx queues ran dry */

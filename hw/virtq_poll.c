@@ -1,18 +1,33 @@
 /* Notification polling for virtio devices (see virtq_poll.h). */
 #include <errno.h>
+#include <stddef.h>
 #include "hw/virtq_poll.h"
 #include "vmm/event_loop.h"
 
 #define POLL_MAX_SHIFT	2	/* a chain waits at most 4 base intervals longer */
 
 int virtq_poll_init(struct virtq_poll *p, struct event_loop *l, void (*fn)(void *),
-		    void *opaque, uint64_t base_ns, unsigned batch, unsigned max_empty)
+		    void *owner, unsigned q, uint64_t base_ns, unsigned batch,
+		    unsigned max_empty)
 {
-	*p = (struct virtq_poll){ .base_ns = base_ns, .batch = batch, .max_empty = max_empty };
+	*p = (struct virtq_poll){ .owner = owner, .q = q, .base_ns = base_ns, .batch = batch,
+				  .max_empty = max_empty };
 	if (!l)
 		return 0;
-	p->timer = event_timer_new(l, fn, opaque);
+	p->timer = event_timer_new(l, fn, p);
 	return p->timer ? 0 : -ENOMEM;
+}
+
+void virtq_poll_cancel(struct virtq_poll *p)
+{
+	if (p->timer)
+		event_timer_disarm(p->timer);
+}
+
+void virtq_poll_destroy(struct virtq_poll *p)
+{
+	event_timer_free(p->timer);
+	p->timer = NULL;
 }
 
 uint64_t virtq_poll_interval(uint64_t base_ns, unsigned empty)

@@ -15,6 +15,8 @@ struct event_loop;
 struct event_timer;
 
 struct virtq_poll {
+	void *owner;			/* the device, for the timer callback */
+	unsigned q;			/* the queue it watches */
 	struct event_timer *timer;	/* NULL: never polls (no event loop) */
 	uint64_t base_ns;		/* first interval */
 	unsigned batch;			/* chains in a pass that start polling */
@@ -22,9 +24,15 @@ struct virtq_poll {
 	unsigned empty;			/* empty looks in a row */
 };
 
-/* 0, or -ENOMEM. Without a loop the poller stays off. */
+/* 0, or -ENOMEM. Without a loop the poller stays off. fn runs on the
+ * loop with p (p->owner, p->q) when the timer fires. */
 int virtq_poll_init(struct virtq_poll *p, struct event_loop *l, void (*fn)(void *),
-		    void *opaque, uint64_t base_ns, unsigned batch, unsigned max_empty);
+		    void *owner, unsigned q, uint64_t base_ns, unsigned batch,
+		    unsigned max_empty);
+/* Stop the timer (the owner no longer re-arms it), and after the loop has
+ * passed (no callback running), release it. */
+void virtq_poll_cancel(struct virtq_poll *p);
+void virtq_poll_destroy(struct virtq_poll *p);
 /* A pass that found the queue empty after `done` chains; polled: the
  * pass ran from the timer. True when the timer was armed for another
  * look (keep kicks off); false: enable notifications as usual. */
