@@ -44,9 +44,7 @@ struct fixture {
 	struct pci_bus bus;
 	struct virtio_pci vp;
 	unsigned msi_count;
-	/* the driver's side of the ring */
-	uint16_t next_avail, next_used;
-	bool avail_wrap, used_wrap;
+	struct vt_pring ring;	/* the driver's side */
 };
 
 static int setup_dev(void **state, bool packed)
@@ -60,7 +58,7 @@ static int setup_dev(void **state, bool packed)
 	assert_int_equal(pci_bus_add_device(&f->bus, &f->vp.pci, SLOT, 0), 0);
 	f->vp.send_msi = vt_drop_msi;
 	pci_config_write(&f->bus, DEVFN, PCI_COMMAND, 2, PCI_COMMAND_MASTER);
-	f->avail_wrap = f->used_wrap = true;
+	vt_pring_init(&f->ring, &f->mem, RING_GPA, QSIZE);
 	*state = f;
 	return 0;
 }
@@ -118,35 +116,14 @@ static void packed_init(struct fixture *f, uint64_t feat)
 /* One writable buffer of len bytes with buffer id, made available. */
 static void add_buffer(struct fixture *f, uint16_t id, uint32_t len)
 {
-	uint16_t flags = VIRTQ_DESC_F_WRITE |
-			 (f->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED);
+	const struct vt_pbuf buf = { BUF_GPA + 0x100 * id, len, VIRTQ_DESC_F_WRITE };
 
-	vt_put_pdesc(&f->mem, RING_GPA, f->next_avail, BUF_GPA + 0x100 * id, len, id, flags);
-	if (++f->next_avail == QSIZE) {
-		f->next_avail = 0;
-		f->avail_wrap = !f->avail_wrap;
-	}
+	vt_pring_add(&f->ring, id, &buf, 1);
 }
 
 static void kick(struct fixture *f)
 {
 	mwrite(f, VP_NOTIFY_OFF, 0, 2);
-}
-
-static bool take_used(struct fixture *f, uint16_t *id, uint32_t *len)
-{
-	struct virtq_packed_desc d = vt_get_pdesc(&f->mem, RING_GPA, f->next_used);
-	bool a = d.flags & VIRTQ_DESC_F_AVAIL, u = d.flags & VIRTQ_DESC_F_USED;
-
-	if (a != u || u != f->used_wrap)
-		return false;
-	*id = d.id;
-	*len = d.len;
-	if (++f->next_used == QSIZE) {
-		f->next_used = 0;
-		f->used_wrap = !f->used_wrap;
-	}
-	return true;
 }
 
 /* --- feature negotiation -------------------------------------------------- */
@@ -200,17 +177,17 @@ static void test_requests_over_many_laps(void **state)
 			add_buffer(f, k, 16 + k);
 		kick(f);
 		for (unsigned k = 0; k < n; k++) {
-			assert_true(take_used(f, &id, &len));
+			assert_int_equal(vt_pring_pop_used(&f->ring, &id, &len), 1);
 			assert_int_equal(id, k);
 			assert_int_equal(len, 16 + k);
 		}
-		assert_false(take_used(f, &id, &len));
+		assert_int_equal(vt_pring_pop_used(&f->ring, &id, &len), 0);
 	}
 	assert_false(f->vp.broken);
 	assert_true(f->vp.isr & VIRTIO_ISR_QUEUE);	/* ENABLE: interrupts */
 	assert_int_equal(f->vp.vqs[0].inflight, 0);
-	assert_int_equal(f->vp.vqs[0].last_avail_idx, f->next_avail);
-	assert_int_equal(f->vp.vqs[0].avail_wrap, f->avail_wrap);
+	assert_int_equal(f->vp.vqs[0].last_avail_idx, f->ring.next_avail);
+	assert_int_equal(f->vp.vqs[0].avail_wrap, f->ring.avail_wrap);
 }
 
 static void test_driver_disables_interrupts(void **state)
@@ -224,7 +201,7 @@ static void test_driver_disables_interrupts(void **state)
 	mread(f, VP_ISR_OFF, 1);
 	add_buffer(f, 0, 8);
 	kick(f);
-	assert_true(take_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->ring, &id, &len), 1);
 	assert_int_equal(f->vp.isr, 0);
 }
 
@@ -342,66 +319,25 @@ struct blk_fixture {
 	struct virtio_blk blk;
 	struct bdev *bs;
 	char path[64];
-	uint16_t next_avail, next_used;
-	bool avail_wrap, used_wrap;
-	uint16_t ndescs[BLK_QSIZE];
+	struct vt_pring ring;	/* the driver's side of queue 0 */
 };
-
-static void blk_ring_put(struct blk_fixture *b, uint64_t addr, uint32_t len, uint16_t id,
-			 uint16_t flags, uint16_t *head_flags)
-{
-	uint16_t bits = b->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
-	uint16_t own = bits;
-
-	if (head_flags) {		/* the head is made available last */
-		*head_flags = flags | bits;
-		own = b->avail_wrap ? VIRTQ_DESC_F_USED : VIRTQ_DESC_F_AVAIL;
-	}
-	vt_put_pdesc(&b->mem, RING_GPA, b->next_avail, addr, len, id, flags | own);
-	if (++b->next_avail == BLK_QSIZE) {
-		b->next_avail = 0;
-		b->avail_wrap = !b->avail_wrap;
-	}
-}
 
 /* Request r (id r): header, 512 data bytes (device-writable for reads),
  * status byte: three descriptors. */
 static void blk_submit(struct blk_fixture *b, uint16_t r, uint32_t type, uint64_t sector)
 {
 	uint8_t *h = b->mem.host + BLK_HDR_GPA + 16 * r;
-	uint16_t head = b->next_avail, head_flags;
+	const struct vt_pbuf chain[3] = {
+		{ BLK_HDR_GPA + 16 * r, 16, 0 },
+		{ BLK_DATA_GPA + 512 * r, 512, type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0 },
+		{ BLK_ST_GPA + r, 1, VIRTQ_DESC_F_WRITE },
+	};
 
 	memcpy(h, &type, 4);
 	memset(h + 4, 0, 4);
 	memcpy(h + 8, &sector, 8);
 	b->mem.host[BLK_ST_GPA + r] = 0xee;
-	blk_ring_put(b, BLK_HDR_GPA + 16 * r, 16, r, VIRTQ_DESC_F_NEXT, &head_flags);
-	blk_ring_put(b, BLK_DATA_GPA + 512 * r, 512, r,
-		     VIRTQ_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0), NULL);
-	blk_ring_put(b, BLK_ST_GPA + r, 1, r, VIRTQ_DESC_F_WRITE, NULL);
-	__atomic_store_n((uint16_t *)(b->mem.host + RING_GPA + 16 * head + 14), head_flags,
-			 __ATOMIC_RELEASE);
-	b->ndescs[r] = 3;
-}
-
-static bool blk_take_used(struct blk_fixture *b, uint16_t *id, uint32_t *len)
-{
-	uint8_t *d = b->mem.host + RING_GPA + 16 * b->next_used;
-	uint16_t flags = __atomic_load_n((uint16_t *)(d + 14), __ATOMIC_ACQUIRE);
-	bool a = flags & VIRTQ_DESC_F_AVAIL, u = flags & VIRTQ_DESC_F_USED;
-
-	if (a != u || u != b->used_wrap)
-		return false;
-	memcpy(id, d + 12, 2);
-	memcpy(len, d + 8, 4);
-	assert_true(*id < BLK_QSIZE && b->ndescs[*id]);
-	b->next_used += b->ndescs[*id];
-	b->ndescs[*id] = 0;
-	if (b->next_used >= BLK_QSIZE) {
-		b->next_used -= BLK_QSIZE;
-		b->used_wrap = !b->used_wrap;
-	}
-	return true;
+	vt_pring_add(&b->ring, r, chain, 3);
 }
 
 /* Wait for n used entries (the block layer completes on its threads);
@@ -411,9 +347,11 @@ static void blk_wait(struct blk_fixture *b, unsigned n, unsigned *seen)
 	struct timespec ts = { 0, 1000000 };
 	uint16_t id;
 	uint32_t len;
+	int got;
 
 	for (int i = 0; i < 5000 && n; i++) {
-		while (n && blk_take_used(b, &id, &len)) {
+		while (n && (got = vt_pring_pop_used(&b->ring, &id, &len)) != 0) {
+			assert_int_equal(got, 1);
 			assert_int_equal(b->mem.host[BLK_ST_GPA + id], VIRTIO_BLK_S_OK);
 			*seen |= 1u << id;
 			n--;
@@ -452,7 +390,7 @@ static void blk_setup(struct blk_fixture *b)
 				     DRIVER_GPA + 0x1000 * 3 * q, DEVICE_GPA + 0x1000 * 3 * q);
 	virtio_pci_modern_write(&b->blk.vp, VP_COMMON_STATUS, 0x0f, 1);
 	assert_true(b->blk.vp.vqs[0].packed);
-	b->avail_wrap = b->used_wrap = true;
+	vt_pring_init(&b->ring, &b->mem, RING_GPA, BLK_QSIZE);
 }
 
 /* Rounds of 5 writes then 5 reads of different sectors in one kick each:
@@ -503,9 +441,7 @@ static void test_blk_packed(void **state)
 static const uint8_t net_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
 struct net_side {			/* the driver's view of one queue */
-	uint16_t next_avail, next_used;
-	bool avail_wrap, used_wrap;
-	uint16_t ndescs[NET_QSIZE];
+	struct vt_pring ring;
 	uint16_t next_id;
 };
 
@@ -576,7 +512,7 @@ static void net_start(struct net_fixture *f, uint64_t feat)
 	for (unsigned q = 0; q < nq; q++) {
 		vt_queue_enable_wide(&f->n.vp, q, NET_QSIZE, NET_RING(q), NET_RING(q) + 0x1000,
 				     NET_RING(q) + 0x2000);
-		f->q[q].avail_wrap = f->q[q].used_wrap = true;
+		vt_pring_init(&f->q[q].ring, &f->mem, NET_RING(q), NET_QSIZE);
 	}
 	virtio_pci_modern_write(&f->n.vp, VP_COMMON_STATUS, 0x0f, 1);
 	assert_true(f->n.vp.vqs[0].packed);
@@ -587,39 +523,17 @@ static uint16_t net_post(struct net_fixture *f, unsigned q, uint64_t gpa, uint32
 			 bool write)
 {
 	struct net_side *s = &f->q[q];
-	uint16_t id = s->next_id++ % NET_QSIZE, flags = write ? VIRTQ_DESC_F_WRITE : 0;
+	uint16_t id = s->next_id++ % NET_QSIZE;
 
-	assert_int_equal(s->ndescs[id], 0);
-	vt_put_pdesc(&f->mem, NET_RING(q), s->next_avail, gpa, len, id,
-		     flags | (s->avail_wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED));
-	s->ndescs[id] = 1;
-	if (++s->next_avail == NET_QSIZE) {
-		s->next_avail = 0;
-		s->avail_wrap = !s->avail_wrap;
-	}
+	assert_int_equal(s->ring.ndescs[id], 0);
+	vt_pring_add(&s->ring, id, &(struct vt_pbuf){ gpa, len, write ? VIRTQ_DESC_F_WRITE : 0 }, 1);
 	return id;
 }
 
-static bool net_used(struct net_fixture *f, unsigned q, uint16_t *id, uint32_t *len)
+/* The next used element of queue q: 1, or 0 when there is none. */
+static int net_used(struct net_fixture *f, unsigned q, uint16_t *id, uint32_t *len)
 {
-	struct net_side *s = &f->q[q];
-	uint8_t *d = f->mem.host + NET_RING(q) + 16 * s->next_used;
-	uint16_t flags;
-
-	memcpy(&flags, d + 14, 2);
-	if (!!(flags & VIRTQ_DESC_F_AVAIL) != !!(flags & VIRTQ_DESC_F_USED) ||
-	    !!(flags & VIRTQ_DESC_F_USED) != s->used_wrap)
-		return false;
-	memcpy(id, d + 12, 2);
-	memcpy(len, d + 8, 4);
-	assert_true(*id < NET_QSIZE);
-	assert_int_equal(s->ndescs[*id], 1);
-	s->ndescs[*id] = 0;
-	if (++s->next_used == NET_QSIZE) {
-		s->next_used = 0;
-		s->used_wrap = !s->used_wrap;
-	}
-	return true;
+	return vt_pring_pop_used(&f->q[q].ring, id, len);
 }
 
 static ssize_t net_deliver(struct net_fixture *f, size_t len, uint8_t fill)
@@ -660,10 +574,10 @@ static void test_net_packed(void **state)
 	ids[0] = net_post(f, 0, buf, 64, true);
 	ids[1] = net_post(f, 0, buf + 64, 64, true);
 	assert_int_equal(net_deliver(f, 100, 0x5a), 100);
-	assert_true(net_used(f, 0, &id, &len));
+	assert_int_equal(net_used(f, 0, &id, &len), 1);
 	assert_int_equal(id, ids[0]);
 	assert_int_equal(len, 64);
-	assert_true(net_used(f, 0, &id, &len));
+	assert_int_equal(net_used(f, 0, &id, &len), 1);
 	assert_int_equal(id, ids[1]);
 	assert_int_equal(len, 48);
 	assert_int_equal(f->mem.host[buf + VIRTIO_NET_HDR_NUM_BUFFERS], 2);
@@ -674,7 +588,7 @@ static void test_net_packed(void **state)
 	 * retry takes the same buffer first. */
 	ids[0] = net_post(f, 0, buf, 64, true);
 	assert_int_equal(net_deliver(f, 200, 0x33), 0);
-	assert_false(net_used(f, 0, &id, &len));
+	assert_int_equal(net_used(f, 0, &id, &len), 0);
 	assert_int_equal(f->n.vp.vqs[0].inflight, 0);
 	for (int k = 1; k < 4; k++)
 		ids[k] = net_post(f, 0, buf + 64 * k, 64, true);
@@ -682,7 +596,7 @@ static void test_net_packed(void **state)
 	assert_int_equal(f->ready_calls, 1);
 	assert_int_equal(net_deliver(f, 200, 0x33), 200);
 	for (int k = 0; k < 4; k++) {
-		assert_true(net_used(f, 0, &id, &len));
+		assert_int_equal(net_used(f, 0, &id, &len), 1);
 		assert_int_equal(id, ids[k]);
 	}
 	assert_int_equal(len, 212 - 3 * 64);
@@ -692,7 +606,7 @@ static void test_net_packed(void **state)
 	for (int i = 0; i < 200; i++) {
 		ids[0] = net_post(f, 0, buf, 256, true);
 		assert_int_equal(net_deliver(f, 60 + i % 100, i), 60 + i % 100);
-		assert_true(net_used(f, 0, &id, &len));
+		assert_int_equal(net_used(f, 0, &id, &len), 1);
 		assert_int_equal(id, ids[0]);
 		assert_int_equal(len, 12 + 60 + i % 100);
 	}
@@ -703,7 +617,7 @@ static void test_net_packed(void **state)
 	for (int i = 0; i < 40; i++) {
 		ids[0] = net_post(f, 1, buf, 12 + 64, false);
 		vt_kick(&f->n.vp, 1);
-		assert_true(net_used(f, 1, &id, &len));
+		assert_int_equal(net_used(f, 1, &id, &len), 1);
 		assert_int_equal(id, ids[0]);
 		assert_int_equal(len, 0);
 	}

@@ -26,6 +26,7 @@ struct fixture {
 	struct guest_memory mem;
 	struct virtq vq;
 	struct virtq_elem e;
+	struct vt_pring drv;	/* packed tests: the driver's side */
 };
 
 /* A fresh enabled queue of size entries at DESC_GPA, AVAIL_GPA (the
@@ -513,24 +514,12 @@ static void test_legacy_layout(void **state)
 #define F_AVAIL		VIRTQ_DESC_F_AVAIL
 #define F_USED		VIRTQ_DESC_F_USED
 
-/* The driver's side of a packed ring, as a test plays it. */
-struct pdrv {
-	uint16_t size;
-	uint16_t next_avail, next_used;
-	bool avail_wrap, used_wrap;
-	uint16_t ndescs[VIRTQ_MAX_SIZE];	/* per id: ring descriptors */
-};
-
-static struct pdrv drv;
-
 static void packed_configure(struct fixture *f, uint16_t size)
 {
 	vq_configure(f, true, size);	/* DRV_AREA, DEV_AREA */
 	memset(gpa(f, DESC_GPA), 0, 16 * 256);
 	assert_int_equal(virtq_map(&f->vq, &f->mem), 0);
-	memset(&drv, 0, sizeof(drv));
-	drv.size = size;
-	drv.avail_wrap = drv.used_wrap = true;
+	vt_pring_init(&f->drv, &f->mem, DESC_GPA, size);
 }
 
 static int setup_packed(void **state)
@@ -540,72 +529,28 @@ static int setup_packed(void **state)
 	return 0;
 }
 
-static uint16_t avail_bits(bool wrap)
-{
-	return wrap ? F_AVAIL : F_USED;
-}
-
-/* Make a chain of n buffers (lens[k], WRITE from first_in on) available
- * with buffer id in every descriptor; the head's flags go last. Returns
- * the head position. */
+/* Make a chain of n buffers (lens[k] bytes at BUF_GPA + 256 * k, WRITE
+ * from first_in on) available with buffer id. Returns the head position. */
 static uint16_t drv_add(struct fixture *f, uint16_t id, unsigned n, const uint32_t *lens,
 			unsigned first_in)
 {
-	uint16_t head = drv.next_avail, head_flags = 0;
-	bool head_wrap = drv.avail_wrap;
+	struct vt_pbuf bufs[QSIZE];
 
-	for (unsigned k = 0; k < n; k++) {
-		uint16_t flags = (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0) |
-				 (k >= first_in ? VIRTQ_DESC_F_WRITE : 0);
-
-		if (k == 0) {
-			head_flags = flags;
-			vt_put_pdesc(&f->mem, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k,
-				     lens[k], id, flags | avail_bits(!head_wrap));	/* not yet */
-		} else {
-			vt_put_pdesc(&f->mem, DESC_GPA, drv.next_avail, BUF_GPA + 256 * k,
-				     lens[k], id, flags | avail_bits(drv.avail_wrap));
-		}
-		if (++drv.next_avail == drv.size) {
-			drv.next_avail = 0;
-			drv.avail_wrap = !drv.avail_wrap;
-		}
-	}
-	vt_wr16(&f->mem, DESC_GPA + 16 * head + 14, head_flags | avail_bits(head_wrap));
-	drv.ndescs[id] = n;
-	return head;
+	assert_true(n <= QSIZE);
+	for (unsigned k = 0; k < n; k++)
+		bufs[k] = (struct vt_pbuf){ BUF_GPA + 256 * k, lens[k],
+					    k >= first_in ? VIRTQ_DESC_F_WRITE : 0 };
+	return vt_pring_add(&f->drv, id, bufs, n);
 }
 
 static void drv_add_writable(struct fixture *f, uint16_t id, unsigned n)
 {
-	uint32_t lens[VIRTQ_MAX_SIZE];
+	uint32_t lens[QSIZE];
 
+	assert_true(n <= QSIZE);
 	for (unsigned k = 0; k < n; k++)
 		lens[k] = 16;
 	drv_add(f, id, n, lens, 0);
-}
-
-/* Consume the next used descriptor; false when none. */
-static bool drv_get_used(struct fixture *f, uint16_t *id, uint32_t *len)
-{
-	struct virtq_packed_desc d = vt_get_pdesc(&f->mem, DESC_GPA, drv.next_used);
-	bool a = d.flags & F_AVAIL, u = d.flags & F_USED;
-	unsigned n;
-
-	if (a != u || u != drv.used_wrap)
-		return false;
-	*id = d.id;
-	*len = d.len;
-	assert_true(d.id < drv.size);
-	n = drv.ndescs[d.id];
-	assert_int_not_equal(n, 0);
-	drv.ndescs[d.id] = 0;
-	drv.next_used += n;
-	if (drv.next_used >= drv.size) {
-		drv.next_used -= drv.size;
-		drv.used_wrap = !drv.used_wrap;
-	}
-	return true;
 }
 
 static void set_event(struct fixture *f, uint64_t area, uint16_t off_wrap, uint16_t flags)
@@ -646,7 +591,7 @@ static void test_packed_chain(void **state)
 	assert_ptr_equal(f->e.iov[3].iov_base, gpa(f, BUF_GPA + 768));
 	assert_int_equal(f->vq.last_avail_idx, 4);
 	assert_int_equal(f->vq.inflight, 1);
-	assert_false(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 0);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 0);
 
 	virtq_push(&f->vq, &f->e, 1000);	/* clamped to the writable 70 */
@@ -656,7 +601,7 @@ static void test_packed_chain(void **state)
 	assert_int_equal(d.flags, F_AVAIL | F_USED | VIRTQ_DESC_F_WRITE);
 	assert_int_equal(f->vq.used_idx, 4);	/* skips the whole chain */
 	assert_int_equal(f->vq.inflight, 0);
-	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 1);
 	assert_int_equal(id, 5);
 	assert_int_equal(len, 70);
 	assert_int_equal(f->vq.packed_ndescs[5], 0);
@@ -671,9 +616,7 @@ static void test_packed_indirect(void **state)
 	vt_put_pdesc(&f->mem, TABLE_GPA, 0, BUF_GPA, 8, 0, VIRTQ_DESC_F_NEXT);	/* NEXT ignored */
 	vt_put_pdesc(&f->mem, TABLE_GPA, 1, BUF_GPA + 64, 16, 99, VIRTQ_DESC_F_WRITE);
 	vt_put_pdesc(&f->mem, TABLE_GPA, 2, BUF_GPA + 128, 32, 0, VIRTQ_DESC_F_WRITE);
-	vt_put_pdesc(&f->mem, DESC_GPA, 0, TABLE_GPA, 3 * 16, 3, VIRTQ_DESC_F_INDIRECT | F_AVAIL);
-	drv.ndescs[3] = 1;
-	drv.next_avail = 1;
+	vt_pring_add(&f->drv, 3, &(struct vt_pbuf){ TABLE_GPA, 3 * 16, VIRTQ_DESC_F_INDIRECT }, 1);
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	assert_int_equal(f->e.head, 3);
 	assert_int_equal(f->e.n_out, 1);
@@ -682,7 +625,7 @@ static void test_packed_indirect(void **state)
 	assert_ptr_equal(f->e.iov[2].iov_base, gpa(f, BUF_GPA + 128));
 	assert_int_equal(f->vq.last_avail_idx, 1);
 	virtq_push(&f->vq, &f->e, 48);
-	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 1);
 	assert_int_equal(id, 3);
 	assert_int_equal(len, 48);
 	assert_int_equal(f->vq.used_idx, 1);
@@ -723,12 +666,12 @@ static void test_packed_wraparound(void **state)
 			virtq_push(&f->vq, &f->e, 7);
 		}
 		for (unsigned k = 0; k < 2; k++) {
-			assert_true(drv_get_used(f, &id, &len));
+			assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 1);
 			assert_int_equal(id, ids[round & 1 ? 1 - k : k]);
 			assert_int_equal(len, 7);
 		}
 		used_slots += n0 + n1;
-		assert_false(drv_get_used(f, &id, &len));
+		assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 0);
 		assert_false(f->vq.broken);
 	}
 	assert_int_equal(f->vq.last_avail_idx, slots % 6);
@@ -767,7 +710,7 @@ static void test_packed_fill_flush_unpop(void **state)
 	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
 	assert_int_equal(f->e.head, 7);
 	virtq_fill(&f->vq, &f->e, 9, 1);
-	assert_false(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 0);
 	assert_int_equal(vt_get_pdesc(&f->mem, DESC_GPA, 2).len, 16);
 	virtq_unpop(&f->vq, 2);
 	assert_int_equal(f->vq.last_avail_idx, 2);
@@ -781,15 +724,15 @@ static void test_packed_fill_flush_unpop(void **state)
 	f->e.head = 4;
 	f->e.in_len = 32;
 	virtq_fill(&f->vq, &f->e, 32, 2);
-	assert_false(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 0);
 	virtq_flush(&f->vq, 3);
-	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 1);
 	assert_int_equal(id, 2);
 	assert_int_equal(len, 5);
-	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 1);
 	assert_int_equal(id, 7);
 	assert_int_equal(len, 9);
-	assert_true(drv_get_used(f, &id, &len));
+	assert_int_equal(vt_pring_pop_used(&f->drv, &id, &len), 1);
 	assert_int_equal(id, 4);
 	assert_int_equal(len, 32);
 	assert_int_equal(f->vq.used_idx, 6);

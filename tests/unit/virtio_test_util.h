@@ -1,9 +1,11 @@
 /* Shared helpers for the virtio unit tests (virtqueue, virtio-pci,
  * virtio-blk, virtio-net, packed rings): a fake guest RAM, 16/32-bit
  * reads and writes at a guest address, split and packed descriptor
- * writers, an MSI sink that drops messages, and the driver's side of the
- * modern transport (feature negotiation, queue setup, kicks). Header-only;
- * the helpers return what they read and leave the asserting to the test. */
+ * writers, the driver's side of a packed ring (wrap counters, chains made
+ * available, used elements taken), an MSI sink that drops messages, and
+ * the driver's side of the modern transport (feature negotiation, queue
+ * setup, kicks). Header-only; the helpers return what they read and leave
+ * the asserting to the test. */
 #ifndef TESTS_UNIT_VIRTIO_TEST_UTIL_H
 #define TESTS_UNIT_VIRTIO_TEST_UTIL_H
 
@@ -71,6 +73,103 @@ static inline struct virtq_packed_desc vt_get_pdesc(const struct guest_memory *m
 
 	memcpy(&d, mem->host + table_gpa + 16 * i, sizeof(d));
 	return d;
+}
+
+/* --- the driver's side of a packed ring ----------------------------------- */
+
+/* What the driver keeps for one packed ring: where its next descriptor
+ * goes and where the next used one will show, the two wrap counters, and
+ * how many ring slots each buffer id took (a used chain skips them all). */
+struct vt_pring {
+	struct guest_memory *mem;
+	uint64_t ring_gpa;
+	uint16_t size;
+	uint16_t next_avail, next_used;
+	bool avail_wrap, used_wrap;
+	uint16_t ndescs[VIRTQ_MAX_SIZE];	/* per id: ring slots in flight */
+};
+
+/* One buffer of a chain; NEXT is added by vt_pring_add. */
+struct vt_pbuf {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;		/* WRITE, INDIRECT */
+};
+
+/* An empty ring of size slots at ring_gpa, both wrap counters 1. */
+static inline void vt_pring_init(struct vt_pring *r, struct guest_memory *mem,
+				 uint64_t ring_gpa, uint16_t size)
+{
+	memset(r, 0, sizeof(*r));
+	r->mem = mem;
+	r->ring_gpa = ring_gpa;
+	r->size = size;
+	r->avail_wrap = r->used_wrap = true;
+}
+
+/* The AVAIL/USED pair that marks a descriptor available in lap wrap. */
+static inline uint16_t vt_pring_avail_bits(bool wrap)
+{
+	return wrap ? VIRTQ_DESC_F_AVAIL : VIRTQ_DESC_F_USED;
+}
+
+static inline uint16_t *vt_pring_flags_at(struct vt_pring *r, uint16_t pos)
+{
+	return (uint16_t *)(r->mem->host + r->ring_gpa + 16 * pos + 14);
+}
+
+/* Make the chain bufs[0, n) available with buffer id in every descriptor;
+ * the head's flags are stored last (release), so a device polling from
+ * another thread never sees part of a chain. Returns the head position.
+ * The id is not checked: tests of a misbehaving driver reuse ids. */
+static inline uint16_t vt_pring_add(struct vt_pring *r, uint16_t id,
+				    const struct vt_pbuf *bufs, unsigned n)
+{
+	uint16_t head = r->next_avail, head_flags = 0;
+	bool head_wrap = r->avail_wrap;
+
+	for (unsigned k = 0; k < n; k++) {
+		uint16_t flags = bufs[k].flags | (k + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
+		/* the head goes in marked for the other lap: not yet available */
+		bool lap = k == 0 ? !head_wrap : r->avail_wrap;
+
+		if (k == 0)
+			head_flags = flags | vt_pring_avail_bits(head_wrap);
+		vt_put_pdesc(r->mem, r->ring_gpa, r->next_avail, bufs[k].addr, bufs[k].len, id,
+			     flags | vt_pring_avail_bits(lap));
+		if (++r->next_avail == r->size) {
+			r->next_avail = 0;
+			r->avail_wrap = !r->avail_wrap;
+		}
+	}
+	__atomic_store_n(vt_pring_flags_at(r, head), head_flags, __ATOMIC_RELEASE);
+	r->ndescs[id] = n;
+	return head;
+}
+
+/* Take the next used element: 1 with its id and written length, 0 when
+ * the device has not used it yet, -1 when the id it names (in *id) is not
+ * in flight with the driver (nothing is taken then). */
+static inline int vt_pring_pop_used(struct vt_pring *r, uint16_t *id, uint32_t *len)
+{
+	uint16_t flags = __atomic_load_n(vt_pring_flags_at(r, r->next_used), __ATOMIC_ACQUIRE);
+	bool avail = flags & VIRTQ_DESC_F_AVAIL, used = flags & VIRTQ_DESC_F_USED;
+	struct virtq_packed_desc d;
+
+	if (avail != used || used != r->used_wrap)
+		return 0;
+	d = vt_get_pdesc(r->mem, r->ring_gpa, r->next_used);
+	*id = d.id;
+	*len = d.len;
+	if (d.id >= r->size || !r->ndescs[d.id])
+		return -1;
+	r->next_used += r->ndescs[d.id];
+	r->ndescs[d.id] = 0;
+	if (r->next_used >= r->size) {
+		r->next_used -= r->size;
+		r->used_wrap = !r->used_wrap;
+	}
+	return 1;
 }
 
 /* --- the driver's side of the modern transport ----------------------------- */
