@@ -385,13 +385,8 @@ static void pick_up_new_requests(struct virtio_blk *blk)
 	}
 }
 
-static void process_done(struct virtio_blk *blk)
-{
-	virtio_pci_lock(&blk->vp);
-	process_done_locked(blk);
-	virtio_pci_unlock(&blk->vp);
-}
-
+/* The event loop's share: complete what block threads could not (the
+ * done timer, armed by schedule_done). */
 static void process_done_cb(void *opaque)
 {
 	struct virtio_blk *blk = opaque;
@@ -402,7 +397,10 @@ static void process_done_cb(void *opaque)
 	virtio_pci_unlock(&blk->vp);
 }
 
-/* Have the event loop complete what is on the done list. */
+/* Have the event loop complete what is on the done list. An expired timer
+ * rather than a queued call: nothing to allocate, so nothing can fail on a
+ * block thread, which must never wait for the device lock (a reset holding
+ * it waits for this very thread). */
 static void schedule_done(struct virtio_blk *blk)
 {
 	bool schedule;
@@ -411,11 +409,8 @@ static void schedule_done(struct virtio_blk *blk)
 	schedule = blk->done && !blk->done_scheduled;
 	blk->done_scheduled = true;
 	pthread_mutex_unlock(&blk->done_lock);
-	if (!schedule || event_loop_call(blk->loop, process_done_cb, blk) == 0)
-		return;
-	/* Out of memory: complete here. Only the event loop may wait for the
-	 * device lock (a reset holding it waits for this very thread). */
-	process_done(blk);
+	if (schedule)
+		event_timer_arm(blk->done_timer, 1);	/* a deadline long past */
 }
 
 /* Block-layer callback (a block thread, or inside the submit call). The
@@ -527,7 +522,9 @@ static void wait_idle(struct virtio_blk *blk)
 void virtio_blk_drain(struct virtio_blk *blk)
 {
 	wait_idle(blk);
-	process_done(blk);
+	virtio_pci_lock(&blk->vp);
+	process_done_locked(blk);	/* new requests wait for the device to run again */
+	virtio_pci_unlock(&blk->vp);
 }
 
 /* --- request dispatch ----------------------------------------------------- */
@@ -1051,8 +1048,11 @@ void virtio_blk_exit(struct virtio_blk *blk)
 	virtio_blk_drain(blk);
 	if (blk->poll_fd >= 0)
 		event_loop_del_fd(blk->loop, blk->poll_fd);
+	event_timer_disarm(blk->done_timer);
 	loop_barrier(blk->loop);	/* no completion call or timer left that names blk */
 	free_poll_timers(blk);
+	event_timer_free(blk->done_timer);
+	blk->done_timer = NULL;
 	pthread_cond_destroy(&blk->idle_cond);
 	pthread_mutex_destroy(&blk->done_lock);
 	free(blk->vp.elem);
@@ -1278,10 +1278,16 @@ int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio
 	r = blk->poll_fd >= 0 ? event_loop_add_fd(loop, blk->poll_fd, EPOLLIN, poll_ready, blk) : 0;
 	if (r == 0)
 		r = create_poll_timers(blk);
+	if (r == 0) {
+		blk->done_timer = event_timer_new(loop, process_done_cb, blk);
+		r = blk->done_timer ? 0 : -ENOMEM;
+	}
 	if (r == 0)
 		r = virtio_pci_init(&blk->vp, &blk->ops, blk, mem);
 	if (r < 0) {
 		free_poll_timers(blk);	/* never armed */
+		event_timer_free(blk->done_timer);
+		blk->done_timer = NULL;
 		if (blk->poll_fd >= 0)
 			event_loop_del_fd(loop, blk->poll_fd);
 		free(blk->done_elem);

@@ -164,7 +164,8 @@ struct virtio_blk {
 	pthread_cond_t idle_cond;
 	struct blk_req *done;		/* finished in the block layer, not yet pushed */
 	unsigned io_inflight;		/* submitted to the block layer, not finished */
-	bool done_scheduled;		/* an event-loop call is pending */
+	bool done_scheduled;		/* done_timer is armed */
+	struct event_timer *done_timer;	/* completes the done list on the event loop */
 	bool processing;		/* a queue is being served: that thread completes
 					 * the done list before it drops the device lock */
 	struct virtq_elem *done_elem;	/* scratch for used entries (device lock) */
