@@ -62,6 +62,11 @@ $(O)/minikvm-img: $(IMG_OBJS) $(LIB)
 $(O)/%: $(O)/tools/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(LDLIBS)
 
+# The command line finds the -device models hw/ registers.
+$(O)/tests/test_cli: $(O)/tests/unit/test_cli.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< -Wl,--whole-archive $(LIB) -Wl,--no-whole-archive $(UNIT_LIBS) $(LDLIBS)
+
 $(O)/tests/%: $(O)/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS) $(LDLIBS)

@@ -1,6 +1,8 @@
 /* Debug ports: the 0x402 debug console (-debugcon), the 0x80 POST code
  * latch and the isa-debug-exit device (-device isa-debug-exit). */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "hw/debug_ports.h"
 #include "vmm/chardev.h"
@@ -173,3 +175,37 @@ int debug_ports_setup(struct vm *vm)
 }
 
 DEVICE_INIT(DEVICE_LEVEL_DEVICE, debug_ports_setup)
+
+/* -device isa-debug-exit[,iobase=PORT,iosize=N]: QEMU's defaults, 0x501
+ * and 2 bytes. */
+static int exit_model_set(struct vm_config *cfg, const char *key, const char *val, char *err,
+			  size_t errlen)
+{
+	unsigned long long n;
+	char *end;
+
+	if (!key) {
+		cfg->exit_port = true;
+		cfg->exit_port_base = EXIT_PORT_DEFAULT;
+		cfg->exit_port_size = 2;
+		return 0;
+	}
+	errno = 0;
+	n = val && *val ? strtoull(val, &end, 0) : 0;
+	if (!val || !*val || errno || *end || n > 0xffff) {
+		snprintf(err, errlen, "invalid %s '%s'", key, val ? val : "");
+		return -EINVAL;
+	}
+	if (!strcmp(key, "iobase")) {
+		cfg->exit_port_base = n;
+	} else if (!strcmp(key, "iosize") && n >= 1 && n <= 8) {
+		cfg->exit_port_size = n;
+	} else {
+		snprintf(err, errlen, "unknown or bad parameter '%s'", key);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+DEVICE_MODEL(isa_debug_exit_model, .name = "isa-debug-exit",
+	     .usage = "isa-debug-exit[,iobase=PORT,iosize=N]", .set = exit_model_set)

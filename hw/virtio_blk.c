@@ -177,6 +177,7 @@ static void refresh_config(struct virtio_blk *blk)
 
 	memset(cfg, 0, VIRTIO_BLK_CFG_SIZE);
 	put_le64(cfg + VIRTIO_BLK_CFG_CAPACITY, blk->capacity);
+	put_le32(cfg + VIRTIO_BLK_CFG_SIZE_MAX, c->size_max);
 	put_le32(cfg + VIRTIO_BLK_CFG_SEG_MAX,
 		 c->seg_max_adjust ? c->queue_size - 2u : SEG_MAX_UNADJUSTED);
 	put_le16(cfg + VIRTIO_BLK_CFG_CYLINDERS, blk->cyls);
@@ -1136,6 +1137,11 @@ int virtio_blk_conf_check(const struct virtio_blk_conf *c, char *err, size_t err
 			 "(max %d)", c->queue_size, VIRTQ_MAX_SIZE);
 		return -EINVAL;
 	}
+	if (c->size_max && c->size_max < VIRTIO_BLK_MIN_SIZE_MAX) {
+		snprintf(err, errlen, "invalid size-max property (%u), must be 0 (not offered) "
+			 "or at least %d", c->size_max, VIRTIO_BLK_MIN_SIZE_MAX);
+		return -EINVAL;
+	}
 	if (c->discard && (!c->max_discard_sectors ||
 			   c->max_discard_sectors > VIRTIO_BLK_REQUEST_MAX_SECTORS)) {
 		snprintf(err, errlen, "invalid max-discard-sectors property (%u), must be "
@@ -1193,6 +1199,8 @@ static uint64_t offered_features(const struct virtio_blk *blk)
 
 	if (c->config_wce)
 		f |= 1ull << VIRTIO_BLK_F_CONFIG_WCE;
+	if (c->size_max)
+		f |= 1ull << VIRTIO_BLK_F_SIZE_MAX;
 	if (c->discard)
 		f |= 1ull << VIRTIO_BLK_F_DISCARD;
 	if (c->write_zeroes)

@@ -34,8 +34,8 @@ struct event_loop;
 #define VIRTIO_BLK_HDR_SIZE	16	/* type, reserved, sector */
 #define VIRTIO_BLK_DWZ_SIZE	16	/* discard/write-zeroes segment */
 
-/* Feature bits (SIZE_MAX and SCSI are defined but, like QEMU 7.2's
- * transitional device, never offered) */
+/* Feature bits (SCSI is defined but, like QEMU 7.2's transitional device,
+ * never offered; SIZE_MAX only with size-max=, which QEMU lacks) */
 #define VIRTIO_BLK_F_SIZE_MAX	1
 #define VIRTIO_BLK_F_SEG_MAX	2
 #define VIRTIO_BLK_F_GEOMETRY	4
@@ -82,6 +82,7 @@ struct event_loop;
 #define VIRTIO_BLK_MAX_NUM_QUEUES	(VIRTIO_MAX_QUEUES < 16 ? VIRTIO_MAX_QUEUES : 16)
 #define VIRTIO_BLK_MIN_BLOCK_SIZE	512
 #define VIRTIO_BLK_MAX_BLOCK_SIZE	(2u << 20)
+#define VIRTIO_BLK_MIN_SIZE_MAX		4096	/* a page: what Linux accepts */
 
 /* Device properties: -device virtio-blk-pci,... and -drive ... */
 struct virtio_blk_conf {
@@ -101,6 +102,7 @@ struct virtio_blk_conf {
 	uint32_t discard_granularity;	/* bytes; UINT32_MAX: logical block size */
 	uint32_t max_discard_sectors;	/* 1..VIRTIO_BLK_REQUEST_MAX_SECTORS */
 	uint32_t max_write_zeroes_sectors;
+	uint32_t size_max;		/* bytes per data segment; 0: SIZE_MAX not offered */
 };
 
 /* Per-operation statistics (like QEMU's query-blockstats). ops/bytes count

@@ -258,7 +258,7 @@ static const char *const device_keys[] = {
 	"drive", "serial", "num-queues", "queue-size", "discard", "write-zeroes", "config-wce",
 	"seg-max-adjust", "logical_block_size", "physical_block_size", "min_io_size",
 	"opt_io_size", "discard_granularity", "max-discard-sectors", "max-write-zeroes-sectors",
-	"addr", "id", "bootindex", "bus", "packed", NULL,
+	"addr", "id", "bootindex", "bus", "packed", "size-max", NULL,
 };
 
 static const struct {
@@ -285,7 +285,13 @@ static const struct {
 	{ "max-discard-sectors", offsetof(struct virtio_blk_conf, max_discard_sectors), false },
 	{ "max-write-zeroes-sectors", offsetof(struct virtio_blk_conf, max_write_zeroes_sectors),
 	  false },
+	{ "size-max", offsetof(struct virtio_blk_conf, size_max), true },
 };
+
+DEVICE_MODEL(virtio_blk_model, .name = DEVICE_NAME, .keys = device_keys,
+	     .usage = DEVICE_NAME ",drive=ID[,addr=SLOT,serial=S,num-queues=N,queue-size=N,"
+		      "bootindex=N,packed=on,discard=on|off,write-zeroes=on|off,size-max=BYTES,"
+		      "logical_block_size=,physical_block_size=,min_io_size=,opt_io_size=]")
 
 static int device_props(const char *spec, struct virtio_blk_conf *c)
 {

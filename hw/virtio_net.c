@@ -1380,6 +1380,16 @@ static const char *const bool_keys[] = {
 	"guest_tso4", "guest_tso6", "packed",
 };
 
+static const char *const device_keys[] = {
+	"netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso", "host_tso4", "host_tso6",
+	"guest_tso4", "guest_tso6", "mrg_rxbuf", "ctrl_vq", "rx_queue_size", "tx_queue_size",
+	"packed", "bootindex", "romfile", "bus", "host_mtu", NULL,
+};
+DEVICE_MODEL(virtio_net_model, .name = DEV_NAME, .keys = device_keys,
+	     .usage = DEV_NAME ",netdev=ID[,addr=SLOT,mac=MAC,mq=on,vectors=N,bootindex=N,"
+		      "host_mtu=N,csum=,guest_csum=,host_tso4=,guest_tso4=,mrg_rxbuf=,ctrl_vq=,"
+		      "rx_queue_size=N,tx_queue_size=N,packed=on]")
+
 static bool *bool_opt(struct virtio_net_opts *o, unsigned i)
 {
 	bool *fields[] = { &o->mq, &o->ctrl_vq, &o->mrg_rxbuf, &o->csum, &o->guest_csum, &o->gso,

@@ -174,3 +174,7 @@ static int virtio_rng_device_init(struct vm *vm)
 }
 
 DEVICE_INIT(DEVICE_LEVEL_DEVICE, virtio_rng_device_init);
+
+static const char *const virtio_rng_keys[] = { "packed", NULL };
+DEVICE_MODEL(virtio_rng_model, .name = "virtio-rng-pci", .keys = virtio_rng_keys,
+	     .usage = "virtio-rng-pci[,addr=SLOT,packed=on|off]")

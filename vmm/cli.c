@@ -9,6 +9,7 @@
 #include <string.h>
 #include "vmm/config.h"
 #include "vmm/cpuid.h"
+#include "vmm/device.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
 
@@ -18,11 +19,10 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-struct spec_device;
 
 struct cli_ctx {
 	struct vm_config *cfg;
-	const struct spec_device *device;	/* the -device being parsed */
+	const struct device_model *device;	/* the -device being parsed */
 	char *err;
 	size_t errlen;
 	bool nodefaults;
@@ -215,86 +215,64 @@ static int opt_cpu_kv(struct cli_ctx *c, const char *key, const char *val)
 	return 0;
 }
 
-static int opt_device_exit_kv(struct cli_ctx *c, const char *key, const char *val)
+/* -device: the model (hw/, registered) says which keys it takes. */
+static int opt_device_kv(struct cli_ctx *c, const char *key, const char *val)
 {
-	unsigned long long n;
+	const struct device_model *m = c->device;
+	char err[160] = "";
 
+	if (m->set) {
+		if (m->set(c->cfg, key, val, err, sizeof(err)) < 0)
+			return cli_error(c, "-device %s: %s", m->name, err);
+		return 0;
+	}
 	if (!key)
-		return 0;	/* the driver name itself */
-	if (!val || parse_uint(val, 0xffff, &n) < 0)
-		return cli_error(c, "-device isa-debug-exit: invalid %s '%s'", key, val ? val : "");
-	if (!strcmp(key, "iobase"))
-		c->cfg->exit_port_base = n;
-	else if (!strcmp(key, "iosize") && n >= 1 && n <= 8)
-		c->cfg->exit_port_size = n;
-	else
-		return cli_error(c, "-device isa-debug-exit: unknown or bad parameter '%s'", key);
-	return 0;
-}
-
-/* Devices whose model parses the spec; the CLI checks each one's keys. */
-static const struct spec_device {
-	const char *name;
-	const char *const keys[24];	/* beyond addr= and id= */
-} spec_devices[] = {
-	{ "virtio-rng-pci", { "packed", NULL } },
-	{ "virtio-blk-pci", { "drive", "serial", "num-queues", "queue-size", "discard",
-			      "write-zeroes", "config-wce", "seg-max-adjust", "logical_block_size",
-			      "physical_block_size", "min_io_size", "opt_io_size",
-			      "discard_granularity", "max-discard-sectors",
-			      "max-write-zeroes-sectors", "packed", "bootindex", "bus", NULL } },
-	{ "virtio-net-pci", { "netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso",
-			      "host_tso4", "host_tso6", "guest_tso4", "guest_tso6", "mrg_rxbuf",
-			      "ctrl_vq", "rx_queue_size", "tx_queue_size", "packed", "bootindex", "romfile",
-			      "bus", "host_mtu", NULL } },
-};
-
-static int opt_device_spec_kv(struct cli_ctx *c, const char *key, const char *val)
-{
-	if (!key)
-		return 0;	/* the driver name itself */
+		return 0;	/* the model name itself */
 	if (!strcmp(key, "addr") && val && *val)
 		return 0;	/* slot[.fn], checked by the device */
 	if (!strcmp(key, "id") && val)
 		return 0;
-	for (unsigned i = 0; val && c->device && c->device->keys[i]; i++)
-		if (!strcmp(key, c->device->keys[i]))
-			return 0;	/* checked by the device */
-	return cli_error(c, "-device %s: unknown or bad parameter '%s'",
-			 c->device ? c->device->name : "", key);
+	for (unsigned i = 0; val && m->keys && m->keys[i]; i++)
+		if (!strcmp(key, m->keys[i]))
+			return 0;	/* the value is checked by the device */
+	return cli_error(c, "-device %s: unknown or bad parameter '%s'", m->name, key);
 }
 
-static int opt_device_spec(struct cli_ctx *c, const char *arg)
+static void print_model_usage(const struct device_model *m, void *opaque)
 {
-	if (c->cfg->n_devices == MAX_DEVICE_SPECS)
-		return cli_error(c, "-device: too many devices");
-	if (parse_kv(c, "-device", arg, NULL, opt_device_spec_kv) < 0)
-		return -1;
-	c->cfg->devices[c->cfg->n_devices++] = arg;
-	return 0;
+	printf("%s%s\n", (const char *)opaque, m->usage);
+}
+
+static void append_model_name(const struct device_model *m, void *opaque)
+{
+	char *list = opaque;
+	size_t n = strlen(list);
+
+	snprintf(list + n, 256 - n, "%s%s", n ? ", " : "", m->name);
 }
 
 static int opt_device(struct cli_ctx *c, const char *arg)
 {
 	size_t n = strcspn(arg, ",");
+	char names[256] = "";
 
-	for (size_t i = 0; i < sizeof(spec_devices) / sizeof(spec_devices[0]); i++) {
-		if (n == strlen(spec_devices[i].name) && !strncmp(arg, spec_devices[i].name, n)) {
-			c->device = &spec_devices[i];
-			return opt_device_spec(c, arg);
-		}
+	if (!strcmp(arg, "help")) {
+		device_models_each(print_model_usage, "-device ");
+		return 1;
 	}
-
-	if (n == strlen("isa-debug-exit") && !strncmp(arg, "isa-debug-exit", n)) {
-		c->cfg->exit_port = true;
-		c->cfg->exit_port_base = EXIT_PORT_DEFAULT;
-		c->cfg->exit_port_size = 2;
-		return parse_kv(c, "-device", arg, NULL, opt_device_exit_kv);
+	c->device = device_model_find(arg, n);
+	if (!c->device) {
+		device_models_each(append_model_name, names);
+		return cli_error(c, "-device: unsupported device '%.*s' (supported: %s)", (int)n,
+				 arg, names);
 	}
-	if (!strcmp(arg, "help"))
-		return cli_error(c, "-device: supported devices: isa-debug-exit, virtio-rng-pci, "
-				 "virtio-blk-pci, virtio-net-pci");
-	return cli_error(c, "-device: unsupported device '%.*s'", (int)n, arg);
+	if (!c->device->set && c->cfg->n_devices == MAX_DEVICE_SPECS)
+		return cli_error(c, "-device: too many devices");
+	if (parse_kv(c, "-device", arg, NULL, opt_device_kv) < 0)
+		return -1;
+	if (!c->device->set)
+		c->cfg->devices[c->cfg->n_devices++] = arg;
+	return 0;
 }
 
 /* -netdev / -nic: stored raw; net/ parses them (type first). */
@@ -493,9 +471,7 @@ static const struct cli_option {
 	{ "nodefaults", OPT_NODEFAULTS, false, "-nodefaults       no default serial port" },
 	{ "no-user-config", OPT_NO_USER_CONFIG, false, NULL },
 	{ "device", OPT_DEVICE, true,
-	  "-device isa-debug-exit[,iobase=PORT,iosize=N] | virtio-rng-pci[,addr=SLOT]"
-	  " | virtio-blk-pci,drive=ID[,addr=SLOT,serial=S,num-queues=N,bootindex=N]"
-	  " | virtio-net-pci,netdev=ID[,mac=MAC,mq=on,vectors=N,bootindex=N]" },
+	  "-device MODEL[,addr=SLOT,id=ID,...]  (the models below; -device help)" },
 	{ "netdev", OPT_NETDEV, true,
 	  "-netdev tap,id=ID[,ifname=,script=,downscript=,fd=,vnet_hdr=,queues=] |"
 	  " user,id=ID[,net=,hostfwd=,tftp=,bootfile=] | socket,id=ID,listen=|connect=|udp=" },
@@ -515,9 +491,12 @@ void cli_usage(void)
 {
 	printf("usage: minikvm [options]\n"
 	       "A small KVM virtual machine monitor emulating an i440FX PC; QEMU-style options:\n");
-	for (size_t i = 0; i < N_OPTIONS; i++)
+	for (size_t i = 0; i < N_OPTIONS; i++) {
 		if (options[i].help)
 			printf("  %s\n", options[i].help);
+		if (options[i].id == OPT_DEVICE && options[i].help)
+			device_models_each(print_model_usage, "    ");
+	}
 	printf("During -nographic / -serial stdio: Ctrl-a x quits, Ctrl-a h helps.\n");
 }
 

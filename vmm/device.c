@@ -1,8 +1,10 @@
 /* The list of self-registered device constructors and their ordered
- * initialisation, the reset hook list of a VM and the process exit hooks. */
+ * initialisation, the registered -device models, the reset hook list of a
+ * VM and the process exit hooks. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include "vmm/device.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
@@ -27,6 +29,33 @@ int devices_init(struct vm *vm)
 		}
 	}
 	return 0;
+}
+
+static struct device_model *device_models;
+
+/* Kept sorted by name: listings don't depend on link order. */
+void device_model_register(struct device_model *m)
+{
+	struct device_model **pp = &device_models;
+
+	while (*pp && strcmp((*pp)->name, m->name) < 0)
+		pp = &(*pp)->next;
+	m->next = *pp;
+	*pp = m;
+}
+
+const struct device_model *device_model_find(const char *name, size_t len)
+{
+	for (const struct device_model *m = device_models; m; m = m->next)
+		if (strlen(m->name) == len && !strncmp(m->name, name, len))
+			return m;
+	return NULL;
+}
+
+void device_models_each(void (*fn)(const struct device_model *m, void *opaque), void *opaque)
+{
+	for (const struct device_model *m = device_models; m; m = m->next)
+		fn(m, opaque);
 }
 
 void vm_register_reset(struct vm *vm, void (*fn)(void *), void *opaque)

@@ -4,6 +4,8 @@
 #ifndef VMM_DEVICE_H
 #define VMM_DEVICE_H
 
+#include <stddef.h>
+
 struct vm;
 
 enum device_level {
@@ -32,6 +34,32 @@ int devices_init(struct vm *vm);
 		.name = #fn, .level = (lvl), .init = (fn) };		\
 	__attribute__((constructor)) static void device_reg_##fn(void)	\
 	{ device_register_init(&device_init_##fn); }
+
+/* -device models. Each hw/ model registers its name, a usage line and the
+ * keys its spec may carry: the command line accepts a -device only for a
+ * registered model and only with those keys (addr= and id= always), keeps
+ * the spec, and the model reads the values when it creates its devices.
+ * A model that only sets the VM configuration has a set() hook instead,
+ * called for the model name (key NULL) and then for each key. */
+struct vm_config;
+struct device_model {
+	const char *name;
+	const char *usage;		/* "-device help" */
+	const char *const *keys;	/* NULL-terminated; unused with set() */
+	int (*set)(struct vm_config *cfg, const char *key, const char *val, char *err,
+		   size_t errlen);
+	struct device_model *next;
+};
+
+void device_model_register(struct device_model *m);
+const struct device_model *device_model_find(const char *name, size_t len);
+/* The models in name order, for listing: calls fn for each. */
+void device_models_each(void (*fn)(const struct device_model *m, void *opaque), void *opaque);
+
+#define DEVICE_MODEL(var, ...)							\
+	static struct device_model var = { __VA_ARGS__ };			\
+	__attribute__((constructor)) static void device_model_reg_##var(void)	\
+	{ device_model_register(&var); }
 
 /* Reset hooks run on a guest reset (triple fault, i8042 0xFE, 0xCF9). */
 struct reset_hook {

@@ -125,6 +125,22 @@ static void test_exit_device(void **state)
 	assert_int_equal(parse("-device", "isa-debug-exit,iobase=0x10000", NULL), -1);
 	assert_int_equal(parse("-device", "e1000", NULL), -1);
 	assert_non_null(strstr(err, "e1000"));
+	assert_non_null(strstr(err, "supported: isa-debug-exit, virtio-blk-pci"));
+}
+
+/* Models registered by hw/ say which keys a -device spec may carry; the
+ * spec is kept for the model. */
+static void test_device_models(void **state)
+{
+	assert_int_equal(parse("-device", "virtio-blk-pci,drive=d0,size-max=64K,addr=5,id=x",
+			       NULL), 0);
+	assert_int_equal(cfg.n_devices, 1);
+	assert_string_equal(cfg.devices[0], "virtio-blk-pci,drive=d0,size-max=64K,addr=5,id=x");
+	assert_int_equal(parse("-device", "virtio-blk-pci,drive=d0,netdev=n0", NULL), -1);
+	assert_non_null(strstr(err, "virtio-blk-pci: unknown or bad parameter 'netdev'"));
+	assert_int_equal(parse("-device", "virtio-net-pci,netdev=n0,host_mtu=9000", NULL), 0);
+	assert_int_equal(parse("-device", "virtio-rng-pci,drive=d0", NULL), -1);
+	assert_int_equal(parse("-device", "help", NULL), 1);
 }
 
 static void test_misc_options(void **state)
@@ -192,6 +208,7 @@ int main(void)
 		cmocka_unit_test(test_kernel_boot),
 		cmocka_unit_test(test_serial_and_nographic),
 		cmocka_unit_test(test_exit_device),
+		cmocka_unit_test(test_device_models),
 		cmocka_unit_test(test_misc_options),
 		cmocka_unit_test(test_values_outlive_parse),
 		cmocka_unit_test(test_unknown_and_stray),

@@ -407,6 +407,21 @@ static void test_config_features_off(void **state)
 	fixture_free(f);
 }
 
+/* size-max= (not a QEMU property): SIZE_MAX offered with the value. */
+static void test_config_size_max(void **state)
+{
+	struct virtio_blk_conf c;
+	struct fixture *f;
+
+	(void)state;
+	virtio_blk_conf_init(&c);
+	c.size_max = 65536;
+	f = fixture_new("raw", &c);
+	assert_true(vt_offered(&f->blk.vp) & (1u << VIRTIO_BLK_F_SIZE_MAX));
+	assert_int_equal(cfg_read(f, VIRTIO_BLK_CFG_SIZE_MAX, 4), 65536);
+	fixture_free(f);
+}
+
 static void test_topology(void **state)
 {
 	struct virtio_blk_conf c;
@@ -498,6 +513,7 @@ static void test_conf_check(void **state)
 	BAD(min_io_size, 512u * 65536, "must not exceed");
 	BAD(opt_io_size, 100, "opt_io_size");
 	BAD(discard_granularity, 100, "discard_granularity");
+	BAD(size_max, 512, "size-max");
 #undef BAD
 }
 
@@ -1250,6 +1266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_config, setup, teardown),
 		cmocka_unit_test(test_config_features_off),
+		cmocka_unit_test(test_config_size_max),
 		cmocka_unit_test(test_topology),
 		cmocka_unit_test_setup_teardown(test_geometry_from_mbr, setup, teardown),
 		cmocka_unit_test(test_conf_check),
