@@ -156,7 +156,7 @@ static int open_image(const char *path, const struct block_open_opts *opts, unsi
 		      const struct chain_link *chain, struct bdev **out, char *err,
 		      size_t errlen);
 
-static void warn_probed_raw(const char *path)
+static void warn_probed_raw_default(const char *path)
 {
 	log_warn("Image format was not specified for '%s' and probing guessed raw.\n"
 		 "         Automatically detecting the format is dangerous for raw images, "
@@ -164,6 +164,8 @@ static void warn_probed_raw(const char *path)
 		 "         Specify the 'raw' format explicitly to remove the restrictions.",
 		 path);
 }
+
+void (*block_warn_probed_raw)(const char *path) = warn_probed_raw_default;
 
 static int pick_format(struct bfile *file, const char *path, const char *name,
 		       const struct block_format **fmt, bool *probed, char *err, size_t errlen)
@@ -305,7 +307,7 @@ static int open_image(const char *path, const struct block_open_opts *opts, unsi
 		goto fail;
 	}
 	if (bs->probed && bs->fmt == &block_format_raw && !bs->read_only)
-		warn_probed_raw(path);
+		block_warn_probed_raw(path);
 	ret = open_backing(bs, opts, &link, err, errlen);
 	if (ret < 0)
 		goto fail;

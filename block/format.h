@@ -140,6 +140,11 @@ struct block_format {
 	/* Compressed writes of whole clusters (convert -c); optional. */
 	int (*write_compressed)(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
 	uint32_t (*cluster_size)(struct bdev *bs);	/* optional */
+	/* The name of the file holding the data at a guest offset (qemu-img
+	 * map's File column), for formats that keep data in files other than
+	 * the image (vmdk extents); lives as long as bs. Optional: without
+	 * it, bs->filename. bs->lock held. */
+	const char *(*data_filename)(struct bdev *bs, uint64_t offset);
 	/* Bytes the image occupies on the host, counting every file it is
 	 * made of (qemu-img info's "actual-size"), or a negative errno;
 	 * optional: without it, the allocated size of the image file. */
@@ -163,6 +168,11 @@ const struct block_format *block_format_first(void);
 #define BLOCK_FORMAT_REGISTER(f)						\
 	__attribute__((constructor)) static void block_format_reg_##f(void)	\
 	{ block_format_register(&f); }
+
+/* Prints the warning for a writable image whose format was probed as raw
+ * (bdev_open); the default logs it, a program may point it at its own
+ * wording (minikvm-img prints qemu-img's lines). */
+extern void (*block_warn_probed_raw)(const char *path);
 
 /* Helpers for formats. */
 /* Resolve a backing or extent file name recorded in an image relative to

@@ -170,8 +170,11 @@ int vmdk_sparse_zero(struct bdev *bs, struct vmdk_extent *ext, uint64_t off, siz
 /* Commit's make_empty: every grain table entry cleared (tables kept), the
  * file cut after the metadata; -ENOTSUP for streamOptimized. */
 int vmdk_sparse_make_empty(struct vmdk_extent *ext);
-/* Check every GD/GT entry; adds to res, prints problems to report. */
-void vmdk_sparse_check(struct vmdk_extent *ext, struct block_check_result *res, FILE *report);
+/* The sector a grain table entry records for the grain holding
+ * extent-relative byte off, unvalidated (check judges it): 0 when the grain
+ * is unallocated or zeroed. -EINVAL when off lies beyond the grain
+ * directory, or the error reading its grain table. */
+int vmdk_sparse_grain_sector(struct vmdk_extent *ext, uint64_t off, uint64_t *sector);
 
 struct vmdk_sparse_layout {
 	uint64_t capacity;		/* sectors */

@@ -2,8 +2,8 @@
  * field), the in-memory grain directory (and redundant one), a small grain
  * table cache, grain reads (plain, zeroed-grain, deflate-compressed with or
  * without markers), grain allocation (data, then GT entry, then the
- * redundant GT entry; new GTs before their GD entries), consistency check
- * and creation of a fresh extent. */
+ * redundant GT entry; new GTs before their GD entries), the raw grain
+ * lookup check uses and creation of a fresh extent. */
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -691,53 +691,25 @@ int vmdk_sparse_make_empty(struct vmdk_extent *ext)
 	return ret;
 }
 
-void vmdk_sparse_check(struct vmdk_extent *ext, struct block_check_result *res, FILE *report)
+int vmdk_sparse_grain_sector(struct vmdk_extent *ext, uint64_t off, uint64_t *sector)
 {
-	uint64_t grains = div_round_up(ext->len, ext->grain_bytes);
-	int64_t sz = bfile_size(ext->file);
-	uint64_t fsize = sz < 0 ? 0 : (uint64_t)sz;
-	uint32_t n = ext->hdr.gtes_per_gt;
-	uint32_t *gt = malloc(n * 4ULL);
+	struct vmdk_gt_slot *gt;
+	uint32_t gt_idx, gte, e;
+	int ret;
 
-	res->total_clusters += grains;
-	if (!gt || sz < 0) {
-		res->check_errors++;
-		free(gt);
-		return;
-	}
-	for (uint32_t t = 0; t < ext->num_gts; t++) {
-		if (!ext->gd[t])
-			continue;
-		if (ext->rgd && !ext->rgd[t]) {
-			fprintf(report, "ERROR: %s: redundant grain directory entry %" PRIu32
-				" missing\n", ext->name, t);
-			res->corruptions++;
-		}
-		if (bfile_pread(ext->file, (uint64_t)ext->gd[t] * VMDK_SECTOR, gt, n * 4ULL) < 0) {
-			res->check_errors++;
-			continue;
-		}
-		for (uint32_t i = 0; i < n && (uint64_t)t * n + i < grains; i++) {
-			uint32_t e = le32toh(gt[i]);
-			uint64_t host = (uint64_t)e * VMDK_SECTOR;
-			uint64_t need = ext->compressed ? VMDK_GRAIN_MARKER_SIZE : ext->grain_bytes;
-
-			if (e == 0 || (e == 1 && ext->zero_grain))
-				continue;
-			if (host + need > fsize) {
-				fprintf(report, "ERROR: %s: cluster offset for grain %" PRIu64
-					" points after EOF\n", ext->name, (uint64_t)t * n + i);
-				res->corruptions++;
-				continue;
-			}
-			res->allocated_clusters++;
-			if (ext->compressed)
-				res->compressed_clusters++;
-		}
-	}
-	if (fsize > res->image_end_offset)
-		res->image_end_offset = fsize;
-	free(gt);
+	split_grain(ext, off, &gt_idx, &gte);
+	*sector = 0;
+	if (gt_idx >= ext->num_gts)
+		return -EINVAL;
+	if (!ext->gd[gt_idx])
+		return 0;
+	ret = get_gt(ext, gt_idx, &gt);
+	if (ret < 0)
+		return ret;
+	e = gt->entries[gte];
+	if (!(e == 1 && ext->zero_grain))
+		*sector = e;
+	return 0;
 }
 
 int vmdk_sparse_create(struct bfile *f, const struct vmdk_sparse_layout *l)

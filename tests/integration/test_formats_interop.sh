@@ -197,5 +197,59 @@ printf '\000\000\003\350' | dd of="$T/b.cloop" bs=1 seek=128 conv=notrunc status
 "$IMG" convert -f cloop -O raw "$T/b.cloop" "$T/b.raw" 2> "$T/b.err"
 check "cloop block_size 1000 refused" grep -q "block_size 1000" "$T/b.err"
 
+# ---- open errors and the probed-raw warning, word for word as qemu-img ----
+# same_as_qemu ARGS...: in $T, minikvm-img's stdout, stderr (its program
+# name read as qemu-img's) and exit code equal qemu-img's for ARGS
+IMGABS=$(realpath "$IMG")
+same_as_qemu() {
+	local qo qe qr mo me mr
+	qo=$(cd "$T" && qemu-img "$@" 2>"$T/.q.err"); qr=$?
+	mo=$(cd "$T" && "$IMGABS" "$@" 2>"$T/.m.err"); mr=$?
+	qe=$(cat "$T/.q.err"); me=$(sed 's/^minikvm-img:/qemu-img:/' "$T/.m.err")
+	[ "$qo" = "$mo" ] && [ "$qe" = "$me" ] && [ "$qr" = "$mr" ] && return 0
+	printf '  qemu-img (exit %s):\n%s\n%s\n  minikvm-img (exit %s):\n%s\n%s\n' \
+		"$qr" "$qo" "$qe" "$mr" "$mo" "$me"
+	return 1
+}
+qemu-img create -q -f raw "$T/e.raw" 1M
+qemu-img create -q -f qcow2 "$T/e.qcow2" 1M
+qemu-img create -q -f vmdk "$T/e.vmdk" 1M
+: > "$T/e.empty"
+qemu-img create -q -f raw "$T/gone.raw" 1M
+qemu-img create -q -f qcow2 -b gone.raw -F raw "$T/e1.qcow2"
+qemu-img create -q -f qcow2 -b e1.qcow2 -F qcow2 "$T/e2.qcow2"
+qemu-img create -q -f qcow2 -u -b e.raw -F qcow2 "$T/e3.qcow2" 1M	# wrong backing format
+rm "$T/gone.raw"
+for cmd in info check map; do
+	for args in "nope.img" "-f qcow2 nope.img" "-f foo e.raw" "-f foo nope.img" \
+		    "-f qcow2 e.raw" "-f qcow e.raw" "-f vmdk e.raw" "-f vmdk e.qcow2" \
+		    "-f qcow2 e.vmdk" "-f qcow e.vmdk" "-f qcow2 e.empty" "-f vmdk e.empty"; do
+		# shellcheck disable=SC2086
+		check "$cmd $args: error and exit code as qemu-img" same_as_qemu $cmd $args
+	done
+done
+for args in e1.qcow2 e2.qcow2 e3.qcow2; do	# info opens no backing file, as qemu-img
+	check "check/map $args (backing file unusable): as qemu-img" \
+		bash -c "$(declare -f same_as_qemu); T='$T' IMGABS='$IMGABS'
+			same_as_qemu check $args && same_as_qemu map $args"
+done
+for args in "-O raw nope.img o.raw" "-f qcow2 -O raw nope.img o.raw" \
+	    "-f qcow2 -O raw e.raw o.raw" "-f vmdk -O raw e.raw o.raw" "-O raw e2.qcow2 o.raw" \
+	    "-O raw e.raw nope.img o.raw" "-n -O qcow2 e.raw nope.qcow2"; do
+	# shellcheck disable=SC2086
+	check "convert $args: error and exit code as qemu-img" same_as_qemu convert $args
+done
+for args in "nope.img e.raw" "e.raw nope.img" "-f qcow2 e.raw e.raw" "-F qcow2 e.raw e.raw" \
+	    "-f vmdk e.raw e.qcow2" "-F vmdk e.qcow2 e.raw" "e1.qcow2 e.raw" "-F vmdk e.raw e.empty"; do
+	# shellcheck disable=SC2086
+	check "compare $args: error and exit code as qemu-img" same_as_qemu compare $args
+done
+cp "$T/e.raw" "$T/w.raw"
+for args in "check -r all w.raw" "check -r leaks --output=json w.raw" "resize w.raw 2M" \
+	    "check -r all -f raw w.raw" "check w.raw" "map w.raw" "info w.raw"; do
+	# shellcheck disable=SC2086
+	check "$args: the probed-raw warning (or none) as qemu-img" same_as_qemu $args
+done
+
 echo "test_formats_interop: $pass passed, $failn failed"
 [ $failn -eq 0 ] || { echo "failed:$failed" | tr '|' '\n'; exit 1; }

@@ -7,7 +7,11 @@
 #  3. we convert a raw file into streamOptimized with compressed grains ->
 #     qemu-img reads it back identical;
 #  4. minikvm-img info's format-specific data (JSON and human) and map
-#     --output=json equal qemu-img's for every subformat.
+#     --output=json equal qemu-img's for every subformat;
+#  5. minikvm-img check (clean, -r, grains past the end of their extent
+#     files), human map (the extent file named) and open errors (missing
+#     extents, bad descriptors, not a vmdk) equal qemu-img's: stdout,
+#     stderr and exit code.
 # Uses tests/integration/vmdk_io.c (built here against build/libminikvm.a).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -243,6 +247,108 @@ qemu: $b"
 		fail "vmdk resize: unclear error: $(cat "$d/rs.err")"
 	cmp -s "$d/rs.vmdk" "$d/monolithicSparse.vmdk" || fail "vmdk resize changed the image"
 	ok "vmdk resize refused with one line, as qemu-img refuses it"
+
+	# check as qemu-img 7.2: a clean image reports only "No errors were
+	# found" (JSON: check-errors, filename, format), -r is refused (exit
+	# 63), the first grain past the end of its extent file (a flat extent
+	# past the end of its file) fails the check: "ERROR: ..." then "Check
+	# failed: Invalid argument", exit 1; the human map names the extent
+	# file that holds the data, not the descriptor; open errors word for
+	# word. Compared: stdout, stderr (program name aside), exit code.
+	as_qemu() {
+		local qo qe qr=0 mo me mr=0
+		qo=$(cd "$d" && qemu-img "$@" 2>"$tmp/q.err") || qr=$?
+		mo=$(cd "$d" && "$imgabs" "$@" 2>"$tmp/m.err") || mr=$?
+		qe=$(cat "$tmp/q.err"); me=$(sed 's/^minikvm-img:/qemu-img:/' "$tmp/m.err")
+		[ "$qo" = "$mo" ] && [ "$qe" = "$me" ] && [ "$qr" = "$mr" ] ||
+			fail "'$*' differs from qemu-img:
+qemu-img (exit $qr):
+$qo
+$qe
+minikvm-img (exit $mr):
+$mo
+$me"
+	}
+	# set_gte FILE GRAIN VALUE: overwrite a grain table entry of a sparse extent
+	set_gte() {
+		python3 -c 'import os, struct, sys
+path, grain, value = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 0)
+f = open(path, "r+b")
+h = f.read(512)
+gtes, gd = struct.unpack_from("<I", h, 44)[0], struct.unpack_from("<Q", h, 56)[0]
+if gd == 0xffffffffffffffff:	# streamOptimized: the footer holds the header
+	f.seek(os.path.getsize(path) - 1024)
+	gd = struct.unpack_from("<Q", f.read(512), 56)[0]
+f.seek(gd * 512 + grain // gtes * 4)
+gt = struct.unpack("<I", f.read(4))[0]
+assert gt, "no grain table"
+f.seek(gt * 512 + grain % gtes * 4)
+f.write(struct.pack("<I", value))' "$@"
+	}
+	check_modes=("" "--output=json" "-q" "-r all" "-r leaks --output=json")
+	for sub in monolithicSparse monolithicFlat twoGbMaxExtentSparse twoGbMaxExtentFlat \
+		   streamOptimized; do
+		for f in "q$sub.vmdk" "$sub.vmdk"; do
+			for args in "${check_modes[@]}"; do
+				# shellcheck disable=SC2086
+				as_qemu check $args "$f"
+			done
+			for name in "$f" "./$f" "$d/$f"; do
+				as_qemu map "$name"
+			done
+		done
+	done
+	qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$d/big-ts.vmdk" 3G
+	qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat "$d/big-tf.vmdk" 3G
+	qio -f vmdk -c "write -P 1 0 64k" -c "write -P 2 2G 1M" -c "write -P 3 2560M 64k" \
+		"$d/big-ts.vmdk"
+	qio -f vmdk -c "write -P 1 0 64k" -c "write -P 2 2G 1M" -c "write -P 3 2560M 64k" \
+		"$d/big-tf.vmdk"
+	for name in big-ts.vmdk big-tf.vmdk "$d/big-ts.vmdk" "$d/big-tf.vmdk"; do
+		as_qemu map "$name"
+		as_qemu check "$name"
+	done
+	ok "vmdk check (clean, -r refused) and human map (extent files named) match qemu-img"
+	cp "$d/qmonolithicSparse.vmdk" "$d/bad-ms.vmdk"
+	set_gte "$d/bad-ms.vmdk" 2 0x100000
+	cp "$d/qstreamOptimized.vmdk" "$d/bad-so.vmdk"
+	set_gte "$d/bad-so.vmdk" 3 0x100000
+	qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentSparse "$d/bad-ts.vmdk" 3G
+	qio -f vmdk -c "write -P 1 0 64k" -c "write -P 2 2G 1M" "$d/bad-ts.vmdk"
+	set_gte "$d/bad-ts-s002.vmdk" 1 0x7fffffff
+	qemu-img create -q -f vmdk -o subformat=twoGbMaxExtentFlat "$d/bad-tf.vmdk" 3G
+	truncate -s 0 "$d/bad-tf-f002.vmdk"
+	qemu-img create -q -f vmdk -o subformat=monolithicFlat "$d/bad-mf.vmdk" 16M
+	truncate -s 0 "$d/bad-mf-flat.vmdk"
+	qemu-img create -q -f vmdk -o zeroed_grain=on "$d/zg.vmdk" 16M
+	qio -f vmdk -c "write -P 1 0 256k" -c "write -z 64k 128k" "$d/zg.vmdk"
+	for f in bad-ms.vmdk bad-so.vmdk bad-ts.vmdk bad-tf.vmdk bad-mf.vmdk zg.vmdk; do
+		for args in "${check_modes[@]}"; do
+			# shellcheck disable=SC2086
+			as_qemu check $args "$f"
+		done
+	done
+	ok "vmdk check of grains past the end of their extent files matches qemu-img"
+	sed 's/qmonolithicFlat-flat.vmdk/gone-flat.vmdk/' "$d/qmonolithicFlat.vmdk" > "$d/nf.vmdk"
+	sed 's/qtwoGbMaxExtentSparse-s001.vmdk/gone-s001.vmdk/' "$d/qtwoGbMaxExtentSparse.vmdk" \
+		> "$d/ns.vmdk"
+	sed 's/createType="monolithicFlat"/createType="bogus"/' "$d/qmonolithicFlat.vmdk" \
+		> "$d/bogus.vmdk"
+	grep -av createType "$d/qmonolithicFlat.vmdk" > "$d/notype.vmdk"
+	: > "$d/empty.img"
+	qemu-img create -q -f qcow2 "$d/q.qcow2" 1M
+	for args in nf.vmdk ns.vmdk bogus.vmdk notype.vmdk "-f vmdk src.raw" "-f vmdk empty.img" \
+		    "-f vmdk q.qcow2" "-f qcow2 qmonolithicSparse.vmdk" "-f vmdk nope.vmdk"; do
+		for cmd in info check map; do
+			# shellcheck disable=SC2086
+			as_qemu $cmd $args
+		done
+		# shellcheck disable=SC2086
+		as_qemu convert -O raw $args "$d/never.raw"
+		# shellcheck disable=SC2086
+		as_qemu compare $args src.raw
+	done
+	ok "vmdk open errors (missing extents, bad descriptors, not a vmdk) word for word as qemu-img"
 fi
 
 echo "test_vmdk_interop: PASS"

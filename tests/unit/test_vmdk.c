@@ -1,8 +1,9 @@
 /* Unit tests for the vmdk format (block/vmdk*.c): create, write and read
  * back every subformat, grain allocation with consistent GD/RGD, zeroed
  * grains, compressed grains (streamOptimized, also with a footer), extent
- * path confinement, rejection of malformed headers and descriptors, the
- * info keys qemu-img shows and block status over flat extents' holes. */
+ * path confinement, rejection of malformed headers and descriptors, check
+ * as qemu-img 7.2 does it, the info keys qemu-img shows, the extent file
+ * named for map and block status over flat extents' holes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -577,9 +578,11 @@ static void test_bad_descriptors(void **state)
 
 	write_file("x-flat.vmdk", "", 0);
 	assert_int_equal(truncate(tpath("x-flat.vmdk"), 1 * MiB), 0);
-	expect_bad_desc(DHEAD "RW 2048 FLAT \"x-flat.vmdk\" 0\n", "createType");
+	/* qemu-img's words for a missing and an unknown create type */
+	expect_bad_desc(DHEAD "RW 2048 FLAT \"x-flat.vmdk\" 0\n",
+			"invalid VMDK image descriptor");
 	expect_bad_desc(DHEAD "createType=\"fullDevice\"\nRW 2048 FLAT \"x-flat.vmdk\" 0\n",
-			"createType");
+			"Unsupported image type 'fullDevice'");
 	expect_bad_desc(DHEAD "createType=\"monolithicFlat\"\nRW 2x48 FLAT \"x-flat.vmdk\" 0\n",
 			"extent size");
 	expect_bad_desc(DHEAD "createType=\"monolithicFlat\"\nRW 2048 FLAT \"x-flat.vmdk\" q\n",
@@ -597,7 +600,8 @@ static void test_bad_descriptors(void **state)
 	expect_bad_desc(DHEAD "createType=\"monolithicFlat\"\nNOACCESS 2048 FLAT \"x\" 0\n",
 			"NOACCESS");
 	expect_bad_desc("# Disk DescriptorFile\nversion=1\nCID=zz\n", "CID");
-	expect_bad_desc("# Disk DescriptorFile\nversion=7\n", "version");
+	/* no descriptor version 1-3: not a descriptor, in qemu-img's words */
+	expect_bad_desc("# Disk DescriptorFile\nversion=7\n", "invalid VMDK image descriptor");
 	expect_bad_desc(DHEAD "createType=\"monolithicFlat\"\nRW 2048 FLAT \"/etc/passwd\" 0\n",
 			"/etc/passwd");
 	expect_bad_desc(DHEAD "createType=\"monolithicFlat\"\nRW 2048 FLAT \"../x-flat.vmdk\" 0\n",
@@ -787,24 +791,88 @@ static void test_backing(void **state)
 	assert_true(vmdk_create_ex(tpath("fb.vmdk"), &o, NULL, errbuf, sizeof(errbuf)) < 0);
 }
 
+/* Sets grain table entry `grain` of a KDMV file to value (host order). */
+static void set_gte(const char *name, uint32_t grain, uint32_t value)
+{
+	uint8_t hdr[512];
+	uint32_t gtes, gt, le;
+	uint64_t gd;
+	int fd = open(tpath(name), O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), sizeof(hdr));
+	memcpy(&gtes, hdr + 44, 4);
+	memcpy(&gd, hdr + 56, 8);
+	gtes = le32toh(gtes);
+	gd = le64toh(gd);
+	assert_int_equal(pread(fd, &gt, 4, (off_t)(gd * 512 + grain / gtes * 4)), 4);
+	gt = le32toh(gt);
+	assert_int_not_equal(gt, 0);
+	le = htole32(value);
+	assert_int_equal(pwrite(fd, &le, 4, (off_t)(gt * 512ULL + grain % gtes * 4)), 4);
+	close(fd);
+}
+
+/* Runs the format's check with fix; *report gets what it printed. */
+static int run_check(const char *name, enum block_repair fix, struct block_check_result *res,
+		     char **report)
+{
+	struct bdev *bs = open_img(name, fix == BLOCK_REPAIR_NONE);
+	size_t len;
+	FILE *rep = open_memstream(report, &len);
+	int ret;
+
+	assert_non_null(rep);
+	memset(res, 0, sizeof(*res));
+	pthread_mutex_lock(&bs->lock);
+	ret = bs->fmt->check(bs, fix, res, rep);
+	pthread_mutex_unlock(&bs->lock);
+	fclose(rep);
+	bdev_close(bs);
+	return ret;
+}
+
+/* qemu-img 7.2's vmdk check: no repair; a clean image counts nothing; the
+ * first grain past the end of its extent file (a flat extent starting
+ * past the end of its file) fails with QEMU's ERROR line and errno. */
 static void test_info_and_check(void **state)
 {
-	const struct block_format *f = block_format_find("vmdk");
-	struct block_check_result res = {0};
+	static const struct block_check_result clean = {0};
+	struct block_check_result res;
 	struct bdev *bs;
 	uint8_t b[512] = {1};
+	char *rep;
 
-	assert_int_equal(create_img("ic.vmdk", "monolithicSparse", 1 * MiB, false), 0);
+	assert_int_equal(create_img("ic.vmdk", "monolithicSparse", 1 * MiB, true), 0);
 	bs = open_img("ic.vmdk", false);
 	assert_int_equal(bdev_pwrite(bs, 4096, b, sizeof(b)), 0);
-	FILE *rep = fopen("/dev/null", "w");
-	assert_int_equal(f->check(bs, BLOCK_REPAIR_NONE, &res, rep), 0);
-	fclose(rep);
-	assert_int_equal(res.corruptions, 0);
-	assert_int_equal(res.allocated_clusters, 1);
-	assert_int_equal(res.total_clusters, 16);
-	assert_int_equal(f->cluster_size(bs), 65536);
+	assert_int_equal(bdev_pwrite(bs, 3 * 65536, b, sizeof(b)), 0);
+	assert_int_equal(bdev_write_zeroes(bs, 5 * 65536, 65536, true), 0);
+	assert_int_equal(bs->fmt->cluster_size(bs), 65536);
 	bdev_close(bs);
+	assert_int_equal(run_check("ic.vmdk", BLOCK_REPAIR_NONE, &res, &rep), 0);
+	assert_memory_equal(&res, &clean, sizeof(res));
+	assert_string_equal(rep, "");
+	free(rep);
+	assert_int_equal(run_check("ic.vmdk", BLOCK_REPAIR_LEAKS, &res, &rep), -ENOTSUP);
+	free(rep);
+	assert_int_equal(run_check("ic.vmdk", BLOCK_REPAIR_ALL, &res, &rep), -ENOTSUP);
+	free(rep);
+
+	set_gte("ic.vmdk", 3, 0x100000);		/* 512 MiB: past the end */
+	assert_int_equal(run_check("ic.vmdk", BLOCK_REPAIR_NONE, &res, &rep), -EINVAL);
+	assert_string_equal(rep, "ERROR: cluster offset for sector 384 points after EOF\n");
+	assert_int_equal(res.corruptions, 1);
+	free(rep);
+
+	/* a flat extent whose file is empty */
+	assert_int_equal(create_img("icf.vmdk", "monolithicFlat", 1 * MiB, false), 0);
+	assert_int_equal(run_check("icf.vmdk", BLOCK_REPAIR_NONE, &res, &rep), 0);
+	free(rep);
+	assert_int_equal(truncate(tpath("icf-flat.vmdk"), 0), 0);
+	assert_int_equal(run_check("icf.vmdk", BLOCK_REPAIR_NONE, &res, &rep), -EINVAL);
+	assert_string_equal(rep, "ERROR: cluster offset for sector 0 points after EOF\n");
+	free(rep);
 }
 
 /* The info hook's keys, one "key=value" line each, in call order. */
@@ -854,44 +922,78 @@ static const char *after_cids(const struct info_lines *l)
 /* qemu-img 7.2's ImageInfoSpecificVmdk: create type, then "extents" with
  * compressed (only when true), virtual-size, filename (the extent's file
  * as opened), cluster-size (sparse only) and format (the descriptor's
- * type, "" for a KDMV image). */
+ * type, "" for a KDMV image). One row per subformat. */
+struct info_case {
+	const char *image, *subformat;
+	uint64_t size;
+	bool compressed, sparse;
+	const char *type;
+	unsigned nextents;
+	struct { uint64_t size; const char *file; } extents[2];
+};
+
+static const struct info_case info_cases[] = {
+	{ "ik-ms.vmdk", "monolithicSparse", 4 * MiB, false, true, "", 1,
+	  { { 4 * MiB, "ik-ms.vmdk" } } },
+	{ "ik-so.vmdk", "streamOptimized", 4 * MiB, true, true, "", 1,
+	  { { 4 * MiB, "ik-so.vmdk" } } },
+	{ "ik-ts.vmdk", "twoGbMaxExtentSparse", 3 * GiB, false, true, "SPARSE", 2,
+	  { { 2 * GiB, "ik-ts-s001.vmdk" }, { 1 * GiB, "ik-ts-s002.vmdk" } } },
+	{ "ik-mf.vmdk", "monolithicFlat", 4 * MiB, false, false, "FLAT", 1,
+	  { { 4 * MiB, "ik-mf-flat.vmdk" } } },
+	{ "ik-tf.vmdk", "twoGbMaxExtentFlat", 3 * GiB, false, false, "FLAT", 2,
+	  { { 2 * GiB, "ik-tf-f001.vmdk" }, { 1 * GiB, "ik-tf-f002.vmdk" } } },
+};
+
+static void expected_info(const struct info_case *c, char *buf, size_t len)
+{
+	size_t n = (size_t)snprintf(buf, len, "create-type=%s\nextents[]=\n", c->subformat);
+
+	for (unsigned i = 0; i < c->nextents; i++) {
+		if (c->compressed)
+			n += (size_t)snprintf(buf + n, len - n, "extents[%u].compressed=true\n", i);
+		n += (size_t)snprintf(buf + n, len - n,
+				      "extents[%u].virtual-size=%llu\nextents[%u].filename=%s\n", i,
+				      (unsigned long long)c->extents[i].size, i,
+				      tpath(c->extents[i].file));
+		if (c->sparse)
+			n += (size_t)snprintf(buf + n, len - n, "extents[%u].cluster-size=65536\n",
+					      i);
+		n += (size_t)snprintf(buf + n, len - n, "extents[%u].format=%s\n", i, c->type);
+	}
+}
+
 static void test_info_keys(void **state)
 {
 	struct info_lines l;
 	char want[2048];
 
-	assert_int_equal(create_img("ik-ms.vmdk", "monolithicSparse", 4 * MiB, false), 0);
-	info_of("ik-ms.vmdk", &l);
-	snprintf(want, sizeof(want), "create-type=monolithicSparse\nextents[]=\n"
-		 "extents[0].virtual-size=%llu\nextents[0].filename=%s\n"
-		 "extents[0].cluster-size=65536\nextents[0].format=\n",
-		 4 * MiB, tpath("ik-ms.vmdk"));
-	assert_string_equal(after_cids(&l), want);
+	for (size_t i = 0; i < sizeof(info_cases) / sizeof(info_cases[0]); i++) {
+		const struct info_case *c = &info_cases[i];
 
-	assert_int_equal(create_img("ik-so.vmdk", "streamOptimized", 4 * MiB, false), 0);
-	info_of("ik-so.vmdk", &l);
-	snprintf(want, sizeof(want), "create-type=streamOptimized\nextents[]=\n"
-		 "extents[0].compressed=true\nextents[0].virtual-size=%llu\n"
-		 "extents[0].filename=%s\nextents[0].cluster-size=65536\n"
-		 "extents[0].format=\n", 4 * MiB, tpath("ik-so.vmdk"));
-	assert_string_equal(after_cids(&l), want);
+		assert_int_equal(create_img(c->image, c->subformat, c->size, false), 0);
+		info_of(c->image, &l);
+		expected_info(c, want, sizeof(want));
+		assert_string_equal(after_cids(&l), want);
+	}
+}
 
-	assert_int_equal(create_img("ik-ts.vmdk", "twoGbMaxExtentSparse", 3 * GiB, false), 0);
-	info_of("ik-ts.vmdk", &l);
-	snprintf(want, sizeof(want), "create-type=twoGbMaxExtentSparse\nextents[]=\n"
-		 "extents[0].virtual-size=%llu\nextents[0].filename=%s\n"
-		 "extents[0].cluster-size=65536\nextents[0].format=SPARSE\n"
-		 "extents[1].virtual-size=%llu\nextents[1].filename=%s\n"
-		 "extents[1].cluster-size=65536\nextents[1].format=SPARSE\n",
-		 2 * GiB, tpath("ik-ts-s001.vmdk"), 1 * GiB, tpath("ik-ts-s002.vmdk"));
-	assert_string_equal(after_cids(&l), want);
+/* The file map's File column names: the extent file holding each offset. */
+static void test_data_filename(void **state)
+{
+	struct bdev *bs;
 
-	assert_int_equal(create_img("ik-mf.vmdk", "monolithicFlat", 4 * MiB, false), 0);
-	info_of("ik-mf.vmdk", &l);
-	snprintf(want, sizeof(want), "create-type=monolithicFlat\nextents[]=\n"
-		 "extents[0].virtual-size=%llu\nextents[0].filename=%s\n"
-		 "extents[0].format=FLAT\n", 4 * MiB, tpath("ik-mf-flat.vmdk"));
-	assert_string_equal(after_cids(&l), want);
+	assert_int_equal(create_img("df.vmdk", "twoGbMaxExtentSparse", 3 * GiB, false), 0);
+	bs = open_img("df.vmdk", true);
+	assert_non_null(bs->fmt->data_filename);
+	assert_string_equal(bs->fmt->data_filename(bs, 0), tpath("df-s001.vmdk"));
+	assert_string_equal(bs->fmt->data_filename(bs, 2 * GiB - 1), tpath("df-s001.vmdk"));
+	assert_string_equal(bs->fmt->data_filename(bs, 2 * GiB), tpath("df-s002.vmdk"));
+	bdev_close(bs);
+	assert_int_equal(create_img("dm.vmdk", "monolithicSparse", 1 * MiB, false), 0);
+	bs = open_img("dm.vmdk", true);
+	assert_string_equal(bs->fmt->data_filename(bs, 0), tpath("dm.vmdk"));
+	bdev_close(bs);
 }
 
 /* A flat extent is data; over holes of its file (and past its end) it
@@ -946,6 +1048,7 @@ int main(void)
 		cmocka_unit_test(test_backing),
 		cmocka_unit_test(test_info_and_check),
 		cmocka_unit_test(test_info_keys),
+		cmocka_unit_test(test_data_filename),
 		cmocka_unit_test(test_flat_holes),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

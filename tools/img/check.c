@@ -155,10 +155,12 @@ int cmd_check(int argc, char **argv)
 	if (!path)
 		return 1;
 	/* for_check: a corrupt or dirty image opens read-write without the
-	 * automatic repair, so -r can do the repair itself and report it. */
+	 * automatic repair, so -r can do the repair itself and report it. The
+	 * backing chain is opened too: qemu-img refuses to check an image
+	 * whose backing file cannot be opened. */
 	struct block_open_opts o = {
 		.format = fmt, .read_only = fix == BLOCK_REPAIR_NONE, .cache = cache,
-		.no_backing = true, .for_check = true,
+		.for_check = true,
 	};
 	bs = img_open_opts(path, &o);
 	if (!bs)

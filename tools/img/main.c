@@ -1,6 +1,7 @@
 /* minikvm-img: the qemu-img-compatible image tool. This file owns the
- * command table, the top-level --help/--version and the dispatch; each
- * command parses its own options (see the cmd_* files). */
+ * command table, the top-level --help/--version, the dispatch (each
+ * command parses its own options: see the cmd_* files) and qemu-img's
+ * wording of the block layer's probed-raw warning. */
 #include <string.h>
 #include "tools/img/img.h"
 
@@ -105,9 +106,24 @@ static void print_usage(void)
 	printf("\n");
 }
 
+/* qemu-img's warning for a writable image probed as raw: no program
+ * name, as QEMU's raw driver prints it. */
+static void warn_probed_raw(const char *path)
+{
+	fflush(stdout);
+	fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing guessed "
+		"raw.\n"
+		"         Automatically detecting the format is dangerous for raw images, "
+		"write operations on block 0 will be restricted.\n"
+		"         Specify the 'raw' format explicitly to remove the restrictions.\n",
+		path);
+}
+
 int main(int argc, char **argv)
 {
 	const struct img_cmd *c;
+
+	block_warn_probed_raw = warn_probed_raw;
 
 	if (argc < 2) {
 		img_err("no command given (try '%s --help')", IMG_PROG);

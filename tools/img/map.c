@@ -1,6 +1,7 @@
 /* minikvm-img map: the image's allocation through its backing chain, in
- * qemu-img's human table (data extents with host offset and file) or its
- * JSON line format (every extent with depth/present/zero/data/offset). */
+ * qemu-img's human table (data extents with host offset and the file the
+ * data is in: a vmdk's extent file, not its descriptor) or its JSON line
+ * format (every extent with depth/present/zero/data/offset). */
 #include "tools/img/img.h"
 
 struct map_entry {
@@ -10,6 +11,20 @@ struct map_entry {
 	uint64_t offset;
 	const char *file;
 };
+
+/* The file the data at off comes from in layer bs: the image file, or
+ * for formats with data in other files (vmdk extents) that file. */
+static const char *data_filename(struct bdev *bs, uint64_t off)
+{
+	const char *name;
+
+	if (!bs->fmt->data_filename)
+		return bdev_filename(bs);
+	pthread_mutex_lock(&bs->lock);
+	name = bs->fmt->data_filename(bs, off);
+	pthread_mutex_unlock(&bs->lock);
+	return name ? name : bdev_filename(bs);
+}
 
 static bool can_merge(const struct map_entry *a, const struct map_entry *b)
 {
@@ -118,7 +133,7 @@ int cmd_map(int argc, char **argv)
 			.zero = (cs.status & BLOCK_STATUS_ZERO) != 0,
 			.data = (cs.status & BLOCK_STATUS_DATA) != 0,
 			.has_offset = cs.offset_valid, .offset = cs.host_offset,
-			.file = cs.layer ? bdev_filename(cs.layer) : "",
+			.file = cs.layer ? data_filename(cs.layer, off) : "",
 		};
 		if (have && can_merge(&cur, &e)) {
 			cur.length += e.length;

@@ -1,12 +1,15 @@
 /* minikvm-img helpers shared by the commands: error lines, size and
- * option parsing, human sizes, opening and creating images, allocation
- * status through a backing chain, progress output. */
+ * option parsing, human sizes, opening images (open errors in qemu-img's
+ * words) and creating them, allocation status through a backing chain,
+ * progress output. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "tools/img/img.h"
 
 void img_err(const char *fmt, ...)
@@ -148,7 +151,7 @@ const char *img_single_image_arg(const char *cmd, int nargs, char **args, const 
 		return NULL;
 	}
 	if (fmt && !block_format_find(fmt)) {
-		img_err("%s: unknown format '%s'", cmd, fmt);
+		img_err("Could not open '%s': Unknown driver '%s'", args[0], fmt);	/* qemu's */
 		return NULL;
 	}
 	return args[0];
@@ -326,17 +329,147 @@ void img_human_size(uint64_t val, char *buf, size_t len)
 	snprintf(buf, len, "%0.3g %sB", (double)val / (double)(1ULL << (i * 10)), suffixes[i]);
 }
 
+/* qemu's words when a format named with -f (or recorded for a backing
+ * file) does not find its magic: its drivers' own messages. */
+static const struct {
+	const char *format, *magic, *message;
+} magic_errors[] = {
+	{ "qcow2", "QFI\xfb", "Image is not in qcow2 format" },
+	{ "qcow", "QFI\xfb", "Image not in qcow format" },
+};
+
+static const char *wrong_magic_error(const char *path, const char *format)
+{
+	char head[4] = { 0 };
+	ssize_t n;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(magic_errors) / sizeof(magic_errors[0]); i++) {
+		if (strcmp(magic_errors[i].format, format))
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return NULL;
+		n = pread(fd, head, sizeof(head), 0);	/* a short file reads as zeroes */
+		close(fd);
+		if (n < 0)
+			return NULL;
+		return memcmp(head, magic_errors[i].magic, 4) ? magic_errors[i].message : NULL;
+	}
+	return NULL;
+}
+
+/* The block layer's message without its leading "FILE: " (or "FORMAT:
+ * FILE: "): qemu-img's line names the file itself. */
+static const char *reason_of(const char *err, const char *path)
+{
+	const char *p = err;
+	size_t n;
+
+	for (const struct block_format *f = block_format_first(); f; f = f->next) {
+		n = strlen(f->name);
+		if (!strncmp(p, f->name, n) && !strncmp(p + n, ": ", 2)) {
+			p += n + 2;
+			break;
+		}
+	}
+	n = strlen(path);
+	return !strncmp(p, path, n) && !strncmp(p + n, ": ", 2) ? p + n + 2 : err;
+}
+
+/* The image of path's backing chain that fails to open on its own: its
+ * depth (0: path itself), path and format as named (-f, -F or recorded;
+ * "" when probed). Walks the chain opening one image at a time,
+ * read-only; depth 0 when no image fails alone (a loop, a read-write
+ * refusal). */
+struct open_failure {
+	unsigned depth;
+	char path[4096];
+	char format[64];
+};
+
+static void failure_at(struct open_failure *f, unsigned depth, const char *path,
+		       const char *format)
+{
+	f->depth = depth;
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	snprintf(f->format, sizeof(f->format), "%s", format ? format : "");
+}
+
+static void locate_failure(const char *path, const struct block_open_opts *o,
+			   struct open_failure *f)
+{
+	unsigned max = o->max_chain_depth ? o->max_chain_depth : 16;
+	struct block_open_opts one = *o;
+	char err[512], next_format[64];
+
+	failure_at(f, 0, path, o->format);
+	one.no_backing = true;
+	one.read_only = true;
+	one.backing_format = NULL;
+	one.poll_completions = false;
+	for (unsigned depth = 0; !o->no_backing && depth + 1 < max; depth++) {
+		struct bdev *bs = NULL;
+		const char *bfmt;
+		char *next = NULL;
+
+		one.format = f->format[0] ? f->format : NULL;
+		if (bdev_open(f->path, &one, &bs, err, sizeof(err)) < 0)
+			return;		/* this one */
+		if (bs->backing_filename)
+			next = block_resolve_relative(bs, bs->backing_filename,
+						      o->allow_absolute_paths, err, sizeof(err));
+		bfmt = depth == 0 && o->backing_format ? o->backing_format : bs->backing_format;
+		snprintf(next_format, sizeof(next_format), "%s", bfmt ? bfmt : "");
+		bdev_close(bs);
+		if (!next)
+			break;
+		failure_at(f, depth + 1, next, next_format);
+		free(next);
+	}
+	failure_at(f, 0, path, o->format);	/* no image fails on its own */
+}
+
+/* qemu-img's line for a failed open: "Could not open 'PATH': " then, per
+ * backing file down to the one that failed, "Could not open backing
+ * file: ", then why that image failed (its driver's words; a file that
+ * cannot be opened gives "Could not open 'FILE': ERROR" again). */
+static void report_open_error(const char *path, const struct block_open_opts *o, int ret,
+			      const char *err)
+{
+	static const char backing[] = "Could not open backing file: ";
+	char chain[8 * sizeof(backing)] = "";
+	struct open_failure *f = malloc(sizeof(*f));
+	const char *reason = NULL;
+
+	if (!f) {
+		img_err("Could not open '%s': %s", path, err[0] ? err : strerror(-ret));
+		return;
+	}
+	locate_failure(path, o, f);
+	for (unsigned i = 0; i < f->depth && strlen(chain) + sizeof(backing) <= sizeof(chain); i++)
+		strcat(chain, backing);
+	if (f->format[0])
+		reason = wrong_magic_error(f->path, f->format);
+	if (!reason)
+		reason = err[0] ? reason_of(err, f->path) : strerror(-ret);
+	img_err("Could not open '%s': %s%s", path, chain, reason);
+	free(f);
+}
+
 struct bdev *img_open_opts(const char *path, const struct block_open_opts *o)
 {
 	struct bdev *bs = NULL;
 	char err[512] = "";
-	int ret = bdev_open(path, o, &bs, err, sizeof(err));
+	int ret;
 
+	if (o->format && !block_format_find(o->format)) {
+		img_err("Could not open '%s': Unknown driver '%s'", path, o->format);
+		return NULL;
+	}
+	ret = bdev_open(path, o, &bs, err, sizeof(err));
 	if (ret < 0 || !bs) {
-		if (err[0])
-			img_err("%s", err);
-		else
-			img_err("could not open '%s': %s", path, strerror(-ret));
+		report_open_error(path, o, ret, err);
 		return NULL;
 	}
 	return bs;
