@@ -111,8 +111,8 @@ static int open_fd(const char *path, int flags, bool direct, char *err, size_t e
 }
 
 static int open_common(const char *path, int flags, enum block_cache_mode cache,
-		       enum block_engine_kind engine, bool polled, struct bfile **out, char *err,
-		       size_t errlen)
+		       enum block_engine_kind engine, bool polled, bool bind_thread,
+		       struct bfile **out, char *err, size_t errlen)
 {
 	bool direct = cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC;
 	struct bfile *f;
@@ -151,7 +151,7 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 		f->align = detect_alignment(fd, f->is_blockdev, (uint64_t)bfile_size(f));
 	f->polled = polled;
 	f->ready_tail = &f->ready;
-	f->engine = polled ? block_engine_create_polled(engine, err, errlen) :
+	f->engine = polled ? block_engine_create_polled(engine, bind_thread, err, errlen) :
 		    block_engine_create(engine, err, errlen);
 	if (!f->engine) {
 		char why[200];
@@ -168,14 +168,14 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 int bfile_open(const char *path, int flags, enum block_cache_mode cache,
 	       enum block_engine_kind engine, struct bfile **out, char *err, size_t errlen)
 {
-	return open_common(path, flags, cache, engine, false, out, err, errlen);
+	return open_common(path, flags, cache, engine, false, false, out, err, errlen);
 }
 
 int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
-		      enum block_engine_kind engine, struct bfile **out, char *err,
-		      size_t errlen)
+		      enum block_engine_kind engine, bool bind_thread, struct bfile **out,
+		      char *err, size_t errlen)
 {
-	return open_common(path, flags, cache, engine, true, out, err, errlen);
+	return open_common(path, flags, cache, engine, true, bind_thread, out, err, errlen);
 }
 
 void bfile_close(struct bfile *f)

@@ -19,8 +19,8 @@ int bfile_open(const char *path, int flags, enum block_cache_mode cache,
  * bfile_aio_poll() on the caller's thread: a polled bfile is used by one
  * thread at a time (block_open_opts.poll_completions). */
 int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
-		      enum block_engine_kind engine, struct bfile **out, char *err,
-		      size_t errlen);
+		      enum block_engine_kind engine, bool bind_thread, struct bfile **out,
+		      char *err, size_t errlen);
 void bfile_close(struct bfile *f);
 
 /* Synchronous, full-length (short reads past EOF are zero-filled; short

@@ -19,7 +19,8 @@
  *    submit call instead of on a worker, and every callback runs inside
  *    bdev_aio_poll() on the owner's thread (its bfile has a private polled
  *    engine); backing images are opened without it (they only see
- *    synchronous format I/O).
+ *    synchronous format I/O). With opts.single_thread the engine may
+ *    bind itself to the opening thread (an io_uring ring bound to it).
  *
  * Backing chains: a format sets bs->backing_filename (and optionally
  * bs->backing_format) in open(); bdev_open then opens the backing image
@@ -275,7 +276,8 @@ static int open_image(const char *path, const struct block_open_opts *opts, unsi
 		ret = -ENOMEM;
 	else if (p->polled)
 		ret = bfile_open_polled(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
-					opts->engine, &bs->file, err, errlen);
+					opts->engine, opts->single_thread, &bs->file, err,
+					errlen);
 	else
 		ret = bfile_open(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
 				 opts->engine, &bs->file, err, errlen);

@@ -56,6 +56,10 @@ struct block_open_opts {
 	bool skip_backing_check;	/* cow: don't compare the backing file's mtime and
 					 * size with the header (UML's check) */
 	bool poll_completions;		/* bdev_aio_* callbacks run only in bdev_aio_poll() */
+	bool single_thread;		/* with poll_completions: only the opening thread
+					 * ever submits, polls and closes. Lets io_uring bind
+					 * its ring to that thread for cheaper completions
+					 * (bdev_aio_poll_fd then gives -ENOTSUP) */
 	bool inline_memory_io;		/* data I/O to a memory-backed image file (tmpfs,
 					 * ramfs: it never waits for a device) runs inside
 					 * the submit call, callback included */

@@ -89,15 +89,20 @@ static inline int block_engine_submit(struct block_engine *e, int fd, enum engin
 	return e->ops->submit(e, fd, op, off, iov, iovcnt, cb, opaque);
 }
 /* A private engine whose completions run only in block_engine_poll(), for
- * one thread at a time (kinds and fallbacks as block_engine_create). */
-struct block_engine *block_engine_create_polled(enum block_engine_kind kind, char *err,
-						size_t errlen);
+ * one thread at a time (kinds and fallbacks as block_engine_create).
+ * bind_thread (block_open_opts.single_thread): only the creating thread
+ * will ever submit, poll and destroy it, so io_uring may bind its ring to
+ * that thread for cheaper completions (SINGLE_ISSUER | DEFER_TASKRUN; a
+ * kernel without them gives an ordinary polled ring). */
+struct block_engine *block_engine_create_polled(enum block_engine_kind kind, bool bind_thread,
+						char *err, size_t errlen);
 /* Polled engines: see block_engine_ops.poll. 0 for other engines. */
 static inline int block_engine_poll(struct block_engine *e, bool wait)
 {
 	return e->ops->poll ? e->ops->poll(e, wait) : 0;
 }
-/* A polled io_uring engine's ring fd (readable when CQEs wait), else -1. */
+/* A polled io_uring engine's ring fd (readable when CQEs wait), else -1
+ * (also for a ring bound to its thread). */
 int engine_uring_poll_fd(struct block_engine *e);
 /* Drops a reference; the caller has no requests in flight on it. */
 void block_engine_destroy(struct block_engine *e);
@@ -107,6 +112,7 @@ const char *block_engine_name(const struct block_engine *e);
  * unavailable. */
 struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen);
 struct block_engine *engine_aio_create(bool polled, char *err, size_t errlen);
-struct block_engine *engine_uring_create(bool polled, char *err, size_t errlen);
+struct block_engine *engine_uring_create(bool polled, bool bind_thread, char *err,
+					 size_t errlen);
 
 #endif

@@ -92,15 +92,25 @@ static void *aio_reaper(void *opaque)
 	return NULL;
 }
 
+/* One iovec goes as a plain read/write (as fio's): the kernel then does
+ * not copy in and check an iovec array. */
 static void prep(struct aio_req *r, int fd, enum engine_op op, uint64_t off,
 		 const struct iovec *iov, int iovcnt)
 {
+	bool single = iovcnt == 1 && iov->iov_len <= INT32_MAX;
+
 	switch (op) {
 	case ENGINE_READ:
-		io_prep_preadv(&r->iocb, fd, iov, iovcnt, (long long)off);
+		if (single)
+			io_prep_pread(&r->iocb, fd, iov->iov_base, iov->iov_len, (long long)off);
+		else
+			io_prep_preadv(&r->iocb, fd, iov, iovcnt, (long long)off);
 		break;
 	case ENGINE_WRITE:
-		io_prep_pwritev(&r->iocb, fd, iov, iovcnt, (long long)off);
+		if (single)
+			io_prep_pwrite(&r->iocb, fd, iov->iov_base, iov->iov_len, (long long)off);
+		else
+			io_prep_pwritev(&r->iocb, fd, iov, iovcnt, (long long)off);
 		break;
 	default:
 		io_prep_fdsync(&r->iocb, fd);

@@ -4,14 +4,20 @@
  * zero-fill, flush, and 1000 concurrent requests each completing exactly
  * once; the same through the bdev fast path. Polled bfiles: 1 MiB writes
  * to a tmpfs file are done inside the submit call, callbacks deferred to
- * the poll; on a disk-backed file they reach the engine. */
+ * the poll; on a disk-backed file they reach the engine. Polled bdevs
+ * opened single_thread: io_uring binds its ring to the opening thread
+ * (another thread's poll fails cleanly), and a kernel that refuses the
+ * flags for that (simulated by wrapping io_uring_queue_init) gives an
+ * ordinary polled ring that works the same. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -348,7 +354,7 @@ static void polled_big_io(const char *file, bool in_memory)
 	for (size_t i = 0; i < NBIG * BIG; i++)
 		data[i] = (uint8_t)(i * 7 + i / 4096);
 	assert_int_equal(bfile_open_polled(file, O_RDWR, BLOCK_CACHE_WRITEBACK,
-					   BLOCK_ENGINE_IO_URING, &f, err, sizeof(err)), 0);
+					   BLOCK_ENGINE_IO_URING, false, &f, err, sizeof(err)), 0);
 	for (unsigned i = 0; i < NBIG; i++) {
 		iov[i][0] = (struct iovec){ data + i * BIG, 4096 };
 		iov[i][1] = (struct iovec){ data + i * BIG + 4096, BIG - 4096 };
@@ -393,6 +399,226 @@ static void test_polled_big_io(void **state)
 	polled_big_io(shm, true);
 }
 
+/* ---- polled bdevs opened single_thread ---- */
+
+/* The engine's io_uring_queue_init resolves to this wrapper: it records the
+ * setup flags asked for and refuses, as an older kernel would with EINVAL,
+ * any set that contains one of refused_flags. */
+static unsigned refused_flags, asked_flags;
+
+int io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
+{
+	static int (*real)(unsigned, struct io_uring *, unsigned);
+
+	if (!real)
+		real = (int (*)(unsigned, struct io_uring *, unsigned))
+			dlsym(RTLD_NEXT, "io_uring_queue_init");
+	assert_non_null(real);
+	asked_flags |= flags;
+	if (flags & refused_flags)
+		return -EINVAL;
+	return real(entries, ring, flags);
+}
+
+#define BIND_FLAGS	(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
+#define NPOLLED		64u
+
+static struct bdev *open_polled_raw(const char *file, enum block_cache_mode cache,
+				    bool single_thread)
+{
+	struct block_open_opts o = { .format = "raw", .cache = cache,
+				     .engine = BLOCK_ENGINE_IO_URING,
+				     .poll_completions = true, .single_thread = single_thread };
+	struct bdev *bs;
+	char err[256];
+	int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, NPOLLED * SLOT), 0);
+	close(fd);
+	assert_int_equal(bdev_open(file, &o, &bs, err, sizeof(err)), 0);
+	assert_string_equal(bfile_engine_name(bs->file), "io_uring");
+	return bs;
+}
+
+static void poll_bdev_until(struct bdev *bs, int *calls, int n)
+{
+	while (*calls < n)
+		assert_true(bdev_aio_poll(bs, true) > 0);
+	assert_int_equal(*calls, n);
+}
+
+/* Polls without waiting until n callbacks ran (5 s at most): completions
+ * that a bound ring defers to its thread must show up there too. */
+static void poll_bdev_nowait_until(struct bdev *bs, int *calls, int n)
+{
+	for (int i = 0; i < 50000 && *calls < n; i++) {
+		assert_true(bdev_aio_poll(bs, false) >= 0);
+		if (*calls < n)
+			usleep(100);
+	}
+	assert_int_equal(*calls, n);
+}
+
+/* NPOLLED 4 KiB writes in flight at once, then as many reads, twice (the
+ * second time polled without waiting), every callback run by the poll,
+ * the data back as written. */
+static void polled_round_trip(struct bdev *bs)
+{
+	uint8_t *data = NULL, *back = NULL;
+	struct iovec iov[NPOLLED];
+	int calls = 0;
+
+	assert_int_equal(posix_memalign((void **)&data, 4096, NPOLLED * SLOT), 0);
+	assert_int_equal(posix_memalign((void **)&back, 4096, NPOLLED * SLOT), 0);
+	for (size_t i = 0; i < NPOLLED * SLOT; i++)
+		data[i] = (uint8_t)rand();
+	for (unsigned i = 0; i < NPOLLED; i++) {
+		iov[i] = (struct iovec){ data + i * SLOT, SLOT };
+		assert_int_equal(bdev_aio_writev(bs, i * SLOT, &iov[i], 1, count_cb, &calls), 0);
+	}
+	assert_int_equal(calls, 0);
+	poll_bdev_until(bs, &calls, NPOLLED);
+	calls = 0;
+	memset(back, 0xee, NPOLLED * SLOT);
+	for (unsigned i = 0; i < NPOLLED; i++) {
+		iov[i] = (struct iovec){ back + i * SLOT, SLOT };
+		assert_int_equal(bdev_aio_readv(bs, i * SLOT, &iov[i], 1, count_cb, &calls), 0);
+	}
+	assert_int_equal(calls, 0);
+	poll_bdev_until(bs, &calls, NPOLLED);
+	assert_int_equal(bdev_aio_poll(bs, false), 0);
+	assert_memory_equal(back, data, NPOLLED * SLOT);
+	calls = 0;
+	memset(back, 0xee, NPOLLED * SLOT);
+	for (unsigned i = 0; i < NPOLLED; i++)
+		assert_int_equal(bdev_aio_readv(bs, i * SLOT, &iov[i], 1, count_cb, &calls), 0);
+	poll_bdev_nowait_until(bs, &calls, NPOLLED);
+	assert_memory_equal(back, data, NPOLLED * SLOT);
+	free(data);
+	free(back);
+}
+
+struct foreign_poll {
+	struct bdev *bs;
+	int ret;
+};
+
+static void *poll_from_other_thread(void *arg)
+{
+	struct foreign_poll *fp = arg;
+
+	fp->ret = bdev_aio_poll(fp->bs, true);
+	return NULL;
+}
+
+/* A ring bound to the opening thread refuses another thread's submit and
+ * wait (EEXIST): the poll fails without running the callback, and the
+ * owner's next poll completes the request. */
+static void other_thread_is_refused(struct bdev *bs)
+{
+	struct foreign_poll fp = { bs, 0 };
+	uint8_t *buf = NULL;
+	struct iovec v;
+	pthread_t th;
+	int calls = 0;
+
+	assert_int_equal(posix_memalign((void **)&buf, 4096, SLOT), 0);
+	v = (struct iovec){ buf, SLOT };
+	assert_int_equal(bdev_aio_readv(bs, 0, &v, 1, count_cb, &calls), 0);
+	assert_int_equal(pthread_create(&th, NULL, poll_from_other_thread, &fp), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(fp.ret, -EEXIST);
+	assert_int_equal(calls, 0);
+	poll_bdev_until(bs, &calls, 1);
+	free(buf);
+}
+
+/* Whether this kernel takes the flags that bind a ring (6.1 and later). */
+static bool kernel_binds_rings(void)
+{
+	struct io_uring ring;
+
+	if (io_uring_queue_init(8, &ring, BIND_FLAGS | IORING_SETUP_COOP_TASKRUN) < 0)
+		return false;
+	io_uring_queue_exit(&ring);
+	return true;
+}
+
+/* On disk with O_DIRECT (writes and reads both reach the ring) and on
+ * tmpfs (reads punted to io-wq, whose completions the bound ring defers
+ * to the owner). */
+static void single_thread_on(const char *file, enum block_cache_mode cache, bool binds)
+{
+	struct bdev *bs;
+
+	asked_flags = 0;
+	bs = open_polled_raw(file, cache, true);
+	assert_int_equal(asked_flags & BIND_FLAGS, BIND_FLAGS);
+	/* bound: completions are only posted when the owner waits */
+	if (binds)
+		assert_int_equal(bdev_aio_poll_fd(bs), -ENOTSUP);
+	polled_round_trip(bs);
+	if (binds)
+		other_thread_is_refused(bs);
+	polled_round_trip(bs);
+	bdev_close(bs);
+	unlink(file);
+}
+
+static bool have_tmpfs_file(char *buf, size_t len)
+{
+	struct statfs sfs;
+
+	if (statfs("/dev/shm", &sfs) < 0 || sfs.f_type != TMPFS_MAGIC)
+		return false;
+	snprintf(buf, len, "/dev/shm/test_block_engines.%d.img", (int)getpid());
+	return true;
+}
+
+static void test_single_thread(void **state)
+{
+	bool binds = kernel_binds_rings();
+	char shm[128];
+	struct bdev *bs;
+
+	single_thread_on(path, BLOCK_CACHE_NONE, binds);
+	/* without the option: an ordinary polled ring, its fd pollable */
+	asked_flags = 0;
+	bs = open_polled_raw(path, BLOCK_CACHE_NONE, false);
+	assert_int_equal(asked_flags & BIND_FLAGS, 0);
+	assert_true(bdev_aio_poll_fd(bs) >= 0);
+	polled_round_trip(bs);
+	bdev_close(bs);
+	if (have_tmpfs_file(shm, sizeof(shm)))
+		single_thread_on(shm, BLOCK_CACHE_WRITEBACK, binds);
+	if (!binds)
+		skip();		/* kernel before 6.1: the fallback ring was tested */
+}
+
+/* A kernel that refuses the binding flags (before 6.1), or every flag
+ * (before 5.19): single_thread still opens, with an ordinary ring. */
+static void test_single_thread_old_kernel(void **state)
+{
+	const unsigned refuse[] = { IORING_SETUP_DEFER_TASKRUN, ~0u };
+	char shm[128];
+	const char *file = have_tmpfs_file(shm, sizeof(shm)) ? shm : path;
+
+	for (unsigned i = 0; i < 2; i++) {
+		struct bdev *bs;
+
+		refused_flags = refuse[i];
+		asked_flags = 0;
+		bs = open_polled_raw(file, BLOCK_CACHE_WRITEBACK, true);
+		assert_int_equal(asked_flags & BIND_FLAGS, BIND_FLAGS);
+		assert_true(bdev_aio_poll_fd(bs) >= 0);		/* not bound */
+		polled_round_trip(bs);
+		bdev_close(bs);
+	}
+	refused_flags = 0;
+	unlink(file);
+}
+
 static int setup(void **state)
 {
 	const char *base = access("build", W_OK) == 0 ? "build" : "/var/tmp";
@@ -419,6 +645,8 @@ int main(void)
 		cmocka_unit_test(test_default_engine),
 		cmocka_unit_test(test_shared_engines),
 		cmocka_unit_test(test_polled_big_io),
+		cmocka_unit_test(test_single_thread),
+		cmocka_unit_test(test_single_thread_old_kernel),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -3,7 +3,8 @@
  * API), plus a minikvm extension -r/--random: uniformly random offsets
  * aligned to the buffer size. Like qemu-img, one thread submits and runs
  * the completions (the image is opened with polled completions), and
- * every request uses the same data buffer (see shared_buffer). */
+ * every request uses the same data buffer (see shared_buffer); that
+ * thread is the one that opened the image (single_thread). */
 #include "tools/img/img.h"
 
 struct bench {
@@ -146,7 +147,8 @@ int cmd_bench(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bench b = { .count = 75000, .depth = 64, .bufsize = 4096, .rng = 0x9e3779b97f4a7c15ULL };
-	struct block_open_opts oo = { .cache = BLOCK_CACHE_WRITEBACK, .poll_completions = true };
+	struct block_open_opts oo = { .cache = BLOCK_CACHE_WRITEBACK, .poll_completions = true,
+				      .single_thread = true };
 	struct bench_req *reqs = NULL;
 	uint8_t *buf = NULL;
 	uint64_t pattern = 0;
