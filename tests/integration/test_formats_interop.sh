@@ -244,6 +244,16 @@ for args in "nope.img e.raw" "e.raw nope.img" "-f qcow2 e.raw e.raw" "-F qcow2 e
 	# shellcheck disable=SC2086
 	check "compare $args: error and exit code as qemu-img" same_as_qemu compare $args
 done
+# Unknown or unusable formats given with -f/-F/-O, to every command.
+for args in "create -f foo x.img 1M" "create -f cloop x.img 1M" "bench -f foo e.raw" \
+	    "measure -O foo --size 1M" "measure -O vmdk --size 1M" "measure -f foo -O raw e.raw" \
+	    "measure -O foo nope.img" "rebase -f foo -b e.raw -u e.raw" \
+	    "rebase -F foo -b e.raw -u e.raw" "rebase -F foo -b e.raw -u nope.img" \
+	    "resize -f foo e.raw 2M" "convert -O foo e.raw x.img" "convert -O foo nope.img x.img" \
+	    "convert -f foo e.raw x.img" "convert -O cloop e.raw x.img"; do
+	# shellcheck disable=SC2086
+	check "$args: unknown format as qemu-img" same_as_qemu $args
+done
 cp "$T/e.raw" "$T/w.raw"
 for args in "check -r all w.raw" "check -r leaks --output=json w.raw" "resize w.raw 2M" \
 	    "check -r all -f raw w.raw" "check w.raw" "map w.raw" "info w.raw"; do

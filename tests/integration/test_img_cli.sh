@@ -46,7 +46,7 @@ expect_error "no command"
 expect_error "size" create -f raw "$T/x.raw" 12Q
 expect_error "size" create -f raw "$T/x.raw" -5
 expect_error "size must be given" create -f raw "$T/x.raw"
-expect_error "unknown format" create -f nosuchfmt "$T/x.raw" 1M
+expect_error "Unknown file format" create -f nosuchfmt "$T/x.raw" 1M
 expect_error "cluster_size" create -f qcow2 -o cluster_size=3000 "$T/x.qcow2" 1M
 expect_error "preallocation" create -f qcow2 -o preallocation=maybe "$T/x.qcow2" 1M
 expect_error "invalid option" create -f qcow2 -o frob=1 "$T/x.qcow2" 1M

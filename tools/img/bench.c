@@ -220,10 +220,6 @@ int cmd_bench(int argc, char **argv)
 		img_err("bench: expecting exactly one filename (see '%s bench --help')", IMG_PROG);
 		return 1;
 	}
-	if (oo.format && !block_format_find(oo.format)) {
-		img_err("bench: unknown format '%s'", oo.format);
-		return 1;
-	}
 	if (b.flush_interval && !b.write) {
 		img_err("bench: --flush-interval is only available in write tests");
 		return 1;

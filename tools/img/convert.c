@@ -572,14 +572,6 @@ int cmd_convert(int argc, char **argv)
 			IMG_PROG);
 		return 1;
 	}
-	if (fmt && !block_format_find(fmt)) {
-		img_err("convert: unknown format '%s'", fmt);
-		return 1;
-	}
-	if (!block_format_find(out_fmt)) {
-		img_err("convert: unknown output format '%s'", out_fmt);
-		return 1;
-	}
 	for (unsigned i = 0; i < nopts; i++)
 		if (img_parse_create_opts(opts[i], &co))
 			return 1;
@@ -596,6 +588,10 @@ int cmd_convert(int argc, char **argv)
 	pthread_cond_init(&cv.cond, NULL);
 	if (open_sources(&cv, argv + optind, argc - 1 - optind, fmt, src_cache))
 		goto out;
+	if (!block_format_find(out_fmt)) {	/* checked after the sources, as qemu-img */
+		img_err("Unknown file format '%s'", out_fmt);
+		goto out;
+	}
 	cv.top_only = co.backing_file != NULL;
 	cv.dst_backed = co.backing_file != NULL;
 	if (!no_create) {

@@ -75,10 +75,6 @@ int cmd_create(int argc, char **argv)
 			return img_bad_option("create", argc, argv);
 		}
 	}
-	if (!block_format_find(fmt)) {
-		img_err("create: unknown format '%s'", fmt);
-		return 1;
-	}
 	for (unsigned i = 0; i < n_lists; i++)
 		if (img_parse_create_opts(opt_lists[i], &o))
 			return 1;
@@ -100,6 +96,14 @@ int cmd_create(int argc, char **argv)
 	}
 	if (optind < argc) {
 		img_err("create: unexpected argument '%s'", argv[optind]);
+		return 1;
+	}
+	if (!block_format_find(fmt)) {
+		img_err("%s: Unknown file format '%s'", path, fmt);
+		return 1;
+	}
+	if (!block_format_find(fmt)->create) {
+		img_err("%s: Format driver '%s' does not support image creation", path, fmt);
 		return 1;
 	}
 	if (o.backing_format && !o.backing_file) {

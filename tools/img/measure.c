@@ -118,23 +118,23 @@ int cmd_measure(int argc, char **argv)
 			IMG_PROG);
 		return 1;
 	}
-	if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
-		img_err("measure: format '%s' does not support size measurement",
-			block_format_find(out_fmt) ? out_fmt : "(unknown)");
-		return 1;
-	}
 	for (unsigned i = 0; i < nopts; i++)
 		if (img_parse_create_opts(opts[i], &co))
 			return 1;
-	if (fmt && !block_format_find(fmt)) {
-		img_err("measure: unknown format '%s'", fmt);
-		return 1;
-	}
-	if (!have_size) {
+	if (!have_size) {	/* an unknown -f: the open says so, as qemu-img */
 		bs = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, false);
 		if (!bs)
 			return 1;
 		size = bdev_size(bs);
+	}
+	if (!block_format_find(out_fmt) ||
+	    (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2"))) {
+		if (!block_format_find(out_fmt))
+			img_err("Unknown file format '%s'", out_fmt);
+		else
+			img_err("Block driver '%s' does not support size measurement", out_fmt);
+		bdev_close(bs);
+		return 1;
 	}
 	if (!strcmp(out_fmt, "raw")) {
 		required = full = bs ? size : ROUND_UP(size, 512);

@@ -123,11 +123,7 @@ int cmd_rebase(int argc, char **argv)
 		img_err("rebase: must specify the new backing file with -b (\"\" for none)");
 		return 1;
 	}
-	if ((fmt && !block_format_find(fmt)) || (bfmt && !block_format_find(bfmt))) {
-		img_err("rebase: unknown format '%s'", fmt && !block_format_find(fmt) ? fmt : bfmt);
-		return 1;
-	}
-	path = argv[optind];
+	path = argv[optind];	/* an unknown -f: the open says so, as qemu-img */
 	{
 		struct block_open_opts oo = { .format = fmt, .cache = cache, .no_backing = unsafe };
 
@@ -135,6 +131,10 @@ int cmd_rebase(int argc, char **argv)
 	}
 	if (!top)
 		return 1;
+	if (bfmt && !block_format_find(bfmt)) {
+		img_err("Invalid format name: '%s'", bfmt);
+		goto out;
+	}
 	if (!top->fmt->change_backing) {
 		img_err("rebase: format '%s' cannot change its backing file", bdev_format_name(top));
 		goto out;

@@ -50,10 +50,6 @@ int cmd_resize(int argc, char **argv)
 		img_err("resize: invalid size '%s'", size_arg);
 		return 1;
 	}
-	if (fmt && !block_format_find(fmt)) {
-		img_err("resize: unknown format '%s'", fmt);
-		return 1;
-	}
 	bs = img_open(argv[optind], fmt, false, BLOCK_CACHE_WRITEBACK, true);
 	if (!bs)
 		return 1;

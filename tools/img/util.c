@@ -492,11 +492,11 @@ int img_create_image(const char *path, const char *fmt, const struct block_creat
 	int ret;
 
 	if (!f) {
-		img_err("unknown format '%s'", fmt);
+		img_err("Unknown file format '%s'", fmt);
 		return -1;
 	}
 	if (!f->create) {
-		img_err("format '%s' does not support image creation", fmt);
+		img_err("Format driver '%s' does not support image creation", fmt);
 		return -1;
 	}
 	ret = f->create(path, o, err, sizeof(err));
