@@ -3,8 +3,9 @@
  * shell-script preamble, block_size and n_blocks (u32 big-endian), then
  * n_blocks + 1 u64 big-endian file offsets; block i is the zlib stream
  * between offsets[i] and offsets[i+1] and inflates to exactly block_size
- * bytes. The whole offsets table is validated at open; one decompressed
- * block is cached. */
+ * bytes. The whole offsets table is validated at open (QEMU's checks in
+ * its words, then where the table and blocks lie); one decompressed block
+ * is cached. */
 #include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -44,55 +45,74 @@ static int cloop_probe(const uint8_t *head, size_t len, const char *filename)
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
 
-static int cloop_check_geometry(uint32_t block_size, uint32_t n_blocks, uint64_t file_size,
-				const char *fn, char *err, size_t errlen)
+/* block_size and n_blocks, checked in the order and words of QEMU's
+ * cloop_open. */
+static int cloop_check_geometry(uint32_t block_size, uint32_t n_blocks, const char *fn,
+				char *err, size_t errlen)
 {
-	uint64_t table = ((uint64_t)n_blocks + 1) * 8;
-
-	if (block_size == 0)
-		FAIL("%s: cloop block_size cannot be zero", fn);
 	if (block_size % 512)
-		FAIL("%s: cloop block_size %u must be a multiple of 512", fn, block_size);
+		FAIL("%s: block_size %u must be a multiple of 512", fn, block_size);
+	if (block_size == 0)
+		FAIL("%s: block_size cannot be zero", fn);
 	if (block_size > CLOOP_MAX_BLOCK_SIZE)
-		FAIL("%s: cloop block_size %u must be %u MiB or less", fn, block_size,
+		FAIL("%s: block_size %u must be %u MB or less", fn, block_size,
 		     CLOOP_MAX_BLOCK_SIZE >> 20);
-	if (table > CLOOP_MAX_OFFSETS_BYTES)
-		FAIL("%s: cloop n_blocks %u needs too many offsets (try a larger block size)",
-		     fn, n_blocks);
-	if (CLOOP_HEADER + table > file_size)
-		FAIL("%s: cloop offsets table (%u blocks) extends past the end of the file",
-		     fn, n_blocks);
+	if (n_blocks > (UINT32_MAX - 1) / 8)
+		FAIL("%s: n_blocks %u must be %u or less", fn, n_blocks, (UINT32_MAX - 1) / 8);
+	if (((uint64_t)n_blocks + 1) * 8 > CLOOP_MAX_OFFSETS_BYTES)
+		FAIL("%s: image requires too many offsets, try increasing block size", fn);
 	return 0;
 }
 
-/* Offsets start after the table, never decrease, stay inside the file and
- * leave no block larger than QEMU allows. */
-static int cloop_check_offsets(struct cloop_state *s, uint64_t file_size, const char *fn,
-			       char *err, size_t errlen)
+/* Entry i of the offsets table as QEMU reads it: raw holds the `have`
+ * bytes of the table inside the file, the rest reads as zeroes. */
+static uint64_t cloop_offset_at(const uint8_t *raw, size_t have, uint32_t i)
 {
-	uint64_t table_end = CLOOP_HEADER + ((uint64_t)s->n_blocks + 1) * 8;
-	uint32_t i;
+	uint8_t e[8] = { 0 };
+	size_t at = (size_t)i * 8;
 
-	if (s->offsets[0] < table_end)
-		FAIL("%s: cloop offset 0 (%llu) points into the header", fn,
-		     (unsigned long long)s->offsets[0]);
-	for (i = 0; i <= s->n_blocks; i++) {
-		uint64_t size;
+	if (at < have)
+		memcpy(e, raw + at, have - at < 8 ? have - at : 8);
+	return ld_be64(e);
+}
 
-		if (s->offsets[i] > file_size)
-			FAIL("%s: cloop offset %u (%llu) points past the end of the file", fn, i,
-			     (unsigned long long)s->offsets[i]);
-		if (i == 0)
-			continue;
-		if (s->offsets[i] < s->offsets[i - 1])
-			FAIL("%s: cloop offsets not monotonically increasing at index %u", fn, i);
-		size = s->offsets[i] - s->offsets[i - 1];
+/* QEMU's checks: offsets never decrease and no compressed block is
+ * larger than twice the largest block size. */
+static int cloop_check_sizes(struct cloop_state *s, const uint8_t *raw, size_t have,
+			     const char *fn, char *err, size_t errlen)
+{
+	uint64_t prev = cloop_offset_at(raw, have, 0), cur, size;
+
+	for (uint32_t i = 1; i <= s->n_blocks; i++, prev = cur) {
+		cur = cloop_offset_at(raw, have, i);
+		if (cur < prev)
+			FAIL("%s: offsets not monotonically increasing at index %u, image file is "
+			     "corrupt", fn, i);
+		size = cur - prev;
 		if (size > CLOOP_MAX_COMPRESSED)
-			FAIL("%s: cloop compressed block %u is too large (%llu bytes)", fn, i - 1,
-			     (unsigned long long)size);
+			FAIL("%s: invalid compressed block size at index %u, image file is corrupt",
+			     fn, i);
 		if (size > s->max_compressed)
 			s->max_compressed = size;
 	}
+	return 0;
+}
+
+/* Our own checks (QEMU reads zeroes or the header instead): the table
+ * lies inside the file, the blocks after it and inside the file too. */
+static int cloop_check_placement(struct cloop_state *s, size_t have, uint64_t file_size,
+				 const char *fn, char *err, size_t errlen)
+{
+	uint64_t table = ((uint64_t)s->n_blocks + 1) * 8;
+
+	if (have < table)
+		FAIL("%s: offsets table extends past the end of the file, image file is corrupt",
+		     fn);
+	if (s->offsets[0] < CLOOP_HEADER + table)
+		FAIL("%s: offset at index 0 points into the header, image file is corrupt", fn);
+	if (s->offsets[s->n_blocks] > file_size)	/* offsets never decrease */
+		FAIL("%s: offset at index %u points past the end of the file, image file is "
+		     "corrupt", fn, s->n_blocks);
 	return 0;
 }
 
@@ -109,31 +129,38 @@ static void cloop_close(struct bdev *bs)
 	bs->opaque = NULL;
 }
 
+/* Reads the offsets table (only as much as the file holds) and checks
+ * it; the table entries end up in host order in s->offsets. */
 static int cloop_load(struct bdev *bs, struct cloop_state *s, uint64_t file_size, char *err,
 		      size_t errlen)
 {
-	size_t table = ((size_t)s->n_blocks + 1) * 8;
-	uint32_t i;
+	uint64_t table = ((uint64_t)s->n_blocks + 1) * 8;
+	size_t have = file_size > CLOOP_HEADER ? (size_t)(file_size - CLOOP_HEADER) : 0;
 	int ret;
 
-	s->offsets = malloc(table);
+	if (have > table)
+		have = (size_t)table;
+	s->offsets = malloc(have ? have : 1);
 	if (!s->offsets)
-		FAIL("%s: out of memory for the cloop offsets table", bs->filename);
-	ret = bfile_pread(bs->file, CLOOP_HEADER, s->offsets, table);
+		FAIL("%s: Could not allocate offsets table", bs->filename);
+	ret = bfile_pread(bs->file, CLOOP_HEADER, s->offsets, have);
 	if (ret < 0) {
-		snprintf(err, errlen, "%s: cannot read the cloop offsets table: %s",
-			 bs->filename, strerror(-ret));
+		snprintf(err, errlen, "%s: Could not read the offsets table: %s", bs->filename,
+			 strerror(-ret));
 		return ret;
 	}
-	for (i = 0; i <= s->n_blocks; i++)
+	ret = cloop_check_sizes(s, (const uint8_t *)s->offsets, have, bs->filename, err, errlen);
+	if (ret < 0)
+		return ret;
+	for (uint32_t i = 0; (size_t)i * 8 + 8 <= have; i++)
 		s->offsets[i] = be64toh(s->offsets[i]);
-	ret = cloop_check_offsets(s, file_size, bs->filename, err, errlen);
+	ret = cloop_check_placement(s, have, file_size, bs->filename, err, errlen);
 	if (ret < 0)
 		return ret;
 	s->cbuf = malloc(s->max_compressed ? s->max_compressed : 1);
 	s->block = malloc(s->block_size);
 	if (!s->cbuf || !s->block)
-		FAIL("%s: out of memory for cloop buffers", bs->filename);
+		FAIL("%s: Could not allocate the block buffers", bs->filename);
 	return 0;
 }
 
@@ -145,8 +172,9 @@ static int cloop_open(struct bdev *bs, char *err, size_t errlen)
 	int ret;
 
 	if (!bs->read_only)
-		FAIL("%s: cloop images are read-only", bs->filename);
-	ret = block_read_header(bs, "cloop", hdr, sizeof(hdr), CLOOP_HEADER, &fsize, err, errlen);
+		FAIL("%s: Image is read-only", bs->filename);
+	/* a short file reads as zeroes past its end, as in QEMU */
+	ret = block_read_header(bs, "cloop", hdr, sizeof(hdr), 0, &fsize, err, errlen);
 	if (ret < 0)
 		return ret;
 	s = calloc(1, sizeof(*s));
@@ -156,8 +184,7 @@ static int cloop_open(struct bdev *bs, char *err, size_t errlen)
 	s->block_size = ld_be32(hdr + CLOOP_PREAMBLE);
 	s->n_blocks = ld_be32(hdr + CLOOP_PREAMBLE + 4);
 	s->cached = -1;
-	ret = cloop_check_geometry(s->block_size, s->n_blocks, (uint64_t)fsize, bs->filename,
-				   err, errlen);
+	ret = cloop_check_geometry(s->block_size, s->n_blocks, bs->filename, err, errlen);
 	if (ret == 0)
 		ret = cloop_load(bs, s, (uint64_t)fsize, err, errlen);
 	if (ret < 0) {
@@ -252,20 +279,6 @@ static int cloop_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 	return 0;
 }
 
-static int cloop_info(struct bdev *bs, const struct block_info_writer *w)
-{
-	struct cloop_state *s = bs->opaque;
-
-	w->num(w->opaque, "block-size", s->block_size);
-	w->num(w->opaque, "blocks", s->n_blocks);
-	return 0;
-}
-
-static uint32_t cloop_cluster_size(struct bdev *bs)
-{
-	return ((struct cloop_state *)bs->opaque)->block_size;
-}
-
 struct block_format block_format_cloop = {	/* not static: unit tests link it by name */
 	.name = "cloop",
 	.probe = cloop_probe,
@@ -275,8 +288,7 @@ struct block_format block_format_cloop = {	/* not static: unit tests link it by 
 	.pwritev = cloop_pwritev,
 	.flush = cloop_flush,
 	.block_status = cloop_block_status,
-	.info = cloop_info,
-	.cluster_size = cloop_cluster_size,
+	/* no info or cluster size: qemu-img shows neither for cloop */
 };
 
 BLOCK_FORMAT_REGISTER(block_format_cloop)

@@ -106,6 +106,9 @@ static void qcow_header_decode(const uint8_t *b, struct qcow_header *h)
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
 
+/* Header fields in the order and words of QEMU's qcow_open; the checks it
+ * lacks (where the L1 table and the backing file name lie) come last, in
+ * the same style. */
 static int qcow_header_check(const struct qcow_header *h, const char *fn, uint64_t file_size,
 			     uint32_t *l1_size, char *err, size_t errlen)
 {
@@ -113,57 +116,51 @@ static int qcow_header_check(const struct qcow_header *h, const char *fn, uint64
 	uint64_t l1;
 
 	if (h->size <= 1)
-		FAIL("%s: qcow size %llu is too small", fn, (unsigned long long)h->size);
+		FAIL("%s: Image size is too small (must be at least 2 bytes)", fn);
 	if (h->cluster_bits < 9 || h->cluster_bits > 16)
-		FAIL("%s: qcow cluster_bits %u out of range 9..16", fn, h->cluster_bits);
+		FAIL("%s: Cluster size must be between 512 and 64k", fn);
 	if (h->l2_bits < 6 || h->l2_bits > 13)
-		FAIL("%s: qcow l2_bits %u out of range 6..13", fn, h->l2_bits);
+		FAIL("%s: L2 table size must be between 512 and 64k", fn);
+	if (h->crypt_method > QCOW_CRYPT_AES)
+		FAIL("%s: invalid encryption method in qcow header", fn);
 	if (h->crypt_method == QCOW_CRYPT_AES)
-		FAIL("%s: encrypted qcow images (crypt_method 1, AES) are not supported; "
-		     "convert with qemu-img first", fn);
-	if (h->crypt_method != QCOW_CRYPT_NONE)
-		FAIL("%s: qcow crypt_method %u is invalid", fn, h->crypt_method);
+		FAIL("%s: Use of AES-CBC encrypted qcow images is not supported", fn);
 	shift = h->cluster_bits + h->l2_bits;
 	if (h->size > UINT64_MAX - (1ull << shift))
-		FAIL("%s: qcow size %llu too large", fn, (unsigned long long)h->size);
+		FAIL("%s: Image too large", fn);
 	l1 = (h->size + (1ull << shift) - 1) >> shift;
-	if (l1 > QCOW_MAX_L1_BYTES / 8)
-		FAIL("%s: qcow size %llu needs an L1 table of %llu entries (too large)", fn,
-		     (unsigned long long)h->size, (unsigned long long)l1);
+	if (l1 > QCOW_MAX_L1_BYTES / 8)		/* QEMU's bound, INT_MAX bytes, is larger */
+		FAIL("%s: Image too large", fn);
+	if (h->backing_file_offset && h->backing_file_size > QCOW_MAX_BACKING_NAME)
+		FAIL("%s: Backing file name too long", fn);
 	if (h->l1_table_offset < QCOW_HEADER_SIZE || h->l1_table_offset > file_size ||
 	    l1 * 8 > file_size - h->l1_table_offset)
-		FAIL("%s: qcow l1_table_offset 0x%llx (%llu entries) lies outside the file", fn,
-		     (unsigned long long)h->l1_table_offset, (unsigned long long)l1);
-	if (h->backing_file_offset) {
-		if (h->backing_file_size == 0 || h->backing_file_size > QCOW_MAX_BACKING_NAME)
-			FAIL("%s: qcow backing_file_size %u out of range 1..%u", fn,
-			     h->backing_file_size, QCOW_MAX_BACKING_NAME);
-		if (h->backing_file_offset > file_size ||
-		    h->backing_file_size > file_size - h->backing_file_offset)
-			FAIL("%s: qcow backing_file_offset 0x%llx lies outside the file", fn,
-			     (unsigned long long)h->backing_file_offset);
-	}
+		FAIL("%s: L1 table lies outside the image file", fn);
+	if (h->backing_file_offset && (h->backing_file_offset > file_size ||
+				       h->backing_file_size > file_size - h->backing_file_offset))
+		FAIL("%s: Backing file name lies outside the image file", fn);
 	*l1_size = (uint32_t)l1;
 	return 0;
 }
 
+/* An empty name (size 0) is no backing file, as in QEMU. */
 static int qcow_read_backing_name(struct bdev *bs, const struct qcow_header *h,
 				  char *err, size_t errlen)
 {
 	char name[QCOW_MAX_BACKING_NAME + 1];
 	int ret;
 
-	if (!h->backing_file_offset)
+	if (!h->backing_file_offset || !h->backing_file_size)
 		return 0;
 	ret = bfile_pread(bs->file, h->backing_file_offset, name, h->backing_file_size);
 	if (ret < 0) {
-		snprintf(err, errlen, "%s: cannot read the qcow backing file name: %s",
+		snprintf(err, errlen, "%s: Could not read the backing file name: %s",
 			 bs->filename, strerror(-ret));
 		return ret;
 	}
 	name[h->backing_file_size] = 0;
 	if (strlen(name) != h->backing_file_size)
-		FAIL("%s: qcow backing file name contains a NUL byte", bs->filename);
+		FAIL("%s: Backing file name contains a NUL byte", bs->filename);
 	bs->backing_filename = strdup(name);
 	return bs->backing_filename ? 0 : -ENOMEM;
 }
@@ -192,12 +189,12 @@ static int qcow_load_l1(struct bdev *bs, char *err, size_t errlen)
 
 	s->l1 = calloc(s->l1_size ? s->l1_size : 1, 8);
 	if (!s->l1) {
-		snprintf(err, errlen, "%s: out of memory for the qcow L1 table", bs->filename);
+		snprintf(err, errlen, "%s: Could not allocate memory for L1 table", bs->filename);
 		return -ENOMEM;
 	}
 	ret = bfile_pread(bs->file, s->l1_table_offset, s->l1, (size_t)s->l1_size * 8);
 	if (ret < 0) {
-		snprintf(err, errlen, "%s: cannot read the qcow L1 table: %s", bs->filename,
+		snprintf(err, errlen, "%s: Could not read L1 table: %s", bs->filename,
 			 strerror(-ret));
 		return ret;
 	}
@@ -207,7 +204,7 @@ static int qcow_load_l1(struct bdev *bs, char *err, size_t errlen)
 		if (s->l1[i] && !bs->opts.for_check &&
 		    (s->l1[i] >= s->file_end ||
 		     s->l1[i] + (uint64_t)s->l2_entries * 8 > s->file_end))
-			FAIL("%s: qcow L1 entry %u points past the end of the file (0x%llx)",
+			FAIL("%s: L1 entry %u (0x%llx) points past the end of the image file",
 			     bs->filename, i, (unsigned long long)s->l1[i]);
 	}
 	return 0;
@@ -238,15 +235,19 @@ static int qcow_open(struct bdev *bs, char *err, size_t errlen)
 	uint32_t l1_size;
 	int ret;
 
-	ret = block_read_header(bs, "qcow", buf, sizeof(buf), QCOW_HEADER_SIZE, &fsize, err,
-				errlen);
+	/* a short file reads as zeroes past its end, as in QEMU */
+	ret = block_read_header(bs, "qcow", buf, sizeof(buf), 0, &fsize, err, errlen);
 	if (ret < 0)
 		return ret;
 	if (ld_be32(buf) != QCOW_MAGIC)
-		FAIL("%s: not a qcow image (bad magic)", bs->filename);
-	if (ld_be32(buf + 4) != QCOW_VERSION)
-		FAIL("%s: qcow version %u is not supported (only 1)", bs->filename,
-		     ld_be32(buf + 4));
+		FAIL("%s: Image not in qcow format", bs->filename);
+	if (ld_be32(buf + 4) != QCOW_VERSION) {
+		snprintf(err, errlen, "%s: qcow (v1) does not support qcow version %u%s",
+			 bs->filename, ld_be32(buf + 4),
+			 ld_be32(buf + 4) == 2 || ld_be32(buf + 4) == 3 ?
+			 "\nTry the 'qcow2' driver instead." : "");
+		return -ENOTSUP;
+	}
 	qcow_header_decode(buf, &h);
 	ret = qcow_header_check(&h, bs->filename, (uint64_t)fsize, &l1_size, err, errlen);
 	if (ret < 0)

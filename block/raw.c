@@ -3,7 +3,10 @@
  * holes, write-zeroes uses ZERO_RANGE or a hole when unmapping is allowed,
  * create with preallocation off/falloc/full, resize. When the format was
  * probed rather than given, a write that would make sector 0 look like
- * another format fails with EPERM (QEMU's rule, CVE-2008-2004). */
+ * another format fails with EPERM (QEMU's rule, CVE-2008-2004).
+ * As in QEMU, the disk is the file rounded up to whole 512-byte sectors:
+ * the tail past the end of the file reads as zeroes (and shows as zero in
+ * block status), and a write there extends the file. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +22,12 @@ static int raw_probe(const uint8_t *head, size_t len, const char *filename)
 	return 1;	/* anything is a raw image, with the least confidence */
 }
 
+/* QEMU counts a file in whole sectors, the last one partly past EOF. */
+static uint64_t raw_disk_size(uint64_t file_size)
+{
+	return (file_size + BDRV_SECTOR_SIZE - 1) & ~(uint64_t)(BDRV_SECTOR_SIZE - 1);
+}
+
 static int raw_open(struct bdev *bs, char *err, size_t errlen)
 {
 	int64_t size = bfile_size(bs->file);
@@ -28,7 +37,7 @@ static int raw_open(struct bdev *bs, char *err, size_t errlen)
 			 strerror((int)-size));
 		return (int)size;
 	}
-	bs->size = (uint64_t)size;
+	bs->size = raw_disk_size((uint64_t)size);
 	return 0;
 }
 
@@ -185,7 +194,7 @@ static int raw_truncate(struct bdev *bs, uint64_t new_size, bool shrink_ok, char
 		snprintf(err, errlen, "'%s': could not resize: %s", bs->filename, strerror(-ret));
 		return ret;
 	}
-	bs->size = new_size;
+	bs->size = raw_disk_size(new_size);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 # backing file; hostile headers fail with one clear line. Exit 0 = all
 # passed.
 cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/cloop-lib.sh
 IMG=${IMG:-build/minikvm-img}
 pass=0; failn=0; failed=""
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
@@ -125,29 +126,7 @@ head -c 300000 /dev/urandom > "$T/cl.in"
 python3 -c 'import sys
 sys.stdout.buffer.write(b"".join(bytes([i % 251]) * 1000 for i in range(300)))' \
 	>> "$T/cl.in"
-if command -v create_compressed_fs >/dev/null; then
-	create_compressed_fs -q -B 65536 "$T/cl.in" "$T/a.cloop" >/dev/null 2>&1
-else
-	echo "note: cloop-utils missing, building the cloop image from the format description"
-	python3 - "$T/cl.in" "$T/a.cloop" <<'EOF'
-import struct, sys, zlib
-data = open(sys.argv[1], 'rb').read()
-bs = 65536
-data += b'\0' * (-len(data) % bs)
-blocks = [zlib.compress(data[i:i + bs], 9) for i in range(0, len(data), bs)]
-pre = (b"#!/bin/sh\n#V2.0 Format\n"
-       b"modprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\nexit $?\n")
-out = pre.ljust(128, b'\0') + struct.pack('>II', bs, len(blocks))
-off = len(out) + 8 * (len(blocks) + 1)
-offs = []
-for b in blocks:
-    offs.append(off)
-    off += len(b)
-offs.append(off)
-out += b''.join(struct.pack('>Q', o) for o in offs) + b''.join(blocks)
-open(sys.argv[2], 'wb').write(out)
-EOF
-fi
+make_cloop "$T/cl.in" "$T/a.cloop"
 ours cloop "$T/a.cloop" "$T/cl.ours" && theirs cloop "$T/a.cloop" "$T/cl.theirs"
 check "cloop reads identically to qemu-img" same "$T/cl.ours" "$T/cl.theirs"
 check "cloop content is the compressed input" \

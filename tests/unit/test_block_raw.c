@@ -1,7 +1,7 @@
 /* Unit tests for the raw format and the block layer's synchronous path:
  * create with each preallocation mode, read/write at odd offsets, range and
  * read-only checks, discard and write-zeroes with block status, resize,
- * cache modes (O_DIRECT refused by tmpfs with QEMU's message), async I/O. */
+ * sizes that are not whole sectors (rounded up as in QEMU), cache modes (O_DIRECT refused by tmpfs with QEMU's message), async I/O. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -365,6 +365,78 @@ static void test_async(void **state)
 	bdev_close(bs);
 }
 
+/* A file whose size is not a multiple of 512: as in QEMU the disk is the
+ * file rounded up to whole sectors; the tail past EOF reads as zeroes
+ * (synchronously and through every engine), shows as zero in block
+ * status, and a write there extends the file. */
+static void unaligned_tail_async(const char *path, enum block_engine_kind engine)
+{
+	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0 };
+	struct block_open_opts o = { .format = "raw", .read_only = true, .engine = engine };
+	uint8_t buf[512];
+	struct iovec v = { buf, sizeof(buf) };
+	struct bdev *bs = NULL;
+	char err[256];
+
+	assert_int_equal(bdev_open(path, &o, &bs, err, sizeof(err)), 0);
+	memset(buf, 0xee, sizeof(buf));
+	w.pending = 1;
+	assert_int_equal(bdev_aio_readv(bs, 512, &v, 1, waiter_cb, &w), 0);
+	waiter_wait(&w);
+	assert_int_equal(w.errors, 0);
+	for (int i = 0; i < 512; i++)
+		assert_int_equal(buf[i], i < 488 ? (uint8_t)((512 + i) * 7 + 3) : 0);
+	bdev_close(bs);
+}
+
+static void test_unaligned_size(void **state)
+{
+	const struct block_format *raw = block_format_find("raw");
+	uint8_t data[1000], buf[1024], b = 0x77;
+	char p[128], err[256];
+	struct bdev *bs;
+	struct stat st;
+	int fd;
+
+	path_in_dir(p, sizeof(p), "odd.raw");
+	fill_pattern(data, sizeof(data), 3);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	close(fd);
+
+	bs = open_raw(p, BLOCK_CACHE_WRITEBACK, false);
+	assert_int_equal(bdev_size(bs), 1024);
+	memset(buf, 0xee, sizeof(buf));
+	assert_int_equal(bdev_pread(bs, 0, buf, sizeof(buf)), 0);
+	assert_memory_equal(buf, data, sizeof(data));
+	for (int i = 1000; i < 1024; i++)
+		assert_int_equal(buf[i], 0);
+	expect_status(bs, 0, 1024, BLOCK_STATUS_DATA, 1000);
+	expect_status(bs, 1000, 24, BLOCK_STATUS_ZERO, 24);
+	bdev_close(bs);
+
+	unaligned_tail_async(p, BLOCK_ENGINE_THREADS);
+	unaligned_tail_async(p, BLOCK_ENGINE_NATIVE);
+	unaligned_tail_async(p, BLOCK_ENGINE_DEFAULT);
+
+	bs = open_raw(p, BLOCK_CACHE_WRITEBACK, false);
+	assert_int_equal(bdev_pwrite(bs, 1010, &b, 1), 0);	/* past EOF: extends */
+	bdev_close(bs);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 1011);
+
+	bs = open_raw(p, BLOCK_CACHE_WRITEBACK, false);
+	assert_int_equal(raw->truncate(bs, 1500, false, err, sizeof(err)), 0);
+	assert_int_equal(bdev_size(bs), 1536);
+	assert_int_equal(bdev_pread(bs, 1024, buf, 512), 0);
+	for (int i = 0; i < 512; i++)
+		assert_int_equal(buf[i], 0);
+	bdev_close(bs);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 1500);
+}
+
 /* inline_memory_io: on tmpfs, data I/O finishes inside the submit call
  * (callback included; for a polled bdev the callback waits for the next
  * poll); on a disk file it stays asynchronous and still completes. */
@@ -467,6 +539,7 @@ int main(void)
 		cmocka_unit_test(test_range_and_read_only),
 		cmocka_unit_test(test_discard_zeroes_status),
 		cmocka_unit_test(test_truncate),
+		cmocka_unit_test(test_unaligned_size),
 		cmocka_unit_test(test_o_direct_refused),
 		cmocka_unit_test(test_open_errors),
 		cmocka_unit_test(test_async),

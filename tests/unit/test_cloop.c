@@ -1,7 +1,8 @@
 /* Unit tests for cloop images, block/cloop.c: images built here from the
  * format description (preamble, block_size, n_blocks, offsets, zlib
  * blocks), read whole and in unaligned pieces, refused for writing, and
- * hostile geometry, offsets and block data rejected. */
+ * hostile geometry, offsets and block data rejected (QEMU's checks in its
+ * words, then our own on where the table and blocks lie). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -123,7 +124,7 @@ static void test_probe_and_read_only(void **state)
 	o.read_only = false;
 	o.format = "cloop";
 	assert_true(bdev_open(p, &o, &bs, err, sizeof(err)) < 0);
-	assert_non_null(strstr(err, "read-only"));
+	assert_non_null(strstr(err, "Image is read-only"));
 	assert_int_equal(block_format_cloop.probe((const uint8_t *)"#!/bin/bash\n", 12, "x"), 0);
 	free(d);
 }
@@ -140,44 +141,75 @@ static const char *bad(const char *name, size_t off, const void *bytes, size_t l
 	return p;
 }
 
+/* QEMU's checks, in its order and words. */
 static void test_bad_geometry(void **state)
 {
 	uint8_t b4[4];
-	const char *p = bad("short.cloop", 0, NULL, 0);
 
-	fmt_truncate(p, 130);
-	fmt_expect_open_error(p, "cloop", "too short");
 	be32_at(b4, 0);
 	fmt_expect_open_error(bad("bs0.cloop", 128, b4, 4), "cloop", "block_size cannot be zero");
 	be32_at(b4, 1000);
-	fmt_expect_open_error(bad("bs1000.cloop", 128, b4, 4), "cloop", "block_size 1000");
+	fmt_expect_open_error(bad("bs1000.cloop", 128, b4, 4), "cloop",
+			      "block_size 1000 must be a multiple of 512");
 	be32_at(b4, 128u << 20);
-	fmt_expect_open_error(bad("bsbig.cloop", 128, b4, 4), "cloop", "MiB or less");
+	fmt_expect_open_error(bad("bsbig.cloop", 128, b4, 4), "cloop",
+			      "block_size 134217728 must be 64 MB or less");
 	be32_at(b4, 0xffffffffu);
-	fmt_expect_open_error(bad("nbmax.cloop", 132, b4, 4), "cloop", "too many offsets");
-	be32_at(b4, 1000000);
-	fmt_expect_open_error(bad("nbeof.cloop", 132, b4, 4), "cloop", "past the end");
+	fmt_expect_open_error(bad("nbmax.cloop", 132, b4, 4), "cloop",
+			      "n_blocks 4294967295 must be 536870911 or less");
+	be32_at(b4, 100000000);
+	fmt_expect_open_error(bad("nbmany.cloop", 132, b4, 4), "cloop",
+			      "image requires too many offsets, try increasing block size");
 }
 
 static void test_bad_offsets(void **state)
 {
-	uint8_t b8[8];
+	uint8_t b8[8], b4[4];
 	const char *p;
 
-	be64_at(b8, 100);
-	fmt_expect_open_error(bad("hdr.cloop", 136, b8, 8), "cloop", "into the header");
 	be64_at(b8, 1ull << 40);
 	fmt_expect_open_error(bad("eof.cloop", 136 + 2 * 8, b8, 8), "cloop",
-			      "offset 2 (1099511627776) points past the end");
+			      "invalid compressed block size at index 2, image file is corrupt");
 	be64_at(b8, 200);
 	fmt_expect_open_error(bad("mono.cloop", 136 + 3 * 8, b8, 8), "cloop",
-			      "not monotonically increasing at index 3");
+			      "offsets not monotonically increasing at index 3, image file is "
+			      "corrupt");
 	/* A 150 MiB block in a sparse file: beyond what QEMU accepts. */
 	p = bad("huge.cloop", 0, NULL, 0);
 	fmt_truncate(p, 200 << 20);
 	be64_at(b8, 150 << 20);
 	fmt_patch(p, 136 + NB * 8, b8, 8);
-	fmt_expect_open_error(p, "cloop", "too large");
+	fmt_expect_open_error(p, "cloop", "invalid compressed block size at index 5");
+	/* The table reads as zeroes past the end of the file, as in QEMU: a
+	 * table that runs into the blocks decreases somewhere. */
+	be32_at(b4, 1000);
+	fmt_expect_open_error(bad("nbeof.cloop", 132, b4, 4), "cloop",
+			      "image file is corrupt");
+	p = bad("short.cloop", 0, NULL, 0);
+	fmt_truncate(p, 160);
+	fmt_expect_open_error(p, "cloop", "offsets not monotonically increasing at index 3");
+}
+
+/* Our checks where QEMU would read zeroes or the header as data. */
+static void test_bad_placement(void **state)
+{
+	uint8_t b8[8];
+	const char *p;
+
+	be64_at(b8, 100);
+	fmt_expect_open_error(bad("hdr.cloop", 136, b8, 8), "cloop",
+			      "offset at index 0 points into the header, image file is corrupt");
+	p = bad("end.cloop", 0, NULL, 0);
+	fmt_truncate(p, 200000);
+	be64_at(b8, 300000);
+	fmt_patch(p, 136 + NB * 8, b8, 8);
+	fmt_expect_open_error(p, "cloop", "offset at index 5 points past the end of the file");
+	p = bad("tiny.cloop", 0, NULL, 0);	/* n_blocks 0: the 8-byte table is cut */
+	fmt_truncate(p, 140);
+	be64_at(b8, 0);
+	fmt_patch(p, 128, b8, 8);
+	fmt_patch(p, 128, "\0\0\x02\0", 4);
+	fmt_expect_open_error(p, "cloop", "offsets table extends past the end of the file");
 }
 
 static void test_bad_block_data(void **state)
@@ -220,6 +252,7 @@ int main(void)
 		cmocka_unit_test(test_probe_and_read_only),
 		cmocka_unit_test(test_bad_geometry),
 		cmocka_unit_test(test_bad_offsets),
+		cmocka_unit_test(test_bad_placement),
 		cmocka_unit_test(test_bad_block_data),
 	};
 

@@ -250,35 +250,41 @@ static void test_bad_headers(void **state)
 	const char *p;
 
 	p = hostile("short.qcow", 0, NULL, 0);
-	fmt_truncate(p, 40);
-	fmt_expect_open_error(p, "qcow", "too short");
+	fmt_truncate(p, 40);	/* reads as zeroes past the end: an L1 offset of 0 */
+	fmt_expect_open_error(p, "qcow", "L1 table lies outside the image file");
 
 	put_be32(b4, 2);
-	fmt_expect_open_error(hostile("v2.qcow", 4, b4, 4), "qcow", "version 2");
+	fmt_expect_open_error(hostile("v2.qcow", 4, b4, 4), "qcow", "qcow (v1) does not support qcow version 2\nTry the 'qcow2' driver instead.");
 	b8 = 8;
-	fmt_expect_open_error(hostile("cb8.qcow", 32, &b8, 1), "qcow", "cluster_bits 8");
+	fmt_expect_open_error(hostile("cb8.qcow", 32, &b8, 1), "qcow", "Cluster size must be between 512 and 64k");
 	b8 = 17;
-	fmt_expect_open_error(hostile("cb17.qcow", 32, &b8, 1), "qcow", "cluster_bits 17");
+	fmt_expect_open_error(hostile("cb17.qcow", 32, &b8, 1), "qcow", "Cluster size must be between 512 and 64k");
 	b8 = 5;
-	fmt_expect_open_error(hostile("l2b5.qcow", 33, &b8, 1), "qcow", "l2_bits 5");
+	fmt_expect_open_error(hostile("l2b5.qcow", 33, &b8, 1), "qcow", "L2 table size must be between 512 and 64k");
 	b8 = 14;
-	fmt_expect_open_error(hostile("l2b14.qcow", 33, &b8, 1), "qcow", "l2_bits 14");
+	fmt_expect_open_error(hostile("l2b14.qcow", 33, &b8, 1), "qcow", "L2 table size must be between 512 and 64k");
 	put_be32(b4, 1);
-	fmt_expect_open_error(hostile("aes.qcow", 36, b4, 4), "qcow", "encrypted");
+	fmt_expect_open_error(hostile("aes.qcow", 36, b4, 4), "qcow",
+			      "Use of AES-CBC encrypted qcow images is not supported");
 	put_be32(b4, 7);
-	fmt_expect_open_error(hostile("crypt7.qcow", 36, b4, 4), "qcow", "crypt_method 7");
+	fmt_expect_open_error(hostile("crypt7.qcow", 36, b4, 4), "qcow",
+			      "invalid encryption method in qcow header");
 	put_be64(b8x, 0);
-	fmt_expect_open_error(hostile("size0.qcow", 24, b8x, 8), "qcow", "too small");
+	fmt_expect_open_error(hostile("size0.qcow", 24, b8x, 8), "qcow",
+			      "Image size is too small (must be at least 2 bytes)");
 	put_be64(b8x, UINT64_MAX - 5);
-	fmt_expect_open_error(hostile("huge.qcow", 24, b8x, 8), "qcow", "too large");
+	fmt_expect_open_error(hostile("huge.qcow", 24, b8x, 8), "qcow", "Image too large");
 	put_be64(b8x, 1ull << 50);	/* L1 table would be 1 GiB */
-	fmt_expect_open_error(hostile("bigl1.qcow", 24, b8x, 8), "qcow", "L1 table");
+	fmt_expect_open_error(hostile("bigl1.qcow", 24, b8x, 8), "qcow", "Image too large");
 	put_be64(b8x, 1ull << 36);	/* L1 fits in memory, not in the file */
-	fmt_expect_open_error(hostile("l1eof.qcow", 24, b8x, 8), "qcow", "l1_table_offset");
+	fmt_expect_open_error(hostile("l1eof.qcow", 24, b8x, 8), "qcow",
+			      "L1 table lies outside the image file");
 	put_be64(b8x, 1ull << 40);
-	fmt_expect_open_error(hostile("l1off.qcow", 40, b8x, 8), "qcow", "l1_table_offset");
+	fmt_expect_open_error(hostile("l1off.qcow", 40, b8x, 8), "qcow",
+			      "L1 table lies outside the image file");
 	put_be64(b8x, 1ull << 40);
-	fmt_expect_open_error(hostile("l1ent.qcow", 48, b8x, 8), "qcow", "L1 entry 0");
+	fmt_expect_open_error(hostile("l1ent.qcow", 48, b8x, 8), "qcow",
+			      "L1 entry 0 (0x10000000000) points past the end of the image file");
 }
 
 static void test_bad_backing_fields(void **state)
@@ -287,13 +293,40 @@ static void test_bad_backing_fields(void **state)
 
 	put_be64(f, 48);
 	put_be32(f + 8, 2000);
-	fmt_expect_open_error(hostile("blen.qcow", 8, f, 12), "qcow", "backing_file_size 2000");
+	fmt_expect_open_error(hostile("blen.qcow", 8, f, 12), "qcow", "Backing file name too long");
 	put_be64(f, 1ull << 40);
 	put_be32(f + 8, 8);
-	fmt_expect_open_error(hostile("boff.qcow", 8, f, 12), "qcow", "backing_file_offset");
+	fmt_expect_open_error(hostile("boff.qcow", 8, f, 12), "qcow",
+			      "Backing file name lies outside the image file");
 	put_be64(f, 48);
 	put_be32(f + 8, 8);		/* the name field holds the zero L1 table */
-	fmt_expect_open_error(hostile("bnul.qcow", 8, f, 12), "qcow", "NUL");
+	fmt_expect_open_error(hostile("bnul.qcow", 8, f, 12), "qcow",
+			      "Backing file name contains a NUL byte");
+}
+
+/* Where QEMU accepts what looks odd, so do we: an empty backing file
+ * name is no backing file. A version QEMU knows as qcow2 gets its hint
+ * line. */
+static void test_qemu_quirks(void **state)
+{
+	uint8_t f[12], b4[4];
+	struct bdev *bs = NULL;
+	char err[512] = "";
+
+	put_be64(f, 48);
+	put_be32(f + 8, 0);
+	assert_int_equal(fmt_open(hostile("bempty.qcow", 8, f, 12), "qcow", true, &bs, err,
+				  sizeof(err)), 0);
+	assert_null(bdev_backing(bs));
+	assert_null(bs->backing_filename);
+	bdev_close(bs);
+	put_be32(b4, 3);
+	fmt_expect_open_error(hostile("v3.qcow", 4, b4, 4), "qcow",
+			      "version 3\nTry the 'qcow2' driver instead.");
+	put_be32(b4, 7);
+	fmt_expect_open_error(hostile("v7.qcow", 4, b4, 4), "qcow", "qcow version 7");
+	put_be32(b4, 0);
+	fmt_expect_open_error(hostile("magic.qcow", 0, b4, 4), "qcow", "Image not in qcow format");
 }
 
 static void test_backing_names_refused(void **state)
@@ -519,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_compressed_clusters),
 		cmocka_unit_test(test_bad_headers),
 		cmocka_unit_test(test_bad_backing_fields),
+		cmocka_unit_test(test_qemu_quirks),
 		cmocka_unit_test(test_backing_names_refused),
 		cmocka_unit_test(test_hostile_tables),
 		cmocka_unit_test(test_check),

@@ -3,7 +3,10 @@
  * unless -d is given, empty the top image so it reads through to its
  * backing file again (qemu-img's behaviour: formats without a make_empty
  * op, and flat or streamOptimized vmdk, silently keep their data). -b
- * implies -d, as in qemu-img. */
+ * implies -d, as in qemu-img. A base smaller than the top grows to the
+ * top's size first, as QEMU's commit job does. Errors are qemu-img's
+ * words. */
+#include <stdarg.h>
 #include "tools/img/img.h"
 
 #define COMMIT_CHUNK (1u << 20)
@@ -39,6 +42,54 @@ static bool is_allocated_above(struct bdev *top, struct bdev *base, uint64_t off
 	return false;
 }
 
+/* -r as qemu-img's cvtnum() reads it (the value is then not applied). */
+static int check_rate_limit(const char *arg)
+{
+	uint64_t v;
+
+	if (img_parse_size(arg, &v) == 0)
+		return 0;
+	img_err("Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for");
+	img_err("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+	return -1;
+}
+
+/* The base named by -b among the backing files of top: by the name
+ * opened, its last component, or the name top records. */
+static struct bdev *find_base(struct bdev *top, const char *name)
+{
+	struct bdev *bs;
+
+	for (bs = bdev_backing(top); bs; bs = bdev_backing(bs)) {
+		const char *f = bdev_filename(bs), *slash = strrchr(f, '/');
+
+		if (!strcmp(f, name) || (slash && !strcmp(slash + 1, name)) ||
+		    (bs->depth == 1 && top->backing_filename &&
+		     !strcmp(top->backing_filename, name)))
+			return bs;
+	}
+	return NULL;
+}
+
+/* Grow the (writable) base to the top's size; a failure reads as the
+ * failed block job it is in qemu-img. */
+static int grow_base(struct bdev *wbase, uint64_t size)
+{
+	char err[512] = "";
+	int ret = -ENOTSUP;
+
+	if (bdev_size(wbase) >= size)
+		return 0;
+	if (wbase->fmt->truncate) {
+		pthread_mutex_lock(&wbase->lock);
+		ret = wbase->fmt->truncate(wbase, size, false, err, sizeof(err));
+		pthread_mutex_unlock(&wbase->lock);
+	}
+	if (ret < 0)
+		img_err("Block job failed: %s", strerror(-ret));
+	return ret;
+}
+
 /* Empty the top image after a successful commit; -ENOTSUP (the format
  * cannot) is not an error, as in qemu-img. */
 static int make_empty(struct bdev *top)
@@ -63,7 +114,7 @@ int cmd_commit(int argc, char **argv)
 	enum block_cache_mode cache = BLOCK_CACHE_UNSAFE;
 	struct img_progress pg = { 0 };
 	bool drop = false, quiet = false;
-	struct bdev *top, *base = NULL, *wbase = NULL, *bs;
+	struct bdev *top, *base = NULL, *wbase = NULL;
 	uint8_t *buf = NULL;
 	uint64_t off = 0, end;
 	int c, ret, rc = 1;
@@ -75,27 +126,26 @@ int cmd_commit(int argc, char **argv)
 		case 'd': drop = true; break;
 		case 'p': pg.on = true; break;
 		case 'q': quiet = true; break;
-		case 'r': break;	/* rate limit: accepted, not applied */
+		case 'r':	/* rate limit: checked, not applied */
+			if (check_rate_limit(optarg) < 0)
+				return 1;
+			break;
 		case 't':
 			if (block_parse_cache_mode(optarg, &cache)) {
-				img_err("commit: invalid cache mode '%s'", optarg);
+				img_err("Invalid cache option: %s", optarg);
 				return 1;
 			}
 			break;
+		case ':':
+			return img_usage_error("missing argument for option '%s'", argv[optind - 1]);
 		default:
-			return img_bad_option("commit", argc, argv);
+			return img_usage_error("unrecognized option '%s'", argv[optind - 1]);
 		}
 	}
 	if (quiet)
 		pg.on = false;
-	if (optind != argc - 1) {
-		img_err("commit: expecting exactly one filename (see '%s commit --help')", IMG_PROG);
-		return 1;
-	}
-	if (fmt && !block_format_find(fmt)) {
-		img_err("commit: unknown format '%s'", fmt);
-		return 1;
-	}
+	if (optind != argc - 1)
+		return img_usage_error("Expecting one image file name");
 	{
 		struct block_open_opts oo = { .format = fmt, .cache = cache };
 
@@ -104,24 +154,16 @@ int cmd_commit(int argc, char **argv)
 	if (!top)
 		return 1;
 	if (!bdev_backing(top)) {
-		img_err("commit: '%s' has no backing file", argv[optind]);
+		img_err("Image does not have a backing file");
 		goto out;
 	}
 	if (base_name) {
-		for (bs = bdev_backing(top); bs; bs = bdev_backing(bs)) {
-			const char *f = bdev_filename(bs), *slash = strrchr(f, '/');
-
-			if (!strcmp(f, base_name) || (slash && !strcmp(slash + 1, base_name)) ||
-			    (bs->depth == 1 && top->backing_filename &&
-			     !strcmp(top->backing_filename, base_name)))
-				break;
-		}
-		if (!bs) {
-			img_err("commit: '%s' is not in the backing chain of '%s'", base_name,
+		base = find_base(top, base_name);
+		if (!base) {
+			img_err("Did not find '%s' in the backing chain of '%s'", base_name,
 				argv[optind]);
 			goto out;
 		}
-		base = bs;
 	} else {
 		base = bdev_backing(top);
 	}
@@ -141,12 +183,9 @@ int cmd_commit(int argc, char **argv)
 		img_err("commit: out of memory");
 		goto out;
 	}
-	end = bdev_size(top) < bdev_size(base) ? bdev_size(top) : bdev_size(base);
-	if (bdev_size(top) > bdev_size(base)) {
-		img_err("commit: '%s' is larger than its base '%s': resize the base first",
-			argv[optind], bdev_filename(base));
+	if (grow_base(wbase, bdev_size(top)) < 0)
 		goto out;
-	}
+	end = bdev_size(top);
 	while (off < end) {
 		int64_t run = 0;
 		int err = 0;

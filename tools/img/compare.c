@@ -1,6 +1,10 @@
 /* minikvm-img compare: do two images read the same? Exit 0 identical,
- * 1 different, 2 error; qemu-img's messages, 512-byte mismatch offsets,
- * and -s (strict) also requiring equal sizes and allocation. */
+ * 1 different (or a usage error, as qemu-img), 2 error opening, 3 error
+ * checking allocation, 4 error reading; qemu-img's messages, 512-byte
+ * mismatch offsets, and -s (strict) also requiring equal sizes and
+ * allocation. Unknown formats are reported by img_open like any open
+ * error. */
+#include <stdarg.h>
 #include "tools/img/img.h"
 
 #define CMP_CHUNK (1u << 20)
@@ -26,9 +30,15 @@ static int64_t first_nonzero(const uint8_t *a, size_t len)
 
 static int read_err(const char *file, uint64_t off, int ret)
 {
-	img_err("compare: error while reading '%s' at offset %llu: %s", file,
-		(unsigned long long)off, strerror(-ret));
-	return 2;
+	img_err("Error while reading offset %llu of %s: %s", (unsigned long long)off, file,
+		strerror(-ret));
+	return 4;
+}
+
+static int status_err(const char *file)
+{
+	img_err("Sector allocation test failed for %s", file);
+	return 3;
 }
 
 /* The tail of the longer image must read as zeroes. */
@@ -42,7 +52,7 @@ static int check_tail(struct bdev *bs, uint64_t off, uint8_t *buf)
 		int ret;
 
 		if (n <= 0)
-			return read_err(bdev_filename(bs), off, n ? (int)n : -EIO);
+			return status_err(bdev_filename(bs));
 		if (!(cs.status & BLOCK_STATUS_DATA)) {
 			off += (uint64_t)n;
 			continue;
@@ -63,6 +73,16 @@ static int check_tail(struct bdev *bs, uint64_t off, uint8_t *buf)
 	return 0;
 }
 
+/* Strict mode: QEMU compares the whole block status: allocation, data,
+ * zero and whether a host offset is known. */
+static bool same_status(const struct chain_status *a, const struct chain_status *b)
+{
+	const unsigned kind = BLOCK_STATUS_DATA | BLOCK_STATUS_ZERO;
+
+	return (a->layer != NULL) == (b->layer != NULL) &&
+	       (a->status & kind) == (b->status & kind) && a->offset_valid == b->offset_valid;
+}
+
 static int compare_images(struct bdev *b1, struct bdev *b2, bool strict, bool quiet,
 			  struct img_progress *pg)
 {
@@ -75,14 +95,10 @@ static int compare_images(struct bdev *b1, struct bdev *b2, bool strict, bool qu
 		rc = 2;
 		goto out;
 	}
-	if (s1 != s2) {
-		if (strict) {
-			printf("Strict mode: Image size mismatch!\n");
-			rc = 1;
-			goto out;
-		}
-		if (!quiet)
-			printf("Warning: Image size mismatch!\n");
+	if (s1 != s2 && strict) {
+		printf("Strict mode: Image size mismatch!\n");
+		rc = 1;
+		goto out;
 	}
 	while (off < min) {
 		struct chain_status c1, c2;
@@ -92,16 +108,16 @@ static int compare_images(struct bdev *b1, struct bdev *b2, bool strict, bool qu
 
 		n1 = img_chain_status(b1, off, min - off, &c1);
 		if (n1 <= 0) {
-			rc = read_err(bdev_filename(b1), off, n1 ? (int)n1 : -EIO);
+			rc = status_err(bdev_filename(b1));
 			goto out;
 		}
 		n2 = img_chain_status(b2, off, (uint64_t)n1, &c2);
 		if (n2 <= 0) {
-			rc = read_err(bdev_filename(b2), off, n2 ? (int)n2 : -EIO);
+			rc = status_err(bdev_filename(b2));
 			goto out;
 		}
 		len = (uint64_t)n2 < CMP_CHUNK ? (uint64_t)n2 : CMP_CHUNK;
-		if (strict && (c1.layer != NULL) != (c2.layer != NULL)) {
+		if (strict && !same_status(&c1, &c2)) {
 			printf("Strict mode: Offset %llu block status mismatch!\n",
 			       (unsigned long long)off);
 			rc = 1;
@@ -129,8 +145,11 @@ static int compare_images(struct bdev *b1, struct bdev *b2, bool strict, bool qu
 		off += len;
 		img_progress_update(pg, off, s1 > s2 ? s1 : s2);
 	}
-	if (s1 != s2)
+	if (s1 != s2) {		/* the common part matched: warn, then check the rest */
+		if (!quiet)
+			printf("Warning: Image size mismatch!\n");
 		rc = check_tail(s1 > s2 ? b1 : b2, min, buf1);
+	}
 	if (!rc && !quiet)
 		printf("Images are identical.\n");
 out:
@@ -158,25 +177,20 @@ int cmd_compare(int argc, char **argv)
 		case 'U': break;
 		case 'T':
 			if (block_parse_cache_mode(optarg, &cache)) {
-				img_err("compare: invalid cache mode '%s'", optarg);
+				img_err("Invalid source cache option: %s", optarg);
 				return 2;
 			}
 			break;
+		case ':':
+			return img_usage_error("missing argument for option '%s'", argv[optind - 1]);
 		default:
-			img_bad_option("compare", argc, argv);
-			return 2;
+			return img_usage_error("unrecognized option '%s'", argv[optind - 1]);
 		}
 	}
 	if (quiet)
 		pg.on = false;
-	if (argc - optind != 2) {
-		img_err("compare: expecting two filenames (see '%s compare --help')", IMG_PROG);
-		return 2;
-	}
-	if ((fmt1 && !block_format_find(fmt1)) || (fmt2 && !block_format_find(fmt2))) {
-		img_err("compare: unknown format '%s'", fmt1 && !block_format_find(fmt1) ? fmt1 : fmt2);
-		return 2;
-	}
+	if (argc - optind != 2)
+		return img_usage_error("Expecting two image file names");
 	b1 = img_open(argv[optind], fmt1, true, cache, false);
 	if (!b1)
 		return 2;

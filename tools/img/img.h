@@ -50,6 +50,9 @@ void img_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void img_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Report a getopt failure ('?' or ':') for a command; returns 1. */
 int img_bad_option(const char *cmd, int argc, char **argv);
+/* qemu-img's usage errors: the message, then where to find help; returns
+ * 1 (the exit status). */
+int img_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* "1G", "512k", "1.5M", "4096": bytes (qemu suffixes k M G T P E, b
  * ignored). Returns 0, or -1 with *out untouched. */

@@ -51,6 +51,19 @@ int img_bad_option(const char *cmd, int argc, char **argv)
 	return 1;
 }
 
+int img_usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	img_err("%s", msg);
+	fprintf(stderr, "Try '%s --help' for more information\n", IMG_PROG);
+	return 1;
+}
+
 static int suffix_shift(char c)
 {
 	switch (c) {
