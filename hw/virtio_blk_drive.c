@@ -11,15 +11,17 @@
 #include "block/block.h"
 #include "hw/bootorder.h"
 #include "hw/virtio_blk.h"
-#include "hw/virtio_rng.h"
+#include "hw/virtio_pci.h"
 #include "vmm/config.h"
 #include "vmm/device.h"
 #include "vmm/log.h"
+#include "vmm/opts.h"
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
 
 #define DEVICE_NAME	"virtio-blk-pci"
 #define SERIAL_MAX	256
+#define SPEC_MAX	16383	/* a -drive spec: paths are long */
 
 /* The devices made from the command line, for virtio_blk_drain_all. */
 static struct virtio_blk *devices[MAX_DRIVE_SPECS];
@@ -33,112 +35,50 @@ void virtio_blk_drain_all(void)
 
 /* --- option strings --------------------------------------------------------- */
 
-/* One item of an option string: "key=value" (or a bare word). */
-struct opt_item {
-	const char *key;
-	size_t klen;
-	bool has_val;
-	size_t len;			/* of the whole item as written */
-	bool too_long;			/* the value did not fit val */
-};
-
-/* Parse the item at p, unescaping its value into val (NULL: only
- * measure). Returns the start of the next item (or the end). */
-static const char *next_item(const char *p, struct opt_item *it, char *val, size_t vsize)
-{
-	const char *start = p;
-	size_t n = 0;
-
-	memset(it, 0, sizeof(*it));
-	it->key = p;
-	it->klen = strcspn(p, "=,");
-	p += it->klen;
-	it->has_val = *p == '=';
-	if (it->has_val) {
-		p++;
-		while (*p && !(*p == ',' && p[1] != ',')) {
-			if (val && n + 1 < vsize)
-				val[n++] = *p;
-			else if (val)
-				it->too_long = true;
-			p += *p == ',' ? 2 : 1;
-		}
-	}
-	if (val && vsize)
-		val[n] = 0;
-	it->len = p - start;
-	return *p ? p + 1 : p;
-}
+static const struct opts_syntax blk_syntax = { .max_len = SPEC_MAX };
 
 int virtio_blk_opt_get(const char *spec, const char *key, char *buf, size_t len)
 {
-	const char *p = spec;
-	struct opt_item it;
+	struct opts o;
+	char err[96];
+	int r;
 
-	while (*p) {
-		const char *item = p;
+	if (opts_parse(&o, spec, &blk_syntax, err, sizeof(err)) < 0)
+		return -1;
+	r = opts_copy(&o, key, buf, len);
+	opts_free(&o);
+	return r;
+}
 
-		p = next_item(p, &it, NULL, 0);
-		if (!it.has_val || it.klen != strlen(key) || strncmp(it.key, key, it.klen))
-			continue;
-		next_item(item, &it, buf, len);
-		return it.too_long ? -1 : 1;
+/* Parse spec into o, refusing (logged) the first item whose key is not
+ * in keys or that has no value. */
+static int parse_checked(const char *what, const char *spec, const char *const *keys,
+			 struct opts *o)
+{
+	const struct opt *bad;
+	char err[96];
+
+	if (opts_parse(o, spec, &blk_syntax, err, sizeof(err)) < 0) {
+		log_error("%s: %s", what, err);
+		return -EINVAL;
+	}
+	bad = opts_check_keys(o, keys, 0);
+	if (bad) {
+		log_error("%s: unknown or bad parameter '%.*s'", what, (int)bad->len,
+			  spec + bad->offset);
+		opts_free(o);
+		return -EINVAL;
 	}
 	return 0;
 }
 
-/* Report the first item whose key is not in keys. */
-static int check_keys(const char *what, const char *spec, const char *const *keys)
-{
-	const char *p = spec;
-	struct opt_item it;
-
-	while (*p) {
-		const char *item = p;
-		bool ok = false;
-
-		p = next_item(p, &it, NULL, 0);
-		for (unsigned i = 0; keys[i]; i++)
-			if (it.has_val && it.klen == strlen(keys[i]) &&
-			    !strncmp(it.key, keys[i], it.klen))
-				ok = true;
-		if (!ok) {
-			log_error("%s: unknown or bad parameter '%.*s'", what, (int)it.len, item);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
-
-static int parse_onoff(const char *v, bool *out)
-{
-	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
-		*out = true;
-		return 0;
-	}
-	if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")) {
-		*out = false;
-		return 0;
-	}
-	return -1;
-}
-
+/* A u32, with K/M/G suffixes when sizes (logical_block_size=4K). */
 static int parse_u32(const char *v, bool sizes, uint32_t *out)
 {
 	uint64_t n;
-	char *end;
 
-	if (sizes) {
-		if (parse_size(v, 'B', &n) < 0)
-			return -1;
-	} else {
-		errno = 0;
-		if (*v < '0' || *v > '9')
-			return -1;
-		n = strtoull(v, &end, 0);
-		if (errno || *end)
-			return -1;
-	}
+	if (sizes ? opts_parse_size(v, 'B', &n) < 0 : opts_parse_uint(v, 0, UINT32_MAX, &n) < 0)
+		return -1;
 	if (n > UINT32_MAX)
 		return -1;
 	*out = n;
@@ -163,25 +103,27 @@ static const char *const drive_keys[] = {
 	NULL,
 };
 
-static int drive_strings(const char *spec, struct drive_spec *d)
+static int drive_strings(const struct opts *o, struct drive_spec *d)
 {
-	if (virtio_blk_opt_get(spec, "file", d->file, sizeof(d->file)) != 1 || !d->file[0]) {
-		log_error("-drive %s: file= is required", spec);
+	int r = opts_copy(o, "file", d->file, sizeof(d->file));
+
+	if (r == 0 || (r == 1 && !d->file[0])) {
+		log_error("-drive %s: file= is required", o->spec);
 		return -EINVAL;
 	}
-	if (virtio_blk_opt_get(spec, "id", d->id, sizeof(d->id)) < 0 ||
-	    virtio_blk_opt_get(spec, "if", d->iface, sizeof(d->iface)) < 0 ||
-	    virtio_blk_opt_get(spec, "format", d->format, sizeof(d->format)) < 0 ||
-	    virtio_blk_opt_get(spec, "serial", d->serial, sizeof(d->serial)) < 0) {
-		log_error("-drive %s: a value is too long", spec);
+	if (r < 0 || opts_copy(o, "id", d->id, sizeof(d->id)) < 0 ||
+	    opts_copy(o, "if", d->iface, sizeof(d->iface)) < 0 ||
+	    opts_copy(o, "format", d->format, sizeof(d->format)) < 0 ||
+	    opts_copy(o, "serial", d->serial, sizeof(d->serial)) < 0) {
+		log_error("-drive %s: a value is too long", o->spec);
 		return -EINVAL;
 	}
 	if (strcmp(d->iface, "none") && strcmp(d->iface, "virtio")) {
-		log_error("-drive %s: only if=none and if=virtio are supported", spec);
+		log_error("-drive %s: only if=none and if=virtio are supported", o->spec);
 		return -EINVAL;
 	}
 	if (!strcmp(d->iface, "none") && !d->id[0]) {
-		log_error("-drive %s: if=none needs id=", spec);
+		log_error("-drive %s: if=none needs id=", o->spec);
 		return -EINVAL;
 	}
 	d->opts.format = d->format[0] ? d->format : NULL;
@@ -190,14 +132,13 @@ static int drive_strings(const char *spec, struct drive_spec *d)
 
 /* cache= as QEMU splits it: the host side (O_DIRECT, flushes) goes to the
  * block layer, writeback vs writethrough is the device's write cache. */
-static int drive_cache(const char *spec, struct drive_spec *d)
+static int drive_cache(const struct opts *o, struct drive_spec *d)
 {
-	char v[64];
+	const char *v = opts_get(o, "cache");
 	enum block_cache_mode mode = BLOCK_CACHE_WRITEBACK;
 
-	if (virtio_blk_opt_get(spec, "cache", v, sizeof(v)) &&
-	    block_parse_cache_mode(v, &mode) < 0) {
-		log_error("-drive %s: invalid cache mode '%s'", spec, v);
+	if (v && block_parse_cache_mode(v, &mode) < 0) {
+		log_error("-drive %s: invalid cache mode '%s'", o->spec, v);
 		return -EINVAL;
 	}
 	d->writeback = mode != BLOCK_CACHE_WRITETHROUGH && mode != BLOCK_CACHE_DIRECTSYNC;
@@ -209,47 +150,46 @@ static int drive_cache(const char *spec, struct drive_spec *d)
 	return 0;
 }
 
-static int drive_flags(const char *spec, struct drive_spec *d)
+static int drive_flags(const struct opts *o, struct drive_spec *d)
 {
-	char v[64];
+	const char *aio = opts_get(o, "aio"), *ro = opts_get(o, "readonly");
+	const char *media = opts_get(o, "media"), *discard = opts_get(o, "discard");
 
-	if (virtio_blk_opt_get(spec, "aio", v, sizeof(v)) &&
-	    block_parse_engine(v, &d->opts.engine) < 0) {
-		log_error("-drive %s: invalid aio '%s' (threads, native, io_uring)", spec, v);
+	if (aio && block_parse_engine(aio, &d->opts.engine) < 0) {
+		log_error("-drive %s: invalid aio '%s' (threads, native, io_uring)", o->spec, aio);
 		return -EINVAL;
 	}
-	if (virtio_blk_opt_get(spec, "readonly", v, sizeof(v))) {
-		if (!strcmp(v, "on"))
-			d->opts.read_only = true;
-		else if (strcmp(v, "off")) {
-			log_error("-drive %s: readonly must be on or off", spec);
-			return -EINVAL;
-		}
-	}
-	if (virtio_blk_opt_get(spec, "media", v, sizeof(v)) && strcmp(v, "disk")) {
-		log_error("-drive %s: only media=disk is supported", spec);
+	if (ro && strcmp(ro, "on") && strcmp(ro, "off")) {
+		log_error("-drive %s: readonly must be on or off", o->spec);
 		return -EINVAL;
 	}
-	if (virtio_blk_opt_get(spec, "discard", v, sizeof(v))) {
-		if (!strcmp(v, "unmap") || !strcmp(v, "on"))
-			d->discard_unmap = true;
-		else if (strcmp(v, "ignore") && strcmp(v, "off")) {
-			log_error("-drive %s: invalid discard option '%s' (ignore, unmap)",
-				  spec, v);
-			return -EINVAL;
-		}
+	d->opts.read_only = ro && !strcmp(ro, "on");
+	if (media && strcmp(media, "disk")) {
+		log_error("-drive %s: only media=disk is supported", o->spec);
+		return -EINVAL;
 	}
+	if (discard && strcmp(discard, "unmap") && strcmp(discard, "on") &&
+	    strcmp(discard, "ignore") && strcmp(discard, "off")) {
+		log_error("-drive %s: invalid discard option '%s' (ignore, unmap)", o->spec,
+			  discard);
+		return -EINVAL;
+	}
+	d->discard_unmap = discard && (!strcmp(discard, "unmap") || !strcmp(discard, "on"));
 	return 0;
 }
 
 static int parse_drive(const char *spec, struct drive_spec *d)
 {
+	struct opts o;
+	int r = -EINVAL;
+
 	memset(d, 0, sizeof(*d));
-	if (check_keys("-drive", spec, drive_keys) < 0)
+	if (parse_checked("-drive", spec, drive_keys, &o) < 0)
 		return -EINVAL;
-	if (drive_strings(spec, d) < 0 || drive_cache(spec, d) < 0 || drive_flags(spec, d) < 0)
-		return -EINVAL;
-	return 0;
+	if (drive_strings(&o, d) == 0 && drive_cache(&o, d) == 0 && drive_flags(&o, d) == 0)
+		r = 0;
+	opts_free(&o);
+	return r;
 }
 
 /* --- -device virtio-blk-pci ----------------------------------------------- */
@@ -293,37 +233,47 @@ DEVICE_MODEL(virtio_blk_model, .name = DEVICE_NAME, .keys = device_keys,
 		      "bootindex=N,packed=on,discard=on|off,write-zeroes=on|off,size-max=BYTES,"
 		      "logical_block_size=,physical_block_size=,min_io_size=,opt_io_size=]")
 
-static int device_props(const char *spec, struct virtio_blk_conf *c)
+/* Every value of key as a u32 up to max; the last counts. */
+static int prop_u32(const struct opts *o, const char *key, bool sizes, uint32_t max,
+		    uint32_t *dst)
 {
-	char v[64];
+	unsigned pos = 0;
+	const char *v;
 	uint32_t n;
+
+	while ((v = opts_next(o, key, &pos))) {
+		if (parse_u32(v, sizes, &n) < 0 || n > max) {
+			log_error("-device %s: invalid %s '%s'", DEVICE_NAME, key, v);
+			return -EINVAL;
+		}
+		*dst = n;
+	}
+	return 0;
+}
+
+static int device_props(const struct opts *o, struct virtio_blk_conf *c)
+{
+	uint32_t queue_size = c->queue_size;
+	const char *bad;
 
 	for (size_t i = 0; i < sizeof(bool_props) / sizeof(bool_props[0]); i++) {
 		bool *dst = (bool *)((char *)c + bool_props[i].off);
 
-		if (virtio_blk_opt_get(spec, bool_props[i].key, v, sizeof(v)) &&
-		    parse_onoff(v, dst) < 0) {
+		if (opts_get_bool(o, bool_props[i].key, dst, &bad) < 0) {
 			log_error("-device %s: %s must be on or off", DEVICE_NAME,
 				  bool_props[i].key);
 			return -EINVAL;
 		}
 	}
 	for (size_t i = 0; i < sizeof(u32_props) / sizeof(u32_props[0]); i++) {
-		if (!virtio_blk_opt_get(spec, u32_props[i].key, v, sizeof(v)))
-			continue;
-		if (parse_u32(v, u32_props[i].size, &n) < 0) {
-			log_error("-device %s: invalid %s '%s'", DEVICE_NAME, u32_props[i].key, v);
+		uint32_t *dst = (uint32_t *)((char *)c + u32_props[i].off);
+
+		if (prop_u32(o, u32_props[i].key, u32_props[i].size, UINT32_MAX, dst) < 0)
 			return -EINVAL;
-		}
-		*(uint32_t *)((char *)c + u32_props[i].off) = n;
 	}
-	if (virtio_blk_opt_get(spec, "queue-size", v, sizeof(v))) {
-		if (parse_u32(v, false, &n) < 0 || n > UINT16_MAX) {
-			log_error("-device %s: invalid queue-size '%s'", DEVICE_NAME, v);
-			return -EINVAL;
-		}
-		c->queue_size = n;
-	}
+	if (prop_u32(o, "queue-size", false, UINT16_MAX, &queue_size) < 0)
+		return -EINVAL;
+	c->queue_size = queue_size;
 	return 0;
 }
 
@@ -336,15 +286,12 @@ static unsigned auto_num_queues(const struct vm_config *cfg)
 }
 
 /* bootindex=N of a -device (QEMU's default -1: not in the boot order). */
-static int parse_bootindex(const char *props, int32_t *index)
+static int parse_bootindex(const struct opts *props, int32_t *index)
 {
-	char v[32];
-	int r = virtio_blk_opt_get(props, "bootindex", v, sizeof(v));
+	const char *v = opts_get(props, "bootindex");
 
 	*index = -1;
-	if (r == 0)
-		return 0;
-	if (r < 0 || bootorder_parse_index(v, index) < 0) {
+	if (v && bootorder_parse_index(v, index) < 0) {
 		log_error("-device %s: Parameter 'bootindex' expects integer", DEVICE_NAME);
 		return -EINVAL;
 	}
@@ -367,10 +314,11 @@ static int register_bootindex(const struct virtio_blk *blk, const char *device,
 
 /* Open the drive and put a virtio-blk-pci for it on the VM (device: the
  * -device properties, NULL for -drive if=virtio, which has no bootindex). */
-static int create_blk(struct vm *vm, const char *drive, const char *device, int slot)
+static int create_blk(struct vm *vm, const char *drive, const struct opts *device, int slot)
 {
 	static struct drive_spec d;	/* large; startup runs on one thread */
-	char serial[SERIAL_MAX], err[512];
+	const char *serial = device ? opts_get(device, "serial") : NULL;
+	char err[512];
 	struct virtio_blk_conf conf;
 	struct virtio_blk *blk;
 	struct bdev *bs;
@@ -387,12 +335,11 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 		log_error("-device %s: %s", DEVICE_NAME, err);
 		return -EINVAL;
 	}
-	r = device ? virtio_blk_opt_get(device, "serial", serial, sizeof(serial)) : 0;
-	if (r < 0) {
+	if (serial && strlen(serial) >= SERIAL_MAX) {
 		log_error("-device %s: serial is too long", DEVICE_NAME);
 		return -EINVAL;
 	}
-	conf.serial = r == 1 ? serial : d.serial[0] ? d.serial : NULL;
+	conf.serial = serial ? serial : d.serial[0] ? d.serial : NULL;
 	conf.read_only = d.opts.read_only;
 	conf.discard_unmap = d.discard_unmap;
 	conf.writeback = d.writeback;
@@ -415,14 +362,14 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 	if (device) {
 		bool packed = false;
 
-		if (virtio_spec_packed(device, DEVICE_NAME, &packed) < 0)
+		if (virtio_opts_packed(device, DEVICE_NAME, &packed) < 0)
 			return -EINVAL;
 		virtio_pci_offer_packed(&blk->vp, packed);
 	}
 	r = virtio_pci_realize(&blk->vp, vm, slot);	/* logs its errors */
 	if (r < 0)
 		return r;
-	if (register_bootindex(blk, device, bootindex) < 0)
+	if (register_bootindex(blk, device ? device->spec : NULL, bootindex) < 0)
 		return -EINVAL;
 	vmstate_register(&virtio_blk_vmstate, &blk->st, sizeof(blk->st), blk->vp.pci.devfn);
 	if (n_devices < MAX_DRIVE_SPECS)
@@ -430,29 +377,18 @@ static int create_blk(struct vm *vm, const char *drive, const char *device, int 
 	return 0;
 }
 
-/* addr=SLOT[.0] (hex, 1-1f) as virtio_spec_slot reads it, but through
- * the escaping-aware parser; slot -1 when absent. bus= may only name the
- * root bus, "pci.0" (libvirt always writes it). */
-static int parse_addr(const char *props, int *slot)
+/* addr=SLOT[.0] (hex, 1-1f; slot -1 when absent) and bus=, which may
+ * only name the root bus, "pci.0" (libvirt always writes it). */
+static int parse_addr(const struct opts *props, int *slot)
 {
-	char v[16], *end;
-	unsigned long s;
+	const char *bus = opts_get(props, "bus");
 
 	*slot = -1;
-	if (virtio_blk_opt_get(props, "bus", v, sizeof(v)) && strcmp(v, "pci.0")) {
-		log_error("-device %s: Bus '%s' not found (only pci.0)", DEVICE_NAME, v);
+	if (bus && strcmp(bus, "pci.0")) {
+		log_error("-device %s: Bus '%s' not found (only pci.0)", DEVICE_NAME, bus);
 		return -EINVAL;
 	}
-	if (!virtio_blk_opt_get(props, "addr", v, sizeof(v)))
-		return 0;
-	errno = 0;
-	s = strtoul(v, &end, 16);
-	if (!errno && end != v && s >= 1 && s < PCI_SLOTS && (!*end || !strcmp(end, ".0"))) {
-		*slot = s;
-		return 0;
-	}
-	log_error("-device %s: invalid addr '%s' (slot 1-1f)", DEVICE_NAME, v);
-	return -EINVAL;
+	return virtio_opts_slot(props, DEVICE_NAME, slot);
 }
 
 /* The -drive spec whose id= is id, or NULL. */
@@ -468,20 +404,15 @@ static const char *find_drive(const struct vm_config *cfg, const char *id, unsig
 	return NULL;
 }
 
-static int device_spec_blk(struct vm *vm, const char *spec, bool *used)
+static int device_blk(struct vm *vm, const struct opts *props, bool *used)
 {
-	const char *props = spec + strlen(DEVICE_NAME);
-	char id[64];
-	const char *drive;
+	const char *id = opts_get(props, "drive"), *drive;
 	unsigned index;
 	int slot;
 
-	if (*props == ',')
-		props++;
-	if (check_keys("-device " DEVICE_NAME, props, device_keys) < 0 ||
-	    parse_addr(props, &slot) < 0)
+	if (parse_addr(props, &slot) < 0)
 		return -EINVAL;
-	if (virtio_blk_opt_get(props, "drive", id, sizeof(id)) != 1) {
+	if (!id) {
 		log_error("-device %s: drive=ID is required", DEVICE_NAME);
 		return -EINVAL;
 	}
@@ -496,6 +427,21 @@ static int device_spec_blk(struct vm *vm, const char *spec, bool *used)
 	}
 	used[index] = true;
 	return create_blk(vm, drive, props, slot);
+}
+
+static int device_spec_blk(struct vm *vm, const char *spec, bool *used)
+{
+	const char *props = spec + strlen(DEVICE_NAME);
+	struct opts o;
+	int r;
+
+	if (*props == ',')
+		props++;
+	if (parse_checked("-device " DEVICE_NAME, props, device_keys, &o) < 0)
+		return -EINVAL;
+	r = device_blk(vm, &o, used);
+	opts_free(&o);
+	return r;
 }
 
 static int virtio_blk_device_init(struct vm *vm)

@@ -9,7 +9,8 @@
  * device writes, so an interrupt costs no ioctl; KVM_SIGNAL_MSI remains
  * the fallback when routing fails. Masking stays in userspace (PBA).
  * All state is guarded by the PCI bus lock (recursive), which the PCI core
- * also holds around config accesses and INTx updates. */
+ * also holds around config accesses and INTx updates. Last, the -device
+ * options every virtio-pci model takes (addr=, packed=). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "hw/virtio_pci.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
+#include "vmm/opts.h"
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
 
@@ -1169,3 +1171,79 @@ static const struct vmstate_field virtqueue_fields[] = {
 };
 const struct vmstate_desc virtqueue_vmstate =
 	VMSTATE_DESC("virtqueue", 2, virtqueue_fields, virtqueue_post_load);
+
+/* --- -device options ------------------------------------------------------ */
+
+/* "S" or "S.0" (hex): function 0 of slot S, 1 to 1f. */
+static int parse_slot(const char *v, int *slot)
+{
+	unsigned long s;
+	char *end;
+
+	errno = 0;
+	s = strtoul(v, &end, 16);
+	if (errno || end == v || s < 1 || s >= PCI_SLOTS || (*end && strcmp(end, ".0")))
+		return -1;
+	*slot = s;
+	return 0;
+}
+
+int virtio_opts_slot(const struct opts *o, const char *name, int *slot)
+{
+	unsigned pos = 0;
+	const char *v;
+
+	*slot = -1;
+	while ((v = opts_next(o, "addr", &pos))) {
+		if (parse_slot(v, slot) < 0) {
+			log_error("-device %s: invalid addr '%s' (slot 1-1f)", name, v);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int virtio_opts_packed(const struct opts *o, const char *name, bool *packed)
+{
+	const char *bad;
+
+	if (opts_get_bool(o, "packed", packed, &bad) < 0) {
+		log_error("-device %s: packed must be on or off, not '%s'", name, bad);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int virtio_spec_parse(struct opts *o, const char *spec, const char *name)
+{
+	char err[96];
+
+	if (opts_parse(o, spec, NULL, err, sizeof(err)) < 0) {
+		log_error("-device %s: %s", name, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int virtio_spec_slot(const char *spec, const char *name, int *slot)
+{
+	struct opts o;
+	int r = virtio_spec_parse(&o, spec, name);
+
+	*slot = -1;
+	if (r == 0)
+		r = virtio_opts_slot(&o, name, slot);
+	opts_free(&o);
+	return r;
+}
+
+int virtio_spec_packed(const char *spec, const char *name, bool *packed)
+{
+	struct opts o;
+	int r = virtio_spec_parse(&o, spec, name);
+
+	if (r == 0)
+		r = virtio_opts_packed(&o, name, packed);
+	opts_free(&o);
+	return r;
+}

@@ -235,4 +235,19 @@ void virtio_pci_reset(struct virtio_pci *vp);
 extern const struct vmstate_desc virtio_pci_vmstate;
 extern const struct vmstate_desc virtqueue_vmstate;
 
+/* -device options of every virtio-pci model, from a parsed spec
+ * (vmm/opts.h): addr=SLOT[.0] (hex, 1-1f; *slot -1 when absent) and
+ * packed=on|off (for virtio_pci_offer_packed; *packed left alone when
+ * absent). Every occurrence must be valid, the last counts; a bad one is
+ * logged as "-device NAME: ..." and returns -EINVAL. */
+struct opts;
+int virtio_opts_slot(const struct opts *o, const char *name, int *slot);
+int virtio_opts_packed(const struct opts *o, const char *name, bool *packed);
+/* Parse a whole -device spec ("MODEL,key=value,...": the model is a bare
+ * first word) into o; -EINVAL, logged, when it is too long or has too
+ * many items. The two above from such a spec string: */
+int virtio_spec_parse(struct opts *o, const char *spec, const char *name);
+int virtio_spec_slot(const char *spec, const char *name, int *slot);
+int virtio_spec_packed(const char *spec, const char *name, bool *packed);
+
 #endif

@@ -10,6 +10,7 @@
 #include "hw/virtio_pci.h"
 #include "hw/virtio_rng.h"
 #include "vmm/log.h"
+#include "vmm/opts.h"
 #include "vmm/vm.h"
 
 #define VIRTIO_ID_RNG		4
@@ -84,61 +85,33 @@ int virtio_rng_init(struct virtio_pci *vp, const struct guest_memory *mem)
 	return virtio_pci_init(vp, &virtio_rng_ops, NULL, mem);
 }
 
-/* "addr=S" or "addr=S.F" (hex, QEMU style); function must be 0. */
-int virtio_spec_slot(const char *spec, const char *name, int *slot)
+/* One -device virtio-rng-pci[,addr=SLOT][,packed=on|off] on the VM. */
+static int create_rng(struct vm *vm, const char *spec)
 {
-	const char *p = strstr(spec, ",addr=");
-	unsigned long s;
-	char *end;
+	const char *name = virtio_rng_ops.name;
+	struct virtio_pci *vp;
+	bool packed = false;
+	struct opts o;
+	int slot, r;
 
-	*slot = -1;
-	if (!p)
-		return 0;
-	p += strlen(",addr=");
-	errno = 0;
-	s = strtoul(p, &end, 16);
-	if (errno || end == p || s >= PCI_SLOTS || s < 1)
-		goto bad;
-	if (*end == '.' && end[1] == '0')
-		end += 2;
-	if (*end && *end != ',')
-		goto bad;
-	*slot = s;
-	return 0;
-bad:
-	log_error("-device %s: invalid addr '%.*s' (slot 1-1f)", name, (int)strcspn(p, ","), p);
-	return -EINVAL;
-}
-
-/* "packed=on|off" (also true/false, yes/no); the last one counts. */
-int virtio_spec_packed(const char *spec, const char *name, bool *packed)
-{
-	static const char *const on[] = { "on", "true", "yes" }, *const off[] = { "off",
-		"false", "no" };
-	const char *p = spec;
-
-	while ((p = strstr(p, ",packed="))) {
-		size_t n;
-		bool ok = false;
-
-		p += strlen(",packed=");
-		n = strcspn(p, ",");
-		for (unsigned i = 0; i < 3; i++) {
-			if (n == strlen(on[i]) && !strncmp(p, on[i], n)) {
-				*packed = true;
-				ok = true;
-			} else if (n == strlen(off[i]) && !strncmp(p, off[i], n)) {
-				*packed = false;
-				ok = true;
-			}
-		}
-		if (!ok) {
-			log_error("-device %s: packed must be on or off, not '%.*s'", name, (int)n,
-				  p);
-			return -EINVAL;
-		}
+	if (virtio_spec_parse(&o, spec, name) < 0)
+		return -EINVAL;
+	r = virtio_opts_slot(&o, name, &slot);
+	if (r == 0)
+		r = virtio_opts_packed(&o, name, &packed);
+	opts_free(&o);
+	if (r < 0)
+		return r;
+	vp = calloc(1, sizeof(*vp));
+	if (!vp)
+		return -ENOMEM;
+	r = virtio_rng_init(vp, &vm->mem);
+	if (r < 0) {
+		log_error("-device %s: cannot create the device: %s", name, strerror(-r));
+		return r;
 	}
-	return 0;
+	virtio_pci_offer_packed(vp, packed);
+	return virtio_pci_realize(vp, vm, slot);	/* logs its errors */
 }
 
 static int virtio_rng_device_init(struct vm *vm)
@@ -148,25 +121,11 @@ static int virtio_rng_device_init(struct vm *vm)
 
 	for (unsigned i = 0; i < vm->cfg->n_devices; i++) {
 		const char *spec = vm->cfg->devices[i];
-		struct virtio_pci *vp;
-		bool packed = false;
-		int slot, r;
+		int r;
 
 		if (strncmp(spec, name, nlen) || (spec[nlen] && spec[nlen] != ','))
 			continue;
-		if (virtio_spec_slot(spec, name, &slot) < 0 ||
-		    virtio_spec_packed(spec, name, &packed) < 0)
-			return -EINVAL;
-		vp = calloc(1, sizeof(*vp));
-		if (!vp)
-			return -ENOMEM;
-		r = virtio_rng_init(vp, &vm->mem);
-		if (r < 0) {
-			log_error("-device %s: cannot create the device: %s", name, strerror(-r));
-			return r;
-		}
-		virtio_pci_offer_packed(vp, packed);
-		r = virtio_pci_realize(vp, vm, slot);	/* logs its errors */
+		r = create_rng(vm, spec);
 		if (r < 0)
 			return r;
 	}

@@ -10,10 +10,7 @@
 int virtio_rng_init(struct virtio_pci *vp, const struct guest_memory *mem);
 /* Serve queue q: fill every available chain's writable buffers. */
 void virtio_rng_process(struct virtio_pci *vp, unsigned q);
-/* The addr=SLOT[.0] option of a -device spec: -1 when absent. */
-int virtio_spec_slot(const char *spec, const char *name, int *slot);
-/* The packed=on|off option (virtio_pci_offer_packed); *packed is left
- * alone when absent; -EINVAL (logged) on a bad value. */
-int virtio_spec_packed(const char *spec, const char *name, bool *packed);
+/* The -device options addr= and packed= (virtio_spec_slot,
+ * virtio_spec_packed) are hw/virtio_pci.h's. */
 
 #endif

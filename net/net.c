@@ -34,107 +34,65 @@ static const struct net_backend_ops *const backend_types[] = {
 
 /* ---- spec parsing ---- */
 
-static void opts_free(struct net_opts *o)
+static void net_opts_free(struct net_opts *o)
 {
-	free(o->buf);
-	memset(o, 0, sizeof(*o));
+	opts_free(&o->opts);
+	o->type = NULL;
 }
 
-/* Split "type,k=v,k2=v2" into o; ",," stands for a literal comma. A bare
- * "key" means "key=on" as in QEMU. */
-static int opts_parse(const char *spec, struct net_opts *o, char *err, size_t errlen)
+/* Parse "type,k=v,k2=v2" into o (vmm/opts.c: ",," stands for a literal
+ * comma, a bare "key" means "key=on" as in QEMU); the type is item 0. */
+static int net_opts_parse(const char *spec, struct net_opts *o, char *err, size_t errlen)
 {
-	size_t len = strlen(spec);
-	char *w, *elems[NET_MAX_OPTS + 1];
-	unsigned n = 0;
+	static const struct opts_syntax syntax = {
+		.implied_key = "type", .max_items = NET_MAX_OPTS + 1, .max_len = NET_SPEC_MAX,
+	};
+	const struct opt *first;
+	int r = opts_parse(&o->opts, spec, &syntax, err, errlen);
 
-	memset(o, 0, sizeof(*o));
-	o->buf = malloc(len + 1);
-	if (!o->buf) {
-		snprintf(err, errlen, "out of memory");
+	o->type = NULL;
+	if (r == -E2BIG)
+		snprintf(err, errlen, "too many parameters (at most %d)", NET_MAX_OPTS);
+	if (r < 0)
 		return -1;
-	}
-	w = o->buf;
-	elems[n++] = w;
-	for (const char *p = spec; *p; p++) {
-		if (*p == ',' && p[1] == ',') {
-			*w++ = ',';
-			p++;
-		} else if (*p == ',') {
-			*w++ = '\0';
-			if (n == NET_MAX_OPTS + 1) {
-				snprintf(err, errlen, "too many parameters (at most %d)",
-					 NET_MAX_OPTS);
-				return -1;
-			}
-			elems[n++] = w;
-		} else {
-			*w++ = *p;
-		}
-	}
-	*w = '\0';
-
-	o->type = elems[0];
-	if (!strncmp(o->type, "type=", 5))
-		o->type += 5;
-	if (!*o->type || strchr(o->type, '=')) {
+	first = o->opts.n ? &o->opts.items[0] : NULL;
+	if (!first || strcmp(first->key, "type") || !first->val || !*first->val ||
+	    strchr(first->val, '=')) {
 		snprintf(err, errlen, "missing backend type (tap, user, socket)");
 		return -1;
 	}
-	for (unsigned i = 1; i < n; i++) {
-		char *eq = strchr(elems[i], '=');
-
-		if (!*elems[i]) {
-			snprintf(err, errlen, "empty parameter");
-			return -1;
-		}
-		o->o[o->n].key = elems[i];
-		o->o[o->n].val = "on";
-		if (eq) {
-			*eq = '\0';
-			o->o[o->n].val = eq + 1;
-		}
-		if (!*o->o[o->n].key) {
+	o->type = first->val;
+	for (unsigned i = 1; i < o->opts.n; i++) {
+		if (!*o->opts.items[i].key) {
 			snprintf(err, errlen, "parameter without a name");
 			return -1;
 		}
-		o->n++;
+	}
+	if (o->opts.trailing_comma) {
+		snprintf(err, errlen, "empty parameter");
+		return -1;
 	}
 	return 0;
 }
 
 const char *net_opt_get(const struct net_opts *o, const char *key)
 {
-	for (unsigned i = 0; i < o->n; i++)
-		if (!strcmp(o->o[i].key, key))
-			return o->o[i].val;
-	return NULL;
+	return opts_get(&o->opts, key);
 }
 
 const char *net_opt_next(const struct net_opts *o, const char *key, unsigned *pos)
 {
-	for (; *pos < o->n; (*pos)++) {
-		if (!strcmp(o->o[*pos].key, key))
-			return o->o[(*pos)++].val;
-	}
-	return NULL;
+	return opts_next(&o->opts, key, pos);
 }
 
 int net_opt_bool(const struct net_opts *o, const char *key, bool def, bool *out, char *err,
 		 size_t errlen)
 {
-	const char *v = net_opt_get(o, key);
+	const char *bad;
 
 	*out = def;
-	if (!v)
-		return 0;
-	if (!strcmp(v, "on") || !strcmp(v, "yes") || !strcmp(v, "y") || !strcmp(v, "true")) {
-		*out = true;
-	} else if (!strcmp(v, "off") || !strcmp(v, "no") || !strcmp(v, "n") ||
-		   !strcmp(v, "false")) {
-		*out = false;
-	} else {
-		snprintf(err, errlen, "%s= expects on or off, not '%s'", key, v);
+	if (opts_get_bool(&o->opts, key, out, &bad) < 0) {
+		snprintf(err, errlen, "%s= expects on or off, not '%s'", key, bad);
 		return -1;
 	}
 	return 0;
@@ -143,48 +101,35 @@ int net_opt_bool(const struct net_opts *o, const char *key, bool def, bool *out,
 int net_opt_uint(const struct net_opts *o, const char *key, unsigned min, unsigned max,
 		 unsigned def, unsigned *out, char *err, size_t errlen)
 {
-	const char *v = net_opt_get(o, key);
-	unsigned long x;
-	char *end;
+	uint64_t x = def;
+	const char *bad;
 
 	*out = def;
-	if (!v)
-		return 0;
-	errno = 0;
-	x = strtoul(v, &end, 0);
-	if (!*v || *end || errno || *v == '-' || x < min || x > max) {
+	if (opts_get_uint(&o->opts, key, min, max, &x, &bad) < 0) {
 		snprintf(err, errlen, "%s= expects a number from %u to %u, not '%s'", key, min,
-			 max, v);
+			 max, bad);
 		return -1;
 	}
 	*out = x;
 	return 0;
 }
 
-static bool in_list(const char *const *list, const char *key)
+/* Unknown keys and keys given twice are refused (item 0 is the type). */
+static int check_params(const struct net_opts *o, const struct net_backend_ops *ops,
+			char *err, size_t errlen)
 {
-	for (; list && *list; list++)
-		if (!strcmp(*list, key))
-			return true;
-	return false;
-}
+	for (unsigned i = 1; i < o->opts.n; i++) {
+		const char *key = o->opts.items[i].key;
 
-/* Unknown keys and keys given twice are refused. */
-static int opts_check_keys(const struct net_opts *o, const struct net_backend_ops *ops,
-			   char *err, size_t errlen)
-{
-	for (unsigned i = 0; i < o->n; i++) {
-		const char *key = o->o[i].key;
-
-		if (strcmp(key, "id") && !in_list(ops->keys, key)) {
+		if (strcmp(key, "id") && !opts_key_in(key, ops->keys)) {
 			snprintf(err, errlen, "unknown parameter '%s' for type %s", key,
 				 ops->type);
 			return -1;
 		}
-		if (in_list(ops->repeatable, key))
+		if (opts_key_in(key, ops->repeatable))
 			continue;
-		for (unsigned j = 0; j < i; j++) {
-			if (!strcmp(o->o[j].key, key)) {
+		for (unsigned j = 1; j < i; j++) {
+			if (!strcmp(o->opts.items[j].key, key)) {
 				snprintf(err, errlen, "parameter '%s' given twice", key);
 				return -1;
 			}
@@ -266,7 +211,7 @@ static int backend_create(const struct net_opts *o, const char *id, struct event
 			 o->type);
 		return -1;
 	}
-	if (opts_check_keys(o, ops, err, errlen) < 0)
+	if (check_params(o, ops, err, errlen) < 0)
 		return -1;
 	pthread_mutex_lock(&registry_lock);
 	if (find_locked(id)) {
@@ -325,7 +270,7 @@ static int create_netdev(const char *spec, struct event_loop *loop, char *err, s
 	const char *id;
 	int ret = -1;
 
-	if (opts_parse(spec, &o, why, sizeof(why)) < 0)
+	if (net_opts_parse(spec, &o, why, sizeof(why)) < 0)
 		goto out;
 	id = net_opt_get(&o, "id");
 	if (!id)
@@ -338,7 +283,7 @@ static int create_netdev(const char *spec, struct event_loop *loop, char *err, s
 out:
 	if (ret < 0)
 		prefix_error("-netdev", spec, why, err, errlen);
-	opts_free(&o);
+	net_opts_free(&o);
 	return ret;
 }
 
@@ -358,21 +303,16 @@ static int create_nic(const char *spec, unsigned index, struct event_loop *loop,
 {
 	struct net_opts o;
 	char why[256] = "", id[NET_ID_MAX];
-	unsigned kept = 0;
 	int ret = -1;
 
-	if (opts_parse(spec, &o, why, sizeof(why)) < 0)
+	if (net_opts_parse(spec, &o, why, sizeof(why)) < 0)
 		goto out;
 	if (!strcmp(o.type, "none")) {
 		ret = 0;	/* -nic none: no backend, no NIC */
 		goto out;
 	}
-	for (unsigned i = 0; i < o.n; i++) {
-		if (!strcmp(o.o[i].key, "model") || !strcmp(o.o[i].key, "mac"))
-			continue;
-		o.o[kept++] = o.o[i];
-	}
-	o.n = kept;
+	opts_remove(&o.opts, "model");
+	opts_remove(&o.opts, "mac");
 	if (net_opt_get(&o, "id")) {
 		snprintf(why, sizeof(why), "id= is not accepted (the backend is named __nic%u)",
 			 index);
@@ -383,7 +323,7 @@ static int create_nic(const char *spec, unsigned index, struct event_loop *loop,
 out:
 	if (ret < 0)
 		prefix_error("-nic", spec, why, err, errlen);
-	opts_free(&o);
+	net_opts_free(&o);
 	return ret;
 }
 

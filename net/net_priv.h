@@ -8,23 +8,19 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "net/net.h"
+#include "vmm/opts.h"
 
-#define NET_MAX_OPTS	32
+#define NET_MAX_OPTS	32		/* parameters after the type */
+#define NET_SPEC_MAX	65535		/* bytes of a -netdev / -nic spec */
 #define NET_ID_MAX	64
 #define NET_RXQ_FRAMES	1024		/* frames queued for a busy frontend */
 #define NET_RXQ_BYTES	(4u << 20)	/* and their total size */
 
-/* A parsed spec: type, then key=value pairs (",," unescaped). */
-struct net_opt {
-	const char *key;
-	const char *val;
-};
-
+/* A parsed spec (vmm/opts.h): item 0 is the type, then key=value pairs
+ * (",," unescaped, a bare key reads as "on"). */
 struct net_opts {
-	char *buf;			/* owns every string below */
-	const char *type;
-	struct net_opt o[NET_MAX_OPTS];
-	unsigned n;
+	struct opts opts;
+	const char *type;		/* the value of item 0 */
 };
 
 /* Option lookups for backend open functions. Each returns 0 (value or

@@ -11,6 +11,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/device.h"
 #include "vmm/log.h"
+#include "vmm/opts.h"
 #include "vmm/platform.h"
 
 #define MINIKVM_VERSION "0.1.0"
@@ -42,91 +43,35 @@ static int cli_error(struct cli_ctx *c, const char *fmt, ...)
 
 int parse_size(const char *s, char default_suffix, uint64_t *out)
 {
-	char *end;
-	double v;
-	uint64_t mult;
-	char suffix;
-
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -1;
-	suffix = *end ? *end : default_suffix;
-	if (*end && end[1] && !(toupper((unsigned char)end[1]) == 'B' && !end[2]) &&
-	    !(toupper((unsigned char)end[1]) == 'I' && toupper((unsigned char)end[2]) == 'B' && !end[3]))
-		return -1;
-	switch (toupper((unsigned char)suffix)) {
-	case 0: case 'B': mult = 1; break;
-	case 'K': mult = 1ULL << 10; break;
-	case 'M': mult = 1ULL << 20; break;
-	case 'G': mult = 1ULL << 30; break;
-	case 'T': mult = 1ULL << 40; break;
-	default: return -1;
-	}
-	if (v * mult >= 18446744073709551615.0)
-		return -1;
-	*out = (uint64_t)(v * mult);
-	return 0;
+	return opts_parse_size(s, default_suffix, out);
 }
 
-static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
-{
-	char *end;
-
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	return (errno || *end || *out > max) ? -1 : 0;
-}
-
-/* Splits "a=b,c,d=e" in place, calling fn for each key (value may be NULL).
- * A leading item without '=' is passed with key NULL and the item as value
- * when implied_key is NULL, else under implied_key. ",," escapes a comma. */
+/* Parses "a=b,c,d=e" (vmm/opts.c), calling fn for each key (value NULL for
+ * a bare word). A leading bare word is passed with key NULL and the word
+ * as value when implied_key is NULL, else under implied_key. Empty items
+ * are skipped. */
 typedef int (*kv_fn)(struct cli_ctx *c, const char *key, const char *val);
 static int parse_kv(struct cli_ctx *c, const char *opt, const char *arg,
 		    const char *implied_key, kv_fn fn)
 {
-	/* Values point into this copy and are kept in the configuration, so it
-	 * lives as long as the process. */
-	size_t n = 0, len = strlen(arg), j = 0;
-	char *buf, *items[64];
+	const struct opts_syntax syn = { .implied_key = implied_key };
+	struct opts o;
+	char why[96];
 
-	if (len >= 4096)
-		return cli_error(c, "%s: argument too long", opt);
-	buf = malloc(len + 1);
-	if (!buf)
-		return cli_error(c, "%s: out of memory", opt);
-	items[n++] = buf;
-	for (size_t i = 0; i < len; i++) {
-		if (arg[i] == ',' && arg[i + 1] == ',') {
-			buf[j++] = ',';
-			i++;
-		} else if (arg[i] == ',') {
-			buf[j++] = 0;
-			if (n == 64)
-				return cli_error(c, "%s: too many items", opt);
-			items[n++] = buf + j;
-		} else {
-			buf[j++] = arg[i];
-		}
-	}
-	buf[j] = 0;
-	for (size_t i = 0; i < n; i++) {
-		char *eq = strchr(items[i], '=');
+	/* Values point into o and are kept in the configuration, so it lives
+	 * as long as the process (never freed). */
+	if (opts_parse(&o, arg, &syn, why, sizeof(why)) < 0)
+		return cli_error(c, "%s: %s", opt, why);
+	for (unsigned i = 0; i < o.n; i++) {
+		const struct opt *it = &o.items[i];
 		int r;
-		if (!*items[i])
+
+		if (!*it->key && !it->val)
 			continue;
-		if (eq) {
-			*eq = 0;
-			r = fn(c, items[i], eq + 1);
-		} else if (i == 0) {
-			r = fn(c, implied_key, items[i]);
-		} else {
-			r = fn(c, items[i], NULL);
-		}
+		if (i == 0 && !it->val)
+			r = fn(c, NULL, it->key);
+		else
+			r = fn(c, it->key, it->val);
 		if (r < 0)
 			return r;
 	}
@@ -152,10 +97,10 @@ static int opt_m_kv(struct cli_ctx *c, const char *key, const char *val)
 
 static int opt_smp_kv(struct cli_ctx *c, const char *key, const char *val)
 {
-	unsigned long long n;
+	uint64_t n;
 	struct vm_config *cfg = c->cfg;
 
-	if (!val || parse_uint(val, MAX_SMP, &n) < 0 || n == 0)
+	if (opts_parse_uint(val, 1, MAX_SMP, &n) < 0)
 		return cli_error(c, "-smp: invalid value for %s: '%s' (1 to " STR(MAX_SMP) ")", key ? key : "cpus",
 				 val ? val : "");
 	if (!key || !strcmp(key, "cpus"))
@@ -191,11 +136,7 @@ static int opt_cpu_kv(struct cli_ctx *c, const char *key, const char *val)
 		return 0;
 	}
 	if (val) {		/* feat=on|off */
-		if (!strcmp(val, "on") || !strcmp(val, "true"))
-			enable = true;
-		else if (!strcmp(val, "off") || !strcmp(val, "false"))
-			enable = false;
-		else
+		if (opts_parse_bool(val, &enable) < 0)
 			return cli_error(c, "-cpu: %s=%s: expected on or off", key, val);
 		name = key;
 	} else if (key[0] == '+' || key[0] == '-') {
@@ -346,20 +287,6 @@ static int check_boot_devices(struct cli_ctx *c, const char *val)
 	return 0;
 }
 
-static int parse_onoff(const char *v, bool *out)
-{
-	static const char *const on[] = { "on", "yes", "true", "y" };
-	static const char *const off[] = { "off", "no", "false", "n" };
-
-	for (unsigned i = 0; v && i < 4; i++) {
-		if (!strcmp(v, on[i]) || !strcmp(v, off[i])) {
-			*out = !strcmp(v, on[i]);
-			return 0;
-		}
-	}
-	return -1;
-}
-
 /* A number in C syntax within [min, max] (QEMU's -boot integers). */
 static int parse_int_range(const char *v, long long min, long long max, long long *out)
 {
@@ -391,7 +318,7 @@ static int opt_boot_kv(struct cli_ctx *c, const char *key, const char *val)
 	if (!strcmp(key, "menu") || !strcmp(key, "strict")) {
 		bool *flag = !strcmp(key, "menu") ? &cfg->boot_menu : &cfg->boot_strict;
 
-		if (parse_onoff(val, flag) < 0)
+		if (opts_parse_bool(val, flag) < 0)
 			return cli_error(c, "-boot: parameter '%s' expects 'on' or 'off'", key);
 		return 0;
 	}

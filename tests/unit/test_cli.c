@@ -184,6 +184,47 @@ static void test_unknown_and_stray(void **state)
 	assert_int_equal(parse("-version", NULL), 1);
 }
 
+/* The key=value syntax every such option shares (vmm/opts.c). */
+static void test_option_syntax(void **state)
+{
+	char big[4200], many[200] = "1";
+
+	/* Implied first key, repeated keys (applied in turn: the last wins),
+	 * an empty trailing item. */
+	assert_int_equal(parse("-m", "size=64M,size=32M", "-smp", "2,", NULL), 0);
+	assert_int_equal(cfg.ram_size, 32ULL << 20);
+	assert_int_equal(cfg.ncpus, 2);
+	assert_int_equal(parse("-m", "64,slots=2", NULL), -1);
+	assert_string_equal(err, "-m: memory hotplug (slots=) is not supported");
+	/* ",," is a comma: here inside the first, bare word. */
+	assert_int_equal(parse("-cpu", "host,,x", NULL), -1);
+	assert_non_null(strstr(err, "unsupported CPU model 'host,x'"));
+	/* Booleans as QEMU reads them. */
+	assert_int_equal(parse("-boot", "menu=y,strict=no", "-cpu", "host,x2apic=yes", NULL), 0);
+	assert_true(cfg.boot_menu);
+	assert_false(cfg.boot_strict);
+	assert_true(cfg.cpu_edits[0].enable);
+	assert_int_equal(parse("-boot", "menu=1", NULL), -1);
+	assert_string_equal(err, "-boot: parameter 'menu' expects 'on' or 'off'");
+	/* Bounds. */
+	memset(big, '1', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(parse("-smp", big, NULL), -1);
+	assert_string_equal(err, "-smp: argument too long (at most 4095 characters)");
+	for (int i = 0; i < 64; i++)
+		strcat(many, ",dies=1");
+	assert_int_equal(parse("-smp", many, NULL), -1);
+	assert_string_equal(err, "-smp: too many items (at most 64)");
+	many[strlen(many) - 7] = 0;
+	assert_int_equal(parse("-smp", many, NULL), 0);
+	/* Numbers: a digit first. */
+	assert_int_equal(parse("-smp", "0x4", NULL), 0);
+	assert_int_equal(cfg.ncpus, 4);
+	assert_int_equal(parse("-smp", "+4", NULL), -1);
+	assert_int_equal(parse("-smp", "cpus=", NULL), -1);
+	assert_string_equal(err, "-smp: invalid value for cpus: '' (1 to 1024)");
+}
+
 static void test_size_parser(void **state)
 {
 	uint64_t v;
@@ -195,6 +236,10 @@ static void test_size_parser(void **state)
 	assert_int_equal(parse_size("", 'M', &v), -1);
 	assert_int_equal(parse_size("1MX", 'M', &v), -1);
 	assert_int_equal(parse_size(" 1", 'M', &v), -1);
+	assert_int_equal(parse_size("nan", 'M', &v), -1);
+	assert_int_equal(parse_size("1e3", 'M', &v), -1);
+	assert_int_equal(parse("-m", "nan", NULL), -1);
+	assert_string_equal(err, "-m: invalid RAM size 'nan'");
 }
 
 int main(void)
@@ -212,6 +257,7 @@ int main(void)
 		cmocka_unit_test(test_misc_options),
 		cmocka_unit_test(test_values_outlive_parse),
 		cmocka_unit_test(test_unknown_and_stray),
+		cmocka_unit_test(test_option_syntax),
 		cmocka_unit_test(test_size_parser),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

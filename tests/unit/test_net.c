@@ -29,6 +29,11 @@ static void test_spec_errors(void **state)
 		{ "user,id=", "invalid id ''" },
 		{ "user,id=u,=3", "parameter without a name" },
 		{ "user,id=u,", "empty parameter" },
+		{ ",id=u", "missing backend type" },
+		{ "type=,id=u", "missing backend type" },
+		{ "user=x,id=u", "missing backend type" },
+		{ "user,id=u,type=user", "unknown parameter 'type' for type user" },
+		{ "tap,id=t,queues=+2", "queues= expects a number from 1 to 16, not '+2'" },
 		{ "socket,id=s", "exactly one of listen=, connect= and udp=" },
 		{ "socket,id=s,listen=127.0.0.1:1,connect=127.0.0.1:2", "exactly one of" },
 		{ "socket,id=s,udp=127.0.0.1:5", "localaddr= is mandatory with udp=" },
@@ -80,6 +85,34 @@ static void test_spec_errors(void **state)
 	assert_null(net_find("u"));
 	assert_null(net_find("s"));
 	assert_null(net_find("t"));
+}
+
+/* The spec syntax (vmm/opts.c): "type=" or a bare first word, ",," in
+ * values, a bare key meaning key=on, the bound on parameters. */
+static void test_spec_syntax(void **state)
+{
+	const char *specs[] = { "type=user,id=s1,ipv6,restrict=n", "user,id=s2,ipv4=on,ipv6=off" };
+	char err[512], many[512] = "user,id=m";
+
+	assert_int_equal(net_init_backends(specs, 2, test_loop, err, sizeof(err)), 0);
+	assert_string_equal(net_type(net_find("s1")), "user");
+	assert_string_equal(net_type(net_find("s2")), "user");
+	for (int i = 0; i < 32; i++)	/* id= and 32 more: one too many */
+		strcat(many, ",ipv6=on");
+	specs[0] = many;
+	assert_true(net_init_backends(specs, 1, test_loop, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, ": too many parameters (at most 32)"));
+	many[strlen(many) - 8] = 0;	/* 32 parameters: past the parser */
+	assert_true(net_init_backends(specs, 1, test_loop, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, ": parameter 'ipv6' given twice"));
+	specs[0] = "user,id=s3,ipv6=on,,off";
+	assert_true(net_init_backends(specs, 1, test_loop, err, sizeof(err)) < 0);
+	assert_non_null(strstr(err, "ipv6= expects on or off, not 'on,off'"));
+	specs[0] = "user,id=s4,ipv6=off,";
+	assert_true(net_init_backends(specs, 1, test_loop, err, sizeof(err)) < 0);
+	assert_string_equal(err, "-netdev user,id=s4,ipv6=off,: empty parameter");
+	assert_null(net_find("s3"));
+	assert_null(net_find("s4"));
 }
 
 static void test_duplicate_id_and_attach(void **state)
@@ -539,6 +572,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_spec_errors, loop_setup, loop_teardown),
+		cmocka_unit_test_setup_teardown(test_spec_syntax, loop_setup, loop_teardown),
 		cmocka_unit_test_setup_teardown(test_duplicate_id_and_attach, loop_setup,
 						loop_teardown),
 		cmocka_unit_test_setup_teardown(test_nic_backends, loop_setup, loop_teardown),
