@@ -6,9 +6,14 @@ same machine, same run.
     qcow2 on tmpfs (/dev/shm) and on disk (build/bench/img), cache=writeback
     (engines threads and io_uring) and, on disk, cache=none (engines native
     and io_uring). qemu-img 7.2 bench has no random mode, so both tools run
-    its sequential pattern; a scattered pattern (-S 1028k, both tools) and
-    minikvm-img's own -r random mode (no qemu-img equivalent; fio is not
-    installed here) are listed separately.
+    its sequential pattern; a scattered pattern (-S 1028k, both tools) is
+    listed separately.
+  - engine against fio on the same raw file (same request size, depth,
+    engine and O_DIRECT flag): the sequential rows above and 4 KiB random
+    read and write (minikvm-img's -r; qemu-img has no random mode) at depth
+    1 and 32 for each cache mode and engine fio has (libaio, io_uring);
+  - qcow2 against raw, random read and write, same cases: a qcow2 image
+    with every cluster allocated against the same data in a raw file;
   - sequential throughput with 1 MiB requests, depth 8;
   - convert wall time qcow2->raw, raw->qcow2 and raw->qcow2 -c.
 Each figure is the median of the runs (3, 1 with --quick), the tools
@@ -163,6 +168,17 @@ def fio_pair(label, path, cache, engine, depth, write, count, bs=4096, rnd=False
     add(label + " vs fio", *[count * scale / t if t else None for t in secs], unit)
 
 
+def qcow2_vs_raw(label, qcow2_path, raw_path, cache, engine, depth, write, count):
+    """minikvm-img bench -r on a fully allocated qcow2 image against the same
+    data in a raw file."""
+    args = ["-t", cache, "-i", engine, "-d", str(depth), "-c", str(count), "-r"] + \
+        (["-w"] if write else [])
+    secs = median_of(lambda img: bench_secs(OURS, ["-f", img[0]] + args, img[1]),
+                     (("qcow2", qcow2_path), ("raw", raw_path)), REPS,
+                     warm_page_cache([qcow2_path, raw_path], cache))
+    add(label, *[count / t if t else None for t in secs], "IOPS")
+
+
 def convert_time(tool, args):
     t0 = time.time()
     sh([tool, "convert"] + args)
@@ -217,20 +233,24 @@ def main():
             iops_pair("4k scattered -S 1028k read qcow2 %s writeback/io_uring d32" % where,
                       qc, "qcow2", "writeback", "io_uring", 32, False, cnt,
                       ("-S", str(1028 * 1024)))
-            # random reads, minikvm-img only: qcow2 with every cluster allocated
-            # against raw (same data, so every read does I/O in both; the qcow2
-            # metadata is cached after the first requests), raw against fio
-            rcnt = cnt * 3
-            for depth in (1, 32):
-                rargs = ["-t", "writeback", "-i", "io_uring", "-d", str(depth), "-c", str(rcnt),
-                         "-r"]
-                secs = median_of(lambda img: bench_secs(OURS, ["-f", img[0]] + rargs, img[1]),
-                                 (("qcow2", qfull), ("raw", rfull)), REPS,
-                                 warm_page_cache([qfull, rfull], "writeback"))
-                add("4k random (-r) read %s writeback/io_uring d%d: qcow2 vs raw" % (
-                    where, depth), *[rcnt / t if t else None for t in secs], "IOPS")
-            fio_pair("4k random (-r) read raw %s writeback/io_uring d32" % where, raw,
-                     "writeback", "io_uring", 32, False, cnt, rnd=True)
+            # random I/O, minikvm-img's -r (qemu-img has no random mode): raw
+            # against fio, and qcow2 with every cluster allocated against raw
+            # (same data, so every request does I/O in both; the qcow2
+            # metadata is cached after the first requests)
+            for cache, engines in caches:
+                for engine in engines:
+                    if engine not in FIO_ENGINE:
+                        continue
+                    for write in (False, True):
+                        for depth in (1, 32):
+                            base = 8000 if cache == "none" and depth == 1 else 50000
+                            rcnt = max(500, int(base * scale))
+                            label = "4k random (-r) %s %%s %s %s/%s d%d" % (
+                                "write" if write else "read", where, cache, engine, depth)
+                            fio_pair(label % "raw", rfull, cache, engine, depth, write, rcnt,
+                                     rnd=True)
+                            qcow2_vs_raw(label % "qcow2 vs raw", qfull, rfull, cache, engine,
+                                         depth, write, rcnt)
             # sequential throughput, 1 MiB requests
             for write in (False, True):
                 mib = SIZE_MB * 4
