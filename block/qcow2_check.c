@@ -1,10 +1,17 @@
-/* qcow2 consistency check and repair (qemu-img check semantics): count
- * every reference to every host cluster (header, L1/L2 tables and data of
- * the active state and of each snapshot, snapshot table, refcount
- * structures), compare with the stored refcounts, fix leaks (-r leaks) and
- * errors (-r all; rebuilding the refcount structure where qemu-img would
- * place it when refcounts are missing), and check the COPIED flags of the
- * active tables. Messages, counts and exit paths follow qemu-img 7.2. */
+/* qcow2 consistency check and repair with qemu-img 7.2's semantics
+ * (qcow2_check_refcounts): count every reference to every host cluster in
+ * an in-memory refcount table (header, L1/L2 tables and data of the active
+ * state and of each snapshot, snapshot table, refcount table, bitmaps,
+ * refcount blocks) in qemu's order, with its entry checks and messages;
+ * compare with the stored refcounts; fix leaks (-r leaks) and errors (-r
+ * all: misaligned preallocated clusters zeroed, refcount blocks past the
+ * end brought into the file, a new refcount structure when refcounts are
+ * missing, placed where qemu places it); last, the COPIED flags of the
+ * active tables. Writes of a repair pass qemu's metadata overlap check
+ * ("cached" mode). An L2 table seen again from a snapshot is walked again
+ * only when its first walk reported something (else its references are
+ * added at once); with the snapshot L1 entries walked in all, this bounds
+ * the work on hostile images. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,275 +20,768 @@
 #include "block/qcow2.h"
 
 #define CHECK_MAX_CLUSTERS (1ull << 28)
-#define CHECK_MAX_SNAP_L1 (64ull << 20)	/* total snapshot L1 entries walked */
+#define CHECK_MAX_REWALK_ENTRIES (1ull << 27)	/* in L2 tables walked again */
+#define CHECK_MAX_SNAP_L1 (64ull << 20)	/* snapshot L1 entries walked in all */
+#define L1E_RESERVED_MASK 0x7f000000000001ffull
+#define L2E_STD_RESERVED_MASK 0x3f000000000001feull
+#define REFT_RESERVED_MASK 0x1ffull
+#define L2_BITMAP_ALL_ALLOC 0xffffffffull
+#define L2_BITMAP_ALL_ZEROES (0xffffffffull << 32)
+#define MAX_SNAP_L1_ENTRIES (QCOW2_MAX_L1_BYTES / 8)
 
-struct counts {
-	uint32_t *refs;
-	uint32_t *l2visits;	/* per cluster: how many L1 entries point at it */
-	uint64_t nb;		/* clusters in the image file */
+/* Metadata kinds of qemu's overlap check, in its order. */
+enum overlap {
+	OL_HEADER = 1 << 0, OL_ACTIVE_L1 = 1 << 1, OL_ACTIVE_L2 = 1 << 2, OL_REFTABLE = 1 << 3,
+	OL_REFBLOCK = 1 << 4, OL_SNAP_TABLE = 1 << 5, OL_INACTIVE_L1 = 1 << 6,
+	OL_INACTIVE_L2 = 1 << 7, OL_BITMAP_DIR = 1 << 8,
 };
 
-static void rep(FILE *report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rep(FILE *report, const char *fmt, ...)
+/* qemu's cluster types (the zero flag counts whatever the version). */
+enum ctype { CT_UNALLOCATED, CT_ZERO_PLAIN, CT_ZERO_ALLOC, CT_NORMAL, CT_COMPRESSED };
+
+/* One check: the in-memory refcount table and the walk's state. */
+struct walk {
+	struct qcow2 *s;
+	struct block_check_result *res;
+	FILE *report;
+	uint32_t *refs;		/* references per cluster */
+	uint32_t *deferred;	/* per cluster: snapshot visits of a clean L2 table */
+	uint64_t *seen;		/* bitmap: L2 table walked in this pass */
+	uint64_t *clean;	/* bitmap: ... and its walk reported nothing */
+	uint64_t nb;		/* clusters counted */
+	uint64_t refmax;
+	int64_t file_len;
+	uint64_t events;	/* messages so far (a walk that adds none is clean) */
+	uint64_t rewalk_entries;
+	bool rewalks_reported;
+	bool rebuild;
+	bool wrote_l2;		/* L2 tables changed behind the cache */
+	uint64_t *l2buf;	/* one L2 table as on disk */
+};
+
+static void rep(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rep(struct walk *w, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!report)
+	w->events++;
+	if (!w->report)
 		return;
 	va_start(ap, fmt);
-	vfprintf(report, fmt, ap);
+	vfprintf(w->report, fmt, ap);
 	va_end(ap);
 }
 
-static void inc_range(struct counts *c, struct block_check_result *res, FILE *report,
-		      uint64_t off, uint64_t len, unsigned cluster_bits, uint64_t times)
+/* An error qemu-img reports through error_report (program name first). */
+static void rep_prog(struct walk *w, const char *msg, int err)
 {
-	uint64_t first, last;
+	rep(w, "%s: %s: %s\n", program_invocation_short_name, msg, strerror(-err));
+}
+
+static bool bit_get(const uint64_t *b, uint64_t k)
+{
+	return (b[k / 64] >> (k % 64)) & 1;
+}
+
+static void bit_set(uint64_t *b, uint64_t k)
+{
+	b[k / 64] |= 1ull << (k % 64);
+}
+
+static int grow_array(void **p, uint64_t old_bytes, uint64_t new_bytes)
+{
+	void *n = realloc(*p, new_bytes ? new_bytes : 1);
+
+	if (!n)
+		return -ENOMEM;
+	memset((uint8_t *)n + old_bytes, 0, new_bytes - old_bytes);
+	*p = n;
+	return 0;
+}
+
+/* Grow the counters to nb clusters, the new ones without references. */
+static int walk_grow(struct walk *w, uint64_t nb)
+{
+	uint64_t ow = (w->nb + 63) / 64, nw = (nb + 63) / 64;
+
+	if (nb <= w->nb)
+		return 0;
+	if (nb > CHECK_MAX_CLUSTERS)
+		return -EFBIG;
+	if (grow_array((void **)&w->refs, w->nb * 4, nb * 4) < 0 ||
+	    grow_array((void **)&w->deferred, w->nb * 4, nb * 4) < 0 ||
+	    grow_array((void **)&w->seen, ow * 8, nw * 8) < 0 ||
+	    grow_array((void **)&w->clean, ow * 8, nw * 8) < 0)
+		return -ENOMEM;
+	w->nb = nb;
+	return 0;
+}
+
+static int walk_update_file_len(struct walk *w)
+{
+	w->file_len = bfile_size(w->s->file);
+	return w->file_len < 0 ? (int)w->file_len : 0;
+}
+
+/* qemu's qcow2_signal_corruption: one message per open image; an image
+ * open for writing is marked corrupt, and qemu-img can use it no further:
+ * the refcount updates still in its cache are never written. */
+static void signal_corruption(struct walk *w, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void signal_corruption(struct walk *w, const char *fmt, ...)
+{
+	struct qcow2 *s = w->s;
+	char msg[256];
+	va_list ap;
+
+	if (s->corruption_reported)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->corruption_reported = true;
+	if (s->read_only) {
+		rep(w, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
+		    "will be suppressed\n", msg);
+		return;
+	}
+	rep(w, "qcow2: Marking image as corrupt: %s; further corruption events will be "
+	    "suppressed\n", msg);
+	s->broken = true;
+	qcow2_rb_cache_drop(s);
+	if (s->version >= 3) {
+		uint8_t b[8];
+		s->incompat |= QCOW2_INCOMPAT_CORRUPT;
+		st_be64(b, s->incompat);
+		if (qcow2_write_header_fields(s, QH_INCOMPAT, b, 8) == 0)
+			bfile_flush(s->file);
+	}
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return alen && blen && (a <= b ? b - a < alen : a - b < blen);
+}
+
+/* Which metadata (not in ign) [off, off+len) touches, by whole clusters,
+ * as qemu's overlap check in its default "cached" mode; 0 when none. */
+static int overlap_kind(struct qcow2 *s, int ign, uint64_t off, uint64_t len)
+{
+	uint64_t cs = s->cluster_size;
+	int chk = ~ign & ~OL_INACTIVE_L2;
 
 	if (!len)
-		return;
-	first = off >> cluster_bits;
-	last = (off + len - 1) >> cluster_bits;
-	for (uint64_t k = first; k <= last; k++) {
-		if (k >= c->nb) {
-			rep(report, "ERROR: cluster %llu is beyond the end of the image file\n",
-			    (unsigned long long)k);
-			res->corruptions++;
-			return;
-		}
-		c->refs[k] = c->refs[k] + times > UINT32_MAX ? UINT32_MAX :
-			     (uint32_t)(c->refs[k] + times);
-	}
-}
-
-/* Count the references of one L2 table visited `times` times. */
-static int count_l2(struct qcow2 *s, struct counts *c, struct block_check_result *res,
-		    FILE *report, uint64_t l2off, uint64_t times, bool active, uint64_t *tab)
-{
-	uint64_t cs = s->cluster_size, prev_end = 0;
-	unsigned w = s->l2_entry_bytes / 8;
-
-	if (qcow2_read_l2(s, l2off, tab) < 0) {
-		rep(report, "ERROR: cannot read L2 table at %#llx\n", (unsigned long long)l2off);
-		res->check_errors++;
 		return 0;
-	}
-	for (uint64_t i = 0; i < s->l2_entries; i++) {
-		uint64_t e = tab[i * w], off = e & L2E_OFFSET_MASK;
-		enum qcow2_ctype t = qcow2_entry_type(s, e);
-
-		if (t == QC_COMPRESSED) {
-			uint64_t coff, clen;
-			if (e & QCOW_OFLAG_COPIED) {
-				rep(report, "ERROR: coffset=%#llx: Compressed cluster has "
-				    "QCOW_OFLAG_COPIED set\n", (unsigned long long)e);
-				res->corruptions++;
-			}
-			qcow2_compressed_range(s, e, &coff, &clen);
-			inc_range(c, res, report, coff, clen, s->cluster_bits, times);
-			if (active) {
-				res->compressed_clusters++;
-				res->allocated_clusters++;
-			}
-			continue;
-		}
-		if (!off && !(s->extended_l2 && (tab[i * w + 1] & 0xffffffffu)))
-			continue;
-		if (off & (cs - 1)) {
-			rep(report, "ERROR offset=%llx: Cluster is not properly aligned; L2 entry "
-			    "corrupted.\n", (unsigned long long)off);
-			res->corruptions++;
-			continue;
-		}
-		if (!off)
-			continue;
-		inc_range(c, res, report, off, cs, s->cluster_bits, times);
-		if (active && t == QC_NORMAL) {
-			res->allocated_clusters++;
-			if (prev_end && off != prev_end)
-				res->fragmented_clusters++;
-			prev_end = off + cs;
-		}
-	}
+	if ((chk & OL_HEADER) && off < cs)
+		return OL_HEADER;
+	len = qc_align_up((off & (cs - 1)) + len, cs);
+	off &= ~(cs - 1);
+	if ((chk & OL_ACTIVE_L1) && ranges_overlap(off, len, s->l1_offset, s->l1_size * 8ull))
+		return OL_ACTIVE_L1;
+	if ((chk & OL_REFTABLE) && ranges_overlap(off, len, s->rt_offset, s->rt_entries * 8))
+		return OL_REFTABLE;
+	if ((chk & OL_SNAP_TABLE) && s->nb_snapshots &&
+	    ranges_overlap(off, len, s->snapshots_offset, s->snapshots_size))
+		return OL_SNAP_TABLE;
+	for (uint32_t i = 0; (chk & OL_INACTIVE_L1) && i < s->nb_snapshots; i++)
+		if (ranges_overlap(off, len, s->snaps[i].l1_offset, s->snaps[i].l1_size * 8ull))
+			return OL_INACTIVE_L1;
+	for (uint32_t i = 0; (chk & OL_ACTIVE_L2) && i < s->l1_size; i++)
+		if ((s->l1[i] & L1E_OFFSET_MASK) &&
+		    ranges_overlap(off, len, s->l1[i] & L1E_OFFSET_MASK, cs))
+			return OL_ACTIVE_L2;
+	for (uint64_t i = 0; (chk & OL_REFBLOCK) && i < s->rt_entries; i++)
+		if ((s->rt[i] & REFT_OFFSET_MASK) &&
+		    ranges_overlap(off, len, s->rt[i] & REFT_OFFSET_MASK, cs))
+			return OL_REFBLOCK;
+	if ((chk & OL_BITMAP_DIR) && (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) &&
+	    ranges_overlap(off, len, s->bm_dir_offset, s->bm_dir_size))
+		return OL_BITMAP_DIR;
 	return 0;
 }
 
-/* Count the L2 tables an L1 table references (L2 contents later). */
-static void count_l1(struct qcow2 *s, struct counts *c, struct block_check_result *res,
-		     FILE *report, const uint64_t *l1, uint32_t n)
+/* qemu's pre-write overlap check: -EIO (image marked corrupt) on overlap. */
+static int overlap_check(struct walk *w, int ign, uint64_t off, uint64_t len)
 {
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t off = l1[i] & L1E_OFFSET_MASK;
-		if (!off)
-			continue;
-		if (off & (s->cluster_size - 1)) {
-			rep(report, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
-			    "corrupted\n", (unsigned long long)off);
-			res->corruptions++;
-			continue;
-		}
-		inc_range(c, res, report, off, s->cluster_size, s->cluster_bits, 1);
-		if ((off >> s->cluster_bits) < c->nb)
-			c->l2visits[off >> s->cluster_bits]++;
-	}
+	static const char *const names[] = {
+		"qcow2_header", "active L1 table", "active L2 table", "refcount table",
+		"refcount block", "snapshot table", "inactive L1 table", "inactive L2 table",
+		"bitmap directory",
+	};
+	int kind = overlap_kind(w->s, ign, off, len);
+
+	if (!kind)
+		return 0;
+	signal_corruption(w, "Preventing invalid write on metadata (overlaps with %s)",
+			  names[__builtin_ctz((unsigned)kind)]);
+	return -EIO;
 }
 
-static int read_l1_table(struct qcow2 *s, uint64_t off, uint32_t n, uint64_t **out)
+/* The stored refcount of cluster k, as qemu reads it: a misaligned
+ * refcount block is a corruption (-EIO), one past what a file can hold
+ * reads as zeroes, or fails (-EIO) past qemu's largest request offset. */
+static int stored_refcount(struct walk *w, uint64_t k, uint64_t *rc)
 {
-	uint64_t *l1 = calloc(n ? n : 1, 8);
+	struct qcow2 *s = w->s;
+	uint64_t g = k >> s->rb_bits, off;
 
-	if (!l1)
-		return -ENOMEM;
-	if (n && bfile_pread(s->file, off, l1, (uint64_t)n * 8) < 0) {
-		free(l1);
+	*rc = 0;
+	if (g >= s->rt_entries)
+		return 0;
+	off = s->rt[g] & REFT_OFFSET_MASK;
+	if (!off)
+		return 0;
+	if (off & (s->cluster_size - 1)) {
+		signal_corruption(w, "Refblock offset %#llx unaligned (reftable index: %#llx)",
+				  (unsigned long long)off, (unsigned long long)g);
 		return -EIO;
 	}
-	for (uint32_t i = 0; i < n; i++)
-		l1[i] = ld_be64((uint8_t *)&l1[i]);
-	*out = l1;
+	if (off > (uint64_t)INT64_MAX - 2 * s->cluster_size)
+		return -EIO;
+	if (!qcow2_offset_sane(s, off, s->cluster_size))
+		return 0;
+	return qcow2_get_refcount(s, k, rc);
+}
+
+/* qemu's qcow2_inc_refcounts_imrt: count `times` references to every
+ * cluster of [off, off+size); a range ending a cluster or more past the
+ * end of the file is a corruption, a refcount at its maximum overflows. */
+static int inc(struct walk *w, uint64_t off, uint64_t size, uint64_t times)
+{
+	struct qcow2 *s = w->s;
+	uint64_t end = off + size;
+	int ret;
+
+	if (!size)
+		return 0;
+	if (end > (uint64_t)w->file_len && end - (uint64_t)w->file_len >= s->cluster_size) {
+		rep(w, "ERROR: counting reference for region exceeding the end of the file by "
+		    "one cluster or more: offset 0x%llx size 0x%llx\n", (unsigned long long)off,
+		    (unsigned long long)size);
+		w->res->corruptions++;
+		return 0;
+	}
+	for (uint64_t k = off >> s->cluster_bits; k <= (end - 1) >> s->cluster_bits; k++) {
+		uint64_t room;
+
+		if (k >= w->nb) {
+			ret = walk_grow(w, k + 1);
+			if (ret < 0) {
+				w->res->check_errors++;
+				return ret;
+			}
+		}
+		room = w->refmax - w->refs[k];
+		w->refs[k] += (uint32_t)(times < room ? times : room);
+		for (uint64_t n = room; n < times; n++) {
+			rep(w, "ERROR: overflow cluster offset=0x%llx\n",
+			    (unsigned long long)(k << s->cluster_bits));
+			rep(w, "Use qemu-img amend to increase the refcount entry width or qemu-img "
+			    "convert to create a clean copy if the image cannot be opened for "
+			    "writing\n");
+			w->res->corruptions++;
+		}
+	}
 	return 0;
 }
 
-struct bm_ref_ctx {
-	struct qcow2 *s;
-	struct counts *c;
-	struct block_check_result *res;
-	FILE *report;
-};
-
-static void bm_ref(void *opaque, uint64_t off, uint64_t len)
+static enum ctype entry_type(const struct qcow2 *s, uint64_t e)
 {
-	struct bm_ref_ctx *r = opaque;
-
-	inc_range(r->c, r->res, r->report, off, len, r->s->cluster_bits, 1);
+	if (e & QCOW_OFLAG_COMPRESSED)
+		return CT_COMPRESSED;
+	if ((e & QCOW_OFLAG_ZERO) && !s->extended_l2)
+		return (e & L2E_OFFSET_MASK) ? CT_ZERO_ALLOC : CT_ZERO_PLAIN;
+	return (e & L2E_OFFSET_MASK) ? CT_NORMAL : CT_UNALLOCATED;
 }
 
-/* The clusters of kept persistent bitmaps (directory, tables, data). */
-static void count_bitmaps(struct qcow2 *s, struct counts *c, struct block_check_result *res,
-			  FILE *report)
+static uint64_t l2_get(const struct qcow2 *s, const uint64_t *tab, uint64_t i, unsigned word)
 {
-	struct bm_ref_ctx r = { s, c, res, report };
-	uint64_t bad = 0;
+	return ld_be64((const uint8_t *)&tab[i * (s->l2_entry_bytes / 8) + word]);
+}
 
-	if (qcow2_bitmaps_count(s, bm_ref, &r, &bad) < 0) {
-		rep(report, "ERROR cannot read the bitmap directory or a bitmap table\n");
+static void l2_put(const struct qcow2 *s, uint64_t *tab, uint64_t i, unsigned word, uint64_t v)
+{
+	st_be64((uint8_t *)&tab[i * (s->l2_entry_bytes / 8) + word], v);
+}
+
+/* -r all on a misaligned cluster holding no data: make the entry read as
+ * zeroes, written at once (qemu's fix_l2_entry_by_zero). *overlap tells
+ * that the write would have hit other metadata. */
+static int fix_l2_entry_by_zero(struct walk *w, uint64_t l2_offset, uint64_t *tab, uint64_t i,
+				bool active, bool *overlap)
+{
+	struct qcow2 *s = w->s;
+	uint64_t eoff = l2_offset + i * s->l2_entry_bytes;
+	int ret;
+
+	if (s->extended_l2) {
+		uint64_t bm = l2_get(s, tab, i, 1);
+		bm = (bm | (bm << 32)) & L2_BITMAP_ALL_ZEROES;
+		l2_put(s, tab, i, 1, bm);
+		l2_put(s, tab, i, 0, 0);
+	} else {
+		l2_put(s, tab, i, 0, QCOW_OFLAG_ZERO);
+	}
+	ret = overlap_check(w, active ? OL_ACTIVE_L2 : OL_INACTIVE_L2, eoff, s->l2_entry_bytes);
+	*overlap = ret < 0;
+	if (ret < 0) {
+		rep(w, "ERROR: Overlap check failed\n");
+		goto fail;
+	}
+	if (bfile_pwrite(s->file, eoff, (uint8_t *)tab + i * s->l2_entry_bytes,
+			 s->l2_entry_bytes) < 0 || bfile_flush(s->file) < 0) {
+		ret = -EIO;
+		rep(w, "ERROR: Failed to overwrite L2 table entry: %s\n", strerror(-ret));
+		goto fail;
+	}
+	w->wrote_l2 = true;
+	w->res->corruptions--;
+	w->res->corruptions_fixed++;
+	return 0;
+fail:
+	w->res->check_errors++;
+	return ret;
+}
+
+/* A normal or preallocated zero cluster; 1 when the entry was zeroed (no
+ * reference left to count), <0 to stop walking this table. */
+static int check_allocated(struct walk *w, uint64_t l2_offset, uint64_t *tab, uint64_t i,
+			   bool active, enum block_repair fix)
+{
+	struct qcow2 *s = w->s;
+	uint64_t e = l2_get(s, tab, i, 0), bm = s->extended_l2 ? l2_get(s, tab, i, 1) : 0;
+	uint64_t off = e & L2E_OFFSET_MASK;
+	bool has_data, overlap;
+	int ret;
+
+	if ((bm >> 32) & bm) {
+		w->res->corruptions++;
+		rep(w, "ERROR offset=%llx: Allocated cluster has corrupted subcluster allocation "
+		    "bitmap\n", (unsigned long long)off);
+	}
+	if (!(off & (s->cluster_size - 1)))
+		return 0;
+	w->res->corruptions++;
+	has_data = s->extended_l2 ? (bm & L2_BITMAP_ALL_ALLOC) : !(e & QCOW_OFLAG_ZERO);
+	if (has_data) {
+		rep(w, "ERROR offset=%llx: Data cluster is not properly aligned; L2 entry "
+		    "corrupted.\n", (unsigned long long)off);
+		return 0;
+	}
+	rep(w, "%s offset=%llx: Preallocated cluster is not properly aligned; L2 entry "
+	    "corrupted.\n", fix == BLOCK_REPAIR_ALL ? "Repairing" : "ERROR",
+	    (unsigned long long)off);
+	if (fix != BLOCK_REPAIR_ALL)
+		return 0;
+	ret = fix_l2_entry_by_zero(w, l2_offset, tab, i, active, &overlap);
+	if (overlap)
+		return ret;
+	return ret == 0 ? 1 : 0;
+}
+
+/* A compressed cluster: 1 when it counts no reference. */
+static int check_compressed(struct walk *w, uint64_t e, uint64_t bm, uint64_t i)
+{
+	if (e & QCOW_OFLAG_COPIED) {
+		rep(w, "ERROR: coffset=0x%llx: copied flag must never be set for compressed "
+		    "clusters\n",
+		    (unsigned long long)(e & ((1ull << (62 - (w->s->cluster_bits - 8))) - 1)));
+		w->res->corruptions++;
+	}
+	if (bm) {
+		rep(w, "ERROR compressed cluster %llu with non-zero subcluster allocation bitmap, "
+		    "entry=0x%llx\n", (unsigned long long)i,
+		    (unsigned long long)(e & ~QCOW_OFLAG_COPIED));
+		w->res->corruptions++;
+		return 1;
+	}
+	return 0;
+}
+
+/* qemu's check_refcounts_l2: count the references of the L2 table at
+ * l2_offset (`times` visits at once), check its entries, and with frag
+ * (the active table) gather the allocation statistics. */
+static int check_l2(struct walk *w, uint64_t l2_offset, bool frag, bool active,
+		    enum block_repair fix, uint64_t times)
+{
+	struct qcow2 *s = w->s;
+	struct block_check_result *res = w->res;
+	uint64_t cs = s->cluster_size, next_contiguous = 0, *tab = w->l2buf;
+	int ret;
+
+	if (bfile_pread(s->file, l2_offset, tab, cs) < 0) {
+		rep(w, "ERROR: I/O error in check_refcounts_l2\n");
 		res->check_errors++;
+		return -EIO;
 	}
-	if (bad) {
-		rep(report, "ERROR %llu bitmap table entries are malformed\n",
-		    (unsigned long long)bad);
-		res->corruptions += bad;
+	for (uint64_t i = 0; i < s->l2_entries; i++) {
+		uint64_t e = l2_get(s, tab, i, 0), bm = s->extended_l2 ? l2_get(s, tab, i, 1) : 0;
+		enum ctype t = entry_type(s, e);
+
+		if (t != CT_COMPRESSED && (e & L2E_STD_RESERVED_MASK)) {
+			rep(w, "ERROR found l2 entry with reserved bits set: %llx\n",
+			    (unsigned long long)e);
+			res->corruptions++;
+		}
+		if (t == CT_COMPRESSED) {
+			uint64_t coff, clen;
+			if (check_compressed(w, e, bm, i))
+				continue;
+			qcow2_compressed_range(s, e, &coff, &clen);
+			ret = inc(w, coff, clen, times);
+			if (ret < 0)
+				return ret;
+			if (frag) {
+				res->allocated_clusters++;
+				res->compressed_clusters++;
+				res->fragmented_clusters++;	/* sector granular I/O rereads */
+			}
+		} else if (t == CT_NORMAL || t == CT_ZERO_ALLOC) {
+			uint64_t off = e & L2E_OFFSET_MASK;
+			ret = check_allocated(w, l2_offset, tab, i, active, fix);
+			if (ret < 0)
+				return ret;
+			if (ret > 0)
+				continue;
+			if (frag) {
+				res->allocated_clusters++;
+				if (next_contiguous && off != next_contiguous)
+					res->fragmented_clusters++;
+				next_contiguous = off + cs;
+			}
+			ret = inc(w, off, cs, times);
+			if (ret < 0)
+				return ret;
+		} else if (t == CT_UNALLOCATED && (bm & L2_BITMAP_ALL_ALLOC)) {
+			res->corruptions++;
+			rep(w, "ERROR: Unallocated cluster has non-zero subcluster allocation map\n");
+		}
 	}
+	return 0;
 }
 
-/* Count every reference: header, tables and data of the active state and
- * the snapshots, bitmaps, and the refcount table and blocks. */
-static int count_all(struct qcow2 *s, struct counts *c, struct block_check_result *res,
-		     FILE *report)
+/* Walk the L2 table an L1 entry points to, or leave it for later: a table
+ * walked before without a report is counted once more when seen from a
+ * snapshot; past CHECK_MAX_REWALK_ENTRIES in further walks, every table
+ * walked before is, and the others are not walked (a check error). */
+static int visit_l2(struct walk *w, uint64_t l2_offset, bool frag, bool active,
+		    enum block_repair fix)
 {
-	uint64_t cs = s->cluster_size, walked = 0, *tab;
-	uint64_t *active_set = NULL;
-	int ret = 0;
+	uint64_t k = l2_offset >> w->s->cluster_bits, events = w->events;
+	bool tracked = !(l2_offset & (w->s->cluster_size - 1)) && k < w->nb;
+	int ret;
 
-	memset(c->refs, 0, c->nb * sizeof(*c->refs));
-	memset(c->l2visits, 0, c->nb * sizeof(*c->l2visits));
-	inc_range(c, res, report, 0, cs, s->cluster_bits, 1);
-	inc_range(c, res, report, s->l1_offset, (uint64_t)s->l1_size * 8, s->cluster_bits, 1);
-	count_l1(s, c, res, report, s->l1, s->l1_size);
-	if (s->nb_snapshots)
-		inc_range(c, res, report, s->snapshots_offset, s->snapshots_size, s->cluster_bits,
-			  1);
-	for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-		struct qcow2_snapshot *sn = &s->snaps[i];
-		uint64_t *l1;
-		if (sn->l1_offset & (cs - 1)) {
-			rep(report, "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not "
-			    "cluster aligned; snapshot table entry corrupted\n", sn->id, sn->name,
-			    (unsigned long long)sn->l1_offset);
-			res->corruptions++;
-			continue;
+	if (!tracked || bit_get(w->seen, k)) {
+		if (tracked && !frag && bit_get(w->clean, k)) {
+			w->deferred[k]++;
+			return 0;
 		}
-		walked += sn->l1_size;
-		if (walked > CHECK_MAX_SNAP_L1) {
-			rep(report, "ERROR: snapshot L1 tables too large to check\n");
-			res->check_errors++;
-			break;
+		if (w->rewalk_entries >= CHECK_MAX_REWALK_ENTRIES) {
+			if (tracked) {
+				w->deferred[k]++;
+				return 0;
+			}
+			if (!w->rewalks_reported)
+				rep(w, "ERROR: too many references to L2 tables to check them all\n");
+			w->rewalks_reported = true;
+			w->res->check_errors++;
+			return 0;
 		}
-		inc_range(c, res, report, sn->l1_offset, (uint64_t)sn->l1_size * 8,
-			  s->cluster_bits, 1);
-		if (read_l1_table(s, sn->l1_offset, sn->l1_size, &l1) < 0) {
-			res->check_errors++;
-			continue;
-		}
-		count_l1(s, c, res, report, l1, sn->l1_size);
-		free(l1);
+		w->rewalk_entries += w->s->l2_entries;
 	}
-	count_bitmaps(s, c, res, report);
-	/* L2 contents: once per distinct table, weighted by its visits */
-	tab = malloc(cs);
-	active_set = calloc((c->nb + 63) / 64, 8);
-	if (!tab || !active_set) {
-		free(tab);
-		free(active_set);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < s->l1_size; i++) {
-		uint64_t k = (s->l1[i] & L1E_OFFSET_MASK) >> s->cluster_bits;
-		if (k && k < c->nb && !((s->l1[i] & L1E_OFFSET_MASK) & (cs - 1)))
-			active_set[k / 64] |= 1ull << (k % 64);
-	}
-	for (uint64_t k = 0; k < c->nb && ret == 0; k++) {
-		if (!c->l2visits[k])
-			continue;
-		ret = count_l2(s, c, res, report, k << s->cluster_bits, c->l2visits[k],
-			       (active_set[k / 64] >> (k % 64)) & 1, tab);
-	}
-	free(tab);
-	free(active_set);
-	inc_range(c, res, report, s->rt_offset, (uint64_t)s->rt_clusters * cs, s->cluster_bits,
-		  1);
-	for (uint64_t g = 0; g < s->rt_entries; g++) {
-		uint64_t off = s->rt[g] & REFT_OFFSET_MASK;
-		if (!off)
-			continue;
-		if (off & (cs - 1)) {
-			rep(report, "ERROR refcount block %llu is not cluster aligned; refcount "
-			    "table entry corrupted\n", (unsigned long long)g);
-			res->corruptions++;
-			continue;
-		}
-		if ((off >> s->cluster_bits) >= c->nb) {
-			rep(report, "ERROR refcount block %llu is outside image\n",
-			    (unsigned long long)g);
-			res->corruptions++;
-			continue;
-		}
-		inc_range(c, res, report, off, cs, s->cluster_bits, 1);
+	ret = check_l2(w, l2_offset, frag, active, fix, 1);
+	if (tracked && k < w->nb) {
+		bit_set(w->seen, k);
+		if (w->events == events)
+			bit_set(w->clean, k);
 	}
 	return ret;
 }
 
-/* Grow the counters to nb clusters, the new ones without references. */
-static int counts_grow(struct counts *c, uint64_t nb)
+/* qemu's check_refcounts_l1 (the table read from the file). */
+static int check_l1(struct walk *w, uint64_t l1_offset, uint32_t l1_size, bool frag,
+		    bool active, enum block_repair fix)
 {
-	uint32_t *refs, *visits;
+	struct qcow2 *s = w->s;
+	uint64_t *l1;
+	int ret;
 
-	if (nb <= c->nb)
+	if (!l1_size)
 		return 0;
-	if (nb > CHECK_MAX_CLUSTERS)
-		return -EFBIG;
-	refs = realloc(c->refs, nb * sizeof(*refs));
-	if (!refs)
+	ret = inc(w, l1_offset, l1_size * 8ull, 1);
+	if (ret < 0)
+		return ret;
+	l1 = malloc(l1_size * 8ull);
+	if (!l1) {
+		w->res->check_errors++;
 		return -ENOMEM;
-	c->refs = refs;
-	visits = realloc(c->l2visits, nb * sizeof(*visits));
-	if (!visits)
-		return -ENOMEM;
-	c->l2visits = visits;
-	memset(c->refs + c->nb, 0, (nb - c->nb) * sizeof(*refs));
-	memset(c->l2visits + c->nb, 0, (nb - c->nb) * sizeof(*visits));
-	c->nb = nb;
+	}
+	if (bfile_pread(s->file, l1_offset, l1, l1_size * 8ull) < 0) {
+		rep(w, "ERROR: I/O error in check_refcounts_l1\n");
+		w->res->check_errors++;
+		free(l1);
+		return -EIO;
+	}
+	for (uint32_t i = 0; i < l1_size && ret == 0; i++) {
+		uint64_t e = ld_be64((uint8_t *)&l1[i]), l2_offset = e & L1E_OFFSET_MASK;
+		if (!e)
+			continue;
+		if (e & L1E_RESERVED_MASK) {
+			rep(w, "ERROR found L1 entry with reserved bits set: %llx\n",
+			    (unsigned long long)e);
+			w->res->corruptions++;
+		}
+		ret = inc(w, l2_offset, s->cluster_size, 1);
+		if (ret < 0)
+			break;
+		if (l2_offset & (s->cluster_size - 1)) {
+			rep(w, "ERROR l2_offset=%llx: Table is not cluster aligned; L1 entry "
+			    "corrupted\n", (unsigned long long)l2_offset);
+			w->res->corruptions++;
+		}
+		ret = visit_l2(w, l2_offset, frag, active, fix);
+	}
+	free(l1);
+	return ret;
+}
+
+/* The references of the L2 tables left for later, counted at once. */
+static int count_deferred(struct walk *w)
+{
+	for (uint64_t k = 0; k < w->nb; k++) {
+		uint32_t n = w->deferred[k];
+		int ret;
+		if (!n)
+			continue;
+		w->deferred[k] = 0;
+		ret = check_l2(w, k << w->s->cluster_bits, false, false, BLOCK_REPAIR_NONE, n);
+		if (ret < 0)
+			return ret;
+	}
 	return 0;
+}
+
+static void bm_ref(void *opaque, uint64_t off, uint64_t len)
+{
+	inc(opaque, off, len, 1);
+}
+
+/* The clusters of kept persistent bitmaps (directory, tables, data). */
+static void count_bitmaps(struct walk *w)
+{
+	uint64_t bad = 0;
+
+	if (qcow2_bitmaps_count(w->s, bm_ref, w, &bad) < 0) {
+		rep(w, "ERROR cannot read the bitmap directory or a bitmap table\n");
+		w->res->check_errors++;
+	}
+	if (bad) {
+		rep(w, "ERROR %llu bitmap table entries are malformed\n", (unsigned long long)bad);
+		w->res->corruptions += bad;
+	}
+}
+
+/* -r all on a refcount block past the end of the file: make the file
+ * long enough to hold it (qemu's repair), 0 or a negative errno. A file
+ * too long to count (CHECK_MAX_CLUSTERS) gets its old size back. */
+static int refblock_into_file(struct walk *w, uint64_t off)
+{
+	struct qcow2 *s = w->s;
+	uint64_t cs = s->cluster_size, old_len = (uint64_t)w->file_len;
+	int ret;
+
+	if (off > (uint64_t)INT64_MAX - cs)
+		return -EINVAL;
+	ret = bfile_truncate(s->file, off + cs);
+	if (ret < 0) {
+		rep_prog(w, "Could not resize file", ret);
+		return ret;
+	}
+	if (((off + cs + cs - 1) >> s->cluster_bits) > CHECK_MAX_CLUSTERS) {
+		bfile_truncate(s->file, old_len);
+		return -EFBIG;
+	}
+	ret = walk_update_file_len(w);
+	if (ret < 0)
+		return ret;
+	ret = walk_grow(w, qc_align_up((uint64_t)w->file_len, cs) >> s->cluster_bits);
+	if (ret < 0) {
+		w->res->check_errors++;
+		return ret;
+	}
+	return (off >> s->cluster_bits) < w->nb ? 0 : -EINVAL;
+}
+
+/* qemu's check_refblocks: every refcount table entry, and the block it
+ * points to counted (a block shared with anything else needs a rebuild). */
+static int check_refblocks(struct walk *w, enum block_repair fix)
+{
+	struct qcow2 *s = w->s;
+	int ret;
+
+	for (uint64_t i = 0; i < s->rt_entries; i++) {
+		uint64_t off = s->rt[i] & REFT_OFFSET_MASK, k = off >> s->cluster_bits;
+
+		if (s->rt[i] & REFT_RESERVED_MASK) {
+			rep(w, "ERROR refcount table entry %llu has reserved bits set\n",
+			    (unsigned long long)i);
+			w->res->corruptions++;
+			w->rebuild = true;
+			continue;
+		}
+		if (off & (s->cluster_size - 1)) {
+			rep(w, "ERROR refcount block %llu is not cluster aligned; refcount table "
+			    "entry corrupted\n", (unsigned long long)i);
+			w->res->corruptions++;
+			w->rebuild = true;
+			continue;
+		}
+		if (k >= w->nb) {
+			w->res->corruptions++;
+			rep(w, "%s refcount block %llu is outside image\n",
+			    fix == BLOCK_REPAIR_ALL ? "Repairing" : "ERROR", (unsigned long long)i);
+			if (fix != BLOCK_REPAIR_ALL)
+				continue;
+			ret = refblock_into_file(w, off);
+			if (ret == -ENOMEM)
+				return ret;
+			if (ret < 0) {
+				w->rebuild = true;
+				rep(w, "ERROR could not resize image: %s\n", strerror(-ret));
+				continue;
+			}
+			w->res->corruptions--;
+			w->res->corruptions_fixed++;
+			ret = inc(w, off, s->cluster_size, 1);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (!off)
+			continue;
+		ret = inc(w, off, s->cluster_size, 1);
+		if (ret < 0)
+			return ret;
+		if (w->refs[k] != 1) {
+			rep(w, "ERROR refcount block %llu refcount=%llu\n", (unsigned long long)i,
+			    (unsigned long long)w->refs[k]);
+			w->res->corruptions++;
+			w->rebuild = true;
+		}
+	}
+	return 0;
+}
+
+/* qemu's calculate_refcounts: every reference, in its order. */
+static int calculate_refcounts(struct walk *w, enum block_repair fix)
+{
+	struct qcow2 *s = w->s;
+	uint64_t words = (w->nb + 63) / 64, snap_l1_walked = 0;
+	int ret;
+
+	memset(w->refs, 0, w->nb * sizeof(*w->refs));
+	memset(w->deferred, 0, w->nb * sizeof(*w->deferred));
+	memset(w->seen, 0, words * 8);
+	memset(w->clean, 0, words * 8);
+	w->rewalk_entries = 0;
+	w->rewalks_reported = false;
+	ret = walk_update_file_len(w);
+	if (ret < 0) {
+		w->res->check_errors++;
+		return ret;
+	}
+	ret = inc(w, 0, s->cluster_size, 1);
+	if (ret == 0)
+		ret = check_l1(w, s->l1_offset, s->l1_size, true, true, fix);
+	for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++) {
+		struct qcow2_snapshot *sn = &s->snaps[i];
+		if (sn->l1_offset & (s->cluster_size - 1)) {
+			rep(w, "ERROR snapshot %s (%s) l1_offset=%#llx: L1 table is not cluster "
+			    "aligned; snapshot table entry corrupted\n", sn->id, sn->name,
+			    (unsigned long long)sn->l1_offset);
+			w->res->corruptions++;
+			continue;
+		}
+		if (sn->l1_size > MAX_SNAP_L1_ENTRIES) {
+			rep(w, "ERROR snapshot %s (%s) l1_size=%#x: L1 table is too large; snapshot "
+			    "table entry corrupted\n", sn->id, sn->name, sn->l1_size);
+			w->res->corruptions++;
+			continue;
+		}
+		snap_l1_walked += sn->l1_size;
+		if (snap_l1_walked > CHECK_MAX_SNAP_L1) {
+			rep(w, "ERROR: snapshot L1 tables too large to check\n");
+			w->res->check_errors++;
+			break;
+		}
+		ret = check_l1(w, sn->l1_offset, sn->l1_size, false, false, fix);
+	}
+	if (ret == 0)
+		ret = count_deferred(w);
+	if (ret == 0 && s->nb_snapshots)
+		ret = inc(w, s->snapshots_offset, s->snapshots_size, 1);
+	if (ret == 0)
+		ret = inc(w, s->rt_offset, s->rt_entries * 8, 1);
+	if (ret < 0)
+		return ret;
+	count_bitmaps(w);
+	return check_refblocks(w, fix);
+}
+
+/* A cluster a repair freed is discarded (reads as zeroes), as qemu does. */
+static void discard_freed(struct qcow2 *s, uint64_t k)
+{
+	if (s->comp_next && (s->comp_next >> s->cluster_bits) == k)
+		s->comp_next = 0;
+	bfile_discard(s->file, k << s->cluster_bits, s->cluster_size);
+}
+
+/* qemu's compare_refcounts: each stored refcount against the references
+ * counted; a mismatch is repaired when fix allows it, except a stored 0
+ * where references exist, which needs a rebuild. *highest is the last
+ * cluster with a refcount or a reference. Once the check has marked the
+ * image corrupt, qemu's refcount updates never leave its cache: counted
+ * as repaired, not written. */
+static void compare_refcounts(struct walk *w, enum block_repair fix, uint64_t *highest)
+{
+	struct qcow2 *s = w->s;
+	struct block_check_result *res = w->res;
+
+	*highest = 0;
+	for (uint64_t k = 0; k < w->nb; k++) {
+		uint64_t rc, want = w->refs[k], *fixed = NULL;
+		int err = stored_refcount(w, k, &rc);
+
+		if (err < 0) {
+			rep(w, "Can't get refcount for cluster %llu: %s\n", (unsigned long long)k,
+			    strerror(-err));
+			res->check_errors++;
+			continue;
+		}
+		if (rc || want)
+			*highest = k;
+		if (rc == want)
+			continue;
+		if (rc == 0)
+			w->rebuild = true;
+		else if (rc > want && (fix & BLOCK_REPAIR_LEAKS))
+			fixed = &res->leaks_fixed;
+		else if (rc < want && fix == BLOCK_REPAIR_ALL)
+			fixed = &res->corruptions_fixed;
+		rep(w, "%s cluster %llu refcount=%llu reference=%llu\n",
+		    fixed ? "Repairing" : rc < want ? "ERROR" : "Leaked", (unsigned long long)k,
+		    (unsigned long long)rc, (unsigned long long)want);
+		if (fixed && (s->broken || qcow2_set_refcount(s, k, want) == 0)) {
+			if (!want)
+				discard_freed(s, k);
+			(*fixed)++;
+			continue;
+		}
+		if (rc < want)
+			res->corruptions++;
+		else
+			res->leaks++;
+	}
 }
 
 /* The refcount table a rebuild writes, host-endian. */
@@ -290,17 +790,17 @@ struct new_reftable {
 	uint64_t entries;	/* whole clusters of entries */
 };
 
-/* First fit of n clusters without references at or after *first_free (as
- * qemu's rebuild allocates: holes first, else at the end of the file),
- * counted as used; the cluster index or a negative errno. */
-static int64_t alloc_counted(struct counts *c, uint64_t n, uint64_t *first_free)
+/* qemu's alloc_clusters_imrt: first fit of n clusters without references
+ * at or after *first_free (holes first, else at the end), counted as
+ * used; *first_free moves to the first hole seen. */
+static int64_t alloc_counted(struct walk *w, uint64_t n, uint64_t *first_free)
 {
 	uint64_t k = *first_free, run = 0;
 	bool first_gap = true;
 	int ret;
 
-	for (; k < c->nb && run < n; k++) {
-		if (c->refs[k]) {
+	for (; k < w->nb && run < n; k++) {
+		if (w->refs[k]) {
 			run = 0;
 			continue;
 		}
@@ -311,13 +811,13 @@ static int64_t alloc_counted(struct counts *c, uint64_t n, uint64_t *first_free)
 		}
 	}
 	if (run < n) {
-		ret = counts_grow(c, k + n - run);
+		ret = walk_grow(w, k + n - run);
 		if (ret < 0)
 			return ret;
 	}
 	k -= run;
 	for (uint64_t i = 0; i < n; i++)
-		c->refs[k + i] = 1;
+		w->refs[k + i] = 1;
 	return (int64_t)k;
 }
 
@@ -340,69 +840,85 @@ static int reftable_grow(struct qcow2 *s, struct new_reftable *t, uint64_t g)
 
 /* Write the refcount block of every group with a referenced cluster in
  * [from, end), allocating the blocks not yet placed; 1 when the table
- * had to grow, 0 when not, or a negative errno. */
-static int write_refblocks(struct qcow2 *s, struct counts *c, struct new_reftable *t,
-			   uint64_t from, uint64_t end, uint8_t *blk)
+ * had to grow, 0 when not, or a negative errno (reported). */
+static int write_refblocks(struct walk *w, struct new_reftable *t, uint64_t from, uint64_t end,
+			   uint8_t *blk)
 {
+	struct qcow2 *s = w->s;
 	uint64_t per_blk = 1ull << s->rb_bits, first_free = 0;
 	int grown = 0, ret;
 
 	for (uint64_t k = from; k < end; k++) {
 		uint64_t g = k >> s->rb_bits, start = g << s->rb_bits;
 
-		if (k >= c->nb || !c->refs[k])
+		if (k >= w->nb || !w->refs[k])
 			continue;
 		if (g >= t->entries || !t->rt[g]) {
 			int64_t cl;
 
 			if (first_free < start)	/* not in a block already written */
 				first_free = start;
-			cl = alloc_counted(c, 1, &first_free);
-			if (cl < 0)
+			cl = alloc_counted(w, 1, &first_free);
+			if (cl < 0) {
+				rep_prog(w, "ERROR allocating refblock", (int)cl);
 				return (int)cl;
+			}
 			if ((uint64_t)cl >= end)	/* its own refcount must be written */
 				end = (uint64_t)cl + 1;
 			if (g >= t->entries) {
 				ret = reftable_grow(s, t, g);
-				if (ret < 0)
+				if (ret < 0) {
+					rep(w, "%s: ERROR allocating reftable memory\n",
+					    program_invocation_short_name);
 					return ret;
+				}
 				grown = 1;
 			}
 			t->rt[g] = (uint64_t)cl << s->cluster_bits;
 		}
 		memset(blk, 0, s->cluster_size);
-		for (uint64_t i = 0; i < per_blk && start + i < c->nb; i++) {
-			uint64_t v = c->refs[start + i];
-			if (v)
-				qcow2_rb_set(s, blk, i, v > s->refcount_max ? s->refcount_max : v);
+		for (uint64_t i = 0; i < per_blk && start + i < w->nb; i++)
+			if (w->refs[start + i])
+				qcow2_rb_set(s, blk, i, w->refs[start + i]);
+		ret = overlap_check(w, 0, t->rt[g], s->cluster_size);
+		if (ret == 0 && bfile_pwrite(s->file, t->rt[g], blk, s->cluster_size) < 0)
+			ret = -EIO;
+		if (ret < 0) {
+			rep_prog(w, "ERROR writing refblock", ret);
+			return ret;
 		}
-		if (bfile_pwrite(s->file, t->rt[g], blk, s->cluster_size) < 0)
-			return -EIO;
 		k = start + per_blk - 1;
 	}
 	return grown;
 }
 
 /* Write the new table and switch the header and the open state to it. */
-static int install_reftable(struct qcow2 *s, struct new_reftable *t, uint64_t table_cl)
+static int install_reftable(struct walk *w, struct new_reftable *t, uint64_t table_cl)
 {
+	struct qcow2 *s = w->s;
 	uint64_t bytes = t->entries * 8, off = table_cl << s->cluster_bits;
 	uint8_t *be = qcow2_alloc_aligned(bytes, false), h[12];
-	int ret = 0;
+	int ret;
 
 	if (!be)
 		return -ENOMEM;
 	for (uint64_t i = 0; i < t->entries; i++)
 		st_be64(be + i * 8, t->rt[i]);
-	if (bfile_pwrite(s->file, off, be, bytes) < 0 || qcow2_sync(s) < 0)
+	ret = overlap_check(w, 0, off, bytes);
+	if (ret == 0 && bfile_pwrite(s->file, off, be, bytes) < 0)
 		ret = -EIO;
 	free(be);
-	if (ret < 0)
+	if (ret < 0) {
+		rep_prog(w, "ERROR writing reftable", ret);
 		return ret;
+	}
 	st_be64(h, off);
 	st_be32(h + 8, (uint32_t)(bytes / s->cluster_size));
-	if (qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 || qcow2_sync(s) < 0)
+	if (qcow2_sync(s) < 0 || qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 ||
+	    qcow2_sync(s) < 0) {
+		rep_prog(w, "ERROR setting reftable", -EIO);
 		return -EIO;
+	}
 	free(s->rt);
 	s->rt = t->rt;
 	t->rt = NULL;
@@ -414,239 +930,173 @@ static int install_reftable(struct qcow2 *s, struct new_reftable *t, uint64_t ta
 	return 0;
 }
 
-/* Write a new refcount structure from the counted references (the old
- * structure included: it is freed as a leak afterwards), placed as qemu
- * places it: each refcount block in the first unreferenced cluster of its
- * group or after, the table in the first free run, the blocks that count
- * the table written again until the table stops growing. */
-static int rebuild_refcounts(struct qcow2 *s, struct counts *c)
+/* qemu's rebuild_refcount_structure: refcount blocks written from the
+ * counted references (the old structure included: it is freed as a leak
+ * afterwards), each in the first unreferenced cluster of its group or
+ * after; then the table in the first free run, the blocks that count it
+ * written again, a new place for the table while it grows (the places it
+ * outgrew stay counted: leaks for later). */
+static int rebuild_refcounts(struct walk *w)
 {
+	struct qcow2 *s = w->s;
 	struct new_reftable t = { NULL, 0 };
-	uint64_t table_first_free = 0, table_cl = 0, table_n = 0;
+	uint64_t table_cl = 0;
 	uint8_t *blk = qcow2_alloc_aligned(s->cluster_size, false);
-	int grown, ret = 0;
+	int grown;
 
 	if (!blk)
 		return -ENOMEM;
 	qcow2_rb_cache_drop(s);		/* the blocks to come replace the cached ones */
-	grown = write_refblocks(s, c, &t, 0, c->nb, blk);
+	grown = write_refblocks(w, &t, 0, w->nb, blk);
 	while (grown > 0) {
-		int64_t cl;
+		uint64_t first_free = 0, n = t.entries * 8 / s->cluster_size;
+		int64_t cl = alloc_counted(w, n, &first_free);
 
-		for (uint64_t i = 0; i < table_n; i++)	/* too small: give it back */
-			c->refs[table_cl + i] = 0;
-		table_n = t.entries * 8 / s->cluster_size;
-		cl = alloc_counted(c, table_n, &table_first_free);
 		if (cl < 0) {
+			rep_prog(w, "ERROR allocating reftable", (int)cl);
 			grown = (int)cl;
 			break;
 		}
 		table_cl = (uint64_t)cl;
-		grown = write_refblocks(s, c, &t, table_cl, table_cl + table_n, blk);
+		grown = write_refblocks(w, &t, table_cl, table_cl + n, blk);
 	}
-	ret = grown < 0 ? grown : install_reftable(s, &t, table_cl);
+	if (grown == 0)
+		grown = install_reftable(w, &t, table_cl);
 	free(t.rt);
 	free(blk);
-	return ret;
+	return grown;
 }
 
-/* COPIED flags of the active L1 and L2 tables. */
-static int check_copied(struct qcow2 *s, struct block_check_result *res, FILE *report, bool fix)
+/* The COPIED flag of active L1 entry i against its L2 table's refcount. */
+static int check_copied_l1(struct walk *w, uint32_t i, bool repair)
 {
-	uint64_t cs = s->cluster_size, *tab = malloc(cs);
-	unsigned w = s->l2_entry_bytes / 8;
-	bool changed_any = false;
-	int ret = 0;
-
-	if (!tab)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < s->l1_size && ret == 0; i++) {
-		uint64_t l2off = s->l1[i] & L1E_OFFSET_MASK, rc;
-		bool dirty = false;
-		if (!l2off || (l2off & (cs - 1)))
-			continue;
-		if (qcow2_get_refcount(s, l2off >> s->cluster_bits, &rc) < 0) {
-			res->check_errors++;
-			continue;
-		}
-		if ((rc == 1) != !!(s->l1[i] & QCOW_OFLAG_COPIED)) {
-			rep(report, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx "
-			    "refcount=%llu\n", fix ? "Repairing" : "ERROR", i,
-			    (unsigned long long)s->l1[i], (unsigned long long)rc);
-			if (fix) {
-				s->l1[i] = rc == 1 ? s->l1[i] | QCOW_OFLAG_COPIED :
-					   s->l1[i] & ~QCOW_OFLAG_COPIED;
-				if (qcow2_write_l1_entry(s, i) == 0) {
-					res->corruptions_fixed++;
-					changed_any = true;
-				} else {
-					res->corruptions++;
-				}
-			} else {
-				res->corruptions++;
-			}
-		}
-		if (qcow2_read_l2(s, l2off, tab) < 0) {
-			res->check_errors++;
-			continue;
-		}
-		for (uint64_t j = 0; j < s->l2_entries; j++) {
-			uint64_t e = tab[j * w], off = e & L2E_OFFSET_MASK;
-			if (qcow2_entry_type(s, e) == QC_COMPRESSED || !off || (off & (cs - 1)))
-				continue;
-			if (qcow2_get_refcount(s, off >> s->cluster_bits, &rc) < 0) {
-				res->check_errors++;
-				continue;
-			}
-			if ((rc == 1) == !!(e & QCOW_OFLAG_COPIED))
-				continue;
-			rep(report, "%s OFLAG_COPIED data cluster: l2_entry=%llx refcount=%llu\n",
-			    fix ? "Repairing" : "ERROR", (unsigned long long)e,
-			    (unsigned long long)rc);
-			if (fix) {
-				tab[j * w] = rc == 1 ? e | QCOW_OFLAG_COPIED : e & ~QCOW_OFLAG_COPIED;
-				dirty = true;
-				res->corruptions_fixed++;
-			} else {
-				res->corruptions++;
-			}
-		}
-		if (dirty) {
-			ret = qcow2_write_l2(s, l2off, tab);
-			changed_any = true;
-		}
-	}
-	free(tab);
-	if (changed_any)
-		qcow2_l2_cache_drop(s);
-	return ret;
-}
-
-/* A cluster a repair freed is discarded (reads as zeroes), as qemu does. */
-static void discard_freed(struct qcow2 *s, uint64_t k)
-{
-	if (s->comp_next && (s->comp_next >> s->cluster_bits) == k)
-		s->comp_next = 0;
-	bfile_discard(s->file, k << s->cluster_bits, s->cluster_size);
-}
-
-/* Compare the stored refcounts with the counted references, as qemu's
- * compare_refcounts(): a mismatch is repaired when fix allows it, except a
- * stored refcount of 0 where references exist, which needs a rebuild of
- * the refcount structure (*rebuild). *end_cluster is one past the highest
- * cluster with a stored refcount or a reference (the image end offset). */
-static void compare_refcounts(struct qcow2 *s, const struct counts *c, enum block_repair fix,
-			      struct block_check_result *res, FILE *report, bool *rebuild,
-			      uint64_t *end_cluster)
-{
-	uint64_t per_blk = 1ull << s->rb_bits, cs = s->cluster_size;
-
-	*end_cluster = 0;
-	for (uint64_t k = 0; k < c->nb; k++) {
-		uint64_t rc, want = c->refs[k];
-		bool leak, do_fix;
-
-		int err = qcow2_get_refcount(s, k, &rc);
-
-		if (err < 0) {
-			rep(report, "Can't get refcount for cluster %llu: %s\n",
-			    (unsigned long long)k, strerror(-err));
-			res->check_errors++;
-			continue;
-		}
-		if (rc || want)
-			*end_cluster = k + 1;
-		if (rc == want)
-			continue;
-		leak = rc > want;
-		if (rc == 0)
-			*rebuild = true;
-		do_fix = rc && (leak ? (fix & BLOCK_REPAIR_LEAKS) : fix == BLOCK_REPAIR_ALL);
-		rep(report, "%s cluster %llu refcount=%llu reference=%llu\n",
-		    do_fix ? "Repairing" : leak ? "Leaked" : "ERROR", (unsigned long long)k,
-		    (unsigned long long)rc, (unsigned long long)want);
-		if (do_fix && qcow2_set_refcount(s, k, want) == 0) {
-			if (!want)
-				discard_freed(s, k);
-			if (leak)
-				res->leaks_fixed++;
-			else
-				res->corruptions_fixed++;
-			continue;
-		}
-		if (leak)
-			res->leaks++;
-		else
-			res->corruptions++;
-	}
-	/* refcounts stored for clusters past the end of the file */
-	for (uint64_t g = 0; g < s->rt_entries; g++) {
-		uint64_t off = s->rt[g] & REFT_OFFSET_MASK;
-		if (!off || (off & (cs - 1)) || ((g + 1) * per_blk <= c->nb))
-			continue;
-		for (uint64_t k = g * per_blk > c->nb ? g * per_blk : c->nb;
-		     k < (g + 1) * per_blk; k++) {
-			uint64_t rc;
-			if (qcow2_get_refcount(s, k, &rc) < 0 || !rc)
-				continue;
-			bool do_fix = fix & BLOCK_REPAIR_LEAKS;
-			rep(report, "%s cluster %llu refcount=%llu reference=0\n",
-			    do_fix ? "Repairing" : "Leaked", (unsigned long long)k,
-			    (unsigned long long)rc);
-			if (do_fix && qcow2_set_refcount(s, k, 0) == 0)
-				res->leaks_fixed++;
-			else
-				res->leaks++;
-		}
-	}
-}
-
-/* Size the counters for the image file as it is now (it grew). */
-static int counts_resize(struct qcow2 *s, struct counts *c)
-{
-	int64_t fsize = bfile_size(s->file);
-
-	if (fsize < 0)
-		return -EIO;
-	return counts_grow(c, qc_align_up((uint64_t)fsize, s->cluster_size) >> s->cluster_bits);
-}
-
-/* -r all with clusters missing a refcount: write a new refcount structure
- * from the counted references (the old structure counted, so it shows up
- * as leaked and repaired next, as in qemu-img), recount, repair the leaks,
- * and account what the rebuild fixed as qemu does. */
-static int rebuild_and_recount(struct qcow2 *s, struct counts *c,
-			       struct block_check_result *res, FILE *report,
-			       uint64_t *end_cluster)
-{
-	struct block_check_result old = *res, leak_res;
-	uint64_t fresh_leaks;
-	bool still_broken = false;
+	struct qcow2 *s = w->s;
+	uint64_t l1e = s->l1[i], rc;
 	int ret;
 
-	rep(report, "Rebuilding refcount structure\n");
-	ret = rebuild_refcounts(s, c);
-	if (ret == 0)
-		ret = counts_resize(s, c);
+	if (stored_refcount(w, (l1e & L1E_OFFSET_MASK) >> s->cluster_bits, &rc) < 0 ||
+	    (rc == 1) == !!(l1e & QCOW_OFLAG_COPIED))
+		return 0;
+	w->res->corruptions++;
+	rep(w, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx refcount=%llu\n",
+	    repair ? "Repairing" : "ERROR", i, (unsigned long long)l1e, (unsigned long long)rc);
+	if (!repair)
+		return 0;
+	s->l1[i] = rc == 1 ? l1e | QCOW_OFLAG_COPIED : l1e & ~QCOW_OFLAG_COPIED;
+	ret = overlap_check(w, OL_ACTIVE_L1, s->l1_offset + (i & ~63u) * 8ull, 512);
+	if (ret == 0 && qcow2_write_l1_entry(s, i) < 0)
+		ret = -EIO;
 	if (ret < 0) {
-		rep(report, "ERROR: refcount rebuild failed: %s\n", strerror(-ret));
+		w->res->check_errors++;
+		return ret;
+	}
+	w->res->corruptions--;
+	w->res->corruptions_fixed++;
+	return 0;
+}
+
+/* The COPIED flags of the data clusters of the active L2 table at
+ * l2_offset; the table is written back when repaired. */
+static int check_copied_l2(struct walk *w, uint64_t l2_offset, bool repair)
+{
+	struct qcow2 *s = w->s;
+	uint64_t cs = s->cluster_size, *tab = w->l2buf, dirty = 0, rc;
+	int ret;
+
+	if (bfile_pread(s->file, l2_offset, tab, cs) < 0) {
+		rep(w, "ERROR: Could not read L2 table: %s\n", strerror(EIO));
+		w->res->check_errors++;
+		return -EIO;
+	}
+	for (uint64_t j = 0; j < s->l2_entries; j++) {
+		uint64_t e = l2_get(s, tab, j, 0);
+		enum ctype t = entry_type(s, e);
+		if (t != CT_NORMAL && t != CT_ZERO_ALLOC)
+			continue;
+		if (stored_refcount(w, (e & L2E_OFFSET_MASK) >> s->cluster_bits, &rc) < 0 ||
+		    (rc == 1) == !!(e & QCOW_OFLAG_COPIED))
+			continue;
+		w->res->corruptions++;
+		rep(w, "%s OFLAG_COPIED data cluster: l2_entry=%llx refcount=%llu\n",
+		    repair ? "Repairing" : "ERROR", (unsigned long long)e, (unsigned long long)rc);
+		if (repair) {
+			l2_put(s, tab, j, 0, rc == 1 ? e | QCOW_OFLAG_COPIED : e & ~QCOW_OFLAG_COPIED);
+			dirty++;
+		}
+	}
+	if (!dirty)
+		return 0;
+	ret = overlap_check(w, OL_ACTIVE_L2, l2_offset, cs);
+	if (ret < 0) {
+		rep(w, "ERROR: Could not write L2 table; metadata overlap check failed: %s\n",
+		    strerror(-ret));
+		w->res->check_errors++;
+		return ret;
+	}
+	if (bfile_pwrite(s->file, l2_offset, tab, cs) < 0) {
+		rep(w, "ERROR: Could not write L2 table: %s\n", strerror(EIO));
+		w->res->check_errors++;
+		return -EIO;
+	}
+	w->wrote_l2 = true;
+	w->res->corruptions -= dirty;
+	w->res->corruptions_fixed += dirty;
+	return 0;
+}
+
+/* qemu's check_oflag_copied: the COPIED flags of the active L1 and L2
+ * tables against the stored refcounts; repaired with -r all, and with -r
+ * leaks when the refcounts are now right. */
+static int check_copied(struct walk *w, enum block_repair fix)
+{
+	struct block_check_result *res = w->res;
+	bool repair = fix == BLOCK_REPAIR_ALL ||
+		      (fix == BLOCK_REPAIR_LEAKS && !res->check_errors && !res->corruptions &&
+		       !res->leaks);
+	int ret = 0;
+
+	for (uint32_t i = 0; i < w->s->l1_size && ret == 0; i++) {
+		uint64_t l2_offset = w->s->l1[i] & L1E_OFFSET_MASK;
+		if (!l2_offset)
+			continue;
+		ret = check_copied_l1(w, i, repair);
+		if (ret == 0)
+			ret = check_copied_l2(w, l2_offset, repair);
+	}
+	return ret;
+}
+
+/* -r all with clusters missing a refcount: a new refcount structure from
+ * the counted references, a recount, the leaks it left (the old
+ * structure) repaired, and what the rebuild fixed accounted as qemu does. */
+static int rebuild_and_recount(struct walk *w, uint64_t *highest)
+{
+	struct block_check_result *res = w->res, old = *res, saved;
+	uint64_t fresh_leaks;
+	int ret;
+
+	rep(w, "Rebuilding refcount structure\n");
+	ret = rebuild_refcounts(w);
+	if (ret < 0) {
 		res->check_errors++;
 		return ret;
 	}
 	res->corruptions = res->leaks = 0;
-	ret = count_all(s, c, res, report);
-	/* the walk's allocation statistics once, from the first count */
+	w->rebuild = false;
+	ret = calculate_refcounts(w, BLOCK_REPAIR_NONE);
+	/* the allocation statistics once, from the first count */
 	res->allocated_clusters = old.allocated_clusters;
 	res->fragmented_clusters = old.fragmented_clusters;
 	res->compressed_clusters = old.compressed_clusters;
 	if (ret < 0)
 		return ret;
-	memset(&leak_res, 0, sizeof(leak_res));
-	compare_refcounts(s, c, BLOCK_REPAIR_LEAKS, &leak_res, report, &still_broken,
-			  end_cluster);
-	if (still_broken)
-		rep(report, "ERROR rebuilt refcount structure is still broken\n");
-	fresh_leaks = leak_res.leaks;
+	saved = *res;
+	memset(res, 0, sizeof(*res));
+	compare_refcounts(w, BLOCK_REPAIR_LEAKS, highest);
+	if (w->rebuild)
+		rep(w, "ERROR rebuilt refcount structure is still broken\n");
+	fresh_leaks = res->leaks;
+	*res = saved;
 	if (res->corruptions < old.corruptions)
 		res->corruptions_fixed += old.corruptions - res->corruptions;
 	if (res->leaks < old.leaks)
@@ -655,72 +1105,103 @@ static int rebuild_and_recount(struct qcow2 *s, struct counts *c,
 	return 0;
 }
 
+static int walk_init(struct walk *w, struct qcow2 *s, struct block_check_result *res,
+		     FILE *report, uint64_t nb)
+{
+	memset(w, 0, sizeof(*w));
+	w->s = s;
+	w->res = res;
+	w->report = report;
+	w->refmax = s->refcount_max < UINT32_MAX ? s->refcount_max : UINT32_MAX;
+	w->l2buf = qcow2_alloc_aligned(s->cluster_size, false);
+	if (!w->l2buf || walk_grow(w, nb ? nb : 1) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static void walk_fini(struct walk *w)
+{
+	if (w->wrote_l2)
+		qcow2_l2_cache_drop(w->s);
+	free(w->refs);
+	free(w->deferred);
+	free(w->seen);
+	free(w->clean);
+	free(w->l2buf);
+}
+
+/* After the count: a rebuild with -r all when refcounts are missing
+ * (refused otherwise with a fix: -EIO), else the comparison again with
+ * repairs. */
+static int repair(struct walk *w, enum block_repair fix, const struct block_check_result *pre,
+		  uint64_t *highest)
+{
+	if (w->rebuild && fix == BLOCK_REPAIR_ALL)
+		return rebuild_and_recount(w, highest);
+	if (!fix)
+		return 0;
+	if (w->rebuild) {
+		rep(w, "ERROR need to rebuild refcount structures\n");
+		w->res->check_errors++;
+		return -EIO;
+	}
+	if (w->res->leaks || w->res->corruptions) {
+		*w->res = *pre;
+		compare_refcounts(w, fix, highest);
+	}
+	return 0;
+}
+
 /* qemu-img check semantics (qcow2_check_refcounts): count every
- * reference, report each mismatch (ERROR / Leaked), then repair: a
- * rebuild with -r all when refcounts are missing (refused with -r leaks:
- * -EIO), else the same comparison again with repairs ("Repairing").
- * Last, the COPIED flags of the active tables. */
+ * reference, report each mismatch (ERROR / Leaked), repair, then the
+ * COPIED flags of the active tables. */
 int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_result *res,
 		    FILE *report)
 {
 	int64_t fsize = bfile_size(s->file);
-	uint64_t cs = s->cluster_size, end_cluster = 0;
+	uint64_t cs = s->cluster_size, nb, highest = 0;
 	struct block_check_result pre;
-	struct counts c = { 0 };
-	bool rebuild = false, can_write = !s->read_only;
+	struct walk w;
 	int ret;
 
-	if (fsize < 0)
+	if (fsize < 0) {
+		res->check_errors++;
 		return -EIO;
-	if (!can_write)
+	}
+	if (s->read_only)
 		fix = BLOCK_REPAIR_NONE;
 	else if (qcow2_commit(s) < 0)
 		res->check_errors++;
-	c.nb = qc_align_up((uint64_t)fsize, cs) >> s->cluster_bits;
-	if (c.nb > CHECK_MAX_CLUSTERS) {
-		rep(report, "ERROR: image file too large to check (%llu clusters)\n",
-		    (unsigned long long)c.nb);
+	nb = qc_align_up((uint64_t)fsize, cs) >> s->cluster_bits;
+	if (nb > CHECK_MAX_CLUSTERS) {
+		if (report)
+			fprintf(report, "ERROR: image file too large to check (%llu clusters)\n",
+				(unsigned long long)nb);
 		res->check_errors++;
 		return -EFBIG;
 	}
-	c.refs = calloc(c.nb ? c.nb : 1, sizeof(*c.refs));
-	c.l2visits = calloc(c.nb ? c.nb : 1, sizeof(*c.l2visits));
-	if (!c.refs || !c.l2visits) {
-		ret = -ENOMEM;
+	res->total_clusters = qc_align_up(s->bs->size, cs) >> s->cluster_bits;
+	ret = walk_init(&w, s, res, report, nb);
+	if (ret < 0) {
+		res->check_errors++;
 		goto out;
 	}
-	res->total_clusters = qc_align_up(s->bs->size, cs) >> s->cluster_bits;
-	ret = count_all(s, &c, res, report);
+	ret = calculate_refcounts(&w, fix);
 	if (ret < 0)
 		goto out;
 	pre = *res;
-	compare_refcounts(s, &c, BLOCK_REPAIR_NONE, res, report, &rebuild, &end_cluster);
-	if (rebuild && fix == BLOCK_REPAIR_ALL && res->check_errors) {
-		/* a cluster the walk could not see would look free to the rebuild */
-		rep(report, "ERROR cannot rebuild the refcount structure: the image could not "
-		    "be read completely\n");
-		ret = -EIO;
+	compare_refcounts(&w, BLOCK_REPAIR_NONE, &highest);
+	ret = repair(&w, fix, &pre, &highest);
+	if (ret < 0)
 		goto out;
-	} else if (rebuild && fix == BLOCK_REPAIR_ALL) {
-		ret = rebuild_and_recount(s, &c, res, report, &end_cluster);
-		if (ret < 0)
-			goto out;
-	} else if (fix && rebuild) {
-		rep(report, "ERROR need to rebuild refcount structures\n");
-		res->check_errors++;
-		ret = -EIO;
+	ret = check_copied(&w, fix);
+	if (ret < 0)
 		goto out;
-	} else if (fix && (res->leaks || res->corruptions)) {
-		*res = pre;
-		compare_refcounts(s, &c, fix, res, report, &rebuild, &end_cluster);
-	}
-	res->image_end_offset = end_cluster * cs;
-	ret = check_copied(s, res, report, fix == BLOCK_REPAIR_ALL);
-	if (ret == 0 && fix && can_write)
-		ret = qcow2_sync(s) < 0 ? -EIO : 0;
+	res->image_end_offset = (highest + 1) * cs;
+	if (fix && qcow2_sync(s) < 0)
+		ret = -EIO;
 out:
-	free(c.refs);
-	free(c.l2visits);
+	walk_fini(&w);
 	return ret;
 }
 
@@ -728,12 +1209,14 @@ int qcow2_check(struct bdev *bs, enum block_repair fix, struct block_check_resul
 		FILE *report)
 {
 	struct qcow2 *s = bs->opaque;
-	int ret = qcow2_check_fix(s, fix, res, report);
+	int ret;
 
+	if (s->broken)		/* marked corrupt while open: qemu drops the driver */
+		return -ENOMEDIUM;
+	ret = qcow2_check_fix(s, fix, res, report);
 	if (ret < 0)
 		return ret;
 	if (fix != BLOCK_REPAIR_NONE && !s->read_only && !res->corruptions && !res->check_errors) {
-		s->broken = false;
 		if (s->incompat & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY)) {
 			uint8_t b[8];
 			s->incompat &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);

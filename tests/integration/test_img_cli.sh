@@ -353,6 +353,119 @@ for i in clean empty frag leak corrupt both rebuild; do
 		done
 	done
 done
+
+# Corrupt layouts, each patched into a qemu-made image (python): the check
+# of every mode and output as qemu-img's (check_same), and the image a
+# repair leaves byte for byte qemu-img's (repair_same).
+repair_same() {	# repair_same IMAGE MODE...
+	local img=$1; shift
+	for d in rq rm; do mkdir -p "$T/$d"; cp "$img" "$T/$d/i.qcow2"; done
+	(cd "$T/rq" && qemu-img check "$@" i.qcow2 >/dev/null 2>&1)
+	(cd "$T/rm" && "$OLDPWD/$IMG" check "$@" i.qcow2 >/dev/null 2>&1)
+	cmp "$T/rq/i.qcow2" "$T/rm/i.qcow2"
+}
+# patch_q2 FILE CASE: one corruption (see the cases below)
+patch_q2() {
+	python3 - "$1" "$2" <<'PY'
+import os, struct, sys
+f = open(sys.argv[1], "r+b"); case = sys.argv[2]
+h = f.read(104); M = 0x00fffffffffffe00
+cs = 1 << struct.unpack(">I", h[20:24])[0]
+l1_off, rt_off = struct.unpack(">Q", h[40:48])[0], struct.unpack(">Q", h[48:56])[0]
+snap_off = struct.unpack(">Q", h[64:72])[0]
+ext_l2 = struct.unpack(">I", h[4:8])[0] >= 3 and struct.unpack(">Q", h[72:80])[0] & 16
+esz = 16 if ext_l2 else 8
+size = os.fstat(f.fileno()).st_size
+def r64(o): f.seek(o); return struct.unpack(">Q", f.read(8))[0]
+def w64(o, v): f.seek(o); f.write(struct.pack(">Q", v))
+l2 = lambda i: r64(l1_off + 8 * i) & M
+def set_rc16(k, v): f.seek((r64(rt_off) & M) + 2 * k); f.write(struct.pack(">H", v))
+COPIED, COMPRESSED = 1 << 63, 1 << 62
+if case == "beyond-eof":	# a data cluster past the end of the file
+    w64(l2(0) + 40, (size + 10 * cs) | COPIED)
+elif case == "l2-unaligned":	# an L1 entry not cluster aligned
+    w64(l1_off, r64(l1_off) + 512)
+elif case == "refblock-outside":	# a refcount block past the end of the file
+    w64(rt_off + 8, 100 * cs)
+elif case == "refblock-unaligned":
+    w64(rt_off, r64(rt_off) + 512)
+elif case == "reftable-reserved":	# reserved bits in a refcount table entry
+    w64(rt_off, r64(rt_off) | 4)
+elif case == "refblock-shared":	# a data cluster on the refcount block
+    w64(l2(0) + 24, r64(rt_off) | COPIED)
+elif case == "l1-reserved":
+    w64(l1_off, r64(l1_off) | 2)
+elif case == "l2-reserved":
+    w64(l2(0), r64(l2(0)) | 4)
+elif case == "data-unaligned":
+    w64(l2(0), r64(l2(0)) + 512)
+elif case == "zero-unaligned":	# a preallocated zero cluster, misaligned
+    w64(l2(0), (r64(l2(0)) + 512) | 1)
+elif case == "leak-past-end":	# a refcount for a cluster past the end
+    set_rc16(size // cs + 3, 1)
+elif case == "copied-l1":
+    w64(l1_off, r64(l1_off) & ~COPIED)
+elif case == "copied-l2":
+    w64(l2(0), r64(l2(0)) & ~COPIED)
+elif case == "compressed-copied":
+    w64(l2(0), r64(l2(0)) | COPIED)
+elif case == "compressed-beyond-eof":
+    w64(l2(0) + 8, COMPRESSED | (size + 4 * cs))
+elif case == "extl2-bitmap":	# allocated and zero bits of one subcluster both set
+    b = r64(l2(0) + 8); w64(l2(0) + 8, b | (b << 32))
+    w64(l2(0) + 7 * esz + 8, 0xff)	# an unallocated cluster with allocated subclusters
+elif case == "overflow":	# refcount_bits=1: a second reference overflows
+    w64(l2(0) + esz, r64(l2(0)))
+elif case == "snapshot-shared-dup":	# in an L2 table the active state shares
+    sl1 = r64(snap_off); sl2 = r64(sl1) & M; w64(sl2 + 8, r64(sl2))
+elif case == "refcount0":	# a used cluster without refcount: rebuild
+    set_rc16((r64(l2(0)) & M) // cs, 0)
+elif case == "truncated":
+    f.truncate(size - cs)
+else:
+    sys.exit("unknown case " + case)
+PY
+}
+qemu-img create -q -f raw "$T/cz.raw" 4M
+qemu-io -f raw -c 'write -P 1 0 1M' -c 'write -P 2 2M 128k' "$T/cz.raw" >/dev/null
+dd if=/dev/urandom of="$T/cz.raw" bs=64k seek=50 count=2 conv=notrunc status=none
+qemu-img convert -c -O qcow2 "$T/cz.raw" "$T/compressed.qcow2"
+cp "$T/clean.qcow2" "$T/zeroalloc.qcow2"	# a preallocated zero cluster
+qemu-io -c 'write -z 0 64k' "$T/zeroalloc.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -o extended_l2=on "$T/extl2.qcow2" 16M
+qemu-io -c 'write -P 1 0 64k' -c 'write -P 2 200k 4k' "$T/extl2.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -o refcount_bits=1 "$T/rc1.qcow2" 16M
+qemu-io -c 'write -P 1 0 192k' "$T/rc1.qcow2" >/dev/null
+cp "$T/clean.qcow2" "$T/snap.qcow2"
+qemu-img snapshot -c s1 "$T/snap.qcow2"; qemu-img snapshot -c s2 "$T/snap.qcow2"
+qemu-io -c 'write -P 9 64k 64k' "$T/snap.qcow2" >/dev/null
+# 512-byte clusters, 12M of data: a rebuild needs a refcount table of
+# several clusters, placed as qemu places it
+qemu-img create -q -f qcow2 -o cluster_size=512 "$T/small.qcow2" 64M
+qemu-io -c 'write -P 1 0 12M' "$T/small.qcow2" >/dev/null
+corrupt_cases="clean:beyond-eof clean:l2-unaligned clean:refblock-outside
+	clean:refblock-unaligned clean:reftable-reserved clean:refblock-shared clean:l1-reserved
+	clean:l2-reserved clean:data-unaligned clean:zero-unaligned clean:leak-past-end
+	clean:copied-l1 clean:copied-l2 clean:truncated compressed:compressed-copied
+	compressed:compressed-beyond-eof extl2:extl2-bitmap rc1:overflow
+	snap:snapshot-shared-dup small:refcount0"
+for spec in compressed zeroalloc extl2 $corrupt_cases; do
+	base=${spec%%:*}; case=${spec#*:}
+	img="$T/$base.qcow2"
+	if [ "$case" != "$spec" ]; then
+		img="$T/$base-$case.qcow2"; cp "$T/$base.qcow2" "$img"; patch_q2 "$img" "$case"
+	fi
+	for mode in "" "-r leaks" "-r all"; do
+		for out in "" "--output=json" "-q"; do
+			# shellcheck disable=SC2086
+			check "check $mode $out of a qcow2 ($base ${case#$spec}): as qemu-img" \
+				check_same "$img" $mode $out
+		done
+		# shellcheck disable=SC2086
+		[ -n "$mode" ] && check "check $mode of a qcow2 ($base ${case#$spec}): image repaired as by qemu-img" \
+			repair_same "$img" $mode
+	done
+done
 check "check -r leaks of a qcow2 needing a rebuild: only 'Check failed' on stderr, exit 1" \
 	bash -c "cp '$T/rebuild.qcow2' '$T/rb1.qcow2'
 	'$IMG' check -r leaks '$T/rb1.qcow2' >'$T/rb.out' 2>'$T/rb.err'; [ \$? = 1 ] &&
