@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include "hw/bios.h"
+#include "vmm/fileio.h"
 #include "vmm/memory.h"
 
 #define BIOS_ALIGN (64 * 1024)
@@ -16,22 +17,6 @@ int bios_check_size(uint64_t size)
 {
 	if (size == 0 || size % BIOS_ALIGN || size > BIOS_MAX_SIZE)
 		return -EINVAL;
-	return 0;
-}
-
-static int read_all(int fd, uint8_t *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += n;
-	}
 	return 0;
 }
 
@@ -61,7 +46,7 @@ static int load_file(const char *path, struct bios_image *img, char *err, size_t
 		close(fd);
 		return r;
 	}
-	r = read_all(fd, mem, st.st_size);
+	r = read_full_at(fd, 0, mem, st.st_size);
 	close(fd);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot read BIOS %s: %s", path, strerror(-r));

@@ -1,6 +1,7 @@
 /* PCI bus 0: configuration mechanism #1 decoding, config space accesses
- * with write masks, BAR (re)mapping on the I/O bus, capability lists and
- * INTx routing through the PIRQ router to ISA interrupt lines. */
+ * with write masks, BAR and expansion ROM (re)mapping on the I/O bus,
+ * capability lists and INTx routing through the PIRQ router to ISA
+ * interrupt lines. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,32 @@ int pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
 	return 0;
 }
 
+static uint64_t pow2_ceil(uint64_t v)
+{
+	uint64_t p = 1;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+int pci_register_rom(struct pci_device *d, const uint8_t *data, size_t len)
+{
+	uint64_t size;
+
+	if (!data || !len || len > PCI_ROM_MAX_SIZE)
+		return -EINVAL;
+	size = pow2_ceil(len);
+	if (size < PCI_ROM_MIN_SIZE)
+		size = PCI_ROM_MIN_SIZE;
+	d->rom = (struct pci_rom){ .data = data, .len = len, .size = size };
+	/* Address bits above the size and the enable bit are writable;
+	 * sizing (all ones) reads back ~(size - 1) | enable. */
+	pci_set_long(d->config, PCI_ROM_ADDRESS, 0);
+	pci_set_long(d->wmask, PCI_ROM_ADDRESS, (uint32_t)~(size - 1) | PCI_ROM_ADDRESS_ENABLE);
+	return 0;
+}
+
 int pci_add_capability(struct pci_device *d, uint8_t cap_id, uint8_t size)
 {
 	unsigned off = (d->cap_next + 3u) & ~3u;
@@ -236,6 +263,72 @@ static void bar_map(struct pci_device *d, int i, uint64_t addr)
 		d->bar_changed(d, i, true, addr);
 }
 
+/* --- expansion ROM -------------------------------------------------------- */
+
+/* Reads of the ROM window: the image, little-endian, zeros past its end.
+ * Writes are ignored (no write callback), as on a real ROM. */
+static uint64_t rom_read(void *opaque, uint64_t off, unsigned size)
+{
+	const struct pci_rom *rom = opaque;
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < size && i < 8; i++)
+		if (off + i < rom->len)
+			v |= (uint64_t)rom->data[off + i] << (8 * i);
+	return v;
+}
+
+static const struct io_ops rom_ops = { .read = rom_read };
+
+/* Address the ROM decodes at, or false: no ROM, memory decoding or the
+ * enable bit off, address 0, or a window reaching 4 GiB (sizing). */
+static bool rom_decode_addr(const struct pci_device *d, uint64_t *addr)
+{
+	uint32_t reg = pci_get_long(d->config, PCI_ROM_ADDRESS);
+	uint64_t a;
+
+	if (!d->rom.size || !(pci_get_word(d->config, PCI_COMMAND) & PCI_COMMAND_MEMORY) ||
+	    !(reg & PCI_ROM_ADDRESS_ENABLE))
+		return false;
+	a = reg & ~(uint32_t)(d->rom.size - 1);
+	if (!a || a + d->rom.size - 1 >= 0xffffffffull)
+		return false;
+	*addr = a;
+	return true;
+}
+
+static void rom_unmap(struct pci_device *d)
+{
+	if (!d->rom.mapped)
+		return;
+	if (d->bus && d->bus->io)
+		io_unregister(d->bus->io, IO_SPACE_MMIO, d->rom.addr);
+	d->rom.mapped = false;
+}
+
+static void rom_map(struct pci_device *d, uint64_t addr)
+{
+	if (d->bus && d->bus->io &&
+	    io_register(d->bus->io, IO_SPACE_MMIO, addr, d->rom.size, &rom_ops, &d->rom) < 0) {
+		log_guest(LOG_GUEST_ERRORS, "pci %s: ROM at 0x%llx overlaps: not mapped",
+			  d->name, (unsigned long long)addr);
+		return;
+	}
+	d->rom.mapped = true;
+	d->rom.addr = addr;
+}
+
+static void rom_update_mapping(struct pci_device *d)
+{
+	uint64_t addr;
+	bool on = rom_decode_addr(d, &addr);
+
+	if (d->rom.mapped && (!on || addr != d->rom.addr))
+		rom_unmap(d);
+	if (on && !d->rom.mapped)
+		rom_map(d, addr);
+}
+
 static void pci_update_mappings(struct pci_device *d)
 {
 	uint64_t addr;
@@ -249,6 +342,7 @@ static void pci_update_mappings(struct pci_device *d)
 		if (on && !b->mapped)
 			bar_map(d, i, addr);
 	}
+	rom_update_mapping(d);
 }
 
 /* --- INTx routing ------------------------------------------------------- */
@@ -380,7 +474,8 @@ static void device_config_write(struct pci_device *d, unsigned off, unsigned siz
 		d->config[o] = v & ~(b & d->w1cmask[o]);
 	}
 	if (ranges_overlap(off, size, PCI_COMMAND, 2) ||
-	    ranges_overlap(off, size, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS))
+	    ranges_overlap(off, size, PCI_BASE_ADDRESS_0, 4 * PCI_NUM_BARS) ||
+	    ranges_overlap(off, size, PCI_ROM_ADDRESS, 4))
 		pci_update_mappings(d);
 	if (ranges_overlap(off, size, PCI_COMMAND, 2))
 		pci_update_intx(d);

@@ -1,7 +1,8 @@
 /* PCI bus 0 behind configuration mechanism #1 (ports 0xCF8/0xCFC): the
  * registration API for PCI functions (config space with write masks, BARs
- * mapped on the I/O bus when decode is enabled, capabilities) and INTx
- * delivery through the PIIX3 PIRQ router to ISA interrupt lines. */
+ * and the expansion ROM BAR mapped on the I/O bus when decode is enabled,
+ * capabilities) and INTx delivery through the PIIX3 PIRQ router to ISA
+ * interrupt lines. */
 #ifndef HW_PCI_H
 #define HW_PCI_H
 
@@ -57,6 +58,10 @@ struct vm;
 #define PCI_BAR_MEM_TYPE_64	0x04
 #define PCI_BAR_MEM_PREFETCH	0x08
 
+#define PCI_ROM_ADDRESS_ENABLE	0x01
+#define PCI_ROM_MIN_SIZE	2048		/* bits 10:1 of the ROM BAR are reserved */
+#define PCI_ROM_MAX_SIZE	(16u << 20)	/* minikvm's limit for a ROM image */
+
 #define PCI_SUBVENDOR_QEMU	0x1af4	/* Red Hat / Qumranet */
 #define PCI_SUBDEVICE_QEMU	0x1100
 
@@ -71,6 +76,16 @@ enum pci_bar_type {
 };
 
 struct pci_device;
+
+/* The expansion ROM (config 0x30): its image is shown read-only at the
+ * programmed address while the enable bit and memory decoding are on. */
+struct pci_rom {
+	const uint8_t *data;		/* the image, owned by the device */
+	size_t len;			/* its length; bytes past it read as zero */
+	uint64_t size;			/* BAR size: power of two >= len */
+	bool mapped;			/* currently registered on the I/O bus */
+	uint64_t addr;			/* where, when mapped */
+};
 
 struct pci_bar {
 	enum pci_bar_type type;
@@ -90,6 +105,7 @@ struct pci_device {
 	uint8_t wmask[PCI_CONFIG_SIZE];
 	uint8_t w1cmask[PCI_CONFIG_SIZE];
 	struct pci_bar bars[PCI_NUM_BARS];
+	struct pci_rom rom;		/* size 0: no ROM, 0x30 reads as 0 */
 
 	/* Optional hooks. config_read may override the value read (it gets
 	 * the default value); config_write runs after the masks applied. */
@@ -148,6 +164,11 @@ uint32_t pci_get_long(const uint8_t *cfg, unsigned off);
 int pci_register_bar(struct pci_device *d, int bar, enum pci_bar_type type,
 		     uint64_t size, bool prefetchable, const struct io_ops *ops,
 		     void *opaque);
+/* Give the device an expansion ROM (before pci_register_device): the BAR
+ * is len rounded up to a power of two (QEMU's rule), at least
+ * PCI_ROM_MIN_SIZE. data must outlive the device. Returns 0 or -EINVAL
+ * (empty, or larger than PCI_ROM_MAX_SIZE). */
+int pci_register_rom(struct pci_device *d, const uint8_t *data, size_t len);
 /* Allocate a capability of `size` bytes in 0x40-0xFF, link it into the
  * list. Returns its offset or -ENOSPC. */
 int pci_add_capability(struct pci_device *d, uint8_t cap_id, uint8_t size);

@@ -7,7 +7,8 @@
  * steering, the vnet header handling for backends without one,
  * statistics, the guest offloads control command, the host_mtu
  * property (F_MTU), migration state and the
- * "-device virtio-net-pci,netdev=ID,..." and "-nic" creation.
+ * "-device virtio-net-pci,netdev=ID,..." and "-nic" creation (with
+ * QEMU's iPXE option ROM, romfile=).
  * Everything that touches the backend runs on the event loop thread. */
 #include <errno.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "hw/bootorder.h"
+#include "hw/pci_rom.h"
 #include "hw/virtio_net.h"
 #include "hw/virtio_rng.h"
 #include "vmm/event_loop.h"
@@ -1290,6 +1292,9 @@ const struct virtio_net_backend_ops virtio_net_netdev_ops = {
 /* --- command line -------------------------------------------------------- */
 
 #define DEV_NAME "virtio-net-pci"
+/* QEMU 7.2's romfile default for virtio-net-pci (Debian: ipxe-qemu). */
+#define DEFAULT_ROMFILE "efi-virtio.rom"
+#define ROMFILE_MAX 1024
 
 /* Value of key in a "k=v,k=v" spec into buf; 1 found, 0 absent, -1 too long. */
 static int spec_get(const char *spec, const char *key, char *buf, size_t len)
@@ -1387,8 +1392,8 @@ static const char *const device_keys[] = {
 };
 DEVICE_MODEL(virtio_net_model, .name = DEV_NAME, .keys = device_keys,
 	     .usage = DEV_NAME ",netdev=ID[,addr=SLOT,mac=MAC,mq=on,vectors=N,bootindex=N,"
-		      "host_mtu=N,csum=,guest_csum=,host_tso4=,guest_tso4=,mrg_rxbuf=,ctrl_vq=,"
-		      "rx_queue_size=N,tx_queue_size=N,packed=on]")
+		      "romfile=FILE,host_mtu=N,csum=,guest_csum=,host_tso4=,guest_tso4=,mrg_rxbuf=,"
+		      "ctrl_vq=,rx_queue_size=N,tx_queue_size=N,packed=on]")
 
 static bool *bool_opt(struct virtio_net_opts *o, unsigned i)
 {
@@ -1444,12 +1449,35 @@ static int parse_opts(const char *what, const char *spec, struct virtio_net_opts
 	return 0;
 }
 
-/* Put a virtio-net-pci for backend id on the VM. */
-static int create_net(struct vm *vm, const char *what, const char *id, const char *nic_spec,
-		      struct virtio_net_opts *o, int slot)
+/* The option ROM romfile names (NULL or empty: none), read once: *data
+ * stays allocated for the device's lifetime. QEMU refuses a device whose
+ * ROM cannot be found, its default one included. */
+static int load_romfile(const char *what, const char *romfile, uint8_t **data, size_t *len)
 {
+	char err[512];
+
+	*data = NULL;
+	*len = 0;
+	if (!romfile || !romfile[0])
+		return 0;
+	if (pci_rom_load(romfile, data, len, err, sizeof(err)) < 0) {
+		log_error("%s: %s", what, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Put a virtio-net-pci for backend id on the VM, with option ROM romfile:
+ * NULL for QEMU's default (patched to the device's IDs as QEMU does for
+ * default ROMs only), "" for none. */
+static int create_net(struct vm *vm, const char *what, const char *id, const char *nic_spec,
+		      struct virtio_net_opts *o, int slot, const char *romfile)
+{
+	bool default_rom = !romfile;
 	struct net_backend *nb = net_find(id);
 	struct virtio_net *n;
+	uint8_t *rom;
+	size_t rom_len;
 	int r;
 
 	if (!nb) {
@@ -1462,10 +1490,18 @@ static int create_net(struct vm *vm, const char *what, const char *id, const cha
 		log_error("%s: too many network devices", what);
 		return -ENOSPC;
 	}
+	if (default_rom)
+		romfile = DEFAULT_ROMFILE;
+	if (load_romfile(what, romfile, &rom, &rom_len) < 0)
+		return -EINVAL;
 	n = calloc(1, sizeof(*n));
-	if (!n)
+	if (!n) {
+		free(rom);
 		return -ENOMEM;
+	}
 	r = virtio_net_init(n, o, &virtio_net_netdev_ops, nb, &vm->mem, vm->loop);
+	if (r < 0)
+		free(rom);
 	if (r == -EBUSY) {
 		log_error("%s: netdev %s is already in use", what, id);
 		return r;
@@ -1475,6 +1511,14 @@ static int create_net(struct vm *vm, const char *what, const char *id, const cha
 		return r;
 	}
 	n->netdev_id = strdup(id);
+	if (rom && default_rom)
+		pci_rom_patch_ids(rom, rom_len, pci_get_word(n->vp.pci.config, PCI_VENDOR_ID),
+				  pci_get_word(n->vp.pci.config, PCI_DEVICE_ID));
+	if (rom && pci_register_rom(&n->vp.pci, rom, rom_len) < 0) {
+		log_error("%s: romfile \"%s\" cannot be used", what, romfile);
+		free(rom);
+		return -EINVAL;
+	}
 	virtio_pci_offer_packed(&n->vp, o->packed);
 	r = virtio_pci_realize(&n->vp, vm, slot);	/* logs its errors */
 	if (r < 0)
@@ -1484,11 +1528,12 @@ static int create_net(struct vm *vm, const char *what, const char *id, const cha
 	return 0;
 }
 
-/* bootindex=N (QEMU's default -1: not in the boot order), romfile=:
- * only the empty value (no option ROM) exists here, which is also how to
- * make QEMU boot the same way (its default is the iPXE ROM), and bus=,
- * only the root bus "pci.0" (libvirt always writes it). */
-static int parse_boot_props(const char *what, const char *spec, int32_t *bootindex)
+/* bootindex=N (QEMU's default -1: not in the boot order), romfile= into
+ * romfile (*has_romfile false: absent, QEMU's default iPXE ROM; empty: no
+ * option ROM), and bus=, only the root bus "pci.0" (libvirt always
+ * writes it). */
+static int parse_boot_props(const char *what, const char *spec, int32_t *bootindex,
+			    char *romfile, size_t romlen, bool *has_romfile)
 {
 	char v[32];
 	int r = spec_get(spec, "bus", v, sizeof(v));
@@ -1503,11 +1548,12 @@ static int parse_boot_props(const char *what, const char *spec, int32_t *bootind
 		log_error("%s: Parameter 'bootindex' expects integer", what);
 		return -EINVAL;
 	}
-	r = spec_get(spec, "romfile", v, sizeof(v));
-	if (r != 0 && (r < 0 || v[0])) {
-		log_error("%s: option ROMs are not supported (only romfile= with no file)", what);
+	r = spec_get(spec, "romfile", romfile, romlen);
+	if (r < 0) {
+		log_error("%s: romfile name too long", what);
 		return -EINVAL;
 	}
+	*has_romfile = r > 0;
 	return 0;
 }
 
@@ -1529,23 +1575,25 @@ static int device_spec_net(struct vm *vm, const char *spec)
 	const char *what = "-device " DEV_NAME;
 	struct virtio_net_opts o;
 	int32_t bootindex;
-	char id[64];
+	char id[64], romfile[ROMFILE_MAX];
+	bool has_romfile;
 	int slot, r;
 
 	if (virtio_spec_slot(spec, DEV_NAME, &slot) < 0 || parse_opts(what, spec, &o) < 0 ||
-	    parse_boot_props(what, spec, &bootindex) < 0)
+	    parse_boot_props(what, spec, &bootindex, romfile, sizeof(romfile), &has_romfile) < 0)
 		return -EINVAL;
 	if (spec_get(spec, "netdev", id, sizeof(id)) != 1 || !id[0]) {
 		log_error("%s: netdev=ID is required", what);
 		return -EINVAL;
 	}
-	r = create_net(vm, what, id, NULL, &o, slot);
+	r = create_net(vm, what, id, NULL, &o, slot, has_romfile ? romfile : NULL);
 	if (r < 0)
 		return r;
 	return register_bootindex(devices[n_devices - 1], spec, bootindex) < 0 ? -EINVAL : 0;
 }
 
-/* -nic TYPE[,model=virtio-net-pci][,mac=...]: backend "__nic<i>". */
+/* -nic TYPE[,model=virtio-net-pci][,mac=...]: backend "__nic<i>"; the
+ * device has QEMU's default option ROM, as QEMU's -nic gives it. */
 static int nic_spec_net(struct vm *vm, const char *spec, unsigned i)
 {
 	struct virtio_net_opts o;
@@ -1564,7 +1612,7 @@ static int nic_spec_net(struct vm *vm, const char *spec, unsigned i)
 	if (parse_mac("-nic", spec, o.mac) < 0)
 		return -EINVAL;
 	snprintf(id, sizeof(id), "__nic%u", i);
-	return create_net(vm, "-nic", id, spec, &o, -1);
+	return create_net(vm, "-nic", id, spec, &o, -1, NULL);
 }
 
 static int virtio_net_device_init(struct vm *vm)

@@ -12,6 +12,7 @@
 #include "vmm/boot.h"
 #include "vmm/boot_priv.h"
 #include "vmm/platform.h"
+#include "vmm/fileio.h"
 #include "vmm/vm.h"
 
 #define BOOT_HEAD_SIZE 8192	/* Multiboot header must be in here */
@@ -57,25 +58,6 @@ void boot_file_close(struct boot_file *f)
 	f->fd = -1;
 }
 
-static int read_full(int fd, uint64_t off, void *buf, uint64_t len)
-{
-	uint8_t *p = buf;
-
-	while (len) {
-		size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
-		ssize_t n = pread(fd, p, chunk, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
 static bool file_has(const struct boot_file *f, uint64_t off, uint64_t len)
 {
 	return off <= f->size && len <= f->size - off;
@@ -92,7 +74,7 @@ int boot_file_read(struct boot_ctx *c, const struct boot_file *f, uint64_t off,
 			   len, (unsigned long long)f->size);
 		return -1;
 	}
-	r = read_full(f->fd, off, buf, len);
+	r = read_full_at(f->fd, off, buf, len);
 	if (r < 0) {
 		boot_error(c, f->path, "read error: %s", strerror(-r));
 		return -1;
@@ -120,7 +102,7 @@ int boot_file_load(struct boot_ctx *c, const struct boot_file *f, uint64_t off,
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -1;
 	}
-	r = read_full(f->fd, off, hva, len);
+	r = read_full_at(f->fd, off, hva, len);
 	if (r < 0) {
 		boot_error(c, f->path, "read error: %s", strerror(-r));
 		return -1;

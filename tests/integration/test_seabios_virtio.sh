@@ -32,55 +32,10 @@ if [ "$QEMU" != none ] && command -v "$QEMU" >/dev/null && [ -w /dev/kvm ]; then
 	have_qemu=true
 fi
 
-# The boot sector: 16-bit real mode at 0000:7c00, polled COM1 output, then
-# the exit port. Assembled here so the test needs only binutils.
-# make_sector NAME MESSAGE: $dir/NAME.bin prints MESSAGE.
-make_sector() {
-	local name=$1 msg=$2
-	sed "s/@MSG@/$msg/" > "$dir/$name.S" <<'EOF'
-	.code16
-	.globl	_start
-_start:
-	cli
-	xor	%ax, %ax
-	mov	%ax, %ds
-	mov	$msg, %si
-next:
-	lodsb
-	test	%al, %al
-	jz	done
-	mov	%al, %bl
-	mov	$0x3fd, %dx		/* line status: wait for THR empty */
-1:	in	%dx, %al
-	test	$0x20, %al
-	jz	1b
-	mov	$0x3f8, %dx
-	mov	%bl, %al
-	out	%al, %dx
-	jmp	next
-done:
-	mov	$0xf4, %dx		/* isa-debug-exit: status (0x31 << 1) | 1 */
-	mov	$0x31, %al
-	out	%al, %dx
-	hlt
-	jmp	done
-msg:
-	.asciz	"@MSG@\r\n"
-	.org	510
-	.word	0xaa55
-EOF
-	if ! as --32 -o "$dir/$name.o" "$dir/$name.S" ||
-		! ld -m elf_i386 -Ttext 0x7c00 --oformat binary -e _start -o "$dir/$name.bin" \
-			"$dir/$name.o"; then
-		echo "FAIL: cannot assemble the boot sector (binutils)"
-		exit 1
-	fi
-	[ "$(stat -c %s "$dir/$name.bin")" = 512 ] ||
-		{ echo "FAIL: boot sector $name is not 512 bytes"; exit 1; }
-}
-make_sector boot "BOOTSECTOR: booted from the virtio disk"
-make_sector boota "BOOTSECTOR: disk A"
-make_sector bootb "BOOTSECTOR: disk B"
+. tests/integration/bootsector-lib.sh
+make_sector "$dir/boot.bin" "BOOTSECTOR: booted from the virtio disk"
+make_sector "$dir/boota.bin" "BOOTSECTOR: disk A"
+make_sector "$dir/bootb.bin" "BOOTSECTOR: disk B"
 # A 1 MiB disk: the sector, then zeros; the same disk as qcow2.
 truncate -s 1M "$dir/disk.raw"
 dd if="$dir/boot.bin" of="$dir/disk.raw" conv=notrunc status=none
@@ -257,7 +212,7 @@ check_both() {
 
 DA="-drive file=$dir/a.raw,if=none,id=da,format=raw"
 DB="-drive file=$dir/b.qcow2,if=none,id=db,format=qcow2"
-# The NIC without an option ROM (QEMU's default is iPXE; minikvm has none).
+# The NIC without an option ROM (romfile=, on both VMMs).
 NIC="-netdev user,id=n0 -device virtio-net-pci,netdev=n0,addr=6,romfile=,bootindex=1"
 BLK4=/pci@i0cf8/scsi@4/disk@0,0
 BLK5=/pci@i0cf8/scsi@5/disk@0,0

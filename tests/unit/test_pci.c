@@ -1,15 +1,19 @@
 /* PCI bus model: configuration mechanism #1 decoding, config space masks,
- * BAR sizing and mapping on a real I/O bus, PIRQ routing with sharing,
- * vmstate round trip. */
+ * BAR sizing and mapping on a real I/O bus, the expansion ROM BAR (sizing,
+ * enable, read-only mapping, moves) and ROM files (search, load, QEMU's ID
+ * patch), PIRQ routing with sharing, vmstate round trip. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "hw/pci.h"
+#include "hw/pci_rom.h"
 #include "hw/piix3.h"
 #include "vmm/io.h"
 #include "vmm/platform.h"
@@ -415,6 +419,264 @@ static void test_reset_control(void **state)
 	assert_int_equal(p.rcr, 0x0a);
 }
 
+
+/* --- expansion ROM --------------------------------------------------------- */
+
+#define ROM_LEN 3000	/* BAR: 4 KiB */
+
+static uint8_t rom_image[ROM_LEN];
+
+static void fill_rom_image(void)
+{
+	for (unsigned i = 0; i < ROM_LEN; i++)
+		rom_image[i] = (uint8_t)(i * 7 + 1);
+	rom_image[0] = 0x55;
+	rom_image[1] = 0xaa;
+}
+
+static bool mmio_read32(struct fixture *f, uint64_t addr, uint32_t *v)
+{
+	*v = 0;
+	return io_dispatch(f->io, IO_SPACE_MMIO, addr, v, 4, false);
+}
+
+static void test_rom_sizing(void **state)
+{
+	struct fixture *f = *state;
+	struct pci_device d;
+
+	fill_rom_image();
+	assert_int_equal(pci_register_rom(&f->dev, rom_image, ROM_LEN), 0);
+	assert_int_equal(f->dev.rom.size, 4096);
+	assert_int_equal(cfg_read(f, CFG_ADDR(3, 0, 0x30), 4), 0);
+	/* SeaBIOS's probe (all ones but enable), then all ones. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, ~1u);
+	assert_int_equal(cfg_read(f, CFG_ADDR(3, 0, 0x30), 4), 0xfffff000);
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xffffffff);
+	assert_int_equal(cfg_read(f, CFG_ADDR(3, 0, 0x30), 4), 0xfffff001);
+	/* Reserved bits 10:1 never stick. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfeb807fe);
+	assert_int_equal(cfg_read(f, CFG_ADDR(3, 0, 0x30), 4), 0xfeb80000);
+	/* QEMU's rule: the file size rounded up to a power of two (the
+	 * iPXE virtio ROM's 249344 bytes: 256 KiB); at least 2 KiB. */
+	pci_device_init(&d, "rom", 0x1af4, 0x1000, 0, 0x020000);
+	assert_int_equal(pci_register_rom(&d, rom_image, 1), 0);
+	assert_int_equal(d.rom.size, PCI_ROM_MIN_SIZE);
+	assert_int_equal(pci_get_long(d.wmask, 0x30), 0xfffff801);
+	assert_int_equal(pci_register_rom(&d, rom_image, 249344), 0);
+	assert_int_equal(d.rom.size, 256 * 1024);
+	assert_int_equal(pci_register_rom(&d, rom_image, 4096), 0);
+	assert_int_equal(d.rom.size, 4096);
+	assert_int_equal(pci_register_rom(&d, rom_image, 0), -EINVAL);
+	assert_int_equal(pci_register_rom(&d, NULL, 10), -EINVAL);
+	assert_int_equal(pci_register_rom(&d, rom_image, PCI_ROM_MAX_SIZE + 1), -EINVAL);
+}
+
+static void test_rom_mapping(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t v, junk = 0xdeadbeef;
+	uint8_t b;
+
+	fill_rom_image();
+	assert_int_equal(pci_register_rom(&f->dev, rom_image, ROM_LEN), 0);
+	/* Address without the enable bit: nothing, even with decoding on. */
+	cfg_write(f, CFG_ADDR(3, 0, PCI_COMMAND), 2, PCI_COMMAND_MEMORY);
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfeb80000);
+	assert_false(mmio_read32(f, 0xfeb80000, &v));
+	/* Enabled but memory decoding off: nothing. */
+	cfg_write(f, CFG_ADDR(3, 0, PCI_COMMAND), 2, 0);
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfeb80001);
+	assert_false(mmio_read32(f, 0xfeb80000, &v));
+	assert_false(f->dev.rom.mapped);
+	/* Both on: the image, little-endian, any width; zeros past its end. */
+	cfg_write(f, CFG_ADDR(3, 0, PCI_COMMAND), 2, PCI_COMMAND_MEMORY);
+	assert_true(mmio_read32(f, 0xfeb80000, &v));
+	assert_int_equal(v, rom_image[0] | rom_image[1] << 8 | rom_image[2] << 16 |
+			 (uint32_t)rom_image[3] << 24);
+	assert_true(io_dispatch(f->io, IO_SPACE_MMIO, 0xfeb80000 + 1234, &b, 1, false));
+	assert_int_equal(b, rom_image[1234]);
+	assert_true(mmio_read32(f, 0xfeb80000 + ROM_LEN - 2, &v));
+	assert_int_equal(v, rom_image[ROM_LEN - 2] | rom_image[ROM_LEN - 1] << 8);
+	assert_true(mmio_read32(f, 0xfeb80ffc, &v));
+	assert_int_equal(v, 0);
+	assert_false(mmio_read32(f, 0xfeb81000, &v));
+	/* Read-only: writes are absorbed and change nothing. */
+	assert_true(io_dispatch(f->io, IO_SPACE_MMIO, 0xfeb80000, &junk, 4, true));
+	assert_true(mmio_read32(f, 0xfeb80000, &v));
+	assert_int_equal(v & 0xffff, 0xaa55);
+	assert_int_equal(rom_image[0], 0x55);
+	/* Move while enabled: the old window goes. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfeb90001);
+	assert_false(mmio_read32(f, 0xfeb80000, &v));
+	assert_true(mmio_read32(f, 0xfeb90000, &v));
+	assert_int_equal(f->dev.rom.addr, 0xfeb90000);
+	/* Byte write clearing the enable bit unmaps it. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 1, 0x00);
+	assert_false(mmio_read32(f, 0xfeb90000, &v));
+	assert_int_equal(cfg_read(f, CFG_ADDR(3, 0, 0x30), 4), 0xfeb90000);
+	/* The sizing pattern with the enable bit is not a mapping. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xffffffff);
+	assert_false(f->dev.rom.mapped);
+	/* Over another region (BAR 1): refused, nothing breaks, BAR 1 wins. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x14), 4, 0xfebf0000);
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfebf0001);
+	assert_false(f->dev.rom.mapped);
+	assert_true(mmio_read32(f, 0xfebf0010, &v));
+	assert_int_equal(v, 0xab000010);
+	/* Elsewhere again, then a bus reset: unmapped, register back to 0. */
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfeb80001);
+	assert_true(mmio_read32(f, 0xfeb80000, &v));
+	pci_bus_reset(&f->bus);
+	assert_false(mmio_read32(f, 0xfeb80000, &v));
+	assert_int_equal(cfg_read(f, CFG_ADDR(3, 0, 0x30), 4), 0);
+}
+
+static void test_rom_vmstate(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = vmstate_size(&pci_device_vmstate);
+	uint8_t *buf = malloc(len);
+	struct fixture g = { 0 };
+	struct pci_device copy;
+	char err[128];
+	uint32_t v;
+
+	fill_rom_image();
+	assert_int_equal(pci_register_rom(&f->dev, rom_image, ROM_LEN), 0);
+	cfg_write(f, CFG_ADDR(3, 0, 0x30), 4, 0xfeb80001);
+	cfg_write(f, CFG_ADDR(3, 0, PCI_COMMAND), 2, PCI_COMMAND_MEMORY);
+	assert_int_equal(vmstate_save(&pci_device_vmstate, &f->dev, buf), len);
+	g.io = io_bus_new();
+	pci_bus_init(&g.bus, g.io, NULL);
+	make_test_device(&copy, &g);
+	assert_int_equal(pci_register_rom(&copy, rom_image, ROM_LEN), 0);
+	assert_int_equal(pci_bus_add_device(&g.bus, &copy, 3, 0), 0);
+	assert_int_equal(vmstate_load(&pci_device_vmstate, &copy, sizeof(copy), buf, len, err,
+				      sizeof(err)), 0);
+	pci_bus_post_load(&g.bus);
+	assert_true(io_dispatch(g.io, IO_SPACE_MMIO, 0xfeb80000, &v, 4, false));
+	assert_int_equal(v & 0xffff, 0xaa55);
+	io_bus_free(g.io);
+	free(buf);
+}
+
+/* An option ROM image: header, PCIR for vendor:device, checksum byte 6
+ * making the first 512 bytes sum to zero. */
+static void make_pcir_image(uint8_t *img, size_t len, uint16_t vendor, uint16_t device)
+{
+	uint8_t sum = 0;
+
+	memset(img, 0, len);
+	img[0] = 0x55;
+	img[1] = 0xaa;
+	img[2] = len / 512;
+	img[0x18] = 0x1c;
+	memcpy(img + 0x1c, "PCIR", 4);
+	img[0x20] = vendor & 0xff;
+	img[0x21] = vendor >> 8;
+	img[0x22] = device & 0xff;
+	img[0x23] = device >> 8;
+	img[0x30] = 0x00;	/* x86 code */
+	img[0x31] = 0x80;	/* last image */
+	for (size_t i = 0; i < len; i++)
+		sum += img[i];
+	img[6] = (uint8_t)-sum;
+}
+
+static uint8_t byte_sum(const uint8_t *p, size_t len)
+{
+	uint8_t s = 0;
+
+	for (size_t i = 0; i < len; i++)
+		s += p[i];
+	return s;
+}
+
+static void test_rom_patch_ids(void **state)
+{
+	uint8_t img[512], orig[512];
+
+	/* iPXE's virtio ROM names 1af4:1041; a transitional device is 1000. */
+	make_pcir_image(img, sizeof(img), 0x1af4, 0x1041);
+	assert_int_equal(byte_sum(img, sizeof(img)), 0);
+	pci_rom_patch_ids(img, sizeof(img), 0x1af4, 0x1000);
+	assert_int_equal(img[0x22] | img[0x23] << 8, 0x1000);
+	assert_int_equal(byte_sum(img, sizeof(img)), 0);
+	/* Same device, other vendor, no signature, PCIR out of bounds: as is. */
+	make_pcir_image(img, sizeof(img), 0x1af4, 0x1000);
+	memcpy(orig, img, sizeof(img));
+	pci_rom_patch_ids(img, sizeof(img), 0x1af4, 0x1000);
+	pci_rom_patch_ids(img, sizeof(img), 0x8086, 0x100e);
+	assert_memory_equal(img, orig, sizeof(img));
+	img[0] = 0;
+	memcpy(orig, img, sizeof(img));
+	pci_rom_patch_ids(img, sizeof(img), 0x1af4, 0x1041);
+	assert_memory_equal(img, orig, sizeof(img));
+	make_pcir_image(img, sizeof(img), 0x1af4, 0x1041);
+	img[0x18] = 0xfe;
+	img[0x19] = 0x01;
+	memcpy(orig, img, sizeof(img));
+	pci_rom_patch_ids(img, sizeof(img), 0x1af4, 0x1000);
+	assert_memory_equal(img, orig, sizeof(img));
+	pci_rom_patch_ids(img, 20, 0x1af4, 0x1000);	/* shorter than the header */
+	assert_memory_equal(img, orig, sizeof(img));
+}
+
+static void test_rom_files(void **state)
+{
+	char dir[] = "/tmp/test_pci_rom.XXXXXX", path[256], err[256], found[256];
+	uint8_t *data;
+	size_t len;
+	FILE *fp;
+
+	assert_non_null(mkdtemp(dir));
+	/* Missing: QEMU's message. */
+	assert_int_equal(pci_rom_load("nonexistent-rom.bin", &data, &len, err, sizeof(err)),
+			 -ENOENT);
+	assert_string_equal(err, "failed to find romfile \"nonexistent-rom.bin\"");
+	assert_null(data);
+	assert_int_equal(pci_rom_find("", found, sizeof(found)), -ENOENT);
+	/* Empty. */
+	snprintf(path, sizeof(path), "%s/empty.rom", dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	assert_int_equal(pci_rom_load(path, &data, &len, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is empty"));
+	/* A directory is not a ROM. */
+	assert_int_equal(pci_rom_load(dir, &data, &len, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
+	/* A path: read whole. */
+	snprintf(path, sizeof(path), "%s/small.rom", dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fill_rom_image();
+	assert_int_equal(fwrite(rom_image, 1, ROM_LEN, fp), ROM_LEN);
+	fclose(fp);
+	assert_int_equal(pci_rom_load(path, &data, &len, err, sizeof(err)), 0);
+	assert_int_equal(len, ROM_LEN);
+	assert_memory_equal(data, rom_image, ROM_LEN);
+	free(data);
+	assert_int_equal(pci_rom_find(path, found, sizeof(found)), 0);
+	assert_string_equal(found, path);
+	/* Too large (sparse file). */
+	assert_int_equal(truncate(path, PCI_ROM_MAX_SIZE + 1ll), 0);
+	assert_int_equal(pci_rom_load(path, &data, &len, err, sizeof(err)), -EFBIG);
+	assert_non_null(strstr(err, "too large"));
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/empty.rom", dir);
+	unlink(path);
+	rmdir(dir);
+	/* A bare name is looked up in QEMU's firmware directories
+	 * (ipxe-qemu puts efi-virtio.rom in /usr/lib/ipxe/qemu). */
+	if (access("/usr/lib/ipxe/qemu/efi-virtio.rom", R_OK) == 0 &&
+	    access("efi-virtio.rom", F_OK) != 0) {
+		assert_int_equal(pci_rom_find("efi-virtio.rom", found, sizeof(found)), 0);
+		assert_string_equal(found, "/usr/lib/ipxe/qemu/efi-virtio.rom");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +685,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_only_and_w1c, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_sizing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bar_mapping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rom_sizing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rom_mapping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rom_vmstate, setup, teardown),
+		cmocka_unit_test(test_rom_patch_ids),
+		cmocka_unit_test(test_rom_files),
 		cmocka_unit_test_setup_teardown(test_pirq_routing_and_sharing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_capabilities, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vmstate_round_trip, setup, teardown),
