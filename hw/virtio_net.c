@@ -21,6 +21,7 @@
 #include "hw/virtio_rng.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
+#include "vmm/opts.h"
 #include "vmm/vm.h"
 #include "vmm/vmstate.h"
 
@@ -1296,60 +1297,23 @@ const struct virtio_net_backend_ops virtio_net_netdev_ops = {
 #define DEFAULT_ROMFILE "efi-virtio.rom"
 #define ROMFILE_MAX 1024
 
-/* Value of key in a "k=v,k=v" spec into buf; 1 found, 0 absent, -1 too long. */
-static int spec_get(const char *spec, const char *key, char *buf, size_t len)
+static int opt_bool(const char *what, const struct opts *p, const char *key, bool *out)
 {
-	size_t klen = strlen(key);
-	const char *p = spec;
+	const char *bad;
 
-	while (*p) {
-		size_t l = strcspn(p, ",");
-
-		if (l > klen && !strncmp(p, key, klen) && p[klen] == '=') {
-			if (l - klen - 1 >= len)
-				return -1;
-			memcpy(buf, p + klen + 1, l - klen - 1);
-			buf[l - klen - 1] = 0;
-			return 1;
-		}
-		p += l;
-		if (*p)
-			p++;
-	}
-	return 0;
-}
-
-static int spec_bool(const char *what, const char *spec, const char *key, bool *out)
-{
-	char v[16];
-	int r = spec_get(spec, key, v, sizeof(v));
-
-	if (r == 0)
+	if (opts_get_bool(p, key, out, &bad) == 0)
 		return 0;
-	if (r > 0 && (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes"))) {
-		*out = true;
-		return 0;
-	}
-	if (r > 0 && (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no"))) {
-		*out = false;
-		return 0;
-	}
 	log_error("%s: %s must be on or off", what, key);
 	return -EINVAL;
 }
 
-static int spec_uint(const char *what, const char *spec, const char *key, unsigned min,
-		     unsigned max, unsigned *out)
+static int opt_uint(const char *what, const struct opts *p, const char *key, unsigned min,
+		    unsigned max, unsigned *out)
 {
-	char v[16], *end;
-	unsigned long x;
-	int r = spec_get(spec, key, v, sizeof(v));
+	uint64_t x = *out;
+	const char *bad;
 
-	if (r == 0)
-		return 0;
-	errno = 0;
-	x = r > 0 ? strtoul(v, &end, 10) : 0;
-	if (r < 0 || errno || end == v || *end || x < min || x > max) {
+	if (opts_get_uint(p, key, min, max, &x, &bad) < 0) {
 		log_error("%s: %s must be a number from %u to %u", what, key, min, max);
 		return -EINVAL;
 	}
@@ -1357,27 +1321,45 @@ static int spec_uint(const char *what, const char *spec, const char *key, unsign
 	return 0;
 }
 
+/* A -netdev or -nic spec ("TYPE,key=value,..."). */
+static int parse_netdev_spec(struct opts *p, const char *spec, const char *what)
+{
+	const struct opts_syntax syn = { .implied_key = "type", .max_len = 65535 };
+	char err[128];
+
+	if (opts_parse(p, spec, &syn, err, sizeof(err)) < 0) {
+		log_error("%s: %s", what, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* The queues= of the backend's spec (-netdev id=ID, or -nic i). */
 static int backend_pairs(const struct vm_config *cfg, const char *id, const char *nic_spec,
 			 unsigned *pairs)
 {
-	const char *spec = nic_spec;
-	char v[64];
+	struct opts p = { 0 };
+	const char *v;
+	int r = 0;
 
-	for (unsigned i = 0; !spec && i < cfg->n_netdevs; i++)
-		if (spec_get(cfg->netdevs[i], "id", v, sizeof(v)) == 1 && !strcmp(v, id))
-			spec = cfg->netdevs[i];
 	*pairs = 1;
-	if (!spec || spec_get(spec, "queues", v, sizeof(v)) != 1)
-		return 0;
-	if (spec_uint("-netdev", spec, "queues", 1, 1024, pairs) < 0)
-		return -EINVAL;
-	if (*pairs > VIRTIO_NET_MAX_PAIRS) {
+	if (nic_spec)
+		r = parse_netdev_spec(&p, nic_spec, "-nic");
+	for (unsigned i = 0; !nic_spec && r == 0 && i < cfg->n_netdevs; i++) {
+		r = parse_netdev_spec(&p, cfg->netdevs[i], "-netdev");
+		if (r == 0 && (v = opts_get(&p, "id")) && !strcmp(v, id))
+			break;
+		opts_free(&p);
+	}
+	if (r == 0 && opt_uint("-netdev", &p, "queues", 1, 1024, pairs) < 0)
+		r = -EINVAL;
+	opts_free(&p);
+	if (r == 0 && *pairs > VIRTIO_NET_MAX_PAIRS) {
 		log_error("-device %s: netdev %s has queues=%u; at most %d queue pairs are "
 			  "supported", DEV_NAME, id, *pairs, VIRTIO_NET_MAX_PAIRS);
-		return -EINVAL;
+		r = -EINVAL;
 	}
-	return 0;
+	return r;
 }
 
 static const char *const bool_keys[] = {
@@ -1404,39 +1386,36 @@ static bool *bool_opt(struct virtio_net_opts *o, unsigned i)
 	return fields[i];
 }
 
-static int parse_mac(const char *what, const char *spec, uint8_t mac[6])
+static int parse_mac(const char *what, const struct opts *p, uint8_t mac[6])
 {
-	char v[32];
-	int r = spec_get(spec, "mac", v, sizeof(v));
+	const char *v = opts_get(p, "mac");
 
-	if (r == 0) {
+	if (!v) {
 		net_generate_mac(mac);
 		return 0;
 	}
-	if (r < 0 || net_parse_mac(v, mac) < 0 || (mac[0] & 1)) {
+	if (net_parse_mac(v, mac) < 0 || (mac[0] & 1)) {
 		log_error("%s: invalid mac '%s' (a unicast address like 52:54:00:12:34:56)", what,
-			  r < 0 ? "(too long)" : v);
+			  v);
 		return -EINVAL;
 	}
 	return 0;
 }
 
-static int parse_opts(const char *what, const char *spec, struct virtio_net_opts *o)
+static int parse_opts(const char *what, const struct opts *p, struct virtio_net_opts *o)
 {
 	unsigned rxs = VIRTIO_NET_QUEUE_SIZE, txs = VIRTIO_NET_QUEUE_SIZE, vectors = 0;
-	char tmp[16];
-	bool has_vectors = spec_get(spec, "vectors", tmp, sizeof(tmp)) != 0;
 
 	virtio_net_default_opts(o);
 	for (unsigned i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++)
-		if (spec_bool(what, spec, bool_keys[i], bool_opt(o, i)) < 0)
+		if (opt_bool(what, p, bool_keys[i], bool_opt(o, i)) < 0)
 			return -EINVAL;
-	if (parse_mac(what, spec, o->mac) < 0 ||
-	    spec_uint(what, spec, "vectors", 0, VIRTIO_MSIX_MAX, &vectors) < 0 ||
-	    spec_uint(what, spec, "rx_queue_size", 0, 1u << 16, &rxs) < 0 ||
-	    spec_uint(what, spec, "tx_queue_size", 0, 1u << 16, &txs) < 0 ||
-	    spec_uint(what, spec, "host_mtu", VIRTIO_NET_MIN_MTU, VIRTIO_NET_MAX_MTU,
-		      &o->host_mtu) < 0)
+	if (parse_mac(what, p, o->mac) < 0 ||
+	    opt_uint(what, p, "vectors", 0, VIRTIO_MSIX_MAX, &vectors) < 0 ||
+	    opt_uint(what, p, "rx_queue_size", 0, 1u << 16, &rxs) < 0 ||
+	    opt_uint(what, p, "tx_queue_size", 0, 1u << 16, &txs) < 0 ||
+	    opt_uint(what, p, "host_mtu", VIRTIO_NET_MIN_MTU, VIRTIO_NET_MAX_MTU,
+		     &o->host_mtu) < 0)
 		return -EINVAL;
 	if (!queue_size_ok(rxs) || !queue_size_ok(txs)) {
 		log_error("%s: rx_queue_size and tx_queue_size must be powers of 2 from %d to %d",
@@ -1445,7 +1424,7 @@ static int parse_opts(const char *what, const char *spec, struct virtio_net_opts
 	}
 	o->rx_queue_size = rxs;
 	o->tx_queue_size = txs;
-	o->vectors = has_vectors ? (int)vectors : -1;
+	o->vectors = opts_find(p, "vectors") ? (int)vectors : -1;
 	return 0;
 }
 
@@ -1528,32 +1507,29 @@ static int create_net(struct vm *vm, const char *what, const char *id, const cha
 	return 0;
 }
 
-/* bootindex=N (QEMU's default -1: not in the boot order), romfile= into
- * romfile (*has_romfile false: absent, QEMU's default iPXE ROM; empty: no
- * option ROM), and bus=, only the root bus "pci.0" (libvirt always
- * writes it). */
-static int parse_boot_props(const char *what, const char *spec, int32_t *bootindex,
-			    char *romfile, size_t romlen, bool *has_romfile)
+/* bootindex=N (QEMU's default -1: not in the boot order), romfile=
+ * (*romfile NULL: absent, QEMU's default iPXE ROM; empty: no option ROM),
+ * and bus=, only the root bus "pci.0" (libvirt always writes it). */
+static int parse_boot_props(const char *what, const struct opts *p, int32_t *bootindex,
+			    const char **romfile)
 {
-	char v[32];
-	int r = spec_get(spec, "bus", v, sizeof(v));
+	const char *v = opts_get(p, "bus");
 
-	if (r != 0 && (r < 0 || strcmp(v, "pci.0"))) {
-		log_error("%s: Bus '%s' not found (only pci.0)", what, r < 0 ? "(too long)" : v);
+	if (v && strcmp(v, "pci.0")) {
+		log_error("%s: Bus '%s' not found (only pci.0)", what, v);
 		return -EINVAL;
 	}
-	r = spec_get(spec, "bootindex", v, sizeof(v));
+	v = opts_get(p, "bootindex");
 	*bootindex = -1;
-	if (r != 0 && (r < 0 || bootorder_parse_index(v, bootindex) < 0)) {
+	if (v && bootorder_parse_index(v, bootindex) < 0) {
 		log_error("%s: Parameter 'bootindex' expects integer", what);
 		return -EINVAL;
 	}
-	r = spec_get(spec, "romfile", romfile, romlen);
-	if (r < 0) {
+	*romfile = opts_get(p, "romfile");
+	if (*romfile && strlen(*romfile) >= ROMFILE_MAX) {
 		log_error("%s: romfile name too long", what);
 		return -EINVAL;
 	}
-	*has_romfile = r > 0;
 	return 0;
 }
 
@@ -1572,24 +1548,27 @@ static int register_bootindex(const struct virtio_net *n, const char *spec, int3
 
 static int device_spec_net(struct vm *vm, const char *spec)
 {
-	const char *what = "-device " DEV_NAME;
+	const char *what = "-device " DEV_NAME, *id, *romfile;
 	struct virtio_net_opts o;
+	struct opts p;
 	int32_t bootindex;
-	char id[64], romfile[ROMFILE_MAX];
-	bool has_romfile;
 	int slot, r;
 
-	if (virtio_spec_slot(spec, DEV_NAME, &slot) < 0 || parse_opts(what, spec, &o) < 0 ||
-	    parse_boot_props(what, spec, &bootindex, romfile, sizeof(romfile), &has_romfile) < 0)
+	if (virtio_spec_parse(&p, spec, DEV_NAME) < 0)
 		return -EINVAL;
-	if (spec_get(spec, "netdev", id, sizeof(id)) != 1 || !id[0]) {
+	r = virtio_opts_slot(&p, DEV_NAME, &slot) < 0 || parse_opts(what, &p, &o) < 0 ||
+	    parse_boot_props(what, &p, &bootindex, &romfile) < 0 ? -EINVAL : 0;
+	id = opts_get(&p, "netdev");
+	if (r == 0 && (!id || !id[0])) {
 		log_error("%s: netdev=ID is required", what);
-		return -EINVAL;
+		r = -EINVAL;
 	}
-	r = create_net(vm, what, id, NULL, &o, slot, has_romfile ? romfile : NULL);
-	if (r < 0)
-		return r;
-	return register_bootindex(devices[n_devices - 1], spec, bootindex) < 0 ? -EINVAL : 0;
+	if (r == 0)
+		r = create_net(vm, what, id, NULL, &o, slot, romfile);
+	if (r == 0 && register_bootindex(devices[n_devices - 1], spec, bootindex) < 0)
+		r = -EINVAL;
+	opts_free(&p);
+	return r;
 }
 
 /* -nic TYPE[,model=virtio-net-pci][,mac=...]: backend "__nic<i>"; the
@@ -1597,20 +1576,29 @@ static int device_spec_net(struct vm *vm, const char *spec)
 static int nic_spec_net(struct vm *vm, const char *spec, unsigned i)
 {
 	struct virtio_net_opts o;
-	char model[32], id[16];
-	int r;
+	const char *model, *type;
+	struct opts p;
+	char id[16];
+	int r = 0;
 
-	if (!strncmp(spec, "none", 4) && (!spec[4] || spec[4] == ','))
-		return 0;
-	r = spec_get(spec, "model", model, sizeof(model));
-	if (r != 0 && (r < 0 || (strcmp(model, DEV_NAME) && strcmp(model, "virtio")))) {
-		log_error("-nic: model %s is not supported (only " DEV_NAME ")",
-			  r < 0 ? "(too long)" : model);
+	if (parse_netdev_spec(&p, spec, "-nic") < 0)
 		return -EINVAL;
+	type = opts_get(&p, "type");
+	if (type && !strcmp(type, "none")) {	/* no backend, no NIC */
+		opts_free(&p);
+		return 0;
+	}
+	model = opts_get(&p, "model");
+	if (model && strcmp(model, DEV_NAME) && strcmp(model, "virtio")) {
+		log_error("-nic: model %s is not supported (only " DEV_NAME ")", model);
+		r = -EINVAL;
 	}
 	virtio_net_default_opts(&o);
-	if (parse_mac("-nic", spec, o.mac) < 0)
-		return -EINVAL;
+	if (r == 0 && parse_mac("-nic", &p, o.mac) < 0)
+		r = -EINVAL;
+	opts_free(&p);
+	if (r < 0)
+		return r;
 	snprintf(id, sizeof(id), "__nic%u", i);
 	return create_net(vm, "-nic", id, spec, &o, -1, NULL);
 }
