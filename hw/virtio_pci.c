@@ -1224,26 +1224,3 @@ int virtio_spec_parse(struct opts *o, const char *spec, const char *name)
 	}
 	return 0;
 }
-
-int virtio_spec_slot(const char *spec, const char *name, int *slot)
-{
-	struct opts o;
-	int r = virtio_spec_parse(&o, spec, name);
-
-	*slot = -1;
-	if (r == 0)
-		r = virtio_opts_slot(&o, name, slot);
-	opts_free(&o);
-	return r;
-}
-
-int virtio_spec_packed(const char *spec, const char *name, bool *packed)
-{
-	struct opts o;
-	int r = virtio_spec_parse(&o, spec, name);
-
-	if (r == 0)
-		r = virtio_opts_packed(&o, name, packed);
-	opts_free(&o);
-	return r;
-}

@@ -245,9 +245,7 @@ int virtio_opts_slot(const struct opts *o, const char *name, int *slot);
 int virtio_opts_packed(const struct opts *o, const char *name, bool *packed);
 /* Parse a whole -device spec ("MODEL,key=value,...": the model is a bare
  * first word) into o; -EINVAL, logged, when it is too long or has too
- * many items. The two above from such a spec string: */
+ * many items. */
 int virtio_spec_parse(struct opts *o, const char *spec, const char *name);
-int virtio_spec_slot(const char *spec, const char *name, int *slot);
-int virtio_spec_packed(const char *spec, const char *name, bool *packed);
 
 #endif

@@ -10,7 +10,7 @@
 int virtio_rng_init(struct virtio_pci *vp, const struct guest_memory *mem);
 /* Serve queue q: fill every available chain's writable buffers. */
 void virtio_rng_process(struct virtio_pci *vp, unsigned q);
-/* The -device options addr= and packed= (virtio_spec_slot,
- * virtio_spec_packed) are hw/virtio_pci.h's. */
+/* The -device options addr= and packed= (virtio_opts_slot,
+ * virtio_opts_packed) are hw/virtio_pci.h's. */
 
 #endif

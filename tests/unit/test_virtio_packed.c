@@ -25,6 +25,7 @@
 #include "hw/virtio_net.h"
 #include "hw/virtio_pci.h"
 #include "hw/virtio_rng.h"
+#include "vmm/opts.h"
 #include "vmm/vmstate.h"
 #include "tests/unit/virtio_test_util.h"
 
@@ -221,21 +222,32 @@ static void test_violation_needs_reset(void **state)
 	assert_true(f->vp.vqs[0].avail_wrap);
 }
 
+static int spec_packed(const char *spec, bool *on)
+{
+	struct opts o;
+	int r = virtio_spec_parse(&o, spec, "x");
+
+	if (r == 0)
+		r = virtio_opts_packed(&o, "x", on);
+	opts_free(&o);
+	return r;
+}
+
 static void test_spec_option(void **state)
 {
 	bool on = false;
 
 	(void)state;
-	assert_int_equal(virtio_spec_packed("virtio-rng-pci", "x", &on), 0);
+	assert_int_equal(spec_packed("virtio-rng-pci", &on), 0);
 	assert_false(on);
-	assert_int_equal(virtio_spec_packed("virtio-rng-pci,packed=on", "x", &on), 0);
+	assert_int_equal(spec_packed("virtio-rng-pci,packed=on", &on), 0);
 	assert_true(on);
-	assert_int_equal(virtio_spec_packed("virtio-rng-pci,packed=on,packed=off", "x", &on), 0);
+	assert_int_equal(spec_packed("virtio-rng-pci,packed=on,packed=off", &on), 0);
 	assert_false(on);
-	assert_int_equal(virtio_spec_packed("virtio-rng-pci,addr=4,packed=yes", "x", &on), 0);
+	assert_int_equal(spec_packed("virtio-rng-pci,addr=4,packed=yes", &on), 0);
 	assert_true(on);
-	assert_int_equal(virtio_spec_packed("virtio-rng-pci,packed=onn", "x", &on), -22);
-	assert_int_equal(virtio_spec_packed("virtio-rng-pci,packed=", "x", &on), -22);
+	assert_int_equal(spec_packed("virtio-rng-pci,packed=onn", &on), -22);
+	assert_int_equal(spec_packed("virtio-rng-pci,packed=", &on), -22);
 }
 
 /* --- migration ------------------------------------------------------------ */
