@@ -26,46 +26,66 @@ have_fmt() { "$IMG" --help | grep '^Supported formats:' | tr ' ' '\n' | grep -qx
 # --- help and version -------------------------------------------------------
 check "--help" bash -c "'$IMG' --help | grep -q 'Command syntax'"
 check "--version" bash -c "'$IMG' --version | grep -q 'minikvm-img version'"
-for c in bench check commit compare convert create info map measure rebase resize snapshot; do
+for c in bench check commit compare convert create info map measure rebase snapshot; do
 	check "$c --help" bash -c "'$IMG' $c --help | grep -q '^usage: minikvm-img $c'"
 done
+# as qemu-img, resize takes its last argument as the size before any option
+check "resize --help" bash -c "'$IMG' resize --help x 1M | grep -q '^usage: minikvm-img resize'"
 
-# --- bad command lines: one line on stderr, non-zero exit ----------------------
+# --- bad command lines: qemu-img's wording on stderr, non-zero exit ---------------
+# (usage errors add qemu-img's "Try '... --help' for more information" line;
+# test_img_messages.sh compares each case with qemu-img itself)
 expect_error() {
 	local pattern=$1; shift
 	local err status
 	err=$("$IMG" "$@" 2>&1 >/dev/null); status=$?
 	if [ $status -eq 0 ]; then bad "'$*' exited 0"; return; fi
-	if [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ]; then bad "'$*' printed >1 line: $err"; return; fi
 	case "$err" in minikvm-img:*) ;; *) bad "'$*': no 'minikvm-img:' prefix: $err"; return;; esac
-	if ! printf '%s' "$err" | grep -qi -- "$pattern"; then bad "'$*': '$err' lacks '$pattern'"; return; fi
-	ok "error: $* -> $err"
+	if ! printf '%s' "$err" | head -1 | grep -qi -- "$pattern"; then bad "'$*': '$err' lacks '$pattern'"; return; fi
+	if [ "$(printf '%s\n' "$err" | wc -l)" -gt 1 ] &&
+	   ! printf '%s\n' "$err" | sed 1d | grep -qx -e "Try 'minikvm-img --help' for more information" \
+		-e "minikvm-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes." \
+		-e "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-" \
+		-e "and exabytes, respectively."; then
+		bad "'$*' printed unexpected lines: $err"; return
+	fi
+	ok "error: $* -> $(printf '%s' "$err" | head -1)"
 }
-expect_error "unknown command" frobnicate
-expect_error "no command" 
-expect_error "size" create -f raw "$T/x.raw" 12Q
-expect_error "size" create -f raw "$T/x.raw" -5
-expect_error "size must be given" create -f raw "$T/x.raw"
+expect_error "Command not found: frobnicate" frobnicate
+expect_error "Not enough arguments"
+expect_error "Invalid image size specified" create -f raw "$T/x.raw" 12Q
+expect_error "unrecognized option '-5'" create -f raw "$T/x.raw" -5
+expect_error "Invalid image size specified" create -f raw "$T/x.raw" -- -5
+expect_error "Image creation needs a size parameter" create -f raw "$T/x.raw"
 expect_error "Unknown file format" create -f nosuchfmt "$T/x.raw" 1M
-expect_error "cluster_size" create -f qcow2 -o cluster_size=3000 "$T/x.qcow2" 1M
-expect_error "preallocation" create -f qcow2 -o preallocation=maybe "$T/x.qcow2" 1M
-expect_error "invalid option" create -f qcow2 -o frob=1 "$T/x.qcow2" 1M
-expect_error "unrecognized option" info --frobnicate "$T/x.raw"
-expect_error "invalid option" info -Z "$T/x.raw"
-expect_error "output" info --output=xml "$T/x.raw"
+expect_error "Cluster size must be a power of two" create -f qcow2 -o cluster_size=3000 "$T/x.qcow2" 1M
+expect_error "Parameter 'preallocation' does not accept value 'maybe'" create -f qcow2 -o preallocation=maybe "$T/x.qcow2" 1M
+expect_error "Invalid parameter 'frob'" create -f qcow2 -o frob=1 "$T/x.qcow2" 1M
+expect_error "Invalid option list" create -f qcow2 -o , "$T/x.qcow2" 1M
+expect_error "unrecognized option '--frobnicate'" info --frobnicate "$T/x.raw"
+expect_error "unrecognized option '-Z'" info -Z "$T/x.raw"
+expect_error "missing argument for option '-f'" info -f
+expect_error "missing argument for option '--output'" map --output
+expect_error "--output must be used with human or json" info --output=xml "$T/x.raw"
 expect_error "nonexist" info "$T/nonexist.qcow2"
-expect_error "filename" info
-expect_error "filename" convert "$T/only-one"
-expect_error "-r" check -r some "$T/x.raw"
-expect_error "-m" convert -m 99 a b
-expect_error "sparse" convert -S 100 a b
-expect_error "depth" bench -d 0 x
-expect_error "aio" bench -i carrier-pigeon x
-expect_error "cache" bench -t sometimes x
-expect_error "size" resize "$T/x.raw" 1X
-expect_error "either --size" measure
+expect_error "Expecting one image file name" info
+expect_error "--object is not supported" info --object secret,id=s0,data=x "$T/x.raw"
+expect_error "--image-opts is not supported" info --image-opts "$T/x.raw"
+expect_error "Must specify image file name" convert "$T/only-one"
+expect_error "Unknown option value for -r" check -r some "$T/x.raw"
+expect_error "Invalid number of coroutines" convert -m 99 a b
+expect_error "Invalid buffer size for sparse output" convert -S 100 a b
+expect_error "-o has no effect when skipping image creation" convert -n -o compat=v3 a b
+expect_error "Invalid queue depth specified" bench -d x x
+expect_error "queue depth must be from 1" bench -d 0 x
+expect_error "Invalid aio option" bench -i carrier-pigeon x
+expect_error "Invalid cache mode" bench -t sometimes x
+expect_error "Parameter 'size' expects" resize "$T/x.raw" 1X
+expect_error "Not enough arguments" resize "$T/x.raw"
+expect_error "Either --size" measure
 expect_error "support size measurement" measure -O vmdk --size 1G
-expect_error "-b" rebase "$T/x.raw"
+expect_error "Must specify backing file (-b) or use unsafe mode (-u)" rebase "$T/x.raw"
+expect_error "Cannot mix" snapshot -l -c s "$T/x.raw"
 err=$("$IMG" compare a 2>&1 >/dev/null); st=$?
 [ $st -eq 1 ] && ok "compare usage error exits 1 (as qemu-img)" || bad "compare usage error exited $st"
 

@@ -4,7 +4,9 @@
 # qemu-img's) and the exit code must be equal. Covers the open errors of
 # hostile cloop, qcow2 and qcow (v1) headers built here from good images
 # (the cases both tools refuse, and odd ones QEMU accepts), commit and
-# compare usage and errors, and raw images whose size is not a multiple
+# compare usage and errors, every command's usage errors (bad and missing
+# options, file name counts, bad sizes, numbers, cache modes and -o
+# lists, conflicting options), and raw images whose size is not a multiple
 # of 512 (a disk rounded up to whole sectors: info, map, compare, convert,
 # and writes past the end extending the file). Exit 0 = all passed.
 cd "$(dirname "$0")/../.." || exit 1
@@ -272,6 +274,208 @@ check "convert to qcow2 of a 1000-byte raw image: same virtual size as qemu-img"
 check "writing the sector past the end of a 1000-byte raw image extends it, as qemu-img" \
 	same_after odd "odd.raw" convert -n -f raw -O raw pat.raw odd.raw
 check "... to 1024 bytes" test "$(stat -c %s m/odd.raw)" -eq 1024
+
+# ---- usage errors: qemu-img's getopt and argument errors ----
+# Each command line runs in fresh copies of r.img (raw), q.qcow2 and
+# t.qcow2 (over r.img); stdout, stderr (program name read as qemu-img's,
+# "Try 'qemu-img --help' ..." included) and exit code must be qemu-img's.
+# Lines are shell words (eval'd). Left out on purpose: help and version
+# texts (ours), --object/--image-opts (refused: not implemented), -l
+# (internal snapshots as a source), the Formatting line of qcow2 creation
+# (qemu-img lists every default option), and bench runs.
+usage_files() {
+	qemu-img create -q -f raw r.img 1M
+	qemu-img create -q -f qcow2 q.qcow2 1M
+	qemu-img create -q -f qcow2 -b r.img -F raw t.qcow2
+}
+check "no arguments at all as qemu-img" same_after usage_files ""
+while IFS= read -r line; do
+	eval "set -- $line"
+	check "usage: $line as qemu-img" same_after usage_files "" "$@"
+done <<'EOF'
+-x
+--frob
+info
+frob
+-T
+-T foo info r.img
+help
+-q info r.img
+info -x r.img
+info -qx r.img
+info -xq r.img
+info --output
+info --output=xml r.img
+info -f
+info r.img q.qcow2
+info --frob r.img
+info --backing-chain --output=json
+info -U
+create
+create -x
+create -f
+create -o
+create x.img 1Q
+create x.img -- -5
+create x.img 1M extra
+create -f qcow2 x.img
+create -f raw x.img
+create -f foo x.img 1M
+create -o foo=bar x.img 1M
+create -f qcow2 -o foo=bar x.img 1M
+create -o ,, x.img 1M
+create -o size x.img
+create -o size=abc x.img
+create -f qcow2 -o lazy_refcounts=maybe x.img 1M
+create -f qcow2 -b r.img x.img
+create -F raw x.img 1M
+create x.img 99E
+create x.img 8E
+create x.img 1.5k
+create x.img 1k5
+create x.img ""
+create -q -f qcow2 x.img 1M
+create -u -b r.img x.img
+create -f qcow2 -u -b r.img x.img
+create --image-opts x.img 1M
+check
+check -f
+check -r foo r.img
+check -r
+check -T foo r.img
+check --output=foo r.img
+check r.img q.qcow2
+check -x r.img
+check --repair=all
+check -q
+commit
+commit -t foo t.qcow2
+commit -x
+commit -f
+commit a b
+compare
+compare r.img
+compare -x r.img r.img
+compare -T foo r.img r.img
+compare -f
+compare a b c
+map
+map --output
+map --output=foo r.img
+map --start-offset=abc r.img
+map --start-offset=-1 r.img
+map --max-length=abc r.img
+map --max-length=1Q r.img
+map --start-offset=1k r.img
+map r.img q.qcow2
+map -x r.img
+convert
+convert r.img
+convert -x r.img o.img
+convert -O
+convert -O foo r.img o.img
+convert -m 99 r.img o.img
+convert -m 0 r.img o.img
+convert -m abc r.img o.img
+convert -S 100 r.img o.img
+convert -S abc r.img o.img
+convert -S -1 r.img o.img
+convert -t foo r.img o.img
+convert -T foo r.img o.img
+convert -n -o cluster_size=4k -O qcow2 r.img o.img
+convert -n -B r.img -O qcow2 r.img o.img
+convert -B r.img r.img o.img
+convert -F raw -O qcow2 r.img o.img
+convert -c r.img o.img
+convert -W r.img o.img
+convert -o foo=bar -O qcow2 r.img o.img
+convert -o ,, r.img o.img
+convert -f foo r.img o.img
+convert -r 1M r.img o.img
+convert -C r.img o.img
+convert -U r.img o.img
+convert -n r.img nope.img
+measure
+measure --size 1G
+measure -O qcow2
+measure -O qcow2 --size abc
+measure -O qcow2 --size 1G r.img
+measure -O foo --size 1G
+measure -O vmdk --size 1G
+measure -O qcow2 r.img q.qcow2
+measure --output=foo -O qcow2 --size 1G
+measure -O qcow2 -o foo=bar --size 1G
+measure -O qcow2 -o ,, --size 1G
+rebase
+rebase r.img
+rebase -b r.img
+rebase -b r.img r.img q.qcow2
+rebase -x
+rebase -t foo -b r.img t.qcow2
+rebase -T foo -b r.img t.qcow2
+rebase -u -b r.img q.qcow2
+rebase -F raw t.qcow2
+rebase -b
+resize
+resize r.img
+resize r.img 1X
+resize r.img +1X
+resize r.img -- -1M
+resize -x r.img 2M
+resize r.img q.qcow2 2M
+resize --preallocation=foo r.img 2M
+resize --shrink r.img 512k
+resize -f
+resize r.img 1M 2M
+resize r.img 99E
+commit -r abc t.qcow2
+compare -s
+compare -qx r.img r.img
+info --output=json -x
+info -f foo r.img
+map -f foo r.img
+check -f foo r.img
+snapshot
+snapshot r.img
+snapshot q.qcow2
+info --format=raw r.img
+create x.img -5
+create -o a=1,, x.img 1M
+create -o size=1M x.img 2M
+create -f raw -o cluster_size=4k x.img 1M
+create -f qcow2 -b q.qcow2 x.img
+create -f qcow2 -u -b nope.img -F raw x.img
+resize r.img 512k
+resize -f raw r.img -- -2M
+snapshot -d s r.img
+rebase -u t.qcow2
+convert -m 0x10 r.img o.img
+convert -O qcow2 -B r.img r.img o.img
+convert -F raw r.img o.img
+convert -c -C r.img o.img
+measure -f raw --size 1G
+-T foo
+info -V
+-- info r.img
+--trace
+bench -d abc r.img
+bench -s abc r.img
+bench -s 1Q r.img
+bench -S abc r.img
+bench -o abc r.img
+bench -i foo r.img
+bench -t foo r.img
+bench --pattern=abc r.img
+bench --pattern=300 r.img
+bench --flush-interval=abc r.img
+bench --flush-interval=10 r.img
+bench -c
+bench
+bench r.img r.img
+bench -x r.img
+bench -c abc r.img
+bench -c -1 r.img
+EOF
 
 echo "test_img_messages: $pass passed, $failn failed"
 [ $failn -eq 0 ] || { echo "failed:$failed" | tr '|' '\n'; exit 1; }

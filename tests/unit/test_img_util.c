@@ -7,58 +7,52 @@
 #include <cmocka.h>
 #include "tools/img/util.c"
 
+/* img_strtosz reads sizes as qemu_strtosz does. */
 static void test_sizes(void **state)
 {
-	uint64_t v = 0;
+	static const struct { const char *s; uint64_t v; } good[] = {
+		{ "4096", 4096 }, { "1k", 1024 }, { "64M", 64ULL << 20 }, { "2G", 2ULL << 30 },
+		{ "1T", 1ULL << 40 }, { "1.5M", 3ULL << 19 }, { "512b", 512 }, { "512B", 512 },
+		{ "0x1000", 4096 }, { "1E", 1ULL << 60 },
+	};
+	static const char *const bad[] = {
+		"", "-1", "1Q", "1MM", "1Mb", "k", "1.5", "0x1.5M", "99999999999999999999", "16E",
+		"100000000T",
+	};
+	uint64_t v;
 
-	assert_int_equal(img_parse_size("4096", &v), 0);
-	assert_int_equal(v, 4096);
-	assert_int_equal(img_parse_size("1k", &v), 0);
-	assert_int_equal(v, 1024);
-	assert_int_equal(img_parse_size("64M", &v), 0);
-	assert_int_equal(v, 64ULL << 20);
-	assert_int_equal(img_parse_size("2G", &v), 0);
-	assert_int_equal(v, 2ULL << 30);
-	assert_int_equal(img_parse_size("1T", &v), 0);
-	assert_int_equal(v, 1ULL << 40);
-	assert_int_equal(img_parse_size("1.5M", &v), 0);
-	assert_int_equal(v, 3ULL << 19);
-	assert_int_equal(img_parse_size("512b", &v), 0);
-	assert_int_equal(v, 512);
-	assert_int_equal(img_parse_size("1Mb", &v), 0);
-	assert_int_equal(v, 1ULL << 20);
-	v = 7;
-	assert_int_equal(img_parse_size("", &v), -1);
-	assert_int_equal(img_parse_size("-1", &v), -1);
-	assert_int_equal(img_parse_size("1Q", &v), -1);
-	assert_int_equal(img_parse_size("1MM", &v), -1);
-	assert_int_equal(img_parse_size("k", &v), -1);
-	assert_int_equal(img_parse_size("1.", &v), -1);
-	assert_int_equal(img_parse_size("99999999999999999999", &v), -1);
-	assert_int_equal(img_parse_size("16E", &v), -1);	/* above INT64_MAX */
-	assert_int_equal(img_parse_size("100000000T", &v), -1);
-	assert_int_equal(v, 7);
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		v = 0;
+		assert_int_equal(img_strtosz(good[i].s, &v), 0);
+		assert_int_equal(v, good[i].v);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 7;
+		assert_true(img_strtosz(bad[i], &v) < 0);
+		assert_int_equal(v, 7);
+	}
 }
 
 static void test_create_opts(void **state)
 {
 	struct block_create_opts o = { 0 };
 
-	assert_int_equal(img_parse_create_opts("cluster_size=4k,lazy_refcounts=on,compat=v2,"
+	assert_int_equal(img_parse_create_opts_for("cluster_size=4k,lazy_refcounts=on,compat=v2,"
 					       "refcount_bits=8,preallocation=metadata,size=1G",
-					       &o), 0);
+					       NULL, "", &o), 0);
 	assert_int_equal(o.cluster_size, 4096);
 	assert_true(o.lazy_refcounts);
 	assert_string_equal(o.compat, "0.10");
 	assert_int_equal(o.refcount_bits, 8);
 	assert_int_equal(o.prealloc, PREALLOC_METADATA);
 	assert_int_equal(o.size, 1ULL << 30);
-	assert_int_equal(img_parse_create_opts("cluster_size=3000", &o), -1);
-	assert_int_equal(img_parse_create_opts("cluster_size=4M", &o), -1);
-	assert_int_equal(img_parse_create_opts("refcount_bits=3", &o), -1);
-	assert_int_equal(img_parse_create_opts("preallocation=some", &o), -1);
-	assert_int_equal(img_parse_create_opts("bogus=1", &o), -1);
-	assert_int_equal(img_parse_create_opts("compat", &o), -1);
+	assert_int_equal(img_parse_create_opts_for("cluster_size=3000", NULL, "", &o), -1);
+	assert_int_equal(img_parse_create_opts_for("cluster_size=4M", NULL, "", &o), -1);
+	assert_int_equal(img_parse_create_opts_for("refcount_bits=3", NULL, "", &o), -1);
+	assert_int_equal(img_parse_create_opts_for("preallocation=some", NULL, "", &o), -1);
+	assert_int_equal(img_parse_create_opts_for("bogus=1", NULL, "", &o), -1);
+	assert_int_equal(img_parse_create_opts_for("compat", NULL, "", &o), -1);
 }
 
 static void test_human_size(void **state)

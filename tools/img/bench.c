@@ -127,21 +127,32 @@ static uint8_t *shared_buffer(uint64_t size, int pattern)
 	return buf;
 }
 
-static int parse_num(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* qemu_strtoul(s, NULL, 0, ...) as qemu-img bench reads its numbers
+ * (decimal, 0x hex or 0 octal; a '-' wraps around, so is above max). */
+static int parse_num(const char *what, const char *s, uint64_t max, uint64_t *out)
 {
-	if (img_parse_uint(s, min, max, out)) {
-		img_err("bench: invalid %s '%s'", opt, s);
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (end == s || *end || errno || v > max) {
+		img_err("%s", what);
 		return -1;
 	}
+	*out = v;
 	return 0;
 }
+
+enum { OPT_PATTERN = IMG_OPT_FIRST_FREE, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN };
 
 int cmd_bench(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "pattern", required_argument, NULL, 'P' },
-		{ "flush-interval", required_argument, NULL, 'I' },
-		{ "no-drain", no_argument, NULL, 'D' },
+		IMG_LONGOPT_HELP, IMG_LONGOPT_IMAGE_OPTS,
+		{ "pattern", required_argument, NULL, OPT_PATTERN },
+		{ "flush-interval", required_argument, NULL, OPT_FLUSH_INTERVAL },
+		{ "no-drain", no_argument, NULL, OPT_NO_DRAIN },
 		{ "random", no_argument, NULL, 'r' },
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
@@ -151,77 +162,85 @@ int cmd_bench(int argc, char **argv)
 				      .single_thread = true };
 	struct bench_req *reqs = NULL;
 	uint8_t *buf = NULL;
-	uint64_t pattern = 0;
+	uint64_t pattern = 0, n;
 	bool quiet = false, step_set = false;
 	double t0, t;
 	int c, rc = 1;
 
-	while ((c = getopt_long(argc, argv, ":c:d:f:i:no:qs:S:t:wrhU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wUr", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("bench");
 		case 'c':
-			if (parse_num("count", optarg, 1, INT32_MAX, &b.count))
+			if (parse_num("Invalid request count specified", optarg, INT32_MAX, &b.count))
 				return 1;
 			break;
 		case 'd':
-			if (parse_num("depth", optarg, 1, 4096, &b.depth))
+			if (parse_num("Invalid queue depth specified", optarg, INT32_MAX, &b.depth))
 				return 1;
 			break;
 		case 'f': oo.format = optarg; break;
 		case 'i':
 			if (block_parse_engine(optarg, &oo.engine)) {
-				img_err("bench: invalid aio option '%s' (threads, native, io_uring)",
-					optarg);
+				img_err("Invalid aio option: %s", optarg);
 				return 1;
 			}
 			break;
 		case 'n': oo.engine = BLOCK_ENGINE_NATIVE; break;
 		case 'o':
-			if (img_parse_size(optarg, &b.start)) {
-				img_err("bench: invalid offset '%s'", optarg);
+			if (img_cvtnum("offset", optarg, 0, INT64_MAX, &b.start))
 				return 1;
-			}
 			break;
 		case 'q': quiet = true; break;
 		case 's':
-			if (img_parse_size(optarg, &b.bufsize) || !b.bufsize || b.bufsize > (64u << 20)) {
-				img_err("bench: invalid buffer size '%s'", optarg);
+			if (img_cvtnum("buffer size", optarg, 0, INT32_MAX, &b.bufsize))
 				return 1;
-			}
 			break;
 		case 'S':
-			if (img_parse_size(optarg, &b.step)) {
-				img_err("bench: invalid step size '%s'", optarg);
+			if (img_cvtnum("step_size", optarg, 0, INT32_MAX, &b.step))
 				return 1;
-			}
 			step_set = true;
 			break;
 		case 't':
 			if (block_parse_cache_mode(optarg, &oo.cache)) {
-				img_err("bench: invalid cache mode '%s'", optarg);
+				img_err("Invalid cache mode");
 				return 1;
 			}
 			break;
 		case 'w': b.write = true; break;
 		case 'r': b.random = true; break;
-		case 'U': case 'D': break;
-		case 'P':
-			if (parse_num("pattern", optarg, 0, 255, &pattern))
+		case 'U': case OPT_NO_DRAIN: break;
+		case OPT_PATTERN:
+			if (parse_num("Invalid pattern byte specified", optarg, 255, &pattern))
 				return 1;
 			break;
-		case 'I':
-			if (parse_num("flush interval", optarg, 0, INT32_MAX, &b.flush_interval))
+		case OPT_FLUSH_INTERVAL:
+			if (parse_num("Invalid flush interval specified", optarg, INT32_MAX, &n))
 				return 1;
+			b.flush_interval = n;
 			break;
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_bad_option("bench", argc, argv);
+			return img_bad_option(c, argv);
 		}
 	}
-	if (optind != argc - 1) {
-		img_err("bench: expecting exactly one filename (see '%s bench --help')", IMG_PROG);
+	if (optind != argc - 1)
+		return img_usage_error("Expecting one image file name");
+	if (b.flush_interval && !b.write) {
+		img_err("--flush-interval is only available in write tests");
 		return 1;
 	}
-	if (b.flush_interval && !b.write) {
-		img_err("bench: --flush-interval is only available in write tests");
+	if (b.flush_interval && b.flush_interval < b.depth) {
+		img_err("Flush interval can't be smaller than depth");
+		return 1;
+	}
+	/* QEMU hangs on a depth of 0 and runs requests of 0 bytes: refused */
+	if (b.depth == 0 || b.depth > 4096) {
+		img_err("bench: the queue depth must be from 1 to 4096");
+		return 1;
+	}
+	if (b.bufsize == 0 || b.bufsize > (64u << 20)) {
+		img_err("bench: the buffer size must be from 1 byte to 64 MiB");
 		return 1;
 	}
 	if (b.depth * b.bufsize > (1ULL << 30)) {

@@ -106,8 +106,11 @@ static int report_check(struct bdev *bs, const struct block_check_result *r, int
 
 int cmd_check(int argc, char **argv)
 {
+	enum { OPT_OUTPUT = IMG_OPT_FIRST_FREE };
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'O' },
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS,
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
 		{ "repair", required_argument, NULL, 'r' },
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
@@ -120,14 +123,15 @@ int cmd_check(int argc, char **argv)
 	int json = 0, c, ret;
 	struct bdev *bs;
 
-	while ((c = getopt_long(argc, argv, ":f:r:T:qhU", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hf:r:T:qU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("check");
 		case 'f': fmt = optarg; break;
 		case 'q': quiet = true; break;
 		case 'U': break;
 		case 'T':
 			if (block_parse_cache_mode(optarg, &cache)) {
-				img_err("check: invalid cache mode '%s'", optarg);
+				img_err("Invalid source cache option: %s", optarg);
 				return 1;
 			}
 			break;
@@ -136,22 +140,23 @@ int cmd_check(int argc, char **argv)
 				fix = BLOCK_REPAIR_LEAKS;
 			else if (!strcmp(optarg, "all"))
 				fix = BLOCK_REPAIR_ALL;
-			else {
-				img_err("check: unknown option value for -r (expecting 'leaks' or "
-					"'all'): %s", optarg);
-				return 1;
-			}
+			else
+				return img_usage_error("Unknown option value for -r (expecting "
+						       "'leaks' or 'all'): %s", optarg);
 			break;
-		case 'O':
+		case OPT_OUTPUT:
 			json = img_parse_output(optarg);
 			if (json < 0)
 				return 1;
 			break;
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_bad_option("check", argc, argv);
+			return img_bad_option(c, argv);
 		}
 	}
-	path = img_single_image_arg("check", argc - optind, argv + optind, fmt);
+	path = img_single_image_arg(argc - optind, argv + optind, fmt);
 	if (!path)
 		return 1;
 	/* for_check: a corrupt or dirty image opens read-write without the

@@ -42,18 +42,6 @@ static bool is_allocated_above(struct bdev *top, struct bdev *base, uint64_t off
 	return false;
 }
 
-/* -r as qemu-img's cvtnum() reads it (the value is then not applied). */
-static int check_rate_limit(const char *arg)
-{
-	uint64_t v;
-
-	if (img_parse_size(arg, &v) == 0)
-		return 0;
-	img_err("Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for");
-	img_err("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
-	return -1;
-}
-
 /* The base named by -b among the backing files of top: by the name
  * opened, its last component, or the name top records. */
 static struct bdev *find_base(struct bdev *top, const char *name)
@@ -116,18 +104,23 @@ int cmd_commit(int argc, char **argv)
 	bool drop = false, quiet = false;
 	struct bdev *top, *base = NULL, *wbase = NULL;
 	uint8_t *buf = NULL;
-	uint64_t off = 0, end;
+	uint64_t off = 0, end, rate;
 	int c, ret, rc = 1;
 
-	while ((c = getopt(argc, argv, ":f:t:b:r:dpqh")) != -1) {
+	static const struct option longopts[] = {
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS, { NULL, 0, NULL, 0 },
+	};
+
+	while ((c = getopt_long(argc, argv, ":f:ht:b:dpqr:", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("commit");
 		case 'f': fmt = optarg; break;
 		case 'b': base_name = optarg; drop = true; break;	/* -b implies -d */
 		case 'd': drop = true; break;
 		case 'p': pg.on = true; break;
 		case 'q': quiet = true; break;
 		case 'r':	/* rate limit: checked, not applied */
-			if (check_rate_limit(optarg) < 0)
+			if (img_cvtnum("rate limit", optarg, 0, INT64_MAX, &rate))
 				return 1;
 			break;
 		case 't':
@@ -136,10 +129,11 @@ int cmd_commit(int argc, char **argv)
 				return 1;
 			}
 			break;
-		case ':':
-			return img_usage_error("missing argument for option '%s'", argv[optind - 1]);
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_usage_error("unrecognized option '%s'", argv[optind - 1]);
+			return img_bad_option(c, argv);
 		}
 	}
 	if (quiet)

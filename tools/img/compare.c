@@ -167,8 +167,15 @@ int cmd_compare(int argc, char **argv)
 	struct bdev *b1, *b2;
 	int c, rc;
 
-	while ((c = getopt(argc, argv, ":f:F:T:pqsUh")) != -1) {
+	static const struct option longopts[] = {
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS,
+		{ "force-share", no_argument, NULL, 'U' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((c = getopt_long(argc, argv, ":hf:F:T:pqsU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("compare");
 		case 'f': fmt1 = optarg; break;
 		case 'F': fmt2 = optarg; break;
 		case 'p': pg.on = true; break;
@@ -181,10 +188,11 @@ int cmd_compare(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case ':':
-			return img_usage_error("missing argument for option '%s'", argv[optind - 1]);
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_usage_error("unrecognized option '%s'", argv[optind - 1]);
+			return img_bad_option(c, argv);
 		}
 	}
 	if (quiet)

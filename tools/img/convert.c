@@ -503,95 +503,203 @@ static int open_sources(struct convert *cv, char **names, int n, const char *fmt
 	return 0;
 }
 
+/* -m as qemu-img reads it (qemu_strtol, base 0). */
+static int parse_coroutines(const char *arg, unsigned *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 0);
+	if (end == arg || *end || errno || v < 1 || v > MAX_SLOTS) {
+		img_err("Invalid number of coroutines. Allowed number of coroutines is between "
+			"1 and %d", MAX_SLOTS);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* -S: a multiple of 512 up to 16 MiB (qemu-img's MAX_BUF_SECTORS). */
+static int parse_sparse(const char *arg, uint64_t *out)
+{
+	if (img_cvtnum("buffer size for sparse output", arg, 0, INT64_MAX, out))
+		return -1;
+	if (*out % 512 || *out > (16u << 20)) {
+		img_err("Invalid buffer size for sparse output specified. Valid sizes are "
+			"multiples of 512 up to 16777216. Select 0 to disable sparse detection "
+			"(fully allocates output).");
+		return -1;
+	}
+	return 0;
+}
+
+/* The -o list, -B and -F against the target format, as qemu-img checks
+ * them before creating the target. */
+static int check_target_options(const char *out, const char *out_fmt, const char *options,
+				bool nsrc_many, bool compress, struct block_create_opts *co)
+{
+	const struct block_format *f = block_format_find(out_fmt);
+	bool backing = strstr(" qcow2 qcow cow vmdk ", out_fmt) != NULL;
+	const char *backing_file = co->backing_file, *backing_fmt = co->backing_format;
+
+	if (!f) {
+		img_err("Unknown file format '%s'", out_fmt);
+		return -1;
+	}
+	if (!f->create) {
+		img_err("Format driver '%s' does not support image creation", out_fmt);
+		return -1;
+	}
+	if (options && img_parse_create_opts_for(options, out_fmt, "", co))
+		return -1;
+	if (backing_file && !backing) {
+		img_err("Backing file not supported for file format '%s'", out_fmt);
+		return -1;
+	}
+	if (backing_fmt && !backing) {
+		img_err("Backing file format not supported for file format '%s'", out_fmt);
+		return -1;
+	}
+	if (co->backing_file && nsrc_many) {
+		img_err("Having a backing file for the target makes no sense when concatenating "
+			"multiple input images");
+		return -1;
+	}
+	if (co->backing_file && !co->backing_format) {
+		img_err("Use of backing file requires explicit backing format");
+		return -1;
+	}
+	if (co->backing_format && !co->backing_file) {
+		img_err("%s: error while converting %s: Backing format cannot be used without "
+			"backing file", out, out_fmt);
+		return -1;
+	}
+	if (compress && !f->write_compressed) {
+		img_err("Compression not supported for this file format");
+		return -1;
+	}
+	if (compress && co->prealloc != PREALLOC_OFF) {
+		img_err("Compression and preallocation not supported at the same time");
+		return -1;
+	}
+	return 0;
+}
+
+enum {
+	OPT_SALVAGE = IMG_OPT_FIRST_FREE, OPT_TARGET_IS_ZERO, OPT_BITMAPS, OPT_SKIP_BROKEN,
+};
+
 int cmd_convert(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS,
+		{ "force-share", no_argument, NULL, 'U' },
+		{ "target-image-opts", no_argument, NULL, IMG_OPT_TARGET_IMAGE_OPTS },
+		{ "salvage", no_argument, NULL, OPT_SALVAGE },
+		{ "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+		{ "bitmaps", no_argument, NULL, OPT_BITMAPS },
+		{ "skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN },
+		{ NULL, 0, NULL, 0 },
+	};
 	struct convert cv = { .sparse = 4096, .nslots = 8 };
 	struct block_create_opts co = { 0 };
-	const char *fmt = NULL, *out_fmt = "raw", *out, *opts[16];
+	const char *fmt = NULL, *out_fmt = "raw", *out = NULL;
+	const char *cache_arg = "unsafe", *src_cache_arg = "writeback";
 	enum block_cache_mode cache = BLOCK_CACHE_UNSAFE, src_cache = BLOCK_CACHE_WRITEBACK;
-	bool no_create = false, quiet = false;
-	unsigned nopts = 0;
-	uint64_t n;
-	int c, rc = 1;
+	bool no_create = false, quiet = false, copy_range = false, sparse_set = false;
+	char *options = NULL;
+	uint64_t rate;
+	int c, rc = 1, nsrc;
 
-	while ((c = getopt(argc, argv, ":f:O:B:F:o:S:m:t:T:l:cpqnWUCh")) != -1) {
+	while ((c = getopt_long(argc, argv, ":hf:O:B:Cco:l:S:pt:T:qnm:WUr:F:", longopts,
+				NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("convert");
 		case 'f': fmt = optarg; break;
 		case 'O': out_fmt = optarg; break;
 		case 'B': co.backing_file = optarg; break;
 		case 'F': co.backing_format = optarg; break;
 		case 'c': cv.compress = true; break;
+		case 'C': copy_range = true; break;
 		case 'p': cv.progress.on = true; break;
 		case 'q': quiet = true; break;
 		case 'n': no_create = true; break;
 		case 'W': cv.out_of_order = true; break;
-		case 'U': case 'C': break;
+		case 'U': break;
+		case 't': cache_arg = optarg; break;
+		case 'T': src_cache_arg = optarg; break;
 		case 'l':
 			img_err("convert: -l (internal snapshots) is not supported");
 			return 1;
 		case 'o':
-			if (!strcmp(optarg, "help") || !strcmp(optarg, "?")) {
-				img_print_create_opts_help(out_fmt);
-				return 0;
-			}
-			if (nopts == 16) {
-				img_err("convert: too many -o options");
+			options = img_add_option_list(options, optarg);
+			if (!options)
 				return 1;
-			}
-			opts[nopts++] = optarg;
 			break;
 		case 'S':
-			if (img_parse_size(optarg, &cv.sparse) || cv.sparse % 512 ||
-			    cv.sparse > (1u << 30)) {
-				img_err("convert: invalid sparse size '%s' (a multiple of 512)", optarg);
+			if (parse_sparse(optarg, &cv.sparse))
 				return 1;
-			}
+			sparse_set = true;
 			break;
 		case 'm':
-			if (img_parse_uint(optarg, 1, MAX_SLOTS, &n)) {
-				img_err("convert: -m takes a number from 1 to %d", MAX_SLOTS);
+			if (parse_coroutines(optarg, &cv.nslots))
 				return 1;
-			}
-			cv.nslots = (unsigned)n;
 			break;
-		case 't':
-		case 'T':
-			if (block_parse_cache_mode(optarg, c == 't' ? &cache : &src_cache)) {
-				img_err("convert: invalid cache mode '%s'", optarg);
+		case 'r':	/* rate limit: checked, not applied */
+			if (img_cvtnum("rate limit", optarg, 0, INT64_MAX, &rate))
 				return 1;
-			}
 			break;
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+		case IMG_OPT_TARGET_IMAGE_OPTS:
+			return img_unsupported_option(c);
+		case OPT_SALVAGE: case OPT_TARGET_IS_ZERO: case OPT_BITMAPS: case OPT_SKIP_BROKEN:
+			img_err("%s is not supported", argv[optind - 1]);
+			return 1;
 		default:
-			return img_bad_option("convert", argc, argv);
+			return img_bad_option(c, argv);
 		}
+	}
+	if (cv.compress && copy_range) {
+		img_err("Cannot enable copy offloading when -c is used");
+		return 1;
+	}
+	if (sparse_set && copy_range) {
+		img_err("Cannot enable copy offloading when -S is used");
+		return 1;
+	}
+	if (no_create && options) {
+		img_err("-o has no effect when skipping image creation");
+		return 1;
+	}
+	nsrc = argc - optind - 1;
+	if (nsrc >= 1)
+		out = argv[argc - 1];
+	if (options && img_has_help_option(options)) {
+		if (!block_format_find(out_fmt)) {
+			img_err("Unknown file format '%s'", out_fmt);
+			return 1;
+		}
+		img_print_create_opts_help(out_fmt);
+		return 0;
+	}
+	if (nsrc < 1) {
+		img_err("Must specify image file name");
+		return 1;
+	}
+	if (block_parse_cache_mode(src_cache_arg, &src_cache)) {
+		img_err("Invalid source cache option: %s", src_cache_arg);
+		return 1;
 	}
 	if (quiet)
 		cv.progress.on = false;
-	if (argc - optind < 2) {
-		img_err("convert: expecting source and target filenames (see '%s convert --help')",
-			IMG_PROG);
-		return 1;
-	}
-	for (unsigned i = 0; i < nopts; i++)
-		if (img_parse_create_opts(opts[i], &co))
-			return 1;
-	if (co.backing_format && !co.backing_file) {
-		img_err("convert: -F needs -B");
-		return 1;
-	}
-	if (no_create && (co.backing_file || nopts)) {
-		img_err("convert: -n cannot be used with -B or -o");
-		return 1;
-	}
-	out = argv[argc - 1];
 	pthread_mutex_init(&cv.lock, NULL);
 	pthread_cond_init(&cv.cond, NULL);
-	if (open_sources(&cv, argv + optind, argc - 1 - optind, fmt, src_cache))
+	if (open_sources(&cv, argv + optind, nsrc, fmt, src_cache))
 		goto out;
-	if (!block_format_find(out_fmt)) {	/* checked after the sources, as qemu-img */
-		img_err("Unknown file format '%s'", out_fmt);
+	if (!no_create && check_target_options(out, out_fmt, options, nsrc > 1, cv.compress, &co))
 		goto out;
-	}
 	cv.top_only = co.backing_file != NULL;
 	cv.dst_backed = co.backing_file != NULL;
 	if (!no_create) {
@@ -599,6 +707,10 @@ int cmd_convert(int argc, char **argv)
 		if (img_create_image(out, out_fmt, &co))
 			goto out;
 		cv.fresh = true;
+	}
+	if (block_parse_cache_mode(cache_arg, &cache)) {	/* after creating, as qemu-img */
+		img_err("Invalid cache option: %s", cache_arg);
+		goto out;
 	}
 	{
 		struct block_open_opts oo = {

@@ -3,25 +3,28 @@
 #include <string.h>
 #include "tools/img/img.h"
 
+/* The backing file name as the new image at path will resolve it
+ * (relative to the image's directory); NULL when out of memory. */
+static char *backing_path(const char *path, const char *backing)
+{
+	const char *slash = strrchr(path, '/');
+	char *full = NULL;
+
+	if (backing[0] == '/' || !slash)
+		return strdup(backing);
+	if (asprintf(&full, "%.*s%s", (int)(slash + 1 - path), path, backing) < 0)
+		return NULL;
+	return full;
+}
+
 /* Without an explicit size, a backed image takes its backing file's. */
 static int size_from_backing(const char *path, const struct block_create_opts *o,
 			     uint64_t *size)
 {
-	char *dir = strdup(path), *slash, *full = NULL;
+	char *full = backing_path(path, o->backing_file);
 	struct bdev *bs;
 	int ret = -1;
 
-	if (!dir)
-		return -1;
-	slash = strrchr(dir, '/');
-	if (o->backing_file[0] != '/' && slash) {
-		slash[1] = '\0';
-		if (asprintf(&full, "%s%s", dir, o->backing_file) < 0)
-			full = NULL;
-	} else {
-		full = strdup(o->backing_file);
-	}
-	free(dir);
 	if (!full)
 		return -1;
 	bs = img_open(full, o->backing_format, true, BLOCK_CACHE_WRITEBACK, false);
@@ -34,89 +37,130 @@ static int size_from_backing(const char *path, const struct block_create_opts *o
 	return ret;
 }
 
+/* qemu's hint after "Backing file specified without backing format":
+ * the format a probe finds (no newline, as QEMU prints it). */
+static void hint_backing_format(const char *path, const struct block_create_opts *o)
+{
+	char *full = backing_path(path, o->backing_file);
+	struct block_open_opts oo = { .read_only = true, .no_backing = true };
+	struct bdev *bs = NULL;
+	char err[256];
+
+	if (full && bdev_open(full, &oo, &bs, err, sizeof(err)) >= 0 && bs) {
+		fprintf(stderr, "Detected format of %s.", bdev_format_name(bs));
+		bdev_close(bs);
+	}
+	free(full);
+}
+
+/* The checks qemu's bdrv_img_create makes before creating, in its order
+ * and words ("FILE: ..."). */
+static int check_create(const char *path, const char *fmt, const char *options, bool unsafe,
+			bool have_size, struct block_create_opts *o)
+{
+	const struct block_format *f = block_format_find(fmt);
+	char where[4200];
+
+	if (!f) {
+		img_err("%s: Unknown file format '%s'", path, fmt);
+		return -1;
+	}
+	if (!f->create) {
+		img_err("%s: Format driver '%s' does not support image creation", path, fmt);
+		return -1;
+	}
+	snprintf(where, sizeof(where), "%s: ", path);
+	if (options) {
+		uint64_t cli_size = o->size;
+
+		o->size = 0;
+		if (img_parse_create_opts_for(options, fmt, where, o))
+			return -1;
+		if (have_size && o->size) {
+			img_err("%sThe image size must be specified only once", where);
+			return -1;
+		}
+		if (have_size)
+			o->size = cli_size;
+	}
+	if (o->backing_file && !strstr(" qcow2 qcow cow vmdk ", fmt)) {
+		img_err("%sBacking file not supported for file format '%s'", where, fmt);
+		return -1;
+	}
+	if (o->backing_format && !strstr(" qcow2 qcow cow vmdk ", fmt)) {
+		img_err("%sBacking file format not supported for file format '%s'", where, fmt);
+		return -1;
+	}
+	if (o->backing_file && !o->backing_format) {
+		img_err("%sBacking file specified without backing format", where);
+		if (!unsafe)
+			hint_backing_format(path, o);
+		return -1;
+	}
+	if (o->backing_format && !o->backing_file) {
+		img_err("%sBacking format cannot be used without backing file", where);
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_create(int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, { NULL, 0, NULL, 0 },
+	};
 	struct block_create_opts o = { 0 };
 	const char *fmt = "raw", *path;
-	const char *opt_lists[16];
-	unsigned n_lists = 0;
+	char *options = NULL;
 	bool quiet = false, unsafe = false, have_size = false;
 	char hs[32];
 	int c;
 
-	/* a negative size would otherwise read as an option */
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			break;
-		if (argv[i][0] == '-' && argv[i][1] >= '0' && argv[i][1] <= '9') {
-			img_err("create: invalid image size '%s' (sizes cannot be negative)", argv[i]);
-			return 1;
-		}
-	}
-	while ((c = getopt(argc, argv, ":f:b:F:o:uqh")) != -1) {
+	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'b': o.backing_file = optarg; break;
 		case 'F': o.backing_format = optarg; break;
 		case 'u': unsafe = true; break;
 		case 'q': quiet = true; break;
+		case 'h': return img_cmd_help("create");
 		case 'o':
-			if (!strcmp(optarg, "help") || !strcmp(optarg, "?")) {
-				img_print_create_opts_help(fmt);
-				return 0;
-			}
-			if (n_lists == 16) {
-				img_err("create: too many -o options");
+			options = img_add_option_list(options, optarg);
+			if (!options)
 				return 1;
-			}
-			opt_lists[n_lists++] = optarg;
 			break;
+		case IMG_OPT_OBJECT:
+			return img_unsupported_option(c);
 		default:
-			return img_bad_option("create", argc, argv);
+			return img_bad_option(c, argv);
 		}
 	}
-	for (unsigned i = 0; i < n_lists; i++)
-		if (img_parse_create_opts(opt_lists[i], &o))
+	if (options && img_has_help_option(options)) {
+		if (!block_format_find(fmt)) {
+			img_err("Unknown file format '%s'", fmt);
 			return 1;
-	if (o.size)
-		have_size = true;
-	if (optind >= argc) {
-		img_err("create: expecting a filename (see '%s create --help')", IMG_PROG);
-		return 1;
+		}
+		img_print_create_opts_help(fmt);
+		return 0;
 	}
+	if (optind >= argc)
+		return img_usage_error("Expecting image file name");
 	path = argv[optind++];
 	if (optind < argc) {
-		if (img_parse_size(argv[optind], &o.size)) {
-			img_err("create: invalid image size '%s' (a number with optional suffix "
-				"k, M, G, T, P, E)", argv[optind]);
+		if (img_cvtnum("image size", argv[optind], 0, INT64_MAX, &o.size))
 			return 1;
-		}
 		have_size = true;
 		optind++;
 	}
-	if (optind < argc) {
-		img_err("create: unexpected argument '%s'", argv[optind]);
+	if (optind < argc)
+		return img_usage_error("Unexpected argument: %s", argv[optind]);
+	if (check_create(path, fmt, options, unsafe, have_size, &o))
 		return 1;
-	}
-	if (!block_format_find(fmt)) {
-		img_err("%s: Unknown file format '%s'", path, fmt);
-		return 1;
-	}
-	if (!block_format_find(fmt)->create) {
-		img_err("%s: Format driver '%s' does not support image creation", path, fmt);
-		return 1;
-	}
-	if (o.backing_format && !o.backing_file) {
-		img_err("create: -F/backing_fmt needs a backing file (-b)");
-		return 1;
-	}
-	if (o.backing_file && !o.backing_format && !unsafe) {
-		img_err("create: backing format must be given with -F when using -b");
-		return 1;
-	}
+	if (o.size)
+		have_size = true;
 	if (!have_size) {
 		if (!o.backing_file || unsafe) {
-			img_err("create: image size must be given");
+			img_err("%s: Image creation needs a size parameter", path);
 			return 1;
 		}
 		if (size_from_backing(path, &o, &o.size))

@@ -48,22 +48,62 @@ int img_cmd_help(const char *name);
 /* One error line "minikvm-img: ..." on stderr. */
 void img_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void img_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Report a getopt failure ('?' or ':') for a command; returns 1. */
-int img_bad_option(const char *cmd, int argc, char **argv);
-/* qemu-img's usage errors: the message, then where to find help; returns
- * 1 (the exit status). */
+/* qemu-img's usage errors: the message, then "Try 'minikvm-img --help'
+ * for more information"; returns 1 (the exit status). */
 int img_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A getopt failure (c is ':' for a missing argument, else '?') in
+ * qemu-img's words: "missing argument for option 'ARG'" or "unrecognized
+ * option 'ARG'", ARG being argv[optind - 1] as qemu-img reports it (the
+ * optstrings start with ':'); returns 1. */
+int img_bad_option(int c, char **argv);
 
-/* "1G", "512k", "1.5M", "4096": bytes (qemu suffixes k M G T P E, b
- * ignored). Returns 0, or -1 with *out untouched. */
-int img_parse_size(const char *s, uint64_t *out);
+/* Long options qemu-img takes that minikvm-img does not implement: they
+ * are parsed (so the other arguments are read as qemu-img reads them)
+ * and refused with img_unsupported_option (one line; returns 1). */
+enum {
+	IMG_OPT_OBJECT = 0x100,
+	IMG_OPT_IMAGE_OPTS,
+	IMG_OPT_TARGET_IMAGE_OPTS,
+	IMG_OPT_FIRST_FREE,	/* commands number their own long options from here */
+};
+#define IMG_LONGOPT_OBJECT { "object", required_argument, NULL, IMG_OPT_OBJECT }
+#define IMG_LONGOPT_IMAGE_OPTS { "image-opts", no_argument, NULL, IMG_OPT_IMAGE_OPTS }
+#define IMG_LONGOPT_HELP { "help", no_argument, NULL, 'h' }
+int img_unsupported_option(int c);
+
+/* A size as qemu_strtosz reads it: "1G", "512k", "1.5M", "4096", "0x1000"
+ * (decimal, or hex without a fraction; suffixes b k M G T P E, one
+ * letter; a fraction needs a unit). 0, -EINVAL (malformed) or -ERANGE
+ * (above UINT64_MAX), *out untouched on error. */
+int img_strtosz(const char *s, uint64_t *out);
+/* qemu-img's cvtnum(): a size for option `name` ("image size") in
+ * [min, max], or -1 after qemu-img's two-line (malformed) or one-line
+ * (out of range) error. */
+int img_cvtnum(const char *name, const char *value, uint64_t min, uint64_t max,
+	       uint64_t *out);
 /* Parse an unsigned decimal integer in [min, max]; -1 on error. */
 int img_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
-/* Apply a "-o key=val,key=val" list to creation options. Strings point
- * into a private copy that lives until exit. Returns 0 or -1 after
- * printing the error. */
-int img_parse_create_opts(const char *list, struct block_create_opts *o);
+/* Apply a "-o key=val,key=val" list (",," is a comma in a value) to
+ * creation options. Strings point into a private copy that lives until
+ * exit. A key the format fmt does not take (fmt NULL: any key) is an
+ * invalid parameter. Returns 0 or -1 after printing the error in QEMU's
+ * words, after `where` ("FILE: " or ""). */
+int img_parse_create_opts_for(const char *list, const char *fmt, const char *where,
+			      struct block_create_opts *o);
+/* A size-type option value in QemuOpts' words on error ("Parameter 'KEY'
+ * expects a non-negative number below 2^64" and its hint, or "Value 'V'
+ * is out of range for parameter 'KEY'"), after `where`; 0 or -1. */
+int img_parse_opt_size(const char *where, const char *key, const char *val, uint64_t *out);
+/* qemu-img's is_valid_option_list: not empty, no leading comma, no odd
+ * run of trailing commas. */
+bool img_valid_option_list(const char *list);
+/* all (freed; NULL: none yet) and list joined by a comma, as qemu-img
+ * accumulates -o lists; NULL, with "Invalid option list" printed (or out
+ * of memory), when list is not a valid list. */
+char *img_add_option_list(char *all, const char *list);
+/* Does a -o list ask for help (a key "help" or "?")? */
+bool img_has_help_option(const char *list);
 /* Print the options create -o help supports for a format. */
 void img_print_create_opts_help(const char *fmt);
 
@@ -115,9 +155,13 @@ double img_now(void);
 int img_parse_output(const char *s);
 
 /* The one image filename left after option parsing (nargs/args: what getopt
- * left over) for command `cmd`; checks -f's format name (fmt, may be NULL)
- * too. NULL, with the error printed, when there isn't exactly one filename
- * or the format is unknown. */
-const char *img_single_image_arg(const char *cmd, int nargs, char **args, const char *fmt);
+ * left over); checks -f's format name (fmt, may be NULL) too. NULL, with
+ * qemu-img's error printed, when there isn't exactly one filename
+ * ("Expecting one image file name", a usage error) or the format is
+ * unknown. */
+const char *img_single_image_arg(int nargs, char **args, const char *fmt);
+
+/* The full help (minikvm-img --help) on stdout. */
+void img_help(void);
 
 #endif

@@ -470,9 +470,12 @@ static void print_qemu_pretty(const char *s)
 
 int cmd_info(int argc, char **argv)
 {
+	enum { OPT_OUTPUT = IMG_OPT_FIRST_FREE, OPT_BACKING_CHAIN };
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'O' },
-		{ "backing-chain", no_argument, NULL, 'B' },
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS,
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "backing-chain", no_argument, NULL, OPT_BACKING_CHAIN },
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -484,19 +487,23 @@ int cmd_info(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, ":f:hU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("info");
 		case 'f': fmt = optarg; break;
 		case 'U': break;
-		case 'B': chain = true; break;
-		case 'O':
+		case OPT_BACKING_CHAIN: chain = true; break;
+		case OPT_OUTPUT:
 			json = img_parse_output(optarg);
 			if (json < 0)
 				return 1;
 			break;
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_bad_option("info", argc, argv);
+			return img_bad_option(c, argv);
 		}
 	}
-	path = img_single_image_arg("info", argc - optind, argv + optind, fmt);
+	path = img_single_image_arg(argc - optind, argv + optind, fmt);
 	if (!path)
 		return 1;
 	bs = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, !chain);

@@ -91,10 +91,11 @@ int img_cmd_help(const char *name)
 	return 0;
 }
 
-static void print_usage(void)
+void img_help(void)
 {
 	printf("%s version %s, a qemu-img compatible disk image utility\n"
-	       "usage: %s [-h | --help | -V | --version] command [command options]\n\n"
+	       "usage: %s [-h | --help | -V | --version | -T pattern] command "
+	       "[command options]\n\n"
 	       "Command syntax:\n", IMG_PROG, IMG_VERSION, IMG_PROG);
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		printf("  %s %s\n", commands[i].name, commands[i].usage);
@@ -119,36 +120,77 @@ static void warn_probed_raw(const char *path)
 		path);
 }
 
+/* -T/--trace: minikvm-img has no trace events, so, as qemu-img says of
+ * an event name it does not know, every event named ([enable=]NAME,
+ * file=...; a glob pattern matches nothing, silently) does not exist. */
+static void trace_option(const char *arg)
+{
+	char *copy = strdup(arg), *save = NULL, *item;
+
+	for (item = copy ? strtok_r(copy, ",", &save) : NULL; item;
+	     item = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(item, "enable=", 7))
+			item += 7;
+		else if (strchr(item, '='))
+			continue;	/* file=, events=: nothing to trace */
+		if (!strpbrk(item, "*?["))
+			img_warn("trace event '%s' does not exist", item);
+	}
+	free(copy);
+}
+
+/* The options before the command, as qemu-img's: -h/--help, -V/--version,
+ * -T/--trace. Returns the index of the command in argv, or -1 with *rc
+ * the exit status when there is nothing more to do. */
+static int parse_global_options(int argc, char **argv, int *rc)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "trace", required_argument, NULL, 'T' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hVT:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			img_help();
+			*rc = 0;
+			return -1;
+		case 'V':
+			printf("%s version %s\n", IMG_PROG, IMG_VERSION);
+			*rc = 0;
+			return -1;
+		case 'T':
+			trace_option(optarg);
+			break;
+		default:
+			*rc = img_bad_option(c, argv);
+			return -1;
+		}
+	}
+	*rc = 0;		/* options but no command: qemu-img exits 0 */
+	return optind < argc ? optind : -1;
+}
+
 int main(int argc, char **argv)
 {
 	const struct img_cmd *c;
+	int cmd, rc;
 
 	block_warn_probed_raw = warn_probed_raw;
 
-	if (argc < 2) {
-		img_err("no command given (try '%s --help')", IMG_PROG);
-		return 1;
-	}
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		print_usage();
-		return 0;
-	}
-	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
-		printf("%s version %s\n", IMG_PROG, IMG_VERSION);
-		return 0;
-	}
-	c = img_find_cmd(argv[1]);
-	if (!c) {
-		img_err("unknown command '%s' (try '%s --help')", argv[1], IMG_PROG);
-		return 1;
-	}
-	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			break;
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return img_cmd_help(c->name);
-	}
+	if (argc < 2)
+		return img_usage_error("Not enough arguments");
+	cmd = parse_global_options(argc, argv, &rc);
+	if (cmd < 0)
+		return rc;
+	c = img_find_cmd(argv[cmd]);
+	if (!c)
+		return img_usage_error("Command not found: %s", argv[cmd]);
 	optind = 0;
 	opterr = 0;
-	return c->run(argc - 1, argv + 1);
+	return c->run(argc - cmd, argv + cmd);
 }

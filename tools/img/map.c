@@ -64,8 +64,11 @@ static bool print_entry(const struct map_entry *e, bool json, bool *first)
 
 int cmd_map(int argc, char **argv)
 {
+	enum { OPT_OUTPUT = IMG_OPT_FIRST_FREE };
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'O' },
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS,
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, OPT_OUTPUT },
 		{ "start-offset", required_argument, NULL, 's' },
 		{ "max-length", required_argument, NULL, 'l' },
 		{ "force-share", no_argument, NULL, 'U' },
@@ -80,30 +83,30 @@ int cmd_map(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, ":f:s:l:hU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("map");
 		case 'f': fmt = optarg; break;
 		case 'U': break;
 		case 's':
-			if (img_parse_size(optarg, &start)) {
-				img_err("map: invalid start offset '%s'", optarg);
+			if (img_cvtnum("start offset", optarg, 0, INT64_MAX, &start))
 				return 1;
-			}
 			break;
 		case 'l':
-			if (img_parse_size(optarg, &max_len)) {
-				img_err("map: invalid max length '%s'", optarg);
+			if (img_cvtnum("max length", optarg, 0, INT64_MAX, &max_len))
 				return 1;
-			}
 			break;
-		case 'O':
+		case OPT_OUTPUT:
 			json = img_parse_output(optarg);
 			if (json < 0)
 				return 1;
 			break;
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_bad_option("map", argc, argv);
+			return img_bad_option(c, argv);
 		}
 	}
-	path = img_single_image_arg("map", argc - optind, argv + optind, fmt);
+	path = img_single_image_arg(argc - optind, argv + optind, fmt);
 	if (!path)
 		return 1;
 	bs = img_open(path, fmt, true, BLOCK_CACHE_WRITEBACK, false);

@@ -66,23 +66,45 @@ static int allocated_bytes(struct bdev *bs, uint64_t cluster_size, uint64_t *out
 	return 0;
 }
 
+enum { OPT_OUTPUT = IMG_OPT_FIRST_FREE, OPT_SIZE };
+
+/* The argument checks qemu-img measure makes, in its order and words. */
+static int check_measure_args(int nargs, bool have_size, bool need_file)
+{
+	if (nargs > 1)
+		img_err("At most one filename argument is allowed.");
+	else if (!nargs && need_file)
+		img_err("--image-opts, -f, and -l require a filename argument.");
+	else if (nargs && have_size)
+		img_err("--size N cannot be used together with a filename.");
+	else if (!nargs && !have_size)
+		img_err("Either --size N or one filename must be specified.");
+	else
+		return 0;
+	return -1;
+}
+
 int cmd_measure(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'J' },
-		{ "size", required_argument, NULL, 'z' },
+		IMG_LONGOPT_HELP, IMG_LONGOPT_IMAGE_OPTS, IMG_LONGOPT_OBJECT,
+		{ "output", required_argument, NULL, OPT_OUTPUT },
+		{ "size", required_argument, NULL, OPT_SIZE },
 		{ "force-share", no_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct block_create_opts co = { 0 };
-	const char *fmt = NULL, *out_fmt = "raw", *opts[16];
+	const char *fmt = NULL, *out_fmt = "raw";
+	char *options = NULL;
 	uint64_t size = 0, required, full, vsize;
 	bool have_size = false, bitmaps = false;
 	struct bdev *bs = NULL;
-	unsigned nopts = 0;
 	int json = 0, c;
 
-	while ((c = getopt_long(argc, argv, ":f:O:o:l:hU", longopts, NULL)) != -1) {
+	/* qemu-img measure lets getopt report a bad option itself, then prints
+	 * the help and exits 0 */
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "hf:O:o:l:U", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': fmt = optarg; break;
 		case 'O': out_fmt = optarg; break;
@@ -91,36 +113,29 @@ int cmd_measure(int argc, char **argv)
 			img_err("measure: -l (snapshots) is not supported");
 			return 1;
 		case 'o':
-			if (nopts == 16) {
-				img_err("measure: too many -o options");
+			options = img_add_option_list(options, optarg);
+			if (!options)
 				return 1;
-			}
-			opts[nopts++] = optarg;
 			break;
-		case 'z':
-			if (img_parse_size(optarg, &size)) {
-				img_err("measure: invalid image size '%s'", optarg);
+		case OPT_SIZE:
+			if (img_cvtnum("image size", optarg, 0, INT64_MAX, &size))
 				return 1;
-			}
 			have_size = true;
 			break;
-		case 'J':
+		case OPT_OUTPUT:
 			json = img_parse_output(optarg);
 			if (json < 0)
 				return 1;
 			break;
-		default:
-			return img_bad_option("measure", argc, argv);
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
+		default:	/* 'h', '?' */
+			return img_cmd_help("measure");
 		}
 	}
-	if (have_size == (optind < argc) || argc - optind > 1) {
-		img_err("measure: give either --size N or one filename (see '%s measure --help')",
-			IMG_PROG);
+	if (check_measure_args(argc - optind, have_size, fmt != NULL))
 		return 1;
-	}
-	for (unsigned i = 0; i < nopts; i++)
-		if (img_parse_create_opts(opts[i], &co))
-			return 1;
 	if (!have_size) {	/* an unknown -f: the open says so, as qemu-img */
 		bs = img_open(argv[optind], fmt, true, BLOCK_CACHE_WRITEBACK, false);
 		if (!bs)
@@ -133,6 +148,11 @@ int cmd_measure(int argc, char **argv)
 			img_err("Unknown file format '%s'", out_fmt);
 		else
 			img_err("Block driver '%s' does not support size measurement", out_fmt);
+		bdev_close(bs);
+		return 1;
+	}
+	if (options && img_parse_create_opts_for(options, out_fmt, "", &co)) {
+		img_err("Invalid options for file format '%s'", out_fmt);
 		bdev_close(bs);
 		return 1;
 	}

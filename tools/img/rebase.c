@@ -93,8 +93,16 @@ int cmd_rebase(int argc, char **argv)
 	uint32_t gran;
 	int c, ret, rc = 1;
 
-	while ((c = getopt(argc, argv, ":f:b:F:t:T:upqUh")) != -1) {
+	static const struct option longopts[] = {
+		IMG_LONGOPT_HELP, IMG_LONGOPT_OBJECT, IMG_LONGOPT_IMAGE_OPTS,
+		{ "force-share", no_argument, NULL, 'U' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cache_arg = "writeback", *src_cache_arg = "writeback";
+
+	while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'h': return img_cmd_help("rebase");
 		case 'f': fmt = optarg; break;
 		case 'b': backing = optarg; break;
 		case 'F': bfmt = optarg; break;
@@ -102,25 +110,29 @@ int cmd_rebase(int argc, char **argv)
 		case 'p': pg.on = true; break;
 		case 'q': quiet = true; break;
 		case 'U': break;
-		case 't':
-		case 'T':
-			if (block_parse_cache_mode(optarg, c == 't' ? &cache : &src_cache)) {
-				img_err("rebase: invalid cache mode '%s'", optarg);
-				return 1;
-			}
-			break;
+		case 't': cache_arg = optarg; break;
+		case 'T': src_cache_arg = optarg; break;
+		case IMG_OPT_OBJECT:
+		case IMG_OPT_IMAGE_OPTS:
+			return img_unsupported_option(c);
 		default:
-			return img_bad_option("rebase", argc, argv);
+			return img_bad_option(c, argv);
 		}
 	}
 	if (quiet)
 		pg.on = false;
-	if (optind != argc - 1) {
-		img_err("rebase: expecting exactly one filename (see '%s rebase --help')", IMG_PROG);
+	if (optind != argc - 1)
+		return img_usage_error("Expecting one image file name");
+	if (!backing && !unsafe)
+		return img_usage_error("Must specify backing file (-b) or use unsafe mode (-u)");
+	if (!backing)
+		backing = "";		/* -u alone: no backing file any more */
+	if (block_parse_cache_mode(cache_arg, &cache)) {
+		img_err("Invalid cache option: %s", cache_arg);
 		return 1;
 	}
-	if (!backing) {
-		img_err("rebase: must specify the new backing file with -b (\"\" for none)");
+	if (block_parse_cache_mode(src_cache_arg, &src_cache)) {
+		img_err("Invalid source cache option: %s", src_cache_arg);
 		return 1;
 	}
 	path = argv[optind];	/* an unknown -f: the open says so, as qemu-img */
@@ -131,6 +143,11 @@ int cmd_rebase(int argc, char **argv)
 	}
 	if (!top)
 		return 1;
+	if (unsafe && backing[0] && !bfmt) {	/* as QEMU: nothing to record */
+		img_err("Could not change the backing file to '%s': backing format must be "
+			"specified", backing);
+		goto out;
+	}
 	if (bfmt && !block_format_find(bfmt)) {
 		img_err("Invalid format name: '%s'", bfmt);
 		goto out;

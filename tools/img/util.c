@@ -35,22 +35,6 @@ void img_warn(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-int img_bad_option(const char *cmd, int argc, char **argv)
-{
-	const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
-
-	if (!optopt)
-		img_err("%s: unrecognized option '%s' (see '%s %s --help')", cmd, arg, IMG_PROG,
-			cmd);
-	else if (!strncmp(arg, "--", 2))
-		img_err("%s: option '%s' requires an argument (see '%s %s --help')", cmd, arg,
-			IMG_PROG, cmd);
-	else
-		img_err("%s: invalid option or missing argument -- '%c' (see '%s %s --help')",
-			cmd, optopt, IMG_PROG, cmd);
-	return 1;
-}
-
 int img_usage_error(const char *fmt, ...)
 {
 	char msg[512];
@@ -61,6 +45,25 @@ int img_usage_error(const char *fmt, ...)
 	va_end(ap);
 	img_err("%s", msg);
 	fprintf(stderr, "Try '%s --help' for more information\n", IMG_PROG);
+	return 1;
+}
+
+/* As qemu-img: the argument getopt stopped at is argv[optind - 1] (for an
+ * unknown letter inside a group such as -qx, that is the argument before
+ * the group, as in qemu-img). */
+int img_bad_option(int c, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+	if (c == ':')
+		return img_usage_error("missing argument for option '%s'", arg);
+	return img_usage_error("unrecognized option '%s'", arg);
+}
+
+int img_unsupported_option(int c)
+{
+	img_err("%s is not supported", c == IMG_OPT_OBJECT ? "--object" :
+		c == IMG_OPT_TARGET_IMAGE_OPTS ? "--target-image-opts" : "--image-opts");
 	return 1;
 }
 
@@ -78,56 +81,86 @@ static int suffix_shift(char c)
 	}
 }
 
-int img_parse_size(const char *s, uint64_t *out)
+/* The integer at *p (after blanks and an optional '+'), decimal or, for
+ * "0x...", hexadecimal; *p moves past it. */
+static int parse_integer(const char **p, uint64_t *val, bool *hex)
+{
+	const char *s = *p;
+	char *end;
+
+	while (*s == ' ' || (*s >= '\t' && *s <= '\r'))
+		s++;
+	if (*s == '+')
+		s++;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	*hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	errno = 0;
+	*val = strtoull(s, &end, *hex ? 16 : 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (end == s || (*hex && end == s + 1))
+		return -EINVAL;
+	*p = end;
+	return 0;
+}
+
+int img_strtosz(const char *s, uint64_t *out)
 {
 	const char *p = s;
-	uint64_t ip = 0, frac_num = 0, frac_den = 1;
-	int shift = 0;
+	uint64_t ip, frac_num = 0, frac_den = 1, frac_bytes = 0;
+	bool hex;
+	int shift = 0, ret;
 
-	if (!s || !*s || *s == '-' || *s == '+')
-		return -1;
-	if (*p < '0' || *p > '9')
-		return -1;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (ip > (UINT64_MAX - 9) / 10)
-			return -1;
-		ip = ip * 10 + (uint64_t)(*p - '0');
-	}
+	if (!s || strchr(s, '-'))
+		return -EINVAL;
+	ret = parse_integer(&p, &ip, &hex);
+	if (ret)
+		return ret;
 	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -1;
-		for (; *p >= '0' && *p <= '9'; p++) {
-			if (frac_den < 1000000000000ULL) {
+		if (hex)
+			return -EINVAL;
+		for (p++; *p >= '0' && *p <= '9'; p++) {
+			if (frac_den < 1000000000000000000ULL) {
 				frac_num = frac_num * 10 + (uint64_t)(*p - '0');
 				frac_den *= 10;
 			}
 		}
 	}
-	if (*p) {
-		shift = suffix_shift(*p);
-		if (shift < 0)
-			return -1;
-		p++;
-		if (shift && (*p == 'b' || *p == 'B'))
-			p++;
-		if (*p)
-			return -1;
+	if (*p && suffix_shift(*p) >= 0) {
+		shift = suffix_shift(*p++);
+		if (hex && shift)
+			img_warn("Using a multiplier suffix on hex numbers is deprecated: %s", s);
 	}
-	if (shift && ip > (UINT64_MAX >> shift))
-		return -1;
-	ip <<= shift;
-	if (frac_num) {
-		/* fraction of the unit, in whole bytes */
-		long double f = (long double)frac_num / frac_den * (long double)(1ULL << shift);
+	if (*p)
+		return -EINVAL;
+	if (!shift && frac_num)		/* a fraction needs a unit */
+		return -EINVAL;
+	if (frac_num)
+		frac_bytes = (uint64_t)((long double)frac_num / frac_den *
+					(long double)(1ULL << shift));
+	if (shift && ip > (UINT64_MAX - frac_bytes) >> shift)
+		return -ERANGE;
+	*out = (ip << shift) + frac_bytes;
+	return 0;
+}
 
-		if (f + ip > (long double)UINT64_MAX)
-			return -1;
-		ip += (uint64_t)f;
-	}
-	if (ip > INT64_MAX)
+int img_cvtnum(const char *name, const char *value, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v;
+	int ret = img_strtosz(value, &v);
+
+	if (ret == -EINVAL) {
+		img_err("Invalid %s specified. You may use k, M, G, T, P or E suffixes for", name);
+		img_err("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
 		return -1;
-	*out = ip;
+	}
+	if (ret || v < min || v > max) {
+		img_err("Invalid %s specified. Must be between %" PRIu64 " and %" PRIu64 ".", name,
+			min, max);
+		return -1;
+	}
+	*out = v;
 	return 0;
 }
 
@@ -152,15 +185,14 @@ int img_parse_output(const char *s)
 		return 0;
 	if (!strcmp(s, "json"))
 		return 1;
-	img_err("--output must be 'human' or 'json', not '%s'", s);
+	img_err("--output must be used with human or json as argument.");
 	return -1;
 }
 
-const char *img_single_image_arg(const char *cmd, int nargs, char **args, const char *fmt)
+const char *img_single_image_arg(int nargs, char **args, const char *fmt)
 {
 	if (nargs != 1) {
-		img_err("%s: expecting exactly one filename (see '%s %s --help')", cmd, IMG_PROG,
-			cmd);
+		img_usage_error("Expecting one image file name");
 		return NULL;
 	}
 	if (fmt && !block_format_find(fmt)) {
@@ -170,7 +202,32 @@ const char *img_single_image_arg(const char *cmd, int nargs, char **args, const 
 	return args[0];
 }
 
-static int parse_bool(const char *key, const char *v, bool *out)
+/* QemuOpts' words for a value of the wrong type. */
+static int bad_bool(const char *where, const char *key)
+{
+	img_err("%sParameter '%s' expects 'on' or 'off'", where, key);
+	return -1;
+}
+
+static int bad_size(const char *where, const char *key, const char *val, int why)
+{
+	if (why == -ERANGE) {
+		img_err("%sValue '%s' is out of range for parameter '%s'", where, val, key);
+		return -1;
+	}
+	img_err("%sParameter '%s' expects a non-negative number below 2^64", where, key);
+	fputs("Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+	      "and exabytes, respectively.\n", stderr);
+	return -1;
+}
+
+static int bad_value(const char *where, const char *key, const char *val)
+{
+	img_err("%sParameter '%s' does not accept value '%s'", where, key, val);
+	return -1;
+}
+
+static int parse_bool(const char *where, const char *key, const char *v, bool *out)
 {
 	if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "yes")) {
 		*out = true;
@@ -180,95 +237,188 @@ static int parse_bool(const char *key, const char *v, bool *out)
 		*out = false;
 		return 0;
 	}
-	img_err("option '%s' must be 'on' or 'off', not '%s'", key, v);
-	return -1;
+	return bad_bool(where, key);
 }
 
-static int apply_create_opt(char *key, char *val, struct block_create_opts *o)
+int img_parse_opt_size(const char *where, const char *key, const char *val, uint64_t *out)
+{
+	int ret = img_strtosz(val, out);
+
+	return ret ? bad_size(where, key, val, ret) : 0;
+}
+
+static bool create_opt_known(const char *key, const char *fmt);
+
+static int apply_prealloc(const char *where, const char *val, struct block_create_opts *o)
+{
+	if (!strcmp(val, "off"))
+		o->prealloc = PREALLOC_OFF;
+	else if (!strcmp(val, "metadata"))
+		o->prealloc = PREALLOC_METADATA;
+	else if (!strcmp(val, "falloc"))
+		o->prealloc = PREALLOC_FALLOC;
+	else if (!strcmp(val, "full"))
+		o->prealloc = PREALLOC_FULL;
+	else
+		return bad_value(where, "preallocation", val);
+	return 0;
+}
+
+static int apply_create_opt(const char *where, char *key, char *val,
+			    struct block_create_opts *o)
 {
 	uint64_t n;
 
-	if (!val) {
-		img_err("option '%s' needs a value (key=value)", key);
-		return -1;
-	}
 	if (!strcmp(key, "size")) {
-		if (img_parse_size(val, &o->size)) {
-			img_err("invalid size '%s'", val);
+		if (img_parse_opt_size(where, key, val, &n))
 			return -1;
-		}
+		if (n > INT64_MAX)
+			return bad_size(where, key, val, -ERANGE);
+		o->size = n;
 	} else if (!strcmp(key, "backing_file")) {
 		o->backing_file = val;
 	} else if (!strcmp(key, "backing_fmt")) {
 		o->backing_format = val;
 	} else if (!strcmp(key, "cluster_size")) {
-		if (img_parse_size(val, &n) || n < 512 || n > (2u << 20) || (n & (n - 1))) {
-			img_err("invalid cluster_size '%s': a power of two from 512 to 2M", val);
+		if (img_parse_opt_size(where, key, val, &n))
+			return -1;
+		if (n < 512 || n > (2u << 20) || (n & (n - 1))) {
+			img_err("%sCluster size must be a power of two between 512 and 2048k",
+				where);
 			return -1;
 		}
 		o->cluster_size = (uint32_t)n;
 	} else if (!strcmp(key, "preallocation")) {
-		if (!strcmp(val, "off"))
-			o->prealloc = PREALLOC_OFF;
-		else if (!strcmp(val, "metadata"))
-			o->prealloc = PREALLOC_METADATA;
-		else if (!strcmp(val, "falloc"))
-			o->prealloc = PREALLOC_FALLOC;
-		else if (!strcmp(val, "full"))
-			o->prealloc = PREALLOC_FULL;
-		else {
-			img_err("invalid preallocation '%s' (off, metadata, falloc, full)", val);
-			return -1;
-		}
+		return apply_prealloc(where, val, o);
 	} else if (!strcmp(key, "compat")) {
 		if (!strcmp(val, "v2"))
 			val = "0.10";
 		else if (!strcmp(val, "v3"))
 			val = "1.1";
-		if (strcmp(val, "0.10") && strcmp(val, "1.1")) {
-			img_err("invalid compat '%s' (0.10, 1.1, v2, v3)", val);
-			return -1;
-		}
+		if (strcmp(val, "0.10") && strcmp(val, "1.1"))
+			return bad_value(where, "version", val);	/* qemu's name */
 		o->compat = val;
 	} else if (!strcmp(key, "subformat")) {
 		o->subformat = val;
 	} else if (!strcmp(key, "lazy_refcounts")) {
-		return parse_bool(key, val, &o->lazy_refcounts);
+		return parse_bool(where, key, val, &o->lazy_refcounts);
 	} else if (!strcmp(key, "extended_l2")) {
-		return parse_bool(key, val, &o->extended_l2);
+		return parse_bool(where, key, val, &o->extended_l2);
 	} else if (!strcmp(key, "refcount_bits")) {
-		if (img_parse_uint(val, 1, 64, &n) || (n & (n - 1))) {
-			img_err("invalid refcount_bits '%s': a power of two from 1 to 64", val);
+		char *end;
+
+		errno = 0;
+		n = strtoull(val, &end, 0);
+		if (!*val || *end || errno || strchr(val, '-')) {
+			img_err("%sParameter '%s' expects a number", where, key);
+			return -1;
+		}
+		if (n < 1 || n > 64 || (n & (n - 1))) {
+			img_err("%sRefcount width must be a power of two and may not exceed 64 bits",
+				where);
 			return -1;
 		}
 		o->refcount_bits = (unsigned)n;
 	} else if (!strcmp(key, "compression_type")) {
-		if (strcmp(val, "zlib")) {
-			img_err("compression_type '%s' not supported (only zlib)", val);
-			return -1;
-		}
+		if (strcmp(val, "zlib"))
+			return bad_value(where, "compression-type", val);
 	} else {
-		img_err("invalid option '%s' (see -o help)", key);
+		img_err("%sInvalid parameter '%s'", where, key);
 		return -1;
 	}
 	return 0;
 }
 
-int img_parse_create_opts(const char *list, struct block_create_opts *o)
+bool img_valid_option_list(const char *list)
 {
-	char *copy = strdup(list), *save = NULL, *item;
+	size_t len = strlen(list), i = len;
+
+	if (!list[0] || list[0] == ',')
+		return false;
+	while (i > 0 && list[i - 1] == ',')
+		i--;
+	return (len - i) % 2 == 0;	/* ",," is an escaped comma */
+}
+
+/* The -o lists joined by commas, as qemu-img accumulates them; NULL
+ * (with the error printed) when one is not a valid list. */
+char *img_add_option_list(char *all, const char *list)
+{
+	char *joined = NULL;
+
+	if (!img_valid_option_list(list)) {
+		img_err("Invalid option list: %s", list);
+		free(all);
+		return NULL;
+	}
+	if (!all)
+		return strdup(list);
+	if (asprintf(&joined, "%s,%s", all, list) < 0)
+		joined = NULL;
+	free(all);
+	return joined;
+}
+
+/* The next "key[=value]" of a -o list at *p (",," standing for a comma
+ * in a value): key and value are cut in place; *p moves past it. */
+static void next_create_opt(char **p, char **key, char **val)
+{
+	char *r = *p, *w;
+
+	*key = r;
+	*val = NULL;
+	while (*r && *r != '=' && *r != ',')
+		r++;
+	if (*r != '=') {
+		*p = *r ? r + 1 : r;
+		*r = '\0';
+		return;
+	}
+	*r++ = '\0';
+	*val = w = r;
+	for (; *r; r++) {
+		if (*r == ',' && r[1] != ',')
+			break;
+		if (*r == ',')
+			r++;
+		*w++ = *r;
+	}
+	*p = *r ? r + 1 : r;
+	*w = '\0';
+}
+
+bool img_has_help_option(const char *list)
+{
+	char *copy = strdup(list), *p = copy, *key, *val;
+	bool help = false;
+
+	while (p && *p && !help) {
+		next_create_opt(&p, &key, &val);
+		help = !strcmp(key, "help") || !strcmp(key, "?");
+	}
+	free(copy);
+	return help;
+}
+
+int img_parse_create_opts_for(const char *list, const char *fmt, const char *where,
+			      struct block_create_opts *o)
+{
+	char *copy = strdup(list), *p = copy, *key, *val;
 
 	if (!copy) {
 		img_err("out of memory");
 		return -1;
 	}
 	/* The copy is referenced by o until exit: deliberately kept. */
-	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(item, '=');
-
-		if (eq)
-			*eq++ = '\0';
-		if (apply_create_opt(item, eq, o))
+	while (*p) {
+		next_create_opt(&p, &key, &val);
+		if (!*key)
+			continue;
+		if (fmt && !create_opt_known(key, fmt)) {
+			img_err("%sInvalid parameter '%s'", where, key);
+			return -1;
+		}
+		if (apply_create_opt(where, key, val ? val : "on", o))
 			return -1;
 	}
 	return 0;
@@ -312,6 +462,14 @@ static bool opt_applies(const struct create_opt_help *h, const char *fmt)
 		return true;
 	snprintf(word, sizeof(word), " %s ", fmt);
 	return strstr(h->formats, word) != NULL;
+}
+
+static bool create_opt_known(const char *key, const char *fmt)
+{
+	for (size_t i = 0; i < sizeof(create_opts_help) / sizeof(create_opts_help[0]); i++)
+		if (!strcmp(create_opts_help[i].name, key) && opt_applies(&create_opts_help[i], fmt))
+			return true;
+	return false;
 }
 
 void img_print_create_opts_help(const char *fmt)
