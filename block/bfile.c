@@ -151,7 +151,10 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 		f->align = detect_alignment(fd, f->is_blockdev, (uint64_t)bfile_size(f));
 	f->polled = polled;
 	f->ready_tail = &f->ready;
-	f->engine = polled ? block_engine_create_polled(engine, bind_thread, err, errlen) :
+	f->engine = polled ? block_engine_create_polled(engine,
+							(bind_thread ? BLOCK_ENGINE_BIND_THREAD : 0) |
+							(direct ? BLOCK_ENGINE_SUBMIT_AT_ONCE : 0),
+							err, errlen) :
 		    block_engine_create(engine, err, errlen);
 	if (!f->engine) {
 		char why[200];

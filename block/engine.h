@@ -66,6 +66,8 @@ struct block_engine_ops {
 	 * until one completes when none has and some are in flight. Returns
 	 * the number of callbacks run or a negative errno. */
 	int (*poll)(struct block_engine *e, bool wait);
+	/* Polled engines: requests queued, not yet handed to the kernel. */
+	unsigned (*queued)(struct block_engine *e);
 };
 
 struct block_engine {
@@ -90,16 +92,54 @@ static inline int block_engine_submit(struct block_engine *e, int fd, enum engin
 }
 /* A private engine whose completions run only in block_engine_poll(), for
  * one thread at a time (kinds and fallbacks as block_engine_create).
- * bind_thread (block_open_opts.single_thread): only the creating thread
- * will ever submit, poll and destroy it, so io_uring may bind its ring to
- * that thread for cheaper completions (SINGLE_ISSUER | DEFER_TASKRUN; a
- * kernel without them gives an ordinary polled ring). */
-struct block_engine *block_engine_create_polled(enum block_engine_kind kind, bool bind_thread,
+ * Flags:
+ *  - BLOCK_ENGINE_BIND_THREAD (block_open_opts.single_thread): only the
+ *    creating thread will ever submit, poll and destroy it, so io_uring
+ *    may bind its ring to that thread for cheaper completions
+ *    (SINGLE_ISSUER | DEFER_TASKRUN; a kernel without them gives an
+ *    ordinary polled ring).
+ *  - BLOCK_ENGINE_SUBMIT_AT_ONCE (O_DIRECT files): a request that does not
+ *    continue the previous one goes to the kernel in its submit call, not
+ *    with the next poll, so a device is not left idle while callbacks run
+ *    (4 KiB random writes at depth 32: 118k -> 187k IOPS here, fio 200k);
+ *    a sequential run still waits for the batch, which the block layer
+ *    merges (4 KiB sequential writes at depth 32: 213k IOPS batched, 50k
+ *    one by one). */
+#define BLOCK_ENGINE_BIND_THREAD	1u
+#define BLOCK_ENGINE_SUBMIT_AT_ONCE	2u
+
+/* Where the previous request of a polled engine ended: with
+ * BLOCK_ENGINE_SUBMIT_AT_ONCE a request that continues it waits for the
+ * batch (the block layer merges a sequential run submitted together), any
+ * other goes to the kernel at once, with what waits before it. */
+struct engine_stream {
+	int fd;
+	uint64_t end;
+};
+
+static inline bool engine_stream_continues(struct engine_stream *s, int fd, enum engine_op op,
+					   uint64_t off, const struct iovec *iov, int iovcnt)
+{
+	bool continues = (op == ENGINE_READ || op == ENGINE_WRITE) && fd == s->fd &&
+			 off == s->end;
+	uint64_t len = 0;
+
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	s->fd = fd;
+	s->end = op == ENGINE_READ || op == ENGINE_WRITE ? off + len : UINT64_MAX;
+	return continues;
+}
+struct block_engine *block_engine_create_polled(enum block_engine_kind kind, unsigned flags,
 						char *err, size_t errlen);
 /* Polled engines: see block_engine_ops.poll. 0 for other engines. */
 static inline int block_engine_poll(struct block_engine *e, bool wait)
 {
 	return e->ops->poll ? e->ops->poll(e, wait) : 0;
+}
+static inline unsigned block_engine_queued(struct block_engine *e)
+{
+	return e->ops->queued ? e->ops->queued(e) : 0;
 }
 /* A polled io_uring engine's ring fd (readable when CQEs wait), else -1
  * (also for a ring bound to its thread). */
@@ -111,8 +151,8 @@ const char *block_engine_name(const struct block_engine *e);
 /* Constructors of each engine (shared or polled); NULL with err set when
  * unavailable. */
 struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen);
-struct block_engine *engine_aio_create(bool polled, char *err, size_t errlen);
-struct block_engine *engine_uring_create(bool polled, bool bind_thread, char *err,
+struct block_engine *engine_aio_create(bool polled, unsigned flags, char *err, size_t errlen);
+struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,
 					 size_t errlen);
 
 #endif

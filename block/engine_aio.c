@@ -37,6 +37,8 @@ struct aio_engine {
 	bool polled;
 	unsigned in_kernel;		/* polled: submitted, not reaped */
 	unsigned npending;		/* polled: queued for the next io_submit */
+	bool submit_at_once;		/* polled: io_submit in submit (BLOCK_ENGINE_SUBMIT_AT_ONCE) */
+	struct engine_stream stream;	/* polled: where the last request ended */
 	struct iocb *pending[AIO_MAX_INFLIGHT];
 	struct aio_req *ready, **ready_tail;	/* polled: done, callback not yet run */
 };
@@ -256,6 +258,9 @@ static int polled_submit(struct aio_engine *ae, int fd, enum engine_op op, uint6
 	r->iocb.data = r;
 	ae->pending[ae->npending++] = &r->iocb;
 	ae->inflight++;
+	if (ae->submit_at_once &&
+	    !engine_stream_continues(&ae->stream, fd, op, off, iov, iovcnt))
+		polled_flush(ae);
 	return 0;
 }
 
@@ -333,11 +338,17 @@ static const struct block_engine_ops aio_ops = {
 	.destroy = aio_destroy,
 };
 
+static unsigned aio_queued(struct block_engine *e)
+{
+	return ((struct aio_engine *)e)->npending;
+}
+
 static const struct block_engine_ops aio_polled_ops = {
 	.name = "native",
 	.submit = aio_submit,
 	.destroy = aio_destroy,
 	.poll = aio_poll,
+	.queued = aio_queued,
 };
 
 static struct block_engine *aio_polled_create(struct aio_engine *ae, char *err, size_t errlen)
@@ -358,7 +369,7 @@ static struct block_engine *aio_polled_create(struct aio_engine *ae, char *err, 
 	return &ae->e;
 }
 
-struct block_engine *engine_aio_create(bool polled, char *err, size_t errlen)
+struct block_engine *engine_aio_create(bool polled, unsigned flags, char *err, size_t errlen)
 {
 	struct aio_engine *ae = calloc(1, sizeof(*ae));
 	int ret;
@@ -367,8 +378,10 @@ struct block_engine *engine_aio_create(bool polled, char *err, size_t errlen)
 		snprintf(err, errlen, "native AIO: out of memory");
 		return NULL;
 	}
-	if (polled)
+	if (polled) {
+		ae->submit_at_once = flags & BLOCK_ENGINE_SUBMIT_AT_ONCE;
 		return aio_polled_create(ae, err, errlen);
+	}
 	ae->e.ops = &aio_ops;
 	ae->e.kind = BLOCK_ENGINE_NATIVE;
 	ae->efd = eventfd(0, EFD_CLOEXEC);

@@ -398,8 +398,8 @@ static struct block_engine *shared_get(enum block_engine_kind kind, char *err, s
 	pthread_mutex_lock(&shared_lock);
 	if (!shared[kind].e) {
 		shared[kind].e = kind == BLOCK_ENGINE_NATIVE ?
-				 engine_aio_create(false, err, errlen) :
-				 engine_uring_create(false, false, err, errlen);
+				 engine_aio_create(false, 0, err, errlen) :
+				 engine_uring_create(false, 0, err, errlen);
 		shared[kind].refs = 0;
 	}
 	e = shared[kind].e;
@@ -434,7 +434,7 @@ struct block_engine *block_engine_create(enum block_engine_kind kind, char *err,
 	return e;
 }
 
-struct block_engine *block_engine_create_polled(enum block_engine_kind kind, bool bind_thread,
+struct block_engine *block_engine_create_polled(enum block_engine_kind kind, unsigned flags,
 						char *err, size_t errlen)
 {
 	struct block_engine *e = NULL;
@@ -442,15 +442,15 @@ struct block_engine *block_engine_create_polled(enum block_engine_kind kind, boo
 
 	switch (kind) {
 	case BLOCK_ENGINE_NATIVE:
-		return engine_aio_create(true, err, errlen);	/* asked for: no fallback */
+		return engine_aio_create(true, flags, err, errlen);	/* asked for: no fallback */
 	case BLOCK_ENGINE_IO_URING:
-		e = engine_uring_create(true, bind_thread, why, sizeof(why));
+		e = engine_uring_create(true, flags, why, sizeof(why));
 		if (!e)
 			fprintf(stderr, "minikvm: note: io_uring unavailable (%s), "
 				"using the threads engine\n", why);
 		break;
 	case BLOCK_ENGINE_DEFAULT:
-		e = engine_uring_create(true, bind_thread, why, sizeof(why));
+		e = engine_uring_create(true, flags, why, sizeof(why));
 		break;
 	case BLOCK_ENGINE_THREADS:
 		break;

@@ -15,8 +15,10 @@
  * reads that hit the page cache complete inside that call, so depth-1
  * reads cost one system call. When the CQ budget is used up, submit reaps
  * completions into a list that the next poll runs (callbacks never run
- * inside submit). A polled engine created with bind_thread gets a ring
- * bound to the creating thread
+ * inside submit). For O_DIRECT files (BLOCK_ENGINE_SUBMIT_AT_ONCE) submit
+ * hands each request to the kernel at once instead, so the device stays
+ * busy while callbacks run. A polled engine created with
+ * BLOCK_ENGINE_BIND_THREAD gets a ring bound to the creating thread
  * (SINGLE_ISSUER | DEFER_TASKRUN, as fio's): completions punted to io-wq
  * cost the owner fewer wake-ups. */
 #include <errno.h>
@@ -43,6 +45,8 @@ struct uring_engine {
 	unsigned inflight, max_inflight;
 	bool polled;
 	unsigned in_kernel;			/* polled: queued or submitted, not reaped */
+	bool submit_at_once;			/* polled: BLOCK_ENGINE_SUBMIT_AT_ONCE */
+	struct engine_stream stream;		/* polled: where the last request ended */
 	struct uring_req *ready, **ready_tail;	/* polled: reaped, callback not yet run */
 };
 
@@ -274,6 +278,9 @@ static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uin
 	prep_sqe(sqe, fd, op, off, iov, iovcnt, r);
 	ue->inflight++;
 	ue->in_kernel++;
+	if (ue->submit_at_once &&
+	    !engine_stream_continues(&ue->stream, fd, op, off, iov, iovcnt))
+		polled_enter(ue, false);
 	return 0;
 }
 
@@ -339,11 +346,17 @@ static const struct block_engine_ops uring_ops = {
 	.destroy = uring_destroy,
 };
 
+static unsigned uring_queued(struct block_engine *e)
+{
+	return io_uring_sq_ready(&((struct uring_engine *)e)->ring);
+}
+
 static const struct block_engine_ops uring_polled_ops = {
 	.name = "io_uring",
 	.submit = uring_submit,
 	.destroy = uring_destroy,
 	.poll = uring_poll,
+	.queued = uring_queued,
 };
 
 /* Setup flags of a polled ring, best first; a kernel that does not know
@@ -377,10 +390,10 @@ static int polled_ring_init(struct io_uring *ring, bool bound)
 }
 
 /* A polled ring: no eventfd, no completion thread. */
-static struct block_engine *uring_polled_create(struct uring_engine *ue, bool bind_thread,
+static struct block_engine *uring_polled_create(struct uring_engine *ue, unsigned flags,
 						char *err, size_t errlen)
 {
-	int ret = polled_ring_init(&ue->ring, bind_thread);
+	int ret = polled_ring_init(&ue->ring, flags & BLOCK_ENGINE_BIND_THREAD);
 
 	if (ret < 0) {
 		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-ret));
@@ -412,7 +425,7 @@ int engine_uring_poll_fd(struct block_engine *e)
 	return ((struct uring_engine *)e)->ring.ring_fd;
 }
 
-struct block_engine *engine_uring_create(bool polled, bool bind_thread, char *err,
+struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,
 					 size_t errlen)
 {
 	struct uring_engine *ue = calloc(1, sizeof(*ue));
@@ -422,8 +435,10 @@ struct block_engine *engine_uring_create(bool polled, bool bind_thread, char *er
 		snprintf(err, errlen, "io_uring: out of memory");
 		return NULL;
 	}
-	if (polled)
-		return uring_polled_create(ue, bind_thread, err, errlen);
+	if (polled) {
+		ue->submit_at_once = flags & BLOCK_ENGINE_SUBMIT_AT_ONCE;
+		return uring_polled_create(ue, flags, err, errlen);
+	}
 	ret = io_uring_queue_init(URING_ENTRIES, &ue->ring, 0);
 	if (ret < 0) {
 		snprintf(err, errlen, "io_uring_queue_init: %s", strerror(-ret));

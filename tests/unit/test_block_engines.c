@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <linux/magic.h>
 #include "block/bfile.h"
+#include "block/engine.h"
 #include "block/format.h"
 
 #define SLOT	4096u
@@ -399,6 +400,58 @@ static void test_polled_big_io(void **state)
 	polled_big_io(shm, true);
 }
 
+/* ---- polled engines on O_DIRECT files: submit at once ---- */
+
+static void count_done(void *opaque, ssize_t res)
+{
+	int *n = opaque;
+
+	assert_int_equal(res, 4096);
+	(*n)++;
+}
+
+/* With BLOCK_ENGINE_SUBMIT_AT_ONCE a request that does not continue the
+ * previous one is in the kernel when submit returns; a sequential run
+ * waits for the batch (merged by the block layer); without the flag all
+ * wait for the next poll. */
+static void submit_at_once_on(enum block_engine_kind kind, unsigned flags)
+{
+	bool at_once = flags & BLOCK_ENGINE_SUBMIT_AT_ONCE;
+	uint64_t offs[4] = { 0, 4096, 1 << 20, 8192 };
+	unsigned want[4] = { 0, 1, 0, 0 };
+	struct iovec iov[4];
+	char err[256];
+	uint8_t *buf = NULL;
+	int fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0644), done = 0;
+	struct block_engine *e = block_engine_create_polled(kind, flags, err, sizeof(err));
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 2 << 20), 0);
+	assert_non_null(e);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 4 * 4096), 0);
+	for (int i = 0; i < 4; i++) {
+		iov[i] = (struct iovec){ buf + i * 4096, 4096 };
+		assert_int_equal(block_engine_submit(e, fd, ENGINE_READ, offs[i], &iov[i], 1,
+						     count_done, &done), 0);
+		assert_int_equal(block_engine_queued(e), at_once ? want[i] : (unsigned)i + 1);
+	}
+	while (done < 4)
+		assert_true(block_engine_poll(e, true) >= 0);
+	assert_int_equal(block_engine_queued(e), 0);
+	block_engine_destroy(e);
+	free(buf);
+	close(fd);
+}
+
+static void test_submit_at_once(void **state)
+{
+	(void)state;
+	submit_at_once_on(BLOCK_ENGINE_IO_URING, BLOCK_ENGINE_SUBMIT_AT_ONCE);
+	submit_at_once_on(BLOCK_ENGINE_IO_URING, 0);
+	submit_at_once_on(BLOCK_ENGINE_NATIVE, BLOCK_ENGINE_SUBMIT_AT_ONCE);
+	submit_at_once_on(BLOCK_ENGINE_NATIVE, 0);
+}
+
 /* ---- polled bdevs opened single_thread ---- */
 
 /* The engine's io_uring_queue_init resolves to this wrapper: it records the
@@ -645,6 +698,7 @@ int main(void)
 		cmocka_unit_test(test_default_engine),
 		cmocka_unit_test(test_shared_engines),
 		cmocka_unit_test(test_polled_big_io),
+		cmocka_unit_test(test_submit_at_once),
 		cmocka_unit_test(test_single_thread),
 		cmocka_unit_test(test_single_thread_old_kernel),
 	};
