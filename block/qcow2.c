@@ -1157,40 +1157,52 @@ static int qcow2_create(const char *path, const struct block_create_opts *o, cha
 	if (o->compat && (!strcmp(o->compat, "0.10") || !strcmp(o->compat, "v2")))
 		version = 2;
 	else if (o->compat && strcmp(o->compat, "1.1") && strcmp(o->compat, "v3")) {
-		snprintf(err, errlen, "qcow2: %s: compat '%s' unknown (0.10 or 1.1)", path,
+		snprintf(err, errlen, "%s: Parameter 'version' does not accept value '%s'", path,
 			 o->compat);
 		return -EINVAL;
 	}
+	/* qemu's checks, in qcow2_co_create's order and words */
 	if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
-		snprintf(err, errlen, "qcow2: %s: cluster_size %u must be a power of two between "
-			 "512 and 2M", path, cs);
+		snprintf(err, errlen, "%s: Cluster size must be a power of two between 512 and "
+			 "2048k", path);
 		return -EINVAL;
 	}
 	cluster_bits = (unsigned)__builtin_ctz(cs);
+	if (o->extended_l2 && version < 3) {
+		snprintf(err, errlen, "%s: Extended L2 entries are only supported with "
+			 "compatibility level 1.1 and above (use version=v3 or greater)", path);
+		return -EINVAL;
+	}
+	if (o->extended_l2 && cs < 16384) {
+		snprintf(err, errlen, "%s: Extended L2 entries are only supported with cluster "
+			 "sizes of at least 16384 bytes", path);
+		return -EINVAL;
+	}
+	if (version < 3 && o->lazy_refcounts) {
+		snprintf(err, errlen, "%s: Lazy refcounts only supported with compatibility level "
+			 "1.1 and above (use version=v3 or greater)", path);
+		return -EINVAL;
+	}
 	if (rb > 64 || (rb & (rb - 1))) {
-		snprintf(err, errlen, "qcow2: %s: refcount_bits %u must be a power of two up to 64",
-			 path, rb);
+		snprintf(err, errlen, "%s: Refcount width must be a power of two and may not exceed "
+			 "64 bits", path);
 		return -EINVAL;
 	}
 	refcount_order = (unsigned)__builtin_ctz(rb);
-	if (version == 2 && (rb != 16 || o->lazy_refcounts)) {
-		snprintf(err, errlen, "qcow2: %s: %s needs compat=1.1", path,
-			 rb != 16 ? "refcount_bits other than 16" : "lazy_refcounts");
-		return -EINVAL;
-	}
-	if (o->extended_l2 && (version < 3 || cs < 16384)) {
-		snprintf(err, errlen, "qcow2: %s: extended_l2 needs compat=1.1 and a cluster_size "
-			 "of at least 16k", path);
+	if (version < 3 && rb != 16) {
+		snprintf(err, errlen, "%s: Different refcount widths than 16 bits require "
+			 "compatibility level 1.1 or above (use version=v3 or greater)", path);
 		return -EINVAL;
 	}
 	if (o->backing_file && o->prealloc != PREALLOC_OFF && !o->extended_l2) {
 		/* preallocated clusters would hide the backing file (as QEMU) */
-		snprintf(err, errlen, "qcow2: %s: a backing file and preallocation can only be "
-			 "used together with extended_l2=on", path);
+		snprintf(err, errlen, "%s: Backing file and preallocation can only be used at the "
+			 "same time if extended_l2 is on", path);
 		return -EINVAL;
 	}
 	if (o->backing_format && !o->backing_file) {
-		snprintf(err, errlen, "qcow2: %s: backing_fmt given without backing_file", path);
+		snprintf(err, errlen, "%s: Backing format cannot be used without backing file",
+			 path);
 		return -EINVAL;
 	}
 	if (o->backing_file && !size) {

@@ -2,6 +2,7 @@
  * with qemu-img's flags (-f, -b, -F, -u, -o, size with suffixes). */
 #include <string.h>
 #include "tools/img/img.h"
+#include "vmm/opts.h"
 
 /* The backing file name as the new image at path will resolve it
  * (relative to the image's directory); NULL when out of memory. */
@@ -97,11 +98,104 @@ static int check_create(const char *path, const char *fmt, const char *options, 
 			hint_backing_format(path, o);
 		return -1;
 	}
-	if (o->backing_format && !o->backing_file) {
-		img_err("%sBacking format cannot be used without backing file", where);
-		return -1;
-	}
 	return 0;
+}
+
+/* qemu-img's "Formatting" line: the format's creation options in QEMU's
+ * order, each one given (sizes and numbers as bytes/values, the rest as
+ * typed) or with a default QEMU prints ('#': a number). */
+struct shown_opt {
+	const char *key;
+	bool number;
+	const char *def;
+};
+
+static const struct shown_opt raw_line[] = {
+	{ "size", true, NULL }, { "preallocation", false, NULL }, { NULL, false, NULL },
+};
+static const struct shown_opt qcow_line[] = {
+	{ "size", true, NULL }, { "backing_file", false, NULL }, { "backing_fmt", false, NULL },
+	{ "encryption", false, NULL }, { NULL, false, NULL },
+};
+static const struct shown_opt qcow2_line[] = {
+	{ "cluster_size", true, "65536" }, { "extended_l2", false, "off" },
+	{ "preallocation", false, NULL }, { "compression_type", false, "zlib" },
+	{ "size", true, NULL }, { "compat", false, NULL }, { "backing_file", false, NULL },
+	{ "backing_fmt", false, NULL }, { "data_file", false, NULL },
+	{ "data_file_raw", false, NULL }, { "lazy_refcounts", false, "off" },
+	{ "refcount_bits", true, "16" }, { NULL, false, NULL },
+};
+static const struct shown_opt vmdk_line[] = {
+	{ "size", true, NULL }, { "adapter_type", false, NULL }, { "backing_file", false, NULL },
+	{ "backing_fmt", false, NULL }, { "compat6", false, "off" },
+	{ "hwversion", false, "undefined" }, { "toolsversion", false, NULL },
+	{ "subformat", false, NULL }, { "zeroed_grain", false, NULL }, { NULL, false, NULL },
+};
+/* cow is not in QEMU 7.2: its own options, in the same style. */
+static const struct shown_opt cow_line[] = {
+	{ "size", true, NULL }, { "backing_file", false, NULL }, { "backing_fmt", false, NULL },
+	{ "cluster_size", true, NULL }, { "compat", false, NULL }, { NULL, false, NULL },
+};
+
+static const struct shown_opt *formatting_line(const char *fmt)
+{
+	static const struct {
+		const char *fmt;
+		const struct shown_opt *line;
+	} lines[] = {
+		{ "raw", raw_line }, { "qcow", qcow_line }, { "qcow2", qcow2_line },
+		{ "vmdk", vmdk_line }, { "cow", cow_line },
+	};
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		if (!strcmp(lines[i].fmt, fmt))
+			return lines[i].line;
+	return raw_line;
+}
+
+/* The value shown for key: -b/-F and the size from o, numbers parsed,
+ * the rest as the last -o gave it; NULL when neither set nor defaulted. */
+static const char *shown_value(const struct shown_opt *so, const struct opts *given,
+			       const struct block_create_opts *o, char *buf, size_t len)
+{
+	const char *v = opts_get(given, so->key);
+	uint64_t n;
+
+	if (!strcmp(so->key, "size")) {
+		snprintf(buf, len, "%llu", (unsigned long long)o->size);
+		return buf;
+	}
+	if (!strcmp(so->key, "backing_file"))
+		return o->backing_file;
+	if (!strcmp(so->key, "backing_fmt"))
+		return o->backing_format;
+	if (v && so->number && img_strtosz(v, &n) == 0) {
+		snprintf(buf, len, "%llu", (unsigned long long)n);
+		return buf;
+	}
+	return v ? v : so->def;
+}
+
+static void print_formatting(const char *path, const char *fmt, const char *options,
+			     const struct block_create_opts *o)
+{
+	struct opts given = { 0 };
+	char err[128], buf[32];
+
+	if (options)
+		opts_parse(&given, options, &(struct opts_syntax){ .max_len = 65535,
+								   .max_items = 256 },
+			   err, sizeof(err));
+	printf("Formatting '%s', fmt=%s", path, fmt);
+	for (const struct shown_opt *so = formatting_line(fmt); so->key; so++) {
+		const char *v = shown_value(so, &given, o, buf, sizeof(buf));
+
+		if (v)
+			printf(" %s=%s", so->key, v);
+	}
+	printf("\n");
+	fflush(stdout);
+	opts_free(&given);
 }
 
 int cmd_create(int argc, char **argv)
@@ -113,7 +207,6 @@ int cmd_create(int argc, char **argv)
 	const char *fmt = "raw", *path;
 	char *options = NULL;
 	bool quiet = false, unsafe = false, have_size = false;
-	char hs[32];
 	int c;
 
 	while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", longopts, NULL)) != -1) {
@@ -154,6 +247,7 @@ int cmd_create(int argc, char **argv)
 	}
 	if (optind < argc)
 		return img_usage_error("Unexpected argument: %s", argv[optind]);
+	img_defer_value_errors(true);
 	if (check_create(path, fmt, options, unsafe, have_size, &o))
 		return 1;
 	if (o.size)
@@ -166,18 +260,15 @@ int cmd_create(int argc, char **argv)
 		if (size_from_backing(path, &o, &o.size))
 			return 1;
 	}
-	if (!quiet) {
-		img_human_size(o.size, hs, sizeof(hs));
-		printf("Formatting '%s', fmt=%s size=%llu", path, fmt,
-		       (unsigned long long)o.size);
-		if (o.backing_file)
-			printf(" backing_file=%s", o.backing_file);
-		if (o.backing_format)
-			printf(" backing_fmt=%s", o.backing_format);
-		if (o.cluster_size)
-			printf(" cluster_size=%u", o.cluster_size);
-		printf("\n");
-		fflush(stdout);
+	if (!quiet)
+		print_formatting(path, fmt, options, &o);
+	if (img_deferred_value_error()) {
+		img_err("%s", img_deferred_value_error());
+		return 1;
+	}
+	if (o.backing_format && !o.backing_file) {
+		img_err("%s: Backing format cannot be used without backing file", path);
+		return 1;
 	}
 	return img_create_image(path, fmt, &o) ? 1 : 0;
 }

@@ -102,6 +102,10 @@ bool img_valid_option_list(const char *list);
  * accumulates -o lists; NULL, with "Invalid option list" printed (or out
  * of memory), when list is not a valid list. */
 char *img_add_option_list(char *all, const char *list);
+/* create: keep the first error of a value the format rejects (printed
+ * after qemu's "Formatting" line) instead of printing it; see util.c. */
+void img_defer_value_errors(bool on);
+const char *img_deferred_value_error(void);	/* NULL: none */
 /* Does a -o list ask for help (a key "help" or "?")? */
 bool img_has_help_option(const char *list);
 /* Print the options create -o help supports for a format. */

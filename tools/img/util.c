@@ -221,10 +221,45 @@ static int bad_size(const char *where, const char *key, const char *val, int why
 	return -1;
 }
 
+/* create prints qemu's "Formatting" line before the errors of values a
+ * format rejects (enumerations, ranges): while deferring, the first such
+ * error is kept for create to print after that line, and parsing goes on. */
+static bool defer_values;
+static char deferred[512];
+
+void img_defer_value_errors(bool on)
+{
+	defer_values = on;
+	deferred[0] = 0;
+}
+
+const char *img_deferred_value_error(void)
+{
+	return deferred[0] ? deferred : NULL;
+}
+
+static int value_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int value_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!defer_values) {
+		img_err("%s", msg);
+		return -1;
+	}
+	if (!deferred[0])
+		snprintf(deferred, sizeof(deferred), "%s", msg);
+	return 0;
+}
+
 static int bad_value(const char *where, const char *key, const char *val)
 {
-	img_err("%sParameter '%s' does not accept value '%s'", where, key, val);
-	return -1;
+	return value_error("%sParameter '%s' does not accept value '%s'", where, key, val);
 }
 
 static int parse_bool(const char *where, const char *key, const char *v, bool *out)
@@ -282,11 +317,9 @@ static int apply_create_opt(const char *where, char *key, char *val,
 	} else if (!strcmp(key, "cluster_size")) {
 		if (img_parse_opt_size(where, key, val, &n))
 			return -1;
-		if (n < 512 || n > (2u << 20) || (n & (n - 1))) {
-			img_err("%sCluster size must be a power of two between 512 and 2048k",
-				where);
-			return -1;
-		}
+		if (n < 512 || n > (2u << 20) || (n & (n - 1)))
+			return value_error("%sCluster size must be a power of two between 512 and "
+					   "2048k", where);
 		o->cluster_size = (uint32_t)n;
 	} else if (!strcmp(key, "preallocation")) {
 		return apply_prealloc(where, val, o);
@@ -313,11 +346,9 @@ static int apply_create_opt(const char *where, char *key, char *val,
 			img_err("%sParameter '%s' expects a number", where, key);
 			return -1;
 		}
-		if (n < 1 || n > 64 || (n & (n - 1))) {
-			img_err("%sRefcount width must be a power of two and may not exceed 64 bits",
-				where);
-			return -1;
-		}
+		if (n < 1 || n > 64 || (n & (n - 1)))
+			return value_error("%sRefcount width must be a power of two and may not "
+					   "exceed 64 bits", where);
 		o->refcount_bits = (unsigned)n;
 	} else if (!strcmp(key, "compression_type")) {
 		if (strcmp(val, "zlib"))
