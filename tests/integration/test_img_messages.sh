@@ -477,5 +477,41 @@ bench -c abc r.img
 bench -c -1 r.img
 EOF
 
+# ---- create: the Formatting line and the errors a format reports after it ----
+mk_backings() { qemu-img create -q -f qcow2 b.qcow2 1M && qemu-img create -q -f vmdk b.vmdk 1M &&
+	qemu-img create -q -f raw r.img 1M; }
+while IFS= read -r args; do
+	# shellcheck disable=SC2086
+	check "create $args: output, errors and image as qemu-img" \
+		same_after mk_backings "" create $args
+done <<'EOF'
+-f raw x.img 1M
+-f raw -o preallocation=falloc x.img 1536
+-f qcow2 x.img 1M
+-f qcow2 -o cluster_size=4k,lazy_refcounts=on,compat=0.10 x.img 1M
+-f qcow2 -b b.qcow2 -F qcow2 x.img
+-f qcow2 -o preallocation=metadata,refcount_bits=8,extended_l2=on x.img 1M
+-f qcow2 -o compat=1.1 x.img 1G
+-f qcow2 -o size=2M x.img
+-f qcow2 -o lazy_refcounts=true x.img 1M
+-f qcow2 -o refcount_bits=0x10 x.img 1M
+-f qcow2 -o compat=0.10,lazy_refcounts=on,refcount_bits=8 x.img 1M
+-f qcow2 -o compat=0.10,extended_l2=on,refcount_bits=8 x.img 1M
+-f qcow2 -o cluster_size=4k,extended_l2=on,preallocation=falloc -b b.qcow2 -F qcow2 x.img 1M
+-f qcow2 -o compat=0.10,refcount_bits=3 x.img 1M
+-f qcow2 -o backing_fmt=qcow2 x.img 1M
+-f qcow2 -o compat=9 x.img 1M
+-f qcow2 -o cluster_size=3000 x.img 1M
+-f qcow2 -o preallocation=some x.img 1M
+-f qcow2 -o refcount_bits=abc x.img 1M
+-f qcow2 -o compression_type=foo x.img 1M
+-f qcow2 -o preallocation=falloc -b b.qcow2 -F qcow2 x.img 1M
+-f qcow x.img 1M
+-f qcow -b r.img -F raw x.img
+-f vmdk x.img 1M
+-f vmdk -o subformat=monolithicFlat x.img 1M
+-f vmdk -o subformat=monolithicSparse,backing_file=b.vmdk,backing_fmt=vmdk x.img 1M
+EOF
+
 echo "test_img_messages: $pass passed, $failn failed"
 [ $failn -eq 0 ] || { echo "failed:$failed" | tr '|' '\n'; exit 1; }
