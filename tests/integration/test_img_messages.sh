@@ -6,7 +6,8 @@
 # (the cases both tools refuse, and odd ones QEMU accepts), commit and
 # compare usage and errors, every command's usage errors (bad and missing
 # options, file name counts, bad sizes, numbers, cache modes and -o
-# lists, conflicting options), and raw images whose size is not a multiple
+# lists, conflicting options), create's Formatting line and the errors
+# reported after it, and raw images whose size is not a multiple
 # of 512 (a disk rounded up to whole sectors: info, map, compare, convert,
 # and writes past the end extending the file). Exit 0 = all passed.
 cd "$(dirname "$0")/../.." || exit 1
