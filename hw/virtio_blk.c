@@ -10,7 +10,9 @@
  * used ring, interrupt; one used index update per batch) under the device
  * lock by whoever can take it without waiting: the thread serving a queue,
  * the block thread itself, else the event loop. Block threads never wait
- * for the device lock: a reset holds it while it waits for them. The
+ * for the device lock: a reset holds it while it waits for them. With a
+ * polled bdev (io_uring drives) there is no block thread: the event loop
+ * reaps completions from the ring's fd (poll_ready) and at each pass. The
  * -drive / -device parsing is in hw/virtio_blk_drive.c. */
 #include <errno.h>
 #include <sys/epoll.h>
@@ -907,6 +909,9 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 
 		virtq_disable_notify(vq);
 		r = process_ring(blk, vq, q, &pass, &notify);
+		if (blk->poll_fd >= 0)
+			poll_bdev(blk);	/* what is done (inline copies) completes now, so
+					 * the checks below see nothing in flight */
 		if (r != 0 || pass_full(&pass, vq) || vp->broken)
 			break;
 		/* Nothing in flight: requests finish as fast as they come (done
@@ -924,8 +929,6 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 	}
 	if (r < 0)
 		virtio_pci_set_needs_reset(vp, vq->error);
-	if (blk->poll_fd >= 0)
-		poll_bdev(blk);		/* one system call for the batch */
 	send_interrupts(blk, notify);
 	end_processing(blk);
 	if (r == 1 && pass_full(&pass, vq) && !vp->broken)
