@@ -539,18 +539,12 @@ static int parse_sparse(const char *arg, uint64_t *out)
 static int check_target_options(const char *out, const char *out_fmt, const char *options,
 				bool nsrc_many, bool compress, struct block_create_opts *co)
 {
-	const struct block_format *f = block_format_find(out_fmt);
+	const struct block_format *f = img_format_for_create(out_fmt);
 	bool backing = strstr(" qcow2 qcow cow vmdk ", out_fmt) != NULL;
 	const char *backing_file = co->backing_file, *backing_fmt = co->backing_format;
 
-	if (!f) {
-		img_err("Unknown file format '%s'", out_fmt);
+	if (!f)
 		return -1;
-	}
-	if (!f->create) {
-		img_err("Format driver '%s' does not support image creation", out_fmt);
-		return -1;
-	}
 	if (options && img_parse_create_opts_for(options, out_fmt, "", co))
 		return -1;
 	if (backing_file && !backing) {

@@ -121,6 +121,10 @@ struct bdev *img_open(const char *path, const char *fmt, bool read_only,
 struct bdev *img_open_opts(const char *path, const struct block_open_opts *o);
 
 /* Create an image of a format, printing the error on failure. */
+/* The format fmt names if it can create images, else NULL after qemu-img's
+ * "Unknown file format" / "Format driver ... does not support image
+ * creation" line. */
+const struct block_format *img_format_for_create(const char *fmt);
 int img_create_image(const char *path, const char *fmt, const struct block_create_opts *o);
 
 /* Allocation status resolved through the backing chain: the length of the

@@ -687,20 +687,25 @@ struct bdev *img_open(const char *path, const char *fmt, bool read_only,
 	return img_open_opts(path, &o);
 }
 
-int img_create_image(const char *path, const char *fmt, const struct block_create_opts *o)
+const struct block_format *img_format_for_create(const char *fmt)
 {
 	const struct block_format *f = block_format_find(fmt);
+
+	if (!f)
+		img_err("Unknown file format '%s'", fmt);
+	else if (!f->create)
+		img_err("Format driver '%s' does not support image creation", fmt);
+	return f && f->create ? f : NULL;
+}
+
+int img_create_image(const char *path, const char *fmt, const struct block_create_opts *o)
+{
+	const struct block_format *f = img_format_for_create(fmt);
 	char err[512] = "";
 	int ret;
 
-	if (!f) {
-		img_err("Unknown file format '%s'", fmt);
+	if (!f)
 		return -1;
-	}
-	if (!f->create) {
-		img_err("Format driver '%s' does not support image creation", fmt);
-		return -1;
-	}
 	ret = f->create(path, o, err, sizeof(err));
 	if (ret < 0) {
 		if (err[0])
