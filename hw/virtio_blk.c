@@ -12,7 +12,10 @@
  * the block thread itself, else the event loop. Block threads never wait
  * for the device lock: a reset holds it while it waits for them. With a
  * polled bdev (io_uring drives) there is no block thread: the event loop
- * reaps completions from the ring's fd (poll_ready) and at each pass. The
+ * reaps completions from the ring's fd (poll_ready) and at each pass;
+ * completions handed to a polling driver while others are in flight are
+ * followed by a short watch for its answer, kicks still suppressed
+ * (virtq_answer_wait in hw/virtq_poll.c). The
  * -drive / -device parsing is in hw/virtio_blk_drive.c. */
 #include <errno.h>
 #include <sys/epoll.h>
@@ -297,11 +300,16 @@ static void push_status(struct virtio_blk *blk, unsigned q, uint16_t head, uint6
 	*notify |= 1u << q;
 }
 
-static void send_interrupts(struct virtio_blk *blk, unsigned notify)
+/* Interrupts for the queues in notify that want one; returns those that
+ * did not (their driver polls the used ring). */
+static unsigned send_interrupts(struct virtio_blk *blk, unsigned notify)
 {
-	for (unsigned q = 0; notify; q++, notify >>= 1)
-		if (notify & 1)
-			virtio_pci_queue_interrupt(&blk->vp, q);
+	unsigned quiet = 0;
+
+	for (unsigned q = 0; notify >> q; q++)
+		if ((notify & (1u << q)) && !virtio_pci_queue_interrupt(&blk->vp, q))
+			quiet |= 1u << q;
+	return quiet;
 }
 
 /* Accounting and status byte of a finished request; false when it must
@@ -346,8 +354,9 @@ static struct blk_req *take_done(struct virtio_blk *blk)
 
 /* Complete everything the block layer has finished (device lock held):
  * the used entries of a batch are published with one index update and at
- * most one interrupt per queue. */
-static void process_done_locked(struct virtio_blk *blk)
+ * most one interrupt per queue. Returns the queues that got entries
+ * without an interrupt: their driver polls, and answers at once. */
+static unsigned process_done_locked(struct virtio_blk *blk)
 {
 	uint16_t filled[VIRTIO_MAX_QUEUES] = { 0 };
 	struct virtq_elem *e = blk->done_elem;
@@ -369,7 +378,7 @@ static void process_done_locked(struct virtio_blk *blk)
 	for (unsigned q = 0; q < blk->conf.num_queues; q++)
 		if (filled[q])
 			virtq_flush(&blk->vp.vqs[q], filled[q]);
-	send_interrupts(blk, notify);
+	return send_interrupts(blk, notify);
 }
 
 static void process_queue(struct virtio_blk *blk, unsigned q, bool polled);
@@ -467,17 +476,20 @@ static void begin_processing(struct virtio_blk *blk)
 	pthread_mutex_unlock(&blk->done_lock);
 }
 
-static void end_processing(struct virtio_blk *blk)
+/* Returns the queues that got used entries without an interrupt. */
+static unsigned end_processing(struct virtio_blk *blk)
 {
+	unsigned quiet = 0;
+
 	for (;;) {
 		pthread_mutex_lock(&blk->done_lock);
 		if (!blk->done) {
 			blk->processing = false;
 			pthread_mutex_unlock(&blk->done_lock);
-			return;
+			return quiet;
 		}
 		pthread_mutex_unlock(&blk->done_lock);
-		process_done_locked(blk);
+		quiet |= process_done_locked(blk);
 	}
 }
 
@@ -830,16 +842,49 @@ static void poll_bdev(struct virtio_blk *blk)
 		;
 }
 
-/* The polled bdev's completion fd is readable (event loop). */
+/* Queue q had kicks suppressed while completions went out (device lock
+ * held). quiet: some went to a polling driver (no interrupt), whose
+ * answer is watched for and served; otherwise kicks are asked for again
+ * (and what came in between is served). */
+static void answer_or_listen(struct virtio_blk *blk, unsigned q, bool quiet)
+{
+	struct virtq *vq = &blk->vp.vqs[q];
+	bool serve = !blk->vp.broken && !blk->stopping;
+
+	if (serve && quiet && virtq_answer_wait(&blk->answer[q], vq, SPIN_NS)) {
+		process_queue(blk, q, false);
+		return;
+	}
+	virtq_enable_notify(vq);
+	if (serve && virtq_has_work(vq))
+		process_queue(blk, q, false);
+}
+
+/* The polled bdev's completion fd is readable (event loop). Kicks are
+ * suppressed on the queues waiting for them before the completions go
+ * out, so a polling driver that answers at once does not exit: its
+ * answer is watched for (answer_or_listen). */
 static void poll_ready(void *opaque, uint32_t events)
 {
 	struct virtio_blk *blk = opaque;
+	unsigned kick_mode = 0, quiet;
 
 	(void)events;
 	virtio_pci_lock(&blk->vp);
+	for (unsigned q = 0; q < blk->conf.num_queues; q++) {
+		struct virtq *vq = &blk->vp.vqs[q];
+
+		if (virtq_ready(vq) && !vq->no_notify) {
+			virtq_suppress_kicks(vq);
+			kick_mode |= 1u << q;
+		}
+	}
 	begin_processing(blk);		/* one used index update for the lot */
 	poll_bdev(blk);
-	end_processing(blk);
+	quiet = end_processing(blk);
+	for (unsigned q = 0; kick_mode >> q; q++)
+		if (kick_mode & (1u << q))
+			answer_or_listen(blk, q, quiet & (1u << q));
 	virtio_pci_unlock(&blk->vp);
 }
 
@@ -891,6 +936,19 @@ static bool await_more(struct virtio_blk *blk, struct virtq *vq)
 	return false;
 }
 
+/* Serving a queue: publish what finished so far instead of at the end
+ * of the pass. Returns the queues that got used entries without an
+ * interrupt. */
+static unsigned publish_done(struct virtio_blk *blk)
+{
+	bool any;
+
+	pthread_mutex_lock(&blk->done_lock);
+	any = blk->done != NULL;
+	pthread_mutex_unlock(&blk->done_lock);
+	return any ? process_done_locked(blk) : 0;
+}
+
 /* Serve queue q; polled: from the poll timer. */
 static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 {
@@ -907,7 +965,7 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 	for (;;) {
 		unsigned before = pass.popped;
 
-		virtq_disable_notify(vq);
+		virtq_suppress_kicks(vq);
 		r = process_ring(blk, vq, q, &pass, &notify);
 		if (blk->poll_fd >= 0)
 			poll_bdev(blk);	/* what is done (inline copies) completes now, so
@@ -923,6 +981,12 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 			continue;
 		if (fast && !blk->stopping && virtq_poll_again(poll, polled, pass.popped))
 			break;		/* kicks stay off: the timer looks again */
+		/* Requests in flight: what finished meanwhile goes out now, and
+		 * a polling driver's answer is watched for, kicks still
+		 * suppressed. */
+		if (!fast && (publish_done(blk) & (1u << q)) &&
+		    virtq_answer_wait(&blk->answer[q], vq, SPIN_NS))
+			continue;
 		virtq_enable_notify(vq);
 		if (!virtq_has_work(vq))
 			break;

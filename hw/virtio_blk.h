@@ -173,6 +173,7 @@ struct virtio_blk {
 	struct virtq_elem *done_elem;	/* scratch for used entries (device lock) */
 	int poll_fd;			/* polled bdev: its completion fd on loop; else -1 */
 	struct virtq_poll queue_poll[VIRTIO_BLK_MAX_NUM_QUEUES];	/* hw/virtq_poll.h */
+	struct virtq_answer answer[VIRTIO_BLK_MAX_NUM_QUEUES];	/* device lock */
 	bool stopping;			/* exit: poll timers no longer re-armed */
 };
 

@@ -204,11 +204,12 @@ static void notify_vector(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bi
 	}
 }
 
-void virtio_pci_queue_interrupt(struct virtio_pci *vp, unsigned q)
+bool virtio_pci_queue_interrupt(struct virtio_pci *vp, unsigned q)
 {
 	if (q >= vp->ops->num_queues || !virtq_should_notify(&vp->vqs[q]))
-		return;
+		return false;
 	notify_vector(vp, vp->vqs[q].msix_vector, VIRTIO_ISR_QUEUE);
+	return true;
 }
 
 void virtio_pci_config_changed(struct virtio_pci *vp)

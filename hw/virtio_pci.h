@@ -214,7 +214,7 @@ void virtio_pci_legacy_write(struct virtio_pci *vp, uint64_t off, uint64_t v, un
  * buffers when the driver wants one (with MSI-X a write to the vector's
  * irqfd: no ioctl, no exit), the config-change interrupt, and
  * the violation path (DEVICE_NEEDS_RESET + config interrupt, logged once). */
-void virtio_pci_queue_interrupt(struct virtio_pci *vp, unsigned q);
+bool virtio_pci_queue_interrupt(struct virtio_pci *vp, unsigned q);	/* false: not wanted */
 void virtio_pci_config_changed(struct virtio_pci *vp);
 void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why);
 /* Queue q has more work than one pass may do: serve it again from the

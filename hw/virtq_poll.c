@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include "hw/virtq_poll.h"
+#include "hw/virtqueue.h"
 #include "vmm/event_loop.h"
 
 #define POLL_MAX_SHIFT	2	/* a chain waits at most 4 base intervals longer */
@@ -44,5 +45,32 @@ bool virtq_poll_again(struct virtq_poll *p, bool polled, unsigned done)
 	else if (++p->empty > p->max_empty)
 		return false;
 	event_timer_arm(p->timer, clock_ns() + virtq_poll_interval(p->base_ns, p->empty));
+	return true;
+}
+
+bool virtq_answer_wait(struct virtq_answer *a, const struct virtq *vq, uint64_t ns)
+{
+	uint64_t until;
+
+	if (virtq_has_work(vq))
+		goto hit;
+	if (a->skip) {
+		a->skip--;
+		return false;
+	}
+	until = clock_ns() + ns;
+	do {
+		__builtin_ia32_pause();
+		if (virtq_has_work(vq))
+			goto hit;
+	} while (clock_ns() < until);
+	if (++a->misses >= VIRTQ_ANSWER_MISSES) {
+		a->misses = 0;
+		a->skip = VIRTQ_ANSWER_PAUSE;
+	}
+	return false;
+hit:
+	a->misses = 0;
+	a->hits++;
 	return true;
 }

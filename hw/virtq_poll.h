@@ -40,4 +40,26 @@ bool virtq_poll_again(struct virtq_poll *p, bool polled, unsigned done);
 /* The next interval after `empty` empty looks. */
 uint64_t virtq_poll_interval(uint64_t base_ns, unsigned empty);
 
+/* Answer watching: a device that has just handed completions to a driver
+ * while other requests are still in flight (a slow backend) watches the
+ * ring for up to ns for the driver's answer, with kicks suppressed, so a
+ * driver that polls its used ring sends new requests without exiting to
+ * kick and the device takes them without a wake-up. A driver that waits
+ * for interrupts answers later: after ANSWER_MISSES watches in a row that
+ * saw nothing, the next ANSWER_PAUSE are skipped (no spinning for it),
+ * then watching is tried again. */
+#define VIRTQ_ANSWER_MISSES	8
+#define VIRTQ_ANSWER_PAUSE	256
+
+struct virtq;
+
+struct virtq_answer {
+	unsigned misses;		/* watches in a row that saw nothing */
+	unsigned skip;			/* watches still to skip */
+	uint64_t hits;			/* answers taken without a kick (statistics) */
+};
+
+/* True when the driver added requests within ns (or had already). */
+bool virtq_answer_wait(struct virtq_answer *a, const struct virtq *vq, uint64_t ns);
+
 #endif

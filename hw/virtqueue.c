@@ -188,6 +188,17 @@ void virtq_disable_notify(struct virtq *vq)
 	__atomic_store_n(flags, *flags | VIRTQ_USED_F_NO_NOTIFY, __ATOMIC_RELAXED);
 }
 
+void virtq_suppress_kicks(struct virtq *vq)
+{
+	virtq_disable_notify(vq);
+	if (vq->packed || !vq->event_idx || !virtq_ready(vq))
+		return;
+	/* an index the driver has passed: no add from now on reaches it */
+	__atomic_store_n(used_u16(vq, USED_RING + 8ull * vq->size),
+			 (uint16_t)(vq->last_avail_idx - 1), __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 uint16_t virtq_enable_notify(struct virtq *vq)
 {
 	volatile uint16_t *p;

@@ -146,6 +146,11 @@ void virtq_update_avail_event(struct virtq *vq);
  * once the driver adds beyond the avail index it has now; callers check
  * virtq_has_work afterwards (the driver may have added in between). */
 void virtq_disable_notify(struct virtq *vq);
+/* Disable, and under EVENT_IDX also move avail_event behind what was
+ * consumed: a disabled ring still asks for the kick at the avail_event it
+ * had, so a driver answering completions would kick once more; with this
+ * it does not kick at all until notifications are enabled again. */
+void virtq_suppress_kicks(struct virtq *vq);
 uint16_t virtq_enable_notify(struct virtq *vq);	/* returns the avail idx seen */
 /* The ring wrap arithmetic of the spec: should an event fire when the
  * index moved from old to new_idx, given the other side's event index? */

@@ -26,6 +26,7 @@
 #include "hw/pci.h"
 #include "hw/virtio_blk.h"
 #include "tests/unit/virtio_test_util.h"
+#include "vmm/event_loop.h"
 
 #define RAM_SIZE	(1u << 20)
 #define IMG_SIZE	(1u << 20)
@@ -107,6 +108,7 @@ static int make_image(struct fixture *f, const char *fmt)
 }
 
 static bool fixture_polled;	/* next fixture: a polled io_uring bdev */
+static bool fixture_direct;	/* next fixture: cache=none (requests stay in flight) */
 
 /* A device over a fresh image; conf NULL: QEMU's defaults. */
 static struct fixture *fixture_new(const char *fmt, const struct virtio_blk_conf *conf)
@@ -119,6 +121,8 @@ static struct fixture *fixture_new(const char *fmt, const struct virtio_blk_conf
 		o.poll_completions = true;
 	}
 	o.inline_memory_io = fixture_in_memory;
+	if (fixture_direct)
+		o.cache = BLOCK_CACHE_NONE;
 	struct virtio_blk_conf c;
 	char err[256];
 
@@ -186,6 +190,16 @@ static int setup_polled(void **state)
 	*state = fixture_new("raw", NULL);
 	fixture_polled = false;
 	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
+	return 0;
+}
+
+/* Polled, and O_DIRECT: requests wait for the disk, as with
+ * -drive cache=none,aio=io_uring. */
+static int setup_polled_direct(void **state)
+{
+	fixture_direct = true;
+	setup_polled(state);
+	fixture_direct = false;
 	return 0;
 }
 
@@ -1210,6 +1224,90 @@ static void test_kicks_while_inflight(void **state)
 	wait_used(f, 0);
 }
 
+/* One round of requests A and B, B added without a kick while A is in
+ * flight: holding the device lock keeps A's completion from going out
+ * meanwhile, so B is in the ring when it does. Returns the answers the
+ * device watched for and took (hits) in the round; B completes either way
+ * (a device that asks for kicks again looks at the ring once more). */
+static uint64_t answer_round(struct fixture *f)
+{
+	struct timespec ts = { 0, 20000000 };
+
+	for (int attempt = 0; attempt < 20; attempt++) {
+		uint16_t base = f->avail_idx[0];
+		uint64_t hits = f->blk.answer[0].hits, until;
+		bool a_out;
+
+		for (unsigned i = 0; i < 2; i++) {	/* A: slot 0, B: slot 1 */
+			set_header(f, i, VIRTIO_BLK_T_IN, 8 * i);
+			f->mem.host[DATA_GPA + 8192 * i + 4095] = 0;
+		}
+		publish(f, 0, 0, (struct seg[3]){ { HDR_GPA, 16, false },
+						  { DATA_GPA, 4096, true },
+						  { STATUS_GPA, 1, true } }, 3);
+		vt_kick(&f->blk.vp, 0);
+		virtio_pci_lock(&f->blk.vp);
+		a_out = used_idx(f, 0) != base;		/* done inside the pass */
+		if (!a_out)
+			publish(f, 0, 3, (struct seg[3]){ { HDR_GPA + 32, 16, false },
+							  { DATA_GPA + 8192, 4096, true },
+							  { STATUS_GPA + 1, 1, true } }, 3);
+		nanosleep(&ts, NULL);
+		virtio_pci_unlock(&f->blk.vp);
+		if (a_out)
+			continue;
+		until = clock_ns() + 5000000000ull;
+		while (used_idx(f, 0) != f->avail_idx[0] && clock_ns() < until)
+			nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+		assert_int_equal(used_idx(f, 0), f->avail_idx[0]);
+		for (unsigned i = 0; i < 2; i++) {
+			assert_int_equal(f->mem.host[STATUS_GPA + i], VIRTIO_BLK_S_OK);
+			assert_int_equal(f->mem.host[DATA_GPA + 8192 * i + 4095], 0x5a);
+		}
+		return f->blk.answer[0].hits - hits;
+	}
+	fail_msg("request A never stayed in flight");
+	return 0;
+}
+
+/* Set up for answer_round: data on disk, EVENT_IDX, and one request
+ * done (the first completion always interrupts). */
+static void answer_setup(struct fixture *f, bool polling)
+{
+	fill_sectors(f, 0, 64, 0x5a);	/* allocated: reads wait for the disk */
+	f->features |= 1ull << VIRTIO_F_RING_EVENT_IDX;
+	driver_init(f);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, 512), 513);
+	/* used_event far ahead: no interrupts; else one per completion */
+	vt_wr16(&f->mem, avail_gpa(0) + 4 + 2 * QSIZE, polling ? 0x8000 : used_idx(f, 0));
+}
+
+/* A polling driver (no interrupts) answers completions with new requests
+ * at once. After handing out completions while other requests are in
+ * flight, the device keeps kicks suppressed and takes the answer from
+ * the ring without a kick. */
+static void test_polling_driver_answers(void **state)
+{
+	struct fixture *f = *state;
+
+	if (!f)
+		skip();
+	answer_setup(f, true);
+	assert_int_equal(answer_round(f), 1);
+}
+
+/* A driver that wants interrupts answers after its handler: the device
+ * does not watch for that, it asks for kicks again (and finds B). */
+static void test_interrupt_driver_not_watched(void **state)
+{
+	struct fixture *f = *state;
+
+	if (!f)
+		skip();
+	answer_setup(f, false);
+	assert_int_equal(answer_round(f), 0);
+}
+
 /* A bdev polled through an engine that cannot signal is refused. */
 static void test_polled_needs_fd(void **state)
 {
@@ -1301,6 +1399,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_polled_drain, setup_polled, teardown),
 		cmocka_unit_test_setup_teardown(test_polled_reset_inflight, setup_polled, teardown),
 		cmocka_unit_test(test_polled_needs_fd),
+		cmocka_unit_test_setup_teardown(test_polling_driver_answers, setup_polled_direct,
+						 teardown),
+		cmocka_unit_test_setup_teardown(test_interrupt_driver_not_watched,
+						 setup_polled_direct, teardown),
 		cmocka_unit_test(test_opt_get),
 	};
 

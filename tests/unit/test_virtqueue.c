@@ -1,6 +1,7 @@
 /* Unit tests for the virtqueues (hw/virtqueue.c) over a fake guest memory,
  * split and packed: normal and indirect chains, EVENT_IDX arithmetic and
- * event suppression, index wrap-around (16-bit indexes; packed wrap
+ * event suppression (and kick suppression while a device watches for a
+ * driver's answer), index wrap-around (16-bit indexes; packed wrap
  * counters over many laps), batched used entries, giving buffers back,
  * migrated-state checks, and every malformed input the device must
  * refuse. */
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include "hw/virtq_poll.h"
 #include "hw/virtqueue.h"
 #include "tests/unit/virtio_test_util.h"
 
@@ -251,6 +253,57 @@ static void test_no_interrupt_flag(void **state)
 	assert_true(virtq_should_notify(&f->vq));
 	vt_wr16(&f->mem, AVAIL_GPA, VIRTQ_AVAIL_F_NO_INTERRUPT);
 	assert_false(virtq_should_notify(&f->vq));
+}
+
+/* Suppressing kicks under EVENT_IDX moves avail_event behind what was
+ * consumed: no batch the driver adds from there asks for a kick (a plain
+ * disable still asks for one at the next request); enabling asks for the
+ * kick at the next request again. */
+static void test_suppress_kicks(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t avail_event = USED_GPA + 4 + 8 * QSIZE;
+
+	f->vq.event_idx = true;
+	set_desc(f, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
+	publish(f, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	virtq_disable_notify(&f->vq);
+	assert_true(virtq_need_event(vt_rd16(&f->mem, avail_event), 2, 1));
+	virtq_suppress_kicks(&f->vq);
+	for (uint16_t n = 2; n < 2 + QSIZE; n++)
+		assert_false(virtq_need_event(vt_rd16(&f->mem, avail_event), n, 1));
+	publish(f, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);	/* suppressed pops leave it */
+	assert_false(virtq_need_event(vt_rd16(&f->mem, avail_event), 3, 2));
+	assert_int_equal(virtq_enable_notify(&f->vq), 2);
+	assert_true(virtq_need_event(vt_rd16(&f->mem, avail_event), 3, 2));
+}
+
+/* Watching for a driver's answer: work in the ring counts at once (a
+ * hit); VIRTQ_ANSWER_MISSES empty watches in a row make the next
+ * VIRTQ_ANSWER_PAUSE return at once; a hit clears the misses. */
+static void test_answer_wait(void **state)
+{
+	struct fixture *f = *state;
+	struct virtq_answer a = { 0 };
+
+	assert_false(virtq_answer_wait(&a, &f->vq, 1000));
+	set_desc(f, 0, BUF_GPA, 16, VIRTQ_DESC_F_WRITE, 0);
+	publish(f, 0);
+	assert_true(virtq_answer_wait(&a, &f->vq, 1000));
+	assert_int_equal(a.hits, 1);
+	assert_int_equal(a.misses, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->e), 1);
+	for (unsigned i = 0; i < VIRTQ_ANSWER_MISSES; i++)
+		assert_false(virtq_answer_wait(&a, &f->vq, 1000));
+	assert_int_equal(a.skip, VIRTQ_ANSWER_PAUSE);
+	for (unsigned i = 0; i < VIRTQ_ANSWER_PAUSE; i++)
+		assert_false(virtq_answer_wait(&a, &f->vq, 1000));
+	assert_int_equal(a.skip, 0);
+	publish(f, 0);		/* skipping or not, work already there is a hit */
+	assert_true(virtq_answer_wait(&a, &f->vq, 1000));
+	assert_int_equal(a.hits, 2);
 }
 
 /* --- malformed input ----------------------------------------------------- */
@@ -1068,6 +1121,8 @@ int main(void)
 		T(test_need_event_math),
 		T(test_event_idx_notify),
 		T(test_no_interrupt_flag),
+		T(test_suppress_kicks),
+		T(test_answer_wait),
 		T(test_loop),
 		T(test_self_loop),
 		T(test_next_out_of_range),
