@@ -936,19 +936,6 @@ static bool await_more(struct virtio_blk *blk, struct virtq *vq)
 	return false;
 }
 
-/* Serving a queue: publish what finished so far instead of at the end
- * of the pass. Returns the queues that got used entries without an
- * interrupt. */
-static unsigned publish_done(struct virtio_blk *blk)
-{
-	bool any;
-
-	pthread_mutex_lock(&blk->done_lock);
-	any = blk->done != NULL;
-	pthread_mutex_unlock(&blk->done_lock);
-	return any ? process_done_locked(blk) : 0;
-}
-
 /* Serve queue q; polled: from the poll timer. */
 static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 {
@@ -981,12 +968,6 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 			continue;
 		if (fast && !blk->stopping && virtq_poll_again(poll, polled, pass.popped))
 			break;		/* kicks stay off: the timer looks again */
-		/* Requests in flight: what finished meanwhile goes out now, and
-		 * a polling driver's answer is watched for, kicks still
-		 * suppressed. */
-		if (!fast && (publish_done(blk) & (1u << q)) &&
-		    virtq_answer_wait(&blk->answer[q], vq, SPIN_NS))
-			continue;
 		virtq_enable_notify(vq);
 		if (!virtq_has_work(vq))
 			break;
