@@ -10,7 +10,9 @@ on disk (cache=none, aio=io_uring). fio on the host file with the same
 pattern is the physical limit (for qcow2: fio on the raw disk file); on
 disk, fio at depth 128 shows what the device gives at all (its ceiling).
 Each VMM and fio run --reps times per backend, alternating, keeping each
-job's best. Prints IOPS (4 KiB) or MiB/s (1 MiB) with the ratio to QEMU and to fio."""
+job's best: the disk here swings between 45k and 230k random-write IOPS
+from one 300 ms window to the next, so a job needs a few tries to see
+what a VMM can do. Prints IOPS (4 KiB) or MiB/s (1 MiB) with the ratio to QEMU and to fio."""
 import argparse, json, os, re, shutil, subprocess, sys, tempfile
 
 JOBS = [("randread", 4096, 1), ("randread", 4096, 32), ("randwrite", 4096, 1),
@@ -84,7 +86,7 @@ def main():
     ap.add_argument("--minikvm", default="build/minikvm")
     ap.add_argument("--kit", default="build/guest/testkit.elf")
     ap.add_argument("--ms", type=int, default=700, help="milliseconds per job")
-    ap.add_argument("--reps", type=int, default=2, help="runs per VMM and backend (best kept)")
+    ap.add_argument("--reps", type=int, default=3, help="runs per VMM and backend (best kept)")
     ap.add_argument("--disk-dir", default="build/bench", help="directory on a real disk")
     ap.add_argument("--only", default="", help="comma-separated backend names")
     args = ap.parse_args()
