@@ -236,7 +236,7 @@ def main():
                     for engine in engines:
                         for write in (False, True):
                             for depth in (1, 32):
-                                base = 8000 if cache == "none" and depth == 1 else 50000
+                                base = 16000 if cache == "none" and depth == 1 else 50000
                                 count = max(500, int(base * scale))
                                 label = "4k seq %s %s %s %s/%s d%d" % (
                                     "write" if write else "read", fmtname, where, cache,
@@ -260,7 +260,7 @@ def main():
                         continue
                     for write in (False, True):
                         for depth in (1, 32):
-                            base = 8000 if cache == "none" and depth == 1 else 50000
+                            base = 16000 if cache == "none" and depth == 1 else 50000
                             rcnt = max(500, int(base * scale))
                             label = "4k random (-r) %s %%s %s %s/%s d%d" % (
                                 "write" if write else "read", where, cache, engine, depth)

@@ -506,6 +506,10 @@ done <<'EOF'
 -f qcow2 -o preallocation=some x.img 1M
 -f qcow2 -o refcount_bits=abc x.img 1M
 -f qcow2 -o compression_type=foo x.img 1M
+-f qcow2 -o cluster_size=3,compat=0.9 x.img 1M
+-f qcow2 -o refcount_bits=3,cluster_size=3 x.img 1M
+-f qcow2 -o compression_type=foo,preallocation=bad,compat=0.9 x.img 1M
+-f qcow2 -o refcount_bits=3,compression_type=foo x.img 1M
 -f qcow2 -o preallocation=falloc -b b.qcow2 -F qcow2 x.img 1M
 -f qcow x.img 1M
 -f qcow -b r.img -F raw x.img

@@ -222,10 +222,22 @@ static int bad_size(const char *where, const char *key, const char *val, int why
 }
 
 /* create prints qemu's "Formatting" line before the errors of values a
- * format rejects (enumerations, ranges): while deferring, the first such
- * error is kept for create to print after that line, and parsing goes on. */
+ * format rejects (enumerations, ranges): while deferring, parsing goes on
+ * and the error qemu would report is kept for create to print after that
+ * line. qemu checks the enumerations in the order of its create options,
+ * then the sizes, whatever the order on the command line: the kept error
+ * is the one with the lowest rank. */
+enum value_rank {
+	RANK_VERSION,
+	RANK_PREALLOCATION,
+	RANK_COMPRESSION_TYPE,
+	RANK_CLUSTER_SIZE,
+	RANK_REFCOUNT_BITS,
+};
+
 static bool defer_values;
 static char deferred[512];
+static enum value_rank deferred_rank;
 
 void img_defer_value_errors(bool on)
 {
@@ -238,9 +250,10 @@ const char *img_deferred_value_error(void)
 	return deferred[0] ? deferred : NULL;
 }
 
-static int value_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int value_error(enum value_rank rank, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-static int value_error(const char *fmt, ...)
+static int value_error(enum value_rank rank, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -252,14 +265,17 @@ static int value_error(const char *fmt, ...)
 		img_err("%s", msg);
 		return -1;
 	}
-	if (!deferred[0])
+	if (!deferred[0] || rank < deferred_rank) {
 		snprintf(deferred, sizeof(deferred), "%s", msg);
+		deferred_rank = rank;
+	}
 	return 0;
 }
 
-static int bad_value(const char *where, const char *key, const char *val)
+static int bad_value(enum value_rank rank, const char *where, const char *key,
+		     const char *val)
 {
-	return value_error("%sParameter '%s' does not accept value '%s'", where, key, val);
+	return value_error(rank, "%sParameter '%s' does not accept value '%s'", where, key, val);
 }
 
 static int parse_bool(const char *where, const char *key, const char *v, bool *out)
@@ -295,7 +311,7 @@ static int apply_prealloc(const char *where, const char *val, struct block_creat
 	else if (!strcmp(val, "full"))
 		o->prealloc = PREALLOC_FULL;
 	else
-		return bad_value(where, "preallocation", val);
+		return bad_value(RANK_PREALLOCATION, where, "preallocation", val);
 	return 0;
 }
 
@@ -318,7 +334,7 @@ static int apply_create_opt(const char *where, char *key, char *val,
 		if (img_parse_opt_size(where, key, val, &n))
 			return -1;
 		if (n < 512 || n > (2u << 20) || (n & (n - 1)))
-			return value_error("%sCluster size must be a power of two between 512 and "
+			return value_error(RANK_CLUSTER_SIZE, "%sCluster size must be a power of two between 512 and "
 					   "2048k", where);
 		o->cluster_size = (uint32_t)n;
 	} else if (!strcmp(key, "preallocation")) {
@@ -329,7 +345,7 @@ static int apply_create_opt(const char *where, char *key, char *val,
 		else if (!strcmp(val, "v3"))
 			val = "1.1";
 		if (strcmp(val, "0.10") && strcmp(val, "1.1"))
-			return bad_value(where, "version", val);	/* qemu's name */
+			return bad_value(RANK_VERSION, where, "version", val);	/* qemu's name */
 		o->compat = val;
 	} else if (!strcmp(key, "subformat")) {
 		o->subformat = val;
@@ -347,12 +363,12 @@ static int apply_create_opt(const char *where, char *key, char *val,
 			return -1;
 		}
 		if (n < 1 || n > 64 || (n & (n - 1)))
-			return value_error("%sRefcount width must be a power of two and may not "
+			return value_error(RANK_REFCOUNT_BITS, "%sRefcount width must be a power of two and may not "
 					   "exceed 64 bits", where);
 		o->refcount_bits = (unsigned)n;
 	} else if (!strcmp(key, "compression_type")) {
 		if (strcmp(val, "zlib"))
-			return bad_value(where, "compression-type", val);
+			return bad_value(RANK_COMPRESSION_TYPE, where, "compression-type", val);
 	} else {
 		img_err("%sInvalid parameter '%s'", where, key);
 		return -1;
