@@ -45,8 +45,8 @@ uint64_t virtq_poll_interval(uint64_t base_ns, unsigned empty);
  * ring for up to ns for the driver's answer, with kicks suppressed, so a
  * driver that polls its used ring sends new requests without exiting to
  * kick and the device takes them without a wake-up. A driver that waits
- * for interrupts answers later: after ANSWER_MISSES watches in a row that
- * saw nothing, the next ANSWER_PAUSE are skipped (no spinning for it),
+ * for interrupts answers later: after VIRTQ_ANSWER_MISSES watches in a row
+ * that saw nothing, the next VIRTQ_ANSWER_PAUSE are skipped (no spinning),
  * then watching is tried again. */
 #define VIRTQ_ANSWER_MISSES	8
 #define VIRTQ_ANSWER_PAUSE	256
