@@ -12,7 +12,7 @@ CFLAGS   += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -Wformat=2 \
 ifeq ($(WERROR),1)
 CFLAGS   += -Werror
 endif
-LDLIBS   := -laio -luring -lz -ljansson -lslirp -lpthread
+LDLIBS   := -laio -luring -lz -lzstd -ljansson -lslirp -lpthread
 
 # Everything except the program entry points goes into one archive that
 # the VMM, the tools and the unit tests link against.

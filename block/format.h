@@ -54,6 +54,7 @@ struct block_create_opts {
 	bool lazy_refcounts;
 	unsigned refcount_bits;		/* qcow2: 0 = 16 */
 	bool extended_l2;
+	const char *compression_type;	/* qcow2: "zlib" (NULL: default) or "zstd" */
 };
 
 /* Result of a consistency check (qemu-img check semantics). */

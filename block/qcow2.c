@@ -352,25 +352,23 @@ static int parse_extensions(struct qcow2 *s, const uint8_t *c0, uint64_t start, 
 	return 0;
 }
 
-/* The compression type as QEMU validates it; only zlib is implemented
- * here (QEMU also reads zstd). */
+/* The compression type as QEMU validates it: zlib (0) or zstd (1), the
+ * incompatible feature bit set exactly for non-zlib types. */
 static int check_compression_type(struct qcow2 *s, const uint8_t *c0, char *err, size_t errlen)
 {
-	uint8_t type = s->header_length > 104 ? c0[104] : 0;
+	uint8_t type = s->header_length > 104 ? c0[104] : QCOW2_COMPRESSION_ZLIB;
 	bool bit = s->incompat & QCOW2_INCOMPAT_COMPRESSION;
 
-	if (type > 1)
+	if (type > QCOW2_COMPRESSION_ZSTD)
 		return open_error(s, err, errlen, -ENOTSUP, "qcow2: unknown compression type: %u",
 				  type);
-	if (type == 0 && bit)
+	if (type == QCOW2_COMPRESSION_ZLIB && bit)
 		return open_error(s, err, errlen, -EINVAL, "qcow2: Compression type incompatible "
 				  "feature bit must not be set");
-	if (type != 0 && !bit)
+	if (type != QCOW2_COMPRESSION_ZLIB && !bit)
 		return open_error(s, err, errlen, -EINVAL, "qcow2: Compression type incompatible "
 				  "feature bit must be set");
-	if (type == 1)
-		return open_error(s, err, errlen, -ENOTSUP, "qcow2: compression_type 1 (zstd) is "
-				  "not supported, only zlib");
+	s->compression_type = type;
 	return 0;
 }
 
@@ -1047,8 +1045,7 @@ static int qcow2_change_backing(struct bdev *bs, const char *file, const char *f
  * feature bits to show; v3 images list their bitmaps after the lazy
  * refcounts flag. The dirty bit is reported as it is on disk (a
  * read-only open never repairs nor clears it): "dirty-flag" is the
- * image's own flag, not a format-specific field. Only zlib images open
- * (compression_type zstd is refused at open), so that is the type. */
+ * image's own flag, not a format-specific field. */
 static int qcow2_info(struct bdev *bs, const struct block_info_writer *w)
 {
 	struct qcow2 *s = bs->opaque;
@@ -1056,7 +1053,8 @@ static int qcow2_info(struct bdev *bs, const struct block_info_writer *w)
 
 	w->flag(w->opaque, "dirty-flag", !!(s->incompat & QCOW2_INCOMPAT_DIRTY));
 	w->str(w->opaque, "compat", s->version >= 3 ? "1.1" : "0.10");
-	w->str(w->opaque, "compression type", "zlib");
+	w->str(w->opaque, "compression type",
+	       s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
 	if (s->version < 3) {
 		w->num(w->opaque, "refcount bits", s->refcount_bits);
 		return 0;
@@ -1073,7 +1071,7 @@ static int qcow2_info(struct bdev *bs, const struct block_info_writer *w)
  * refcount block covering clusters 0..2, no L1 table yet (size 0). */
 static int write_empty_image(const char *path, const struct block_create_opts *o,
 			     unsigned version, unsigned cluster_bits, unsigned refcount_order,
-			     char *err, size_t errlen)
+			     uint8_t ctype, char *err, size_t errlen)
 {
 	uint64_t cs = 1ull << cluster_bits;
 	struct qcow2 tmp;
@@ -1097,10 +1095,12 @@ static int write_empty_image(const char *path, const struct block_create_opts *o
 	st_be64(buf + 48, cs);			/* refcount table */
 	st_be32(buf + 56, 1);
 	if (version >= 3) {
-		st_be64(buf + 72, o->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0);
+		st_be64(buf + 72, (o->extended_l2 ? QCOW2_INCOMPAT_EXTL2 : 0) |
+			(ctype ? QCOW2_INCOMPAT_COMPRESSION : 0));
 		st_be64(buf + 80, o->lazy_refcounts ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
 		st_be32(buf + 96, refcount_order);
-		st_be32(buf + 100, QCOW2_V3_HEADER_LEN);
+		st_be32(buf + 100, ctype ? QCOW2_ZSTD_HEADER_LEN : QCOW2_V3_HEADER_LEN);
+		buf[104] = ctype;
 	}
 	st_be64(buf + cs, 2 * cs);		/* refcount block */
 	memset(&tmp, 0, sizeof(tmp));
@@ -1142,6 +1142,27 @@ static int backing_size_of(const char *path, const struct block_create_opts *o, 
 	return 0;
 }
 
+/* The compression_type create option as QEMU checks it: non-zlib types
+ * need a v3 image. */
+static int create_compression_type(const char *path, const struct block_create_opts *o,
+				   unsigned version, uint8_t *ctype, char *err, size_t errlen)
+{
+	*ctype = QCOW2_COMPRESSION_ZLIB;
+	if (!o->compression_type || !strcmp(o->compression_type, "zlib"))
+		return 0;
+	if (version < 3) {
+		snprintf(err, errlen, "%s: Non-zlib compression type is only supported with "
+			 "compatibility level 1.1 and above (use version=v3 or greater)", path);
+		return -EINVAL;
+	}
+	if (strcmp(o->compression_type, "zstd")) {
+		snprintf(err, errlen, "%s: Unknown compression type", path);
+		return -EINVAL;
+	}
+	*ctype = QCOW2_COMPRESSION_ZSTD;
+	return 0;
+}
+
 static int qcow2_create(const char *path, const struct block_create_opts *o, char *err,
 			size_t errlen)
 {
@@ -1152,6 +1173,7 @@ static int qcow2_create(const char *path, const struct block_create_opts *o, cha
 	struct block_open_opts oo = { .format = "qcow2", .no_backing = true };
 	struct bdev *bs;
 	struct qcow2 *s;
+	uint8_t ctype;
 	int ret;
 
 	if (o->compat && (!strcmp(o->compat, "0.10") || !strcmp(o->compat, "v2")))
@@ -1205,13 +1227,17 @@ static int qcow2_create(const char *path, const struct block_create_opts *o, cha
 			 path);
 		return -EINVAL;
 	}
+	ret = create_compression_type(path, o, version, &ctype, err, errlen);
+	if (ret < 0)
+		return ret;
 	if (o->backing_file && !size) {
 		ret = backing_size_of(path, o, &size, err, errlen);
 		if (ret < 0)
 			return ret;
 	}
 	size = qc_align_up(size, 512);
-	ret = write_empty_image(path, o, version, cluster_bits, refcount_order, err, errlen);
+	ret = write_empty_image(path, o, version, cluster_bits, refcount_order, ctype, err,
+				errlen);
 	if (ret < 0)
 		return ret;
 	ret = bdev_open(path, &oo, &bs, err, errlen);

@@ -30,6 +30,11 @@
 #define QCOW2_MAGIC		0x514649fbu	/* "QFI\xfb" */
 #define QCOW2_V2_HEADER_LEN	72
 #define QCOW2_V3_HEADER_LEN	104
+#define QCOW2_ZSTD_HEADER_LEN	112	/* with the compression_type byte, as QEMU */
+
+/* compression_type header field (byte 104) */
+#define QCOW2_COMPRESSION_ZLIB	0
+#define QCOW2_COMPRESSION_ZSTD	1
 #define QCOW2_MIN_CLUSTER_BITS	9
 #define QCOW2_MAX_CLUSTER_BITS	21
 #define QCOW2_MAX_L1_BYTES	(32u << 20)	/* as QEMU */
@@ -126,6 +131,7 @@ struct qcow2 {
 	uint64_t incompat, compat, autoclear;
 	uint64_t backing_offset;
 	uint32_t backing_size;
+	uint8_t compression_type;	/* QCOW2_COMPRESSION_* */
 
 	/* L1 / L2 */
 	bool extended_l2;

@@ -6,13 +6,14 @@
  * partial clusters (per subcluster with extended L2; fresh clusters past
  * the end of the file get only their data written when the rest would be
  * zeroes), discard, write zeroes, make_empty (commit), compressed
- * clusters (deflated without the image lock), the lock-free map() fast
- * path and block status. */
+ * clusters (zlib or zstd, compressed without the image lock), the
+ * lock-free map() fast path and block status. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <zstd.h>
 #include "block/bfile.h"
 #include "block/qcow2.h"
 
@@ -456,12 +457,71 @@ static int get_extent(struct qcow2 *s, uint64_t off, uint64_t max, struct qext *
 }
 
 
+/* A zlib cluster: raw inflate (window 2^12) into one cluster; a stream
+ * that ends early leaves the rest zeroes. */
+static int zlib_decompress(uint8_t *dst, size_t dlen, uint8_t *src, size_t slen)
+{
+	z_stream z;
+	int zr;
+
+	memset(&z, 0, sizeof(z));
+	if (inflateInit2(&z, -12) != Z_OK)
+		return -ENOMEM;
+	z.next_in = src;
+	z.avail_in = (uInt)slen;
+	z.next_out = dst;
+	z.avail_out = (uInt)dlen;
+	zr = inflate(&z, Z_FINISH);
+	inflateEnd(&z);
+	if (!(zr == Z_STREAM_END || ((zr == Z_OK || zr == Z_BUF_ERROR) && z.avail_out == 0)))
+		return -EIO;
+	if (z.avail_out)
+		memset(dst + (dlen - z.avail_out), 0, z.avail_out);
+	return 0;
+}
+
+/* A zstd cluster as QEMU's qcow2_zstd_decompress reads it: frames are
+ * streamed until the cluster is full, the last one ending exactly there;
+ * what follows in the sector range (padding) is ignored. No progress, a
+ * decoding error or a frame longer than the cluster is -EIO. The window
+ * is bounded by the largest cluster (what QEMU's frames need). */
+static int zstd_decompress(uint8_t *dst, size_t dlen, const uint8_t *src, size_t slen)
+{
+	ZSTD_outBuffer out = { .dst = dst, .size = dlen, .pos = 0 };
+	ZSTD_inBuffer in = { .src = src, .size = slen, .pos = 0 };
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	size_t zr = 0;
+	int ret = 0;
+
+	if (!dctx)
+		return -ENOMEM;
+	if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax,
+						QCOW2_MAX_CLUSTER_BITS))) {
+		ZSTD_freeDCtx(dctx);
+		return -EINVAL;
+	}
+	while (out.pos < out.size) {
+		size_t in_pos = in.pos, out_pos = out.pos;
+
+		zr = ZSTD_decompressStream(dctx, &out, &in);
+		if (ZSTD_isError(zr) || (in.pos <= in_pos && out.pos <= out_pos)) {
+			ret = -EIO;
+			break;
+		}
+	}
+	if (zr > 0)
+		ret = -EIO;
+	ZSTD_freeDCtx(dctx);
+	return ret;
+}
+
+/* Decode the compressed cluster of an L2 entry into s->cbuf (kept as
+ * a one-cluster cache keyed by the entry). */
 static int decompress_cluster(struct qcow2 *s, uint64_t entry)
 {
 	uint64_t off, len;
 	uint8_t *in;
-	z_stream z;
-	int zr;
+	int ret;
 
 	if (s->cbuf_key == entry)
 		return 0;
@@ -479,25 +539,16 @@ static int decompress_cluster(struct qcow2 *s, uint64_t entry)
 		free(in);
 		return -EIO;
 	}
-	memset(&z, 0, sizeof(z));
-	if (inflateInit2(&z, -12) != Z_OK) {
-		free(in);
-		return -ENOMEM;
-	}
-	z.next_in = in;
-	z.avail_in = (uInt)len;
-	z.next_out = s->cbuf;
-	z.avail_out = (uInt)s->cluster_size;
-	zr = inflate(&z, Z_FINISH);
-	inflateEnd(&z);
+	if (s->compression_type == QCOW2_COMPRESSION_ZSTD)
+		ret = zstd_decompress(s->cbuf, s->cluster_size, in, len);
+	else
+		ret = zlib_decompress(s->cbuf, s->cluster_size, in, len);
 	free(in);
-	if (!(zr == Z_STREAM_END || ((zr == Z_OK || zr == Z_BUF_ERROR) && z.avail_out == 0))) {
+	if (ret == -EIO)
 		fprintf(stderr, "qcow2: %s: compressed cluster at %#llx does not decompress\n",
 			s->fname, (unsigned long long)off);
-		return -EIO;
-	}
-	if (z.avail_out)
-		memset(s->cbuf + (s->cluster_size - z.avail_out), 0, z.avail_out);
+	if (ret < 0)
+		return ret;
 	s->cbuf_key = entry;
 	return 0;
 }
@@ -1360,14 +1411,50 @@ static int64_t alloc_bytes(struct qcow2 *s, uint64_t size)
 	return off;
 }
 
+/* Raw deflate (window 2^12) of one cluster, as QEMU's zlib compression;
+ * *csize is 0 when the result is not smaller than the cluster. */
+static int zlib_compress(uint8_t *out, uint8_t *in, size_t cs, size_t *csize)
+{
+	z_stream z;
+	int zr;
+
+	memset(&z, 0, sizeof(z));
+	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	z.next_in = in;
+	z.avail_in = (uInt)cs;
+	z.next_out = out;
+	z.avail_out = (uInt)cs;
+	zr = deflate(&z, Z_FINISH);
+	*csize = zr == Z_STREAM_END && z.avail_out ? cs - z.avail_out : 0;
+	deflateEnd(&z);
+	return 0;
+}
+
+/* One zstd frame for one cluster, as QEMU's qcow2_zstd_compress writes
+ * it: a single ZSTD_compressStream2(ZSTD_e_end) call with default
+ * parameters into cs - 1 bytes; *csize is 0 when it does not fit. */
+static int zstd_compress(uint8_t *out, const uint8_t *in, size_t cs, size_t *csize)
+{
+	ZSTD_outBuffer o = { .dst = out, .size = cs - 1, .pos = 0 };
+	ZSTD_inBuffer i = { .src = in, .size = cs, .pos = 0 };
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+
+	if (!cctx)
+		return -ENOMEM;
+	*csize = ZSTD_compressStream2(cctx, &o, &i, ZSTD_e_end) == 0 ? o.pos : 0;
+	ZSTD_freeCCtx(cctx);
+	return 0;
+}
+
 int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, size_t len)
 {
 	struct qcow2 *s = bs->opaque;
 	uint64_t cs = s->cluster_size, cl = offset >> s->cluster_bits;
-	uint64_t l2i = cl & (s->l2_entries - 1), *t, l2_off, old, csize;
+	uint64_t l2i = cl & (s->l2_entries - 1), *t, l2_off, old;
 	uint8_t *in = NULL, *out = NULL;
 	unsigned shift = 62 - (s->cluster_bits - 8);
-	z_stream z;
+	size_t csize;
 	int64_t host;
 	int ret = check_writable(bs, s, offset, len);
 
@@ -1382,29 +1469,22 @@ int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, si
 		goto out;
 	}
 	memcpy(in, buf, len);
-	/* deflate touches no image state: other writers may run meanwhile
-	 * (convert -c compresses on several threads). The caller holds
-	 * bs->lock, as for every format op. */
+	/* compression touches no image state: other writers may run
+	 * meanwhile (convert -c compresses on several threads). The caller
+	 * holds bs->lock, as for every format op. */
 	pthread_mutex_unlock(&bs->lock);
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
-		pthread_mutex_lock(&bs->lock);
-		ret = -ENOMEM;
-		goto out;
-	}
-	z.next_in = in;
-	z.avail_in = (uInt)cs;
-	z.next_out = out;
-	z.avail_out = (uInt)cs;
-	ret = deflate(&z, Z_FINISH);
-	csize = cs - z.avail_out;
-	deflateEnd(&z);
+	if (s->compression_type == QCOW2_COMPRESSION_ZSTD)
+		ret = zstd_compress(out, in, cs, &csize);
+	else
+		ret = zlib_compress(out, in, cs, &csize);
 	pthread_mutex_lock(&bs->lock);
+	if (ret < 0)
+		goto out;
 	if (check_writable(bs, s, offset, len) < 0) {	/* broken meanwhile */
 		ret = -EIO;
 		goto out;
 	}
-	if (ret != Z_STREAM_END || csize >= cs) {	/* incompressible: store plain */
+	if (!csize) {	/* incompressible: store plain */
 		struct iovec v = { .iov_base = in, .iov_len = len };
 		ret = qcow2_pwritev(bs, offset, &v, 1);
 		goto out;

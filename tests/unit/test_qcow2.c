@@ -905,6 +905,76 @@ static void test_info_v2_v3_dirty(void **state)
 			 0);
 }
 
+/* compression_type zstd (1, incompatible bit 3): created v3 only, shown
+ * by info, taken by our compressed writes that qemu-img checks and
+ * compares; a damaged zstd cluster reads as -EIO. At open the bit must
+ * match the type and types above 1 are refused. */
+static void test_zstd_compression_type(void **state)
+{
+	const struct block_format *f = block_format_find("qcow2");
+	const char *raw = tpath("z.raw"), *img = tpath("z.qcow2"), *bad = tpath("zbad.qcow2");
+	uint64_t size = 1 << 20, cs = 65536, l2, host;
+	struct block_create_opts o = { .size = size, .compat = "0.10",
+				       .compression_type = "zstd" };
+	uint8_t *ref = calloc(1, size), b[8], junk[64];
+	struct bdev *bs;
+
+	assert_non_null(f);
+	assert_int_equal(f->create(img, &o, errbuf, sizeof(errbuf)), -EINVAL);
+	assert_non_null(strstr(errbuf, "Non-zlib compression type is only supported with "
+				       "compatibility level 1.1 and above"));
+	o.compat = NULL;
+	assert_int_equal(f->create(img, &o, errbuf, sizeof(errbuf)), 0);
+	assert_int_equal(header_u64(img, QH_INCOMPAT), QCOW2_INCOMPAT_COMPRESSION);
+	assert_info(img, "dirty-flag=false;compat=1.1;compression type=zstd;lazy refcounts=false;"
+		    "refcount bits=16;corrupt=false;extended l2=false;");
+	for (uint64_t i = 0; i < size; i += 4096)
+		fill(ref + i, 2048, i);		/* half random, half zero: compressible */
+	write_file(raw, ref, size);
+	bs = open_img(img, false);
+	for (uint64_t off = 0; off < size; off += cs) {
+		int r;
+
+		pthread_mutex_lock(&bs->lock);		/* held around format ops */
+		r = bs->fmt->write_compressed(bs, off, ref + off, cs);
+		pthread_mutex_unlock(&bs->lock);
+		assert_int_equal(r, 0);
+	}
+	assert_reads(bs, ref, size);
+	bdev_close(bs);
+	assert_int_equal(sh("qemu-img check %s | grep -q '100.00%% compressed'", img), 0);
+	assert_int_equal(sh("qemu-img compare -q %s %s", img, raw), 0);
+
+	/* garbage over the first cluster's frame: an I/O error, no crash */
+	assert_int_equal(sh("cp %s %s", img, bad), 0);
+	l2 = header_u64(bad, (unsigned)(header_u64(bad, 40) & L1E_OFFSET_MASK));
+	host = header_u64(bad, (unsigned)(l2 & L1E_OFFSET_MASK));
+	assert_true(host & QCOW_OFLAG_COMPRESSED);
+	memset(junk, 0xa5, sizeof(junk));
+	patch(bad, (unsigned)(host & ((1ull << (62 - (16 - 8))) - 1)), junk, sizeof(junk));
+	bs = open_img(bad, true);
+	assert_int_equal(bdev_pread(bs, 0, ref, cs), -EIO);
+	bdev_close(bs);
+
+	/* the type and the incompatible bit at open */
+	assert_int_equal(sh("cp %s %s", img, bad), 0);
+	patch(bad, 104, "\2", 1);
+	assert_true(try_open(bad, true) < 0);
+	assert_non_null(strstr(errbuf, "qcow2: unknown compression type: 2"));
+	assert_int_equal(sh("cp %s %s", img, bad), 0);
+	memset(b, 0, sizeof(b));
+	patch(bad, QH_INCOMPAT, b, 8);
+	assert_true(try_open(bad, true) < 0);
+	assert_non_null(strstr(errbuf, "Compression type incompatible feature bit must be set"));
+	assert_int_equal(create_img(bad, size, 0, "1.1", 0, false, NULL, NULL), 0);
+	st_be64(b, QCOW2_INCOMPAT_COMPRESSION);
+	patch(bad, QH_INCOMPAT, b, 8);
+	assert_true(try_open(bad, true) < 0);
+	assert_non_null(strstr(errbuf, "Compression type incompatible feature bit must not be "
+				       "set"));
+	free(ref);
+}
+
 /* Check as qemu-img: a cluster in use whose refcount is 0 needs a rebuild
  * of the refcount structure, which -r leaks refuses (-EIO, one check
  * error) and -r all does (the old structure then leaks and is freed, not
@@ -1449,6 +1519,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_truncate_backing_info_prealloc),
 		cmocka_unit_test(test_info_and_extended_l2),
 		cmocka_unit_test(test_info_v2_v3_dirty),
+		cmocka_unit_test(test_zstd_compression_type),
 		cmocka_unit_test(test_check_rebuild_as_qemu),
 		cmocka_unit_test(test_extended_l2_writes),
 		cmocka_unit_test(test_extended_l2_prealloc),

@@ -367,8 +367,9 @@ static int apply_create_opt(const char *where, char *key, char *val,
 					   "exceed 64 bits", where);
 		o->refcount_bits = (unsigned)n;
 	} else if (!strcmp(key, "compression_type")) {
-		if (strcmp(val, "zlib"))
+		if (strcmp(val, "zlib") && strcmp(val, "zstd"))
 			return bad_value(RANK_COMPRESSION_TYPE, where, "compression-type", val);
+		o->compression_type = val;
 	} else {
 		img_err("%sInvalid parameter '%s'", where, key);
 		return -1;
@@ -487,7 +488,7 @@ static const struct create_opt_help create_opts_help[] = {
 	{ "compat", "str", " qcow2 ", "Compatibility level (v2 [0.10] or v3 [1.1])" },
 	{ "compat", "str", " cow ", "Header version (v2 [0.10] or v3 [1.1])" },
 	{ "compression_type", "str", " qcow2 ",
-	  "Compression method used for image cluster compression (zlib)" },
+	  "Compression method used for image cluster compression" },
 	{ "extended_l2", "bool (on/off)", " qcow2 ", "Extended L2 tables" },
 	{ "lazy_refcounts", "bool (on/off)", " qcow2 ", "Postpone refcount updates" },
 	{ "preallocation", "str", " qcow2 ",
