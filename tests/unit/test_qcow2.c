@@ -130,6 +130,22 @@ static void assert_reads(struct bdev *bs, const uint8_t *ref, uint64_t size)
 	free(b);
 }
 
+/* ref[0, size) through the format's compressed-cluster write, one
+ * cluster of cs bytes at a time (the caller holds bs->lock around format
+ * ops, as the block layer does). */
+static void write_compressed_all(struct bdev *bs, const uint8_t *ref, uint64_t size,
+				 uint64_t cs)
+{
+	for (uint64_t off = 0; off < size; off += cs) {
+		int r;
+
+		pthread_mutex_lock(&bs->lock);
+		r = bs->fmt->write_compressed(bs, off, ref + off, cs);
+		pthread_mutex_unlock(&bs->lock);
+		assert_int_equal(r, 0);
+	}
+}
+
 /* Random writes (some unaligned, some spanning clusters) mirrored in ref. */
 static void random_writes(struct bdev *bs, uint8_t *ref, uint64_t size, unsigned n,
 			  uint64_t seed, bool zeroes)
@@ -453,14 +469,7 @@ static void test_compressed(void **state)
 	/* our compressed writes */
 	assert_int_equal(create_img(img2, size, 8192, "1.1", 0, false, NULL, NULL), 0);
 	bs = open_img(img2, false);
-	for (uint64_t off = 0; off < size; off += 8192) {
-		int r;
-
-		pthread_mutex_lock(&bs->lock);		/* held around format ops */
-		r = bs->fmt->write_compressed(bs, off, ref + off, 8192);
-		pthread_mutex_unlock(&bs->lock);
-		assert_int_equal(r, 0);
-	}
+	write_compressed_all(bs, ref, size, 8192);
 	assert_reads(bs, ref, size);
 	bdev_close(bs);
 	assert_int_equal(sh("qemu-img check -q %s", img2), 0);
@@ -932,14 +941,7 @@ static void test_zstd_compression_type(void **state)
 		fill(ref + i, 2048, i);		/* half random, half zero: compressible */
 	write_file(raw, ref, size);
 	bs = open_img(img, false);
-	for (uint64_t off = 0; off < size; off += cs) {
-		int r;
-
-		pthread_mutex_lock(&bs->lock);		/* held around format ops */
-		r = bs->fmt->write_compressed(bs, off, ref + off, cs);
-		pthread_mutex_unlock(&bs->lock);
-		assert_int_equal(r, 0);
-	}
+	write_compressed_all(bs, ref, size, cs);
 	assert_reads(bs, ref, size);
 	bdev_close(bs);
 	assert_int_equal(sh("qemu-img check %s | grep -q '100.00%% compressed'", img), 0);
