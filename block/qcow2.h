@@ -244,6 +244,10 @@ int qcow2_grow_l1(struct qcow2 *s, uint64_t min_size);
 uint64_t qcow2_l1_needed(const struct qcow2 *s, uint64_t size);
 bool qcow2_offset_sane(const struct qcow2 *s, uint64_t off, uint64_t len);
 
+/* qcow2_open.c */
+int qcow2_open(struct bdev *bs, char *err, size_t errlen);
+void qcow2_close(struct bdev *bs);
+
 /* qcow2_refcount.c */
 int qcow2_refcount_init(struct qcow2 *s, char *err, size_t errlen);
 void qcow2_refcount_fini(struct qcow2 *s);
@@ -282,16 +286,53 @@ int qcow2_read_l2(struct qcow2 *s, uint64_t l2_off, uint64_t *tab);
 int qcow2_write_l2(struct qcow2 *s, uint64_t l2_off, const uint64_t *tab);
 void qcow2_compressed_range(const struct qcow2 *s, uint64_t entry, uint64_t *off, uint64_t *len);
 enum qcow2_ctype qcow2_entry_type(const struct qcow2 *s, uint64_t entry);
+/* The cached L2 table of an L1 index, or NULL (with 0) when unallocated. */
+int qcow2_get_l2(struct qcow2 *s, uint32_t idx, uint64_t **out);
+/* The L2 table of idx, allocated and owned by the active L1 alone
+ * (COPIED), ready for entry updates. */
+int qcow2_get_l2_for_write(struct qcow2 *s, uint32_t idx, uint64_t **out, uint64_t *l2_off);
+/* Cached L2 table idx changed: written by the next commit. */
+void qcow2_mark_l2_dirty(struct qcow2 *s, uint32_t idx);
+/* Drop the reference of a replaced L2 entry once the commit made the new
+ * entries stable. */
+int qcow2_defer_free(struct qcow2 *s, uint64_t entry);
+/* Bound the deferred work so a commit stays short. */
+int qcow2_maybe_commit(struct qcow2 *s);
+/* Is the L2 entry usable for an in-place write? */
+bool qcow2_entry_writable(struct qcow2 *s, uint64_t e);
 int qcow2_preadv(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
+int qcow2_map(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
+int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
+bool qcow2_has_data_beyond(struct qcow2 *s, uint64_t size, int *err);
+
+/* L2 table entries, read and written atomically (map() reads them
+ * without the image lock). */
+static inline uint64_t qc_l2_get(const uint64_t *tab, uint64_t i)
+{
+	return __atomic_load_n(&tab[i], __ATOMIC_ACQUIRE);
+}
+
+static inline void qc_l2_put(uint64_t *tab, uint64_t i, uint64_t v)
+{
+	__atomic_store_n(&tab[i], v, __ATOMIC_RELEASE);
+}
+
+/* qcow2_write.c */
+/* A write of [offset, offset+len) is allowed: read-write, not broken,
+ * inside the image; bitmaps marked in use and the dirty bit set (lazy
+ * refcounts) before the first change. */
+int qcow2_check_writable(struct bdev *bs, struct qcow2 *s, uint64_t offset, uint64_t len);
 int qcow2_pwritev(struct bdev *bs, uint64_t offset, const struct iovec *iov, int iovcnt);
 int qcow2_discard(struct bdev *bs, uint64_t offset, uint64_t len);
 int qcow2_make_empty(struct bdev *bs);
 int qcow2_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, bool may_unmap);
-int qcow2_map(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
-int qcow2_block_status(struct bdev *bs, uint64_t offset, uint64_t len, struct block_extent *ext);
-int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
 int qcow2_preallocate(struct qcow2 *s, uint64_t from, uint64_t to, int mode);
-bool qcow2_has_data_beyond(struct qcow2 *s, uint64_t size, int *err);
+
+/* qcow2_compress.c */
+/* Decode the compressed cluster of an L2 entry into s->cbuf (kept as
+ * a one-cluster cache keyed by the entry). */
+int qcow2_decompress_cluster(struct qcow2 *s, uint64_t entry);
+int qcow2_write_compressed(struct bdev *bs, uint64_t offset, const void *buf, size_t len);
 
 /* qcow2_snapshot.c */
 int qcow2_snapshots_read(struct qcow2 *s, char *err, size_t errlen);

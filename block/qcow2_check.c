@@ -5,19 +5,20 @@
  * refcount blocks) in qemu's order, with its entry checks and messages;
  * compare with the stored refcounts; fix leaks (-r leaks) and errors (-r
  * all: misaligned preallocated clusters zeroed, refcount blocks past the
- * end brought into the file, a new refcount structure when refcounts are
- * missing, placed where qemu places it); last, the COPIED flags of the
- * active tables. Writes of a repair pass qemu's metadata overlap check
- * ("cached" mode). An L2 table seen again from a snapshot is walked again
- * only when its first walk reported something (else its references are
- * added at once); with the snapshot L1 entries walked in all, this bounds
- * the work on hostile images. */
+ * end brought into the file); the entry points and the order of the
+ * passes. A new refcount structure when refcounts are missing lives in
+ * qcow2_rebuild.c, the final COPIED flag pass in qcow2_check_copied.c.
+ * Writes of a repair pass qemu's metadata overlap check ("cached" mode).
+ * An L2 table seen again from a snapshot is walked again only when its
+ * first walk reported something (else its references are added at once);
+ * with the snapshot L1 entries walked in all, this bounds the work on
+ * hostile images. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include "block/bfile.h"
-#include "block/qcow2.h"
+#include "block/qcow2_check.h"
 
 #define CHECK_MAX_CLUSTERS (1ull << 28)
 #define CHECK_MAX_REWALK_ENTRIES (1ull << 27)	/* in L2 tables walked again */
@@ -28,55 +29,6 @@
 #define L2_BITMAP_ALL_ALLOC 0xffffffffull
 #define L2_BITMAP_ALL_ZEROES (0xffffffffull << 32)
 #define MAX_SNAP_L1_ENTRIES (QCOW2_MAX_L1_BYTES / 8)
-
-/* Metadata kinds of qemu's overlap check, in its order. */
-enum overlap {
-	OL_HEADER = 1 << 0, OL_ACTIVE_L1 = 1 << 1, OL_ACTIVE_L2 = 1 << 2, OL_REFTABLE = 1 << 3,
-	OL_REFBLOCK = 1 << 4, OL_SNAP_TABLE = 1 << 5, OL_INACTIVE_L1 = 1 << 6,
-	OL_INACTIVE_L2 = 1 << 7, OL_BITMAP_DIR = 1 << 8,
-};
-
-/* qemu's cluster types (the zero flag counts whatever the version). */
-enum ctype { CT_UNALLOCATED, CT_ZERO_PLAIN, CT_ZERO_ALLOC, CT_NORMAL, CT_COMPRESSED };
-
-/* One check: the in-memory refcount table and the walk's state. */
-struct walk {
-	struct qcow2 *s;
-	struct block_check_result *res;
-	FILE *report;
-	uint32_t *refs;		/* references per cluster */
-	uint32_t *deferred;	/* per cluster: snapshot visits of a clean L2 table */
-	uint64_t *seen;		/* bitmap: L2 table walked in this pass */
-	uint64_t *clean;	/* bitmap: ... and its walk reported nothing */
-	uint64_t nb;		/* clusters counted */
-	uint64_t refmax;
-	int64_t file_len;
-	uint64_t events;	/* messages so far (a walk that adds none is clean) */
-	uint64_t rewalk_entries;
-	bool rewalks_reported;
-	bool rebuild;
-	bool wrote_l2;		/* L2 tables changed behind the cache */
-	uint64_t *l2buf;	/* one L2 table as on disk */
-};
-
-static void rep(struct walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rep(struct walk *w, const char *fmt, ...)
-{
-	va_list ap;
-
-	w->events++;
-	if (!w->report)
-		return;
-	va_start(ap, fmt);
-	vfprintf(w->report, fmt, ap);
-	va_end(ap);
-}
-
-/* An error qemu-img reports through error_report (program name first). */
-static void rep_prog(struct walk *w, const char *msg, int err)
-{
-	rep(w, "%s: %s: %s\n", program_invocation_short_name, msg, strerror(-err));
-}
 
 static bool bit_get(const uint64_t *b, uint64_t k)
 {
@@ -100,7 +52,7 @@ static int grow_array(void **p, uint64_t old_bytes, uint64_t new_bytes)
 }
 
 /* Grow the counters to nb clusters, the new ones without references. */
-static int walk_grow(struct walk *w, uint64_t nb)
+int qcow2_chk_grow(struct walk *w, uint64_t nb)
 {
 	uint64_t ow = (w->nb + 63) / 64, nw = (nb + 63) / 64;
 
@@ -201,7 +153,7 @@ static int overlap_kind(struct qcow2 *s, int ign, uint64_t off, uint64_t len)
 }
 
 /* qemu's pre-write overlap check: -EIO (image marked corrupt) on overlap. */
-static int overlap_check(struct walk *w, int ign, uint64_t off, uint64_t len)
+int qcow2_chk_overlap(struct walk *w, int ign, uint64_t off, uint64_t len)
 {
 	static const char *const names[] = {
 		"qcow2_header", "active L1 table", "active L2 table", "refcount table",
@@ -220,7 +172,7 @@ static int overlap_check(struct walk *w, int ign, uint64_t off, uint64_t len)
 /* The stored refcount of cluster k, as qemu reads it: a misaligned
  * refcount block is a corruption (-EIO), one past what a file can hold
  * reads as zeroes, or fails (-EIO) past qemu's largest request offset. */
-static int stored_refcount(struct walk *w, uint64_t k, uint64_t *rc)
+int qcow2_chk_stored_refcount(struct walk *w, uint64_t k, uint64_t *rc)
 {
 	struct qcow2 *s = w->s;
 	uint64_t g = k >> s->rb_bits, off;
@@ -265,7 +217,7 @@ static int inc(struct walk *w, uint64_t off, uint64_t size, uint64_t times)
 		uint64_t room;
 
 		if (k >= w->nb) {
-			ret = walk_grow(w, k + 1);
+			ret = qcow2_chk_grow(w, k + 1);
 			if (ret < 0) {
 				w->res->check_errors++;
 				return ret;
@@ -283,25 +235,6 @@ static int inc(struct walk *w, uint64_t off, uint64_t size, uint64_t times)
 		}
 	}
 	return 0;
-}
-
-static enum ctype entry_type(const struct qcow2 *s, uint64_t e)
-{
-	if (e & QCOW_OFLAG_COMPRESSED)
-		return CT_COMPRESSED;
-	if ((e & QCOW_OFLAG_ZERO) && !s->extended_l2)
-		return (e & L2E_OFFSET_MASK) ? CT_ZERO_ALLOC : CT_ZERO_PLAIN;
-	return (e & L2E_OFFSET_MASK) ? CT_NORMAL : CT_UNALLOCATED;
-}
-
-static uint64_t l2_get(const struct qcow2 *s, const uint64_t *tab, uint64_t i, unsigned word)
-{
-	return ld_be64((const uint8_t *)&tab[i * (s->l2_entry_bytes / 8) + word]);
-}
-
-static void l2_put(const struct qcow2 *s, uint64_t *tab, uint64_t i, unsigned word, uint64_t v)
-{
-	st_be64((uint8_t *)&tab[i * (s->l2_entry_bytes / 8) + word], v);
 }
 
 /* -r all on a misaligned cluster holding no data: make the entry read as
@@ -322,7 +255,7 @@ static int fix_l2_entry_by_zero(struct walk *w, uint64_t l2_offset, uint64_t *ta
 	} else {
 		l2_put(s, tab, i, 0, QCOW_OFLAG_ZERO);
 	}
-	ret = overlap_check(w, active ? OL_ACTIVE_L2 : OL_INACTIVE_L2, eoff, s->l2_entry_bytes);
+	ret = qcow2_chk_overlap(w, active ? OL_ACTIVE_L2 : OL_INACTIVE_L2, eoff, s->l2_entry_bytes);
 	*overlap = ret < 0;
 	if (ret < 0) {
 		rep(w, "ERROR: Overlap check failed\n");
@@ -604,7 +537,7 @@ static int refblock_into_file(struct walk *w, uint64_t off)
 	ret = walk_update_file_len(w);
 	if (ret < 0)
 		return ret;
-	ret = walk_grow(w, qc_align_up((uint64_t)w->file_len, cs) >> s->cluster_bits);
+	ret = qcow2_chk_grow(w, qc_align_up((uint64_t)w->file_len, cs) >> s->cluster_bits);
 	if (ret < 0) {
 		w->res->check_errors++;
 		return ret;
@@ -673,7 +606,7 @@ static int check_refblocks(struct walk *w, enum block_repair fix)
 }
 
 /* qemu's calculate_refcounts: every reference, in its order. */
-static int calculate_refcounts(struct walk *w, enum block_repair fix)
+int qcow2_chk_calculate_refcounts(struct walk *w, enum block_repair fix)
 {
 	struct qcow2 *s = w->s;
 	uint64_t words = (w->nb + 63) / 64, snap_l1_walked = 0;
@@ -742,7 +675,7 @@ static void discard_freed(struct qcow2 *s, uint64_t k)
  * cluster with a refcount or a reference. Once the check has marked the
  * image corrupt, qemu's refcount updates never leave its cache: counted
  * as repaired, not written. */
-static void compare_refcounts(struct walk *w, enum block_repair fix, uint64_t *highest)
+void qcow2_chk_compare_refcounts(struct walk *w, enum block_repair fix, uint64_t *highest)
 {
 	struct qcow2 *s = w->s;
 	struct block_check_result *res = w->res;
@@ -750,7 +683,7 @@ static void compare_refcounts(struct walk *w, enum block_repair fix, uint64_t *h
 	*highest = 0;
 	for (uint64_t k = 0; k < w->nb; k++) {
 		uint64_t rc, want = w->refs[k], *fixed = NULL;
-		int err = stored_refcount(w, k, &rc);
+		int err = qcow2_chk_stored_refcount(w, k, &rc);
 
 		if (err < 0) {
 			rep(w, "Can't get refcount for cluster %llu: %s\n", (unsigned long long)k,
@@ -784,327 +717,6 @@ static void compare_refcounts(struct walk *w, enum block_repair fix, uint64_t *h
 	}
 }
 
-/* The refcount table a rebuild writes, host-endian. */
-struct new_reftable {
-	uint64_t *rt;
-	uint64_t entries;	/* whole clusters of entries */
-};
-
-/* qemu's alloc_clusters_imrt: first fit of n clusters without references
- * at or after *first_free (holes first, else at the end), counted as
- * used; *first_free moves to the first hole seen. */
-static int64_t alloc_counted(struct walk *w, uint64_t n, uint64_t *first_free)
-{
-	uint64_t k = *first_free, run = 0;
-	bool first_gap = true;
-	int ret;
-
-	for (; k < w->nb && run < n; k++) {
-		if (w->refs[k]) {
-			run = 0;
-			continue;
-		}
-		run++;
-		if (first_gap) {
-			*first_free = k;
-			first_gap = false;
-		}
-	}
-	if (run < n) {
-		ret = walk_grow(w, k + n - run);
-		if (ret < 0)
-			return ret;
-	}
-	k -= run;
-	for (uint64_t i = 0; i < n; i++)
-		w->refs[k + i] = 1;
-	return (int64_t)k;
-}
-
-/* Make room for reftable entry g (whole clusters of entries). */
-static int reftable_grow(struct qcow2 *s, struct new_reftable *t, uint64_t g)
-{
-	uint64_t n = qc_align_up((g + 1) * 8, s->cluster_size) / 8;
-	uint64_t *rt;
-
-	if (n * 8 > QCOW2_MAX_RT_BYTES)
-		return -EFBIG;
-	rt = realloc(t->rt, n * 8);
-	if (!rt)
-		return -ENOMEM;
-	memset(rt + t->entries, 0, (n - t->entries) * 8);
-	t->rt = rt;
-	t->entries = n;
-	return 0;
-}
-
-/* Write the refcount block of every group with a referenced cluster in
- * [from, end), allocating the blocks not yet placed; 1 when the table
- * had to grow, 0 when not, or a negative errno (reported). */
-static int write_refblocks(struct walk *w, struct new_reftable *t, uint64_t from, uint64_t end,
-			   uint8_t *blk)
-{
-	struct qcow2 *s = w->s;
-	uint64_t per_blk = 1ull << s->rb_bits, first_free = 0;
-	int grown = 0, ret;
-
-	for (uint64_t k = from; k < end; k++) {
-		uint64_t g = k >> s->rb_bits, start = g << s->rb_bits;
-
-		if (k >= w->nb || !w->refs[k])
-			continue;
-		if (g >= t->entries || !t->rt[g]) {
-			int64_t cl;
-
-			if (first_free < start)	/* not in a block already written */
-				first_free = start;
-			cl = alloc_counted(w, 1, &first_free);
-			if (cl < 0) {
-				rep_prog(w, "ERROR allocating refblock", (int)cl);
-				return (int)cl;
-			}
-			if ((uint64_t)cl >= end)	/* its own refcount must be written */
-				end = (uint64_t)cl + 1;
-			if (g >= t->entries) {
-				ret = reftable_grow(s, t, g);
-				if (ret < 0) {
-					rep(w, "%s: ERROR allocating reftable memory\n",
-					    program_invocation_short_name);
-					return ret;
-				}
-				grown = 1;
-			}
-			t->rt[g] = (uint64_t)cl << s->cluster_bits;
-		}
-		memset(blk, 0, s->cluster_size);
-		for (uint64_t i = 0; i < per_blk && start + i < w->nb; i++)
-			if (w->refs[start + i])
-				qcow2_rb_set(s, blk, i, w->refs[start + i]);
-		ret = overlap_check(w, 0, t->rt[g], s->cluster_size);
-		if (ret == 0 && bfile_pwrite(s->file, t->rt[g], blk, s->cluster_size) < 0)
-			ret = -EIO;
-		if (ret < 0) {
-			rep_prog(w, "ERROR writing refblock", ret);
-			return ret;
-		}
-		k = start + per_blk - 1;
-	}
-	return grown;
-}
-
-/* Write the new table and switch the header and the open state to it. */
-static int install_reftable(struct walk *w, struct new_reftable *t, uint64_t table_cl)
-{
-	struct qcow2 *s = w->s;
-	uint64_t bytes = t->entries * 8, off = table_cl << s->cluster_bits;
-	uint8_t *be = qcow2_alloc_aligned(bytes, false), h[12];
-	int ret;
-
-	if (!be)
-		return -ENOMEM;
-	for (uint64_t i = 0; i < t->entries; i++)
-		st_be64(be + i * 8, t->rt[i]);
-	ret = overlap_check(w, 0, off, bytes);
-	if (ret == 0 && bfile_pwrite(s->file, off, be, bytes) < 0)
-		ret = -EIO;
-	free(be);
-	if (ret < 0) {
-		rep_prog(w, "ERROR writing reftable", ret);
-		return ret;
-	}
-	st_be64(h, off);
-	st_be32(h + 8, (uint32_t)(bytes / s->cluster_size));
-	if (qcow2_sync(s) < 0 || qcow2_write_header_fields(s, QH_RT_OFFSET, h, 12) < 0 ||
-	    qcow2_sync(s) < 0) {
-		rep_prog(w, "ERROR setting reftable", -EIO);
-		return -EIO;
-	}
-	free(s->rt);
-	s->rt = t->rt;
-	t->rt = NULL;
-	s->rt_offset = off;
-	s->rt_clusters = (uint32_t)(bytes / s->cluster_size);
-	s->rt_entries = t->entries;
-	s->free_hint = 0;
-	qcow2_rb_cache_drop(s);
-	return 0;
-}
-
-/* qemu's rebuild_refcount_structure: refcount blocks written from the
- * counted references (the old structure included: it is freed as a leak
- * afterwards), each in the first unreferenced cluster of its group or
- * after; then the table in the first free run, the blocks that count it
- * written again, a new place for the table while it grows (the places it
- * outgrew stay counted: leaks for later). */
-static int rebuild_refcounts(struct walk *w)
-{
-	struct qcow2 *s = w->s;
-	struct new_reftable t = { NULL, 0 };
-	uint64_t table_cl = 0;
-	uint8_t *blk = qcow2_alloc_aligned(s->cluster_size, false);
-	int grown;
-
-	if (!blk)
-		return -ENOMEM;
-	qcow2_rb_cache_drop(s);		/* the blocks to come replace the cached ones */
-	grown = write_refblocks(w, &t, 0, w->nb, blk);
-	while (grown > 0) {
-		uint64_t first_free = 0, n = t.entries * 8 / s->cluster_size;
-		int64_t cl = alloc_counted(w, n, &first_free);
-
-		if (cl < 0) {
-			rep_prog(w, "ERROR allocating reftable", (int)cl);
-			grown = (int)cl;
-			break;
-		}
-		table_cl = (uint64_t)cl;
-		grown = write_refblocks(w, &t, table_cl, table_cl + n, blk);
-	}
-	if (grown == 0)
-		grown = install_reftable(w, &t, table_cl);
-	free(t.rt);
-	free(blk);
-	return grown;
-}
-
-/* The COPIED flag of active L1 entry i against its L2 table's refcount. */
-static int check_copied_l1(struct walk *w, uint32_t i, bool repair)
-{
-	struct qcow2 *s = w->s;
-	uint64_t l1e = s->l1[i], rc;
-	int ret;
-
-	if (stored_refcount(w, (l1e & L1E_OFFSET_MASK) >> s->cluster_bits, &rc) < 0 ||
-	    (rc == 1) == !!(l1e & QCOW_OFLAG_COPIED))
-		return 0;
-	w->res->corruptions++;
-	rep(w, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%llx refcount=%llu\n",
-	    repair ? "Repairing" : "ERROR", i, (unsigned long long)l1e, (unsigned long long)rc);
-	if (!repair)
-		return 0;
-	s->l1[i] = rc == 1 ? l1e | QCOW_OFLAG_COPIED : l1e & ~QCOW_OFLAG_COPIED;
-	ret = overlap_check(w, OL_ACTIVE_L1, s->l1_offset + (i & ~63u) * 8ull, 512);
-	if (ret == 0 && qcow2_write_l1_entry(s, i) < 0)
-		ret = -EIO;
-	if (ret < 0) {
-		w->res->check_errors++;
-		return ret;
-	}
-	w->res->corruptions--;
-	w->res->corruptions_fixed++;
-	return 0;
-}
-
-/* The COPIED flags of the data clusters of the active L2 table at
- * l2_offset; the table is written back when repaired. */
-static int check_copied_l2(struct walk *w, uint64_t l2_offset, bool repair)
-{
-	struct qcow2 *s = w->s;
-	uint64_t cs = s->cluster_size, *tab = w->l2buf, dirty = 0, rc;
-	int ret;
-
-	if (bfile_pread(s->file, l2_offset, tab, cs) < 0) {
-		rep(w, "ERROR: Could not read L2 table: %s\n", strerror(EIO));
-		w->res->check_errors++;
-		return -EIO;
-	}
-	for (uint64_t j = 0; j < s->l2_entries; j++) {
-		uint64_t e = l2_get(s, tab, j, 0);
-		enum ctype t = entry_type(s, e);
-		if (t != CT_NORMAL && t != CT_ZERO_ALLOC)
-			continue;
-		if (stored_refcount(w, (e & L2E_OFFSET_MASK) >> s->cluster_bits, &rc) < 0 ||
-		    (rc == 1) == !!(e & QCOW_OFLAG_COPIED))
-			continue;
-		w->res->corruptions++;
-		rep(w, "%s OFLAG_COPIED data cluster: l2_entry=%llx refcount=%llu\n",
-		    repair ? "Repairing" : "ERROR", (unsigned long long)e, (unsigned long long)rc);
-		if (repair) {
-			l2_put(s, tab, j, 0, rc == 1 ? e | QCOW_OFLAG_COPIED : e & ~QCOW_OFLAG_COPIED);
-			dirty++;
-		}
-	}
-	if (!dirty)
-		return 0;
-	ret = overlap_check(w, OL_ACTIVE_L2, l2_offset, cs);
-	if (ret < 0) {
-		rep(w, "ERROR: Could not write L2 table; metadata overlap check failed: %s\n",
-		    strerror(-ret));
-		w->res->check_errors++;
-		return ret;
-	}
-	if (bfile_pwrite(s->file, l2_offset, tab, cs) < 0) {
-		rep(w, "ERROR: Could not write L2 table: %s\n", strerror(EIO));
-		w->res->check_errors++;
-		return -EIO;
-	}
-	w->wrote_l2 = true;
-	w->res->corruptions -= dirty;
-	w->res->corruptions_fixed += dirty;
-	return 0;
-}
-
-/* qemu's check_oflag_copied: the COPIED flags of the active L1 and L2
- * tables against the stored refcounts; repaired with -r all, and with -r
- * leaks when the refcounts are now right. */
-static int check_copied(struct walk *w, enum block_repair fix)
-{
-	struct block_check_result *res = w->res;
-	bool repair = fix == BLOCK_REPAIR_ALL ||
-		      (fix == BLOCK_REPAIR_LEAKS && !res->check_errors && !res->corruptions &&
-		       !res->leaks);
-	int ret = 0;
-
-	for (uint32_t i = 0; i < w->s->l1_size && ret == 0; i++) {
-		uint64_t l2_offset = w->s->l1[i] & L1E_OFFSET_MASK;
-		if (!l2_offset)
-			continue;
-		ret = check_copied_l1(w, i, repair);
-		if (ret == 0)
-			ret = check_copied_l2(w, l2_offset, repair);
-	}
-	return ret;
-}
-
-/* -r all with clusters missing a refcount: a new refcount structure from
- * the counted references, a recount, the leaks it left (the old
- * structure) repaired, and what the rebuild fixed accounted as qemu does. */
-static int rebuild_and_recount(struct walk *w, uint64_t *highest)
-{
-	struct block_check_result *res = w->res, old = *res, saved;
-	uint64_t fresh_leaks;
-	int ret;
-
-	rep(w, "Rebuilding refcount structure\n");
-	ret = rebuild_refcounts(w);
-	if (ret < 0) {
-		res->check_errors++;
-		return ret;
-	}
-	res->corruptions = res->leaks = 0;
-	w->rebuild = false;
-	ret = calculate_refcounts(w, BLOCK_REPAIR_NONE);
-	/* the allocation statistics once, from the first count */
-	res->allocated_clusters = old.allocated_clusters;
-	res->fragmented_clusters = old.fragmented_clusters;
-	res->compressed_clusters = old.compressed_clusters;
-	if (ret < 0)
-		return ret;
-	saved = *res;
-	memset(res, 0, sizeof(*res));
-	compare_refcounts(w, BLOCK_REPAIR_LEAKS, highest);
-	if (w->rebuild)
-		rep(w, "ERROR rebuilt refcount structure is still broken\n");
-	fresh_leaks = res->leaks;
-	*res = saved;
-	if (res->corruptions < old.corruptions)
-		res->corruptions_fixed += old.corruptions - res->corruptions;
-	if (res->leaks < old.leaks)
-		res->leaks_fixed += old.leaks - res->leaks;
-	res->leaks += fresh_leaks;
-	return 0;
-}
-
 static int walk_init(struct walk *w, struct qcow2 *s, struct block_check_result *res,
 		     FILE *report, uint64_t nb)
 {
@@ -1114,7 +726,7 @@ static int walk_init(struct walk *w, struct qcow2 *s, struct block_check_result 
 	w->report = report;
 	w->refmax = s->refcount_max < UINT32_MAX ? s->refcount_max : UINT32_MAX;
 	w->l2buf = qcow2_alloc_aligned(s->cluster_size, false);
-	if (!w->l2buf || walk_grow(w, nb ? nb : 1) < 0)
+	if (!w->l2buf || qcow2_chk_grow(w, nb ? nb : 1) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -1137,7 +749,7 @@ static int repair(struct walk *w, enum block_repair fix, const struct block_chec
 		  uint64_t *highest)
 {
 	if (w->rebuild && fix == BLOCK_REPAIR_ALL)
-		return rebuild_and_recount(w, highest);
+		return qcow2_chk_rebuild_and_recount(w, highest);
 	if (!fix)
 		return 0;
 	if (w->rebuild) {
@@ -1147,7 +759,7 @@ static int repair(struct walk *w, enum block_repair fix, const struct block_chec
 	}
 	if (w->res->leaks || w->res->corruptions) {
 		*w->res = *pre;
-		compare_refcounts(w, fix, highest);
+		qcow2_chk_compare_refcounts(w, fix, highest);
 	}
 	return 0;
 }
@@ -1186,15 +798,15 @@ int qcow2_check_fix(struct qcow2 *s, enum block_repair fix, struct block_check_r
 		res->check_errors++;
 		goto out;
 	}
-	ret = calculate_refcounts(&w, fix);
+	ret = qcow2_chk_calculate_refcounts(&w, fix);
 	if (ret < 0)
 		goto out;
 	pre = *res;
-	compare_refcounts(&w, BLOCK_REPAIR_NONE, &highest);
+	qcow2_chk_compare_refcounts(&w, BLOCK_REPAIR_NONE, &highest);
 	ret = repair(&w, fix, &pre, &highest);
 	if (ret < 0)
 		goto out;
-	ret = check_copied(&w, fix);
+	ret = qcow2_chk_copied(&w, fix);
 	if (ret < 0)
 		goto out;
 	res->image_end_offset = (highest + 1) * cs;
