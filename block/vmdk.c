@@ -1,20 +1,16 @@
 /* The "vmdk" format: open (a KDMV monolithicSparse/streamOptimized file, or
  * a text descriptor naming FLAT, SPARSE and ZERO extents relative to its
  * directory), the extent map that routes virtual ranges to extents, reads,
- * writes, write-zeroes, flush, block status, check, info (with the host
- * size of all extent files), compressed writes for convert -c, and create
- * for every subformat. */
+ * writes, write-zeroes, flush, block status, compressed writes for
+ * convert -c, the CID updates, commit's make_empty, and the format's ops
+ * table. Check and info are in vmdk_info.c, create in vmdk_create.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 #include "block/bfile.h"
 #include "block/vmdk.h"
 #include "vmm/log.h"
@@ -338,7 +334,7 @@ fail:
 }
 
 /* The extent holding virtual byte off (off < bs->size). */
-static struct vmdk_extent *find_extent(struct vmdk_state *s, uint64_t off)
+struct vmdk_extent *vmdk_find_extent(struct vmdk_state *s, uint64_t off)
 {
 	unsigned lo = 0, hi = s->nextents;
 
@@ -377,7 +373,6 @@ static int check_range(struct bdev *bs, uint64_t off, uint64_t len)
 }
 
 static struct block_format vmdk_format;
-static uint32_t new_cid(void);
 
 int vmdk_backing_check(struct bdev *bs)
 {
@@ -485,7 +480,7 @@ static int write_desc_cid(struct bdev *bs, const char *key, uint32_t cid)
 static int update_cid(struct bdev *bs)
 {
 	struct vmdk_state *s = bs->opaque;
-	uint32_t cid = new_cid();
+	uint32_t cid = vmdk_new_cid();
 	int ret;
 
 	if (s->cid_updated || !s->has_desc)
@@ -515,7 +510,7 @@ static int vmdk_rw(struct bdev *bs, uint64_t offset, const struct iovec *iov, in
 	if (!sub)
 		return -ENOMEM;
 	while (done < total && ret == 0) {
-		struct vmdk_extent *e = find_extent(s, offset + done);
+		struct vmdk_extent *e = vmdk_find_extent(s, offset + done);
 		uint64_t rel = offset + done - e->start;
 		size_t n = piece_len(e, rel, total - done);
 		int cnt;
@@ -583,7 +578,7 @@ static int vmdk_write_zeroes(struct bdev *bs, uint64_t offset, uint64_t len, boo
 	if (ret == 0)
 		ret = update_cid(bs);
 	while (ret == 0 && done < len) {
-		struct vmdk_extent *e = find_extent(s, offset + done);
+		struct vmdk_extent *e = vmdk_find_extent(s, offset + done);
 		uint64_t rel = offset + done - e->start;
 		size_t n = piece_len(e, rel, len - done);
 
@@ -728,7 +723,7 @@ static int vmdk_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 
 	if (ret < 0 || len == 0)
 		return ret < 0 ? ret : -EINVAL;
-	e = find_extent(s, offset);
+	e = vmdk_find_extent(s, offset);
 	rel = offset - e->start;
 	avail = e->len - rel < len ? e->len - rel : len;
 	out->host_offset = 0;
@@ -776,7 +771,7 @@ static int vmdk_write_compressed(struct bdev *bs, uint64_t offset, const void *b
 
 	if (ret < 0 || len == 0)
 		return ret;
-	e = find_extent(s, offset);
+	e = vmdk_find_extent(s, offset);
 	rel = offset - e->start;
 	if (e->kind != VMDK_EXT_SPARSE || !e->compressed) {
 		struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -803,433 +798,6 @@ static uint32_t vmdk_cluster_size(struct bdev *bs)
 	return 0;
 }
 
-/* One step of qemu-img 7.2's vmdk check at sector: the grain holding it
- * (a flat extent: the extent's start) must begin before the end of its
- * extent file (its size rounded up to a sector, as QEMU measures files).
- * Returns 0, or the failure after one "ERROR:" line on report, in QEMU's
- * words and with its error codes. */
-static int check_sector(struct vmdk_extent *e, uint64_t sector, FILE *report)
-{
-	uint64_t host, grain_sector;
-	int64_t len;
-
-	if (e->kind == VMDK_EXT_ZERO)
-		return 0;
-	if (e->kind == VMDK_EXT_FLAT) {
-		host = e->flat_offset;
-	} else {
-		if (vmdk_sparse_grain_sector(e, sector * VMDK_SECTOR - e->start,
-					     &grain_sector) < 0) {
-			fprintf(report, "ERROR: could not get cluster_offset for sector %" PRIu64
-				"\n", sector);
-			return -EPERM;		/* QEMU's VMDK_ERROR: -1 */
-		}
-		if (!grain_sector)
-			return 0;	/* unallocated or zeroed */
-		host = grain_sector * VMDK_SECTOR;
-	}
-	len = bfile_size(e->file);
-	if (len < 0) {
-		fprintf(report, "ERROR: could not get extent file length for sector %" PRIu64 "\n",
-			sector);
-		return (int)len;
-	}
-	if (host >= ((uint64_t)len + VMDK_SECTOR - 1) / VMDK_SECTOR * VMDK_SECTOR) {
-		fprintf(report, "ERROR: cluster offset for sector %" PRIu64 " points after EOF\n",
-			sector);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-/* Sectors from sector to the next one check looks at: one grain (a flat
- * extent: its length), or over an absent grain table as many grains as
- * it spans, which have nothing to check (an empty 2 TiB image takes
- * 64 steps, not 32 million). */
-static uint64_t check_step(const struct vmdk_extent *e, uint64_t sector)
-{
-	uint64_t absent;
-
-	if (e->kind != VMDK_EXT_SPARSE)
-		return e->len / VMDK_SECTOR;
-	absent = vmdk_sparse_absent_span(e, sector * VMDK_SECTOR - e->start);
-	return (absent > e->grain_bytes ? (absent + e->grain_bytes - 1) / e->grain_bytes : 1) *
-	       (e->grain_bytes / VMDK_SECTOR);
-}
-
-/* As qemu-img 7.2: no repair (-r: "does not support checks"); from sector
- * 0, one step per grain (per flat extent), the first bad grain ends the
- * check with a failure, and qemu-img then prints no report. Nothing is
- * counted, so a clean image reports only that no errors were found. */
-static int vmdk_check(struct bdev *bs, enum block_repair fix, struct block_check_result *res,
-		      FILE *report)
-{
-	struct vmdk_state *s = bs->opaque;
-	uint64_t total = bs->size / VMDK_SECTOR;
-
-	if (fix != BLOCK_REPAIR_NONE)
-		return -ENOTSUP;
-	for (uint64_t sector = 0; sector < total;) {
-		struct vmdk_extent *e = find_extent(s, sector * VMDK_SECTOR);
-		int ret = check_sector(e, sector, report);
-
-		if (ret < 0) {
-			res->corruptions++;
-			return ret;
-		}
-		sector += check_step(e, sector);
-	}
-	return 0;
-}
-
-/* qemu-img map's File column: the extent file holding offset. */
-static const char *vmdk_data_filename(struct bdev *bs, uint64_t offset)
-{
-	struct vmdk_state *s = bs->opaque;
-	struct vmdk_extent *e;
-
-	if (!s->nextents || offset >= bs->size)
-		return bs->filename;
-	e = find_extent(s, offset);
-	return e->kind == VMDK_EXT_ZERO ? bs->filename : e->name;
-}
-
-/* qemu's create type: a KDMV image is monolithicSparse whatever its
- * embedded descriptor says, and any compressed extent makes the image
- * streamOptimized. */
-static const char *info_create_type(const struct vmdk_state *s)
-{
-	for (unsigned i = 0; i < s->nextents; i++)
-		if (s->extents[i].kind == VMDK_EXT_SPARSE && s->extents[i].compressed)
-			return "streamOptimized";
-	if (s->monolithic_sparse)
-		return "monolithicSparse";
-	return s->desc.create_type ? s->desc.create_type : "";
-}
-
-/* One element of "extents", with qemu-img 7.2's fields in its order:
- * "compressed" only when true, "cluster-size" only for sparse extents,
- * "format" the descriptor's extent type ("" for a KDMV image). */
-static void info_extent(const struct block_info_writer *w, unsigned i,
-			const struct vmdk_extent *e)
-{
-	char key[64];
-
-	if (e->kind == VMDK_EXT_SPARSE && e->compressed) {
-		snprintf(key, sizeof(key), "extents[%u].compressed", i);
-		w->flag(w->opaque, key, true);
-	}
-	snprintf(key, sizeof(key), "extents[%u].virtual-size", i);
-	w->num(w->opaque, key, e->len);
-	snprintf(key, sizeof(key), "extents[%u].filename", i);
-	w->str(w->opaque, key, e->name);
-	if (e->kind == VMDK_EXT_SPARSE) {
-		snprintf(key, sizeof(key), "extents[%u].cluster-size", i);
-		w->num(w->opaque, key, e->grain_bytes);
-	}
-	snprintf(key, sizeof(key), "extents[%u].format", i);
-	w->str(w->opaque, key, e->type);
-}
-
-/* Format-specific info as qemu-img 7.2's ImageInfoSpecificVmdk. */
-static int vmdk_info(struct bdev *bs, const struct block_info_writer *w)
-{
-	struct vmdk_state *s = bs->opaque;
-
-	if (s->has_desc) {
-		w->num(w->opaque, "cid", s->desc.cid);
-		w->num(w->opaque, "parent-cid", s->desc.parent_cid);
-	}
-	w->str(w->opaque, "create-type", info_create_type(s));
-	w->str(w->opaque, "extents[]", "");
-	for (unsigned i = 0; i < s->nextents; i++)
-		info_extent(w, i, &s->extents[i]);
-	return 0;
-}
-
-/* ---- create ---- */
-
-static uint32_t new_cid(void)
-{
-	uint32_t cid;
-
-	if (getrandom(&cid, sizeof(cid), 0) != sizeof(cid))
-		cid = (uint32_t)time(NULL) ^ (uint32_t)getpid() * 2654435761u;
-	return cid >= 0xfffffffe ? 0x1234567 : cid;
-}
-
-static int write_whole_file(const char *path, const void *data, size_t len, char *err,
-			    size_t errlen)
-{
-	struct bfile *f;
-	int ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
-			     BLOCK_ENGINE_THREADS, &f, err, errlen);
-
-	if (ret < 0)
-		return ret;
-	ret = bfile_pwrite(f, 0, data, len);
-	if (!ret)
-		ret = bfile_flush(f);
-	bfile_close(f);
-	if (ret < 0)
-		snprintf(err, errlen, "%s: write failed: %s", path, strerror(-ret));
-	return ret;
-}
-
-static int create_sparse_file(const char *path, uint64_t sectors, bool compressed,
-			      bool zeroed, const char *desc, char *err, size_t errlen)
-{
-	struct vmdk_sparse_layout l = { sectors, compressed, zeroed, desc };
-	struct bfile *f;
-	int ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
-			     BLOCK_ENGINE_THREADS, &f, err, errlen);
-
-	if (ret < 0)
-		return ret;
-	ret = vmdk_sparse_create(f, &l);
-	if (!ret)
-		ret = bfile_flush(f);
-	bfile_close(f);
-	if (ret < 0)
-		snprintf(err, errlen, "%s: cannot create sparse extent: %s", path, strerror(-ret));
-	return ret;
-}
-
-static int create_flat_file(const char *path, uint64_t bytes, const struct block_create_opts *o,
-			    char *err, size_t errlen)
-{
-	struct bfile *f;
-	int ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
-			     BLOCK_ENGINE_THREADS, &f, err, errlen);
-
-	if (ret < 0)
-		return ret;
-	ret = bfile_truncate(f, bytes);
-	if (!ret && o->prealloc == PREALLOC_FALLOC)
-		ret = bfile_fallocate(f, 0, bytes);
-	if (!ret && o->prealloc == PREALLOC_FULL)
-		ret = bfile_write_zeroes(f, 0, bytes);
-	bfile_close(f);
-	if (ret < 0)
-		snprintf(err, errlen, "%s: cannot create flat extent: %s", path, strerror(-ret));
-	return ret;
-}
-
-struct create_parent {
-	uint32_t cid;			/* 0xffffffff: no parent */
-	const char *hint;
-};
-
-struct create_plan {
-	const char *type;
-	bool flat, split, compressed, embedded;
-	const char *suffix;		/* "-flat", "-s%03u", "-f%03u" */
-};
-
-static const struct create_plan plans[] = {
-	{ "monolithicSparse", false, false, false, true, NULL },
-	{ "streamOptimized", false, false, true, true, NULL },
-	{ "monolithicFlat", true, false, false, false, "-flat" },
-	{ "twoGbMaxExtentSparse", false, true, false, false, "-s%03u" },
-	{ "twoGbMaxExtentFlat", true, true, false, false, "-f%03u" },
-};
-
-/* Directory and base name (without ".vmdk") of path. */
-static int split_path(const char *path, char **dir, char **base)
-{
-	char *a = strdup(path), *b = strdup(path);
-	size_t n;
-
-	if (!a || !b) {
-		free(a);
-		free(b);
-		return -ENOMEM;
-	}
-	*dir = strdup(dirname(a));
-	*base = strdup(basename(b));
-	free(a);
-	free(b);
-	if (!*dir || !*base)
-		return -ENOMEM;
-	n = strlen(*base);
-	if (n > 5 && !strcmp(*base + n - 5, ".vmdk"))
-		(*base)[n - 5] = 0;
-	return 0;
-}
-
-static int create_extents(const char *path, const struct create_plan *p, uint64_t sectors,
-			  const struct block_create_opts *o, bool zeroed,
-			  const struct create_parent *par, char *err, size_t errlen)
-{
-	uint64_t per = p->split ? VMDK_SPLIT_BYTES / VMDK_SECTOR : sectors;
-	uint64_t n = p->split ? (sectors + per - 1) / per : sectors != 0;
-	struct vmdk_desc_extent *ext;
-	char *dir = NULL, *base = NULL, *desc = NULL;
-	int ret;
-
-	if (n > VMDK_MAX_EXTENTS) {
-		snprintf(err, errlen, "%s: size needs more than %u extents", path,
-			 VMDK_MAX_EXTENTS);
-		return -EFBIG;
-	}
-	ext = calloc(n ? n : 1, sizeof(*ext));
-	ret = ext ? split_path(path, &dir, &base) : -ENOMEM;
-	for (uint64_t i = 0; ret == 0 && i < n; i++) {
-		char name[VMDK_MAX_NAME], full[2 * VMDK_MAX_NAME + 2];
-		uint64_t len = sectors - i * per < per ? sectors - i * per : per;
-
-		if (p->split)
-			snprintf(name, sizeof(name), "%s-%c%03u.vmdk", base, p->flat ? 'f' : 's',
-				 (unsigned)(i + 1));
-		else
-			snprintf(name, sizeof(name), "%s-flat.vmdk", base);
-		snprintf(full, sizeof(full), "%s/%s", dir, name);
-		ext[i].sectors = len;
-		snprintf(ext[i].type, sizeof(ext[i].type), "%s", p->flat ? "FLAT" : "SPARSE");
-		ext[i].file = strdup(name);
-		if (!ext[i].file)
-			ret = -ENOMEM;
-		else if (p->flat)
-			ret = create_flat_file(full, len * VMDK_SECTOR, o, err, errlen);
-		else
-			ret = create_sparse_file(full, len, false, zeroed, NULL, err, errlen);
-	}
-	if (ret == 0) {
-		desc = vmdk_desc_render(new_cid(), par->cid, par->hint, p->type, sectors, ext,
-					(unsigned)n);
-		ret = desc ? write_whole_file(path, desc, strlen(desc), err, errlen) : -ENOMEM;
-	}
-	for (uint64_t i = 0; ext && i < n; i++)
-		free(ext[i].file);
-	free(ext);
-	free(desc);
-	free(dir);
-	free(base);
-	return ret;
-}
-
-/* CID (and size, when none was given) of the vmdk backing file; the name
- * is recorded as given, relative to the new image's directory. */
-static int parent_info(const char *path, const struct block_create_opts *o,
-		       const struct create_plan *p, struct create_parent *par,
-		       uint64_t *sectors, char *err, size_t errlen)
-{
-	struct block_open_opts bo = { .format = "vmdk", .read_only = true, .no_backing = true,
-				      .allow_absolute_paths = true };
-	char *dir, *base, *full;
-	struct bdev *b;
-	int ret;
-
-	if (p->flat) {
-		snprintf(err, errlen, "%s: a flat vmdk cannot have a backing file", path);
-		return -EINVAL;
-	}
-	if (o->backing_format && strcmp(o->backing_format, "vmdk")) {
-		snprintf(err, errlen, "%s: backing format must be vmdk, not %s", path,
-			 o->backing_format);
-		return -EINVAL;
-	}
-	if (strchr(o->backing_file, '"') || strlen(o->backing_file) > VMDK_MAX_NAME) {
-		snprintf(err, errlen, "%s: invalid backing file name", path);
-		return -EINVAL;
-	}
-	ret = split_path(path, &dir, &base);
-	if (ret < 0)
-		return ret;
-	if (o->backing_file[0] == '/' || asprintf(&full, "%s/%s", dir, o->backing_file) < 0)
-		full = strdup(o->backing_file);
-	free(dir);
-	free(base);
-	if (!full)
-		return -ENOMEM;
-	ret = bdev_open(full, &bo, &b, err, errlen);
-	free(full);
-	if (ret < 0)
-		return ret;
-	struct vmdk_state *s = b->opaque;
-	par->cid = s->has_desc ? s->desc.cid : 0xfffffffe;
-	par->hint = o->backing_file;
-	if (*sectors == 0)
-		*sectors = bdev_size(b) / VMDK_SECTOR;
-	bdev_close(b);
-	return 0;
-}
-
-int vmdk_create_ex(const char *path, const struct block_create_opts *o,
-		   const struct vmdk_create_params *prm, char *err, size_t errlen)
-{
-	const char *sub = o->subformat ? o->subformat : "monolithicSparse";
-	const struct create_plan *p = NULL;
-	uint64_t sectors = o->size / VMDK_SECTOR + (o->size % VMDK_SECTOR != 0);
-	bool zeroed = prm && prm->zeroed_grain;
-
-	for (unsigned i = 0; i < sizeof(plans) / sizeof(plans[0]); i++)
-		if (!strcmp(sub, plans[i].type))
-			p = &plans[i];
-	if (!p) {
-		snprintf(err, errlen, "%s: unknown vmdk subformat %s", path, sub);
-		return -EINVAL;
-	}
-	struct create_parent par = { 0xffffffff, NULL };
-	if (o->backing_file) {
-		int ret = parent_info(path, o, p, &par, &sectors, err, errlen);
-
-		if (ret < 0)
-			return ret;
-	}
-	if (o->size > VMDK_MAX_CAPACITY * VMDK_SECTOR ||
-	    (!p->flat && !p->split && sectors > 0xffffffffULL)) {
-		snprintf(err, errlen, "%s: size too large for vmdk %s", path, sub);
-		return -EFBIG;
-	}
-	if (p->embedded) {
-		struct vmdk_desc_extent x = { 0, sectors, "SPARSE", NULL, 0 };
-		char *dir, *base, *desc, name[VMDK_MAX_NAME];
-		int ret = split_path(path, &dir, &base);
-
-		if (ret < 0)
-			return ret;
-		snprintf(name, sizeof(name), "%s.vmdk", base);
-		x.file = name;
-		desc = vmdk_desc_render(new_cid(), par.cid, par.hint, p->type, sectors, &x, 1);
-		free(dir);
-		free(base);
-		if (!desc)
-			return -ENOMEM;
-		ret = create_sparse_file(path, sectors, p->compressed, zeroed && !p->compressed,
-					 desc, err, errlen);
-		free(desc);
-		return ret;
-	}
-	return create_extents(path, p, sectors, o, zeroed, &par, err, errlen);
-}
-
-static int64_t file_allocated_size(const struct bfile *f)
-{
-	struct stat st;
-
-	if (fstat(bfile_fd(f), &st) < 0)
-		return -errno;
-	return (int64_t)st.st_blocks * 512;
-}
-
-/* The descriptor (or monolithic file) plus every extent file of its own,
- * as qemu-img sums them for "actual-size". */
-static int64_t vmdk_allocated_size(struct bdev *bs)
-{
-	struct vmdk_state *s = bs->opaque;
-	int64_t total = file_allocated_size(bs->file), n;
-
-	for (unsigned i = 0; i < s->nextents && total >= 0; i++) {
-		const struct vmdk_extent *e = &s->extents[i];
-
-		if (!e->file || e->file == bs->file)
-			continue;
-		n = file_allocated_size(e->file);
-		total = n < 0 ? n : total + n;
-	}
-	return total;
-}
 
 static int vmdk_create(const char *path, const struct block_create_opts *o, char *err,
 		       size_t errlen)

@@ -1,7 +1,8 @@
 /* VMDK (VMware Virtual Disk Format 1.1): shared state of the format driver
- * split over vmdk.c (format ops, open, create), vmdk_sparse.c (hosted sparse
- * extents: header, grain directory/tables, grains, compressed grains) and
- * vmdk_desc.c (the text descriptor: parsing and generation). */
+ * split over vmdk.c (format ops, open, I/O), vmdk_sparse.c (hosted sparse
+ * extents: header, grain directory/tables, grains, compressed grains),
+ * vmdk_desc.c (the text descriptor: parsing and generation), vmdk_info.c
+ * (check, info, allocated size) and vmdk_create.c (create). */
 #ifndef BLOCK_VMDK_H
 #define BLOCK_VMDK_H
 
@@ -130,6 +131,15 @@ struct vmdk_state {
 /* Reads from the backing file are valid only while the parent's CID still
  * equals our parentCID (the parent changes its CID at its first write). */
 int vmdk_backing_check(struct bdev *bs);
+/* The extent holding virtual byte off (off < bs->size). */
+struct vmdk_extent *vmdk_find_extent(struct vmdk_state *s, uint64_t off);
+
+/* Inspection ops (vmdk_info.c). */
+int vmdk_check(struct bdev *bs, enum block_repair fix, struct block_check_result *res,
+	       FILE *report);
+const char *vmdk_data_filename(struct bdev *bs, uint64_t offset);
+int vmdk_info(struct bdev *bs, const struct block_info_writer *w);
+int64_t vmdk_allocated_size(struct bdev *bs);
 
 /* Descriptor (vmdk_desc.c). Parses len bytes (stops at NUL); returns 0 or
  * -EINVAL with err naming file and field. */
@@ -189,7 +199,10 @@ int vmdk_sparse_create(struct bfile *f, const struct vmdk_sparse_layout *l);
 struct vmdk_create_params {
 	bool zeroed_grain;		/* version 2 with the zeroed-grain GTE flag */
 };
+/* Create (vmdk_create.c). */
 int vmdk_create_ex(const char *path, const struct block_create_opts *o,
 		   const struct vmdk_create_params *p, char *err, size_t errlen);
+/* A random CID for a new image or an image's first write. */
+uint32_t vmdk_new_cid(void);
 
 #endif
