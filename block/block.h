@@ -146,4 +146,16 @@ enum block_status {
 int64_t bdev_block_status(struct bdev *bs, uint64_t offset, uint64_t len,
 			  unsigned *status, uint64_t *host_offset);
 
+/* iovec helpers (block/util.c), for formats and front ends alike. */
+size_t iov_size(const struct iovec *iov, int iovcnt);
+/* The part of iov at [off, off+len) as a new iovec array in out (room for
+ * iovcnt entries); returns the number of entries. */
+int iov_slice(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len,
+	      struct iovec *out);
+/* Copy between a flat buffer and an iovec at a byte offset into the iovec. */
+size_t iov_to_buf(const struct iovec *iov, int iovcnt, size_t iov_off, void *buf, size_t len);
+size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t iov_off, const void *buf,
+		    size_t len);
+void iov_memset(const struct iovec *iov, int iovcnt, size_t iov_off, int c, size_t len);
+
 #endif

@@ -1,6 +1,7 @@
 /* Byte-order helpers for on-disk image metadata: load and store 16/32/64-bit
  * big-endian and little-endian values at any (possibly unaligned) byte
- * address. Shared by every image format under block/. */
+ * address. Shared by the image formats under block/ and the device models that
+ * read guest-visible little-endian structures. */
 #ifndef BLOCK_ENDIAN_H
 #define BLOCK_ENDIAN_H
 

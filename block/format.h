@@ -183,11 +183,6 @@ char *block_resolve_relative(const struct bdev *bs, const char *name, bool allow
 			     char *err, size_t errlen);
 /* Read from the backing chain, or zero-fill beyond it / without one. */
 int block_read_backing(struct bdev *bs, uint64_t offset, void *buf, size_t len);
-size_t iov_size(const struct iovec *iov, int iovcnt);
-/* The part of iov at [off, off+len) as a new iovec array in out (room for
- * iovcnt entries); returns the number of entries. */
-int iov_slice(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len,
-	      struct iovec *out);
 /* Read the first len bytes of bs->file into buf after checking the file
  * holds at least min_size bytes; errors name the file and the format. */
 int block_read_header(struct bdev *bs, const char *fmt, void *buf, size_t len,
@@ -196,9 +191,5 @@ int block_read_header(struct bdev *bs, const char *fmt, void *buf, size_t len,
  * resolved next to the new image at path as qemu-img does. */
 int block_backing_size_for_create(const char *path, const struct block_create_opts *o,
 				  uint64_t *size, char *err, size_t errlen);
-/* Copy between a flat buffer and an iovec at a byte offset into the iovec. */
-size_t iov_to_buf(const struct iovec *iov, int iovcnt, size_t iov_off, void *buf, size_t len);
-size_t iov_from_buf(const struct iovec *iov, int iovcnt, size_t iov_off, const void *buf, size_t len);
-void iov_memset(const struct iovec *iov, int iovcnt, size_t iov_off, int c, size_t len);
 
 #endif

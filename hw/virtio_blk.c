@@ -1,35 +1,35 @@
 /* virtio-blk-pci model (virtio block device, type 2), behaving like QEMU
- * 7.2's: request parsing and status values, read/write/flush/GET_ID,
- * discard and write-zeroes (one segment, QEMU's limits), the guest-visible
- * write cache (WCE, CONFIG_WCE; writethrough = a flush after each write),
- * topology and geometry in the config space, several request queues,
- * read-only drives, statistics, and draining for reset and migration.
- * Requests are submitted asynchronously to the block layer, with kicks
- * suppressed while a queue is being served; block threads hand finished
- * ones back through a done list, and they are completed (status byte,
- * used ring, interrupt; one used index update per batch) under the device
- * lock by whoever can take it without waiting: the thread serving a queue,
- * the block thread itself, else the event loop. Block threads never wait
- * for the device lock: a reset holds it while it waits for them. With a
- * polled bdev (io_uring drives) there is no block thread: the event loop
- * reaps completions from the ring's fd (poll_ready) and at each pass;
- * completions handed to a polling driver while others are in flight are
- * followed by a short watch for its answer, kicks still suppressed
- * (virtq_answer_wait in hw/virtq_poll.c). The
- * -drive / -device parsing is in hw/virtio_blk_drive.c. */
+ * 7.2's: this file owns the device's life cycle (init, exit, reset and
+ * draining, migration state), serving its request queues, the statistics
+ * and completion. Requests are submitted asynchronously to the block
+ * layer, with kicks suppressed while a queue is being served; block
+ * threads hand finished ones back through a done list, and they are
+ * completed (status byte, used ring, interrupt; one used index update per
+ * batch) under the device lock by whoever can take it without waiting: the
+ * thread serving a queue, the block thread itself, else the event loop.
+ * Block threads never wait for the device lock: a reset holds it while it
+ * waits for them. With a polled bdev (io_uring drives) there is no block
+ * thread: the event loop reaps completions from the ring's fd (poll_ready)
+ * and at each pass; completions handed to a polling driver while others
+ * are in flight are followed by a short watch for its answer, kicks still
+ * suppressed (virtq_answer_wait in hw/virtq_poll.c). Request parsing and
+ * the read/write/flush/GET_ID/discard/write-zeroes handlers are in
+ * hw/virtio_blk_req.c, properties, features and the config space
+ * (topology, geometry, the guest-visible write cache) in
+ * hw/virtio_blk_conf.c, the -drive / -device parsing in
+ * hw/virtio_blk_drive.c. */
 #include <errno.h>
 #include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "block/block.h"
-#include "hw/virtio_blk.h"
+#include "hw/virtio_blk_int.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
 #include "vmm/vmstate.h"
 
 #define PCI_CLASS_STORAGE_SCSI	0x010000
-#define SEG_MAX_UNADJUSTED	(128 - 2)
 
 /* Notification polling, for requests that finish inside the pass (small
  * I/O to memory-backed images): a pass that took at least POLL_BATCH
@@ -45,199 +45,6 @@
 #define SPIN_NS			10000ull
 #define PASS_BYTES		(8u << 20)	/* data taken per pass over a queue */
 
-/* One request handed to the block layer. */
-struct blk_req {
-	struct virtio_blk *blk;
-	struct blk_req *next;		/* done list */
-	unsigned q;
-	unsigned generation;
-	uint16_t head;
-	uint64_t in_len;		/* the chain's writable bytes (the used length) */
-	uint8_t *status;		/* host address of the status byte */
-	enum virtio_blk_op op;
-	uint64_t offset, bytes;		/* for the statistics */
-	uint64_t start_ns;
-	bool flush_after;		/* writethrough: flush before completing */
-	bool flushed_after;		/* ... and that flush was issued */
-	int ret;
-	int niov;
-	struct iovec iov[];		/* data segments */
-};
-
-/* --- small helpers -------------------------------------------------------- */
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = v;
-	p[1] = v >> 8;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = v >> (8 * i);
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = v >> (8 * i);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	return get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
-static bool is_pow2(uint32_t v)
-{
-	return v && !(v & (v - 1));
-}
-
-/* Copy the [skip, skip+len) bytes of iov[0..n) as segments into dst (room
- * for n); returns the segment count. */
-static int iov_slice(const struct iovec *iov, unsigned n, uint64_t skip, uint64_t len,
-		     struct iovec *dst)
-{
-	int out = 0;
-
-	for (unsigned i = 0; i < n && len; i++) {
-		uint64_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l -= skip;
-		if (l > len)
-			l = len;
-		dst[out].iov_base = (uint8_t *)iov[i].iov_base + skip;
-		dst[out].iov_len = l;
-		out++;
-		len -= l;
-		skip = 0;
-	}
-	return out;
-}
-
-/* Gather len bytes at skip of the vector into buf; returns bytes copied. */
-static uint64_t iov_to_buf(const struct iovec *iov, unsigned n, uint64_t skip, void *buf,
-			   uint64_t len)
-{
-	uint64_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		uint64_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l -= skip;
-		if (l > len - done)
-			l = len - done;
-		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, l);
-		done += l;
-		skip = 0;
-	}
-	return done;
-}
-
-static void buf_to_iov(const struct iovec *iov, unsigned n, const void *src, uint64_t len)
-{
-	uint64_t done = 0;
-
-	for (unsigned i = 0; i < n && done < len; i++) {
-		uint64_t l = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
-
-		memcpy(iov[i].iov_base, (const uint8_t *)src + done, l);
-		done += l;
-	}
-}
-
-/* --- configuration space ------------------------------------------------ */
-
-static unsigned physical_block_exp(const struct virtio_blk_conf *c)
-{
-	uint32_t logical = c->logical_block_size > 512 ? c->logical_block_size : 512;
-	unsigned exp = 0;
-
-	for (uint32_t size = c->physical_block_size; size > logical; size >>= 1)
-		exp++;
-	return exp;
-}
-
-/* The whole config space from the device state (QEMU's get_config). */
-static void refresh_config(struct virtio_blk *blk)
-{
-	const struct virtio_blk_conf *c = &blk->conf;
-	uint8_t *cfg = blk->vp.config;
-	uint32_t lbs = c->logical_block_size;
-	uint32_t gran = c->discard_granularity == UINT32_MAX ? lbs : c->discard_granularity;
-
-	memset(cfg, 0, VIRTIO_BLK_CFG_SIZE);
-	put_le64(cfg + VIRTIO_BLK_CFG_CAPACITY, blk->capacity);
-	put_le32(cfg + VIRTIO_BLK_CFG_SIZE_MAX, c->size_max);
-	put_le32(cfg + VIRTIO_BLK_CFG_SEG_MAX,
-		 c->seg_max_adjust ? c->queue_size - 2u : SEG_MAX_UNADJUSTED);
-	put_le16(cfg + VIRTIO_BLK_CFG_CYLINDERS, blk->cyls);
-	cfg[VIRTIO_BLK_CFG_HEADS] = blk->heads;
-	cfg[VIRTIO_BLK_CFG_SECTORS] = blk->secs;
-	put_le32(cfg + VIRTIO_BLK_CFG_BLK_SIZE, lbs);
-	cfg[VIRTIO_BLK_CFG_PHYS_BLOCK_EXP] = physical_block_exp(c);
-	put_le16(cfg + VIRTIO_BLK_CFG_MIN_IO_SIZE, c->min_io_size / lbs);
-	put_le32(cfg + VIRTIO_BLK_CFG_OPT_IO_SIZE, c->opt_io_size / lbs);
-	cfg[VIRTIO_BLK_CFG_WCE] = blk->st.wce;
-	put_le16(cfg + VIRTIO_BLK_CFG_NUM_QUEUES, c->num_queues);
-	if (c->discard) {
-		put_le32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SECTORS, c->max_discard_sectors);
-		put_le32(cfg + VIRTIO_BLK_CFG_MAX_DISCARD_SEG, 1);
-		put_le32(cfg + VIRTIO_BLK_CFG_DISCARD_ALIGNMENT, gran / BDRV_SECTOR_SIZE);
-	}
-	if (c->write_zeroes) {
-		put_le32(cfg + VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SECTORS,
-			 c->max_write_zeroes_sectors);
-		put_le32(cfg + VIRTIO_BLK_CFG_MAX_WRITE_ZEROES_SEG, 1);
-		cfg[VIRTIO_BLK_CFG_WRITE_ZEROES_MAY_UNMAP] = 1;
-	}
-}
-
-/* The driver wrote config bytes: as QEMU, only the wce byte matters (any
- * write sets the cache from it); everything else reads back unchanged. */
-static void blk_config_write(struct virtio_pci *vp, unsigned off, unsigned size)
-{
-	struct virtio_blk *blk = vp->opaque;
-
-	(void)off;
-	(void)size;
-	blk->st.wce = vp->config[VIRTIO_BLK_CFG_WCE] != 0;
-	refresh_config(blk);
-}
-
-static bool guest_has(const struct virtio_blk *blk, unsigned bit)
-{
-	return blk->vp.guest_features & (1ull << bit);
-}
-
-/* At DRIVER_OK a driver without CONFIG_WCE gets the cache it negotiated
- * (QEMU's set_status): writeback only if it can flush. The transport calls
- * us on every queue right after DRIVER_OK is set. */
-static void apply_driver_ok(struct virtio_blk *blk)
-{
-	if (blk->st.driver_ok_seen || !(blk->vp.status & VIRTIO_STATUS_DRIVER_OK))
-		return;
-	blk->st.driver_ok_seen = true;
-	if (!guest_has(blk, VIRTIO_BLK_F_CONFIG_WCE)) {
-		blk->st.wce = guest_has(blk, VIRTIO_BLK_F_WCE);
-		refresh_config(blk);
-	}
-}
-
 /* --- statistics ----------------------------------------------------------- */
 
 unsigned virtio_blk_lat_bucket(uint64_t ns)
@@ -249,7 +56,7 @@ unsigned virtio_blk_lat_bucket(uint64_t ns)
 	return b;
 }
 
-static void account_done(struct virtio_blk *blk, const struct blk_req *r, bool ok)
+void virtio_blk_account_done(struct virtio_blk *blk, const struct blk_req *r, bool ok)
 {
 	struct virtio_blk_op_stats *s = &blk->stats.op[r->op];
 	uint64_t now = clock_ns(), lat = now > r->start_ns ? now - r->start_ns : 0;
@@ -271,7 +78,7 @@ static void account_done(struct virtio_blk *blk, const struct blk_req *r, bool o
 	blk->stats.last_access_ns = now;
 }
 
-static void account_invalid(struct virtio_blk *blk, enum virtio_blk_op op)
+void virtio_blk_account_invalid(struct virtio_blk *blk, enum virtio_blk_op op)
 {
 	blk->stats.op[op].invalid++;
 }
@@ -288,8 +95,8 @@ void virtio_blk_get_stats(struct virtio_blk *blk, struct virtio_blk_stats *out)
 
 /* Status byte and used entry of a request finished at once (device lock
  * held); the interrupt is sent by the caller once per batch. */
-static void push_status(struct virtio_blk *blk, unsigned q, uint16_t head, uint64_t in_len,
-			uint8_t *status, uint8_t st, unsigned *notify)
+void virtio_blk_push_status(struct virtio_blk *blk, unsigned q, uint16_t head, uint64_t in_len,
+			    uint8_t *status, uint8_t st, unsigned *notify)
 {
 	struct virtq_elem *e = blk->done_elem;
 
@@ -318,7 +125,7 @@ static bool finish_req(struct virtio_blk *blk, struct blk_req *r)
 {
 	if (r->generation != blk->generation)
 		return false;	/* the device was reset meanwhile */
-	account_done(blk, r, r->ret >= 0);
+	virtio_blk_account_done(blk, r, r->ret >= 0);
 	if (r->flushed_after)
 		blk->stats.writethrough_flushes++;
 	if (blk->vp.broken)
@@ -327,10 +134,11 @@ static bool finish_req(struct virtio_blk *blk, struct blk_req *r)
 	return true;
 }
 
-static void complete_req(struct virtio_blk *blk, struct blk_req *r, unsigned *notify)
+void virtio_blk_complete_req(struct virtio_blk *blk, struct blk_req *r, unsigned *notify)
 {
 	if (finish_req(blk, r))
-		push_status(blk, r->q, r->head, r->in_len, r->status, *r->status, notify);
+		virtio_blk_push_status(blk, r->q, r->head, r->in_len, r->status, *r->status,
+				       notify);
 }
 
 static struct blk_req *take_done(struct virtio_blk *blk)
@@ -542,50 +350,9 @@ void virtio_blk_drain(struct virtio_blk *blk)
 	virtio_pci_unlock(&blk->vp);
 }
 
-/* --- request dispatch ----------------------------------------------------- */
+/* --- submission ----------------------------------------------------------- */
 
-struct req_ctx {
-	unsigned q;
-	const struct virtq_elem *e;
-	uint8_t *status;
-	uint64_t start_ns;
-	unsigned *notify;
-};
-
-static struct blk_req *new_req(struct virtio_blk *blk, const struct req_ctx *c,
-			       enum virtio_blk_op op, unsigned niov)
-{
-	struct blk_req *r = calloc(1, sizeof(*r) + niov * sizeof(struct iovec));
-
-	if (!r)
-		return NULL;
-	r->blk = blk;
-	r->q = c->q;
-	r->generation = blk->generation;
-	r->head = c->e->head;
-	r->in_len = c->e->in_len;
-	r->status = c->status;
-	r->op = op;
-	r->start_ns = c->start_ns;
-	return r;
-}
-
-static void finish_now(struct virtio_blk *blk, const struct req_ctx *c, uint8_t st)
-{
-	push_status(blk, c->q, c->e->head, c->e->in_len, c->status, st, c->notify);
-}
-
-/* Account and complete a request that failed without reaching the block
- * layer the way QEMU's would fail in it (read-only). */
-static void fail_now(struct virtio_blk *blk, const struct req_ctx *c, enum virtio_blk_op op)
-{
-	struct blk_req r = { .op = op, .start_ns = c->start_ns };
-
-	account_done(blk, &r, false);
-	finish_now(blk, c, VIRTIO_BLK_S_IOERR);
-}
-
-static void submit(struct virtio_blk *blk, struct blk_req *r, bool may_unmap)
+void virtio_blk_submit(struct virtio_blk *blk, struct blk_req *r, bool may_unmap)
 {
 	pthread_mutex_lock(&blk->done_lock);
 	blk->io_inflight++;
@@ -612,226 +379,7 @@ static void submit(struct virtio_blk *blk, struct blk_req *r, bool may_unmap)
 	/* an immediate error has already gone through req_done */
 }
 
-/* QEMU's virtio_blk_sect_range_ok. */
-static bool sect_range_ok(const struct virtio_blk *blk, uint64_t sector, uint64_t size)
-{
-	uint64_t nb = size / BDRV_SECTOR_SIZE;
-
-	return nb <= VIRTIO_BLK_REQUEST_MAX_SECTORS && !(sector & blk->sector_mask) &&
-	       size % blk->conf.logical_block_size == 0 && sector <= blk->capacity &&
-	       nb <= blk->capacity - sector;
-}
-
-static void handle_rw(struct virtio_blk *blk, const struct req_ctx *c, bool write,
-		      uint64_t sector)
-{
-	const struct virtq_elem *e = c->e;
-	enum virtio_blk_op op = write ? VIRTIO_BLK_OP_WRITE : VIRTIO_BLK_OP_READ;
-	uint64_t size = write ? e->out_len - VIRTIO_BLK_HDR_SIZE : e->in_len - 1;
-	struct blk_req *r;
-
-	if (!sect_range_ok(blk, sector, size)) {
-		log_guest(LOG_GUEST_ERRORS, "virtio-blk: %s of %llu bytes at sector %llu beyond "
-			  "capacity %llu or unaligned", write ? "write" : "read",
-			  (unsigned long long)size, (unsigned long long)sector,
-			  (unsigned long long)blk->capacity);
-		account_invalid(blk, op);
-		finish_now(blk, c, VIRTIO_BLK_S_IOERR);
-		return;
-	}
-	if (write && blk->read_only) {
-		fail_now(blk, c, op);
-		return;
-	}
-	r = new_req(blk, c, op, write ? e->n_out : e->n_in);
-	if (!r) {
-		fail_now(blk, c, op);
-		return;
-	}
-	r->offset = sector * BDRV_SECTOR_SIZE;
-	r->bytes = size;
-	if (write) {
-		r->niov = iov_slice(e->iov, e->n_out, VIRTIO_BLK_HDR_SIZE, size, r->iov);
-		r->flush_after = !blk->st.wce;
-	} else {
-		r->niov = iov_slice(e->iov + e->n_out, e->n_in, 0, size, r->iov);
-	}
-	submit(blk, r, false);
-}
-
-static void handle_flush(struct virtio_blk *blk, const struct req_ctx *c)
-{
-	struct blk_req *r = new_req(blk, c, VIRTIO_BLK_OP_FLUSH, 0);
-
-	if (!r) {
-		fail_now(blk, c, VIRTIO_BLK_OP_FLUSH);
-		return;
-	}
-	submit(blk, r, false);
-}
-
-static void handle_get_id(struct virtio_blk *blk, const struct req_ctx *c)
-{
-	const struct virtq_elem *e = c->e;
-	struct iovec part[VIRTIO_BLK_ID_BYTES + 1];
-	uint64_t size = strlen(blk->serial) + 1;
-	int n;
-
-	/* NUL-terminated only when shorter than the 20 bytes (QEMU) */
-	if (size > e->in_len - 1)
-		size = e->in_len - 1;
-	if (size > VIRTIO_BLK_ID_BYTES)
-		size = VIRTIO_BLK_ID_BYTES;
-	n = iov_slice(e->iov + e->n_out, e->n_in, 0, size, part);
-	buf_to_iov(part, n, blk->serial, size);
-	finish_now(blk, c, VIRTIO_BLK_S_OK);
-}
-
-/* Legacy SCSI passthrough is never offered: QEMU's scsi=off answers. */
-static void handle_scsi(struct virtio_blk *blk, const struct req_ctx *c)
-{
-	const struct virtq_elem *e = c->e;
-	const struct iovec *inhdr;
-	uint8_t errors[4] = { 255, 0, 0, 0 };
-
-	if (e->n_out < 2 || e->n_in < 3) {
-		finish_now(blk, c, VIRTIO_BLK_S_IOERR);
-		return;
-	}
-	inhdr = &e->iov[e->n_out + e->n_in - 2];	/* virtio_scsi_inhdr.errors */
-	memcpy(inhdr->iov_base, errors, inhdr->iov_len < 4 ? inhdr->iov_len : 4);
-	finish_now(blk, c, VIRTIO_BLK_S_UNSUPP);
-}
-
-/* Status for a discard/write-zeroes segment that cannot go to the block
- * layer, or -1 when it can. */
-static int check_dwz(struct virtio_blk *blk, bool wz, uint64_t sector, uint32_t num,
-		     uint32_t flags)
-{
-	uint32_t max = wz ? blk->conf.max_write_zeroes_sectors : blk->conf.max_discard_sectors;
-
-	if (num > max || !sect_range_ok(blk, sector, (uint64_t)num * BDRV_SECTOR_SIZE)) {
-		log_guest(LOG_GUEST_ERRORS, "virtio-blk: %s of %u sectors at %llu beyond "
-			  "capacity %llu, the limit %u or unaligned", wz ? "write-zeroes" :
-			  "discard", num, (unsigned long long)sector,
-			  (unsigned long long)blk->capacity, max);
-		if (wz)
-			account_invalid(blk, VIRTIO_BLK_OP_WRITE_ZEROES);
-		return VIRTIO_BLK_S_IOERR;
-	}
-	if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) {
-		if (wz)
-			account_invalid(blk, VIRTIO_BLK_OP_WRITE_ZEROES);
-		return VIRTIO_BLK_S_UNSUPP;
-	}
-	if (!wz && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
-		return VIRTIO_BLK_S_UNSUPP;	/* the spec forbids unmap on discard */
-	return -1;
-}
-
-/* Discard and write-zeroes: exactly one 16-byte segment, as QEMU offers
- * (max_*_seg = 1). Returns false when the device had to stop. */
-static bool handle_dwz(struct virtio_blk *blk, const struct req_ctx *c, uint32_t type)
-{
-	const struct virtq_elem *e = c->e;
-	bool wz = (type & ~VIRTIO_BLK_T_BARRIER) == VIRTIO_BLK_T_WRITE_ZEROES;
-	enum virtio_blk_op op = wz ? VIRTIO_BLK_OP_WRITE_ZEROES : VIRTIO_BLK_OP_DISCARD;
-	uint64_t seg_len = e->out_len - VIRTIO_BLK_HDR_SIZE, sector;
-	uint8_t seg[VIRTIO_BLK_DWZ_SIZE];
-	uint32_t num, flags;
-	struct blk_req *r;
-	int st;
-
-	if (!(type & VIRTIO_BLK_T_OUT) || seg_len > VIRTIO_BLK_DWZ_SIZE ||
-	    !(wz ? blk->conf.write_zeroes : blk->conf.discard)) {
-		finish_now(blk, c, VIRTIO_BLK_S_UNSUPP);
-		return true;
-	}
-	if (seg_len < VIRTIO_BLK_DWZ_SIZE) {
-		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: discard/write_zeroes header "
-					   "too short");
-		return false;
-	}
-	iov_to_buf(e->iov, e->n_out, VIRTIO_BLK_HDR_SIZE, seg, sizeof(seg));
-	sector = get_le64(seg);
-	num = get_le32(seg + 8);
-	flags = get_le32(seg + 12);
-	st = check_dwz(blk, wz, sector, num, flags);
-	if (st >= 0) {
-		finish_now(blk, c, st);
-		return true;
-	}
-	if (blk->read_only && (wz || blk->conf.discard_unmap)) {
-		fail_now(blk, c, op);	/* the block layer refuses: EPERM in QEMU */
-		return true;
-	}
-	r = new_req(blk, c, op, 0);
-	if (!r) {
-		fail_now(blk, c, op);
-		return true;
-	}
-	r->offset = sector * BDRV_SECTOR_SIZE;
-	r->bytes = (uint64_t)num * BDRV_SECTOR_SIZE;
-	if (!wz && !blk->conf.discard_unmap) {
-		/* discard=ignore: QEMU's block layer succeeds without touching the image */
-		r->ret = 0;
-		complete_req(blk, r, c->notify);
-		free(r);
-		return true;
-	}
-	r->flush_after = wz && !blk->st.wce;
-	submit(blk, r, wz && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) &&
-		       blk->conf.discard_unmap);
-	return true;
-}
-
-/* Handle one popped chain; false when the device had to stop. */
-static bool handle_request(struct virtio_blk *blk, unsigned q, const struct virtq_elem *e,
-			   unsigned *notify)
-{
-	struct req_ctx c = { .q = q, .e = e, .notify = notify };
-	const struct iovec *last;
-	uint8_t hdr[VIRTIO_BLK_HDR_SIZE];
-	uint32_t type;
-
-	if (e->n_out < 1 || e->n_in < 1) {
-		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: missing headers");
-		return false;
-	}
-	if (e->out_len < VIRTIO_BLK_HDR_SIZE) {
-		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: request outhdr too short");
-		return false;
-	}
-	last = &e->iov[e->n_out + e->n_in - 1];
-	if (last->iov_len < 1) {
-		virtio_pci_set_needs_reset(&blk->vp, "virtio-blk: request inhdr too short");
-		return false;
-	}
-	c.status = (uint8_t *)last->iov_base + last->iov_len - 1;
-	c.start_ns = clock_ns();
-	iov_to_buf(e->iov, e->n_out, 0, hdr, sizeof(hdr));
-	type = get_le32(hdr);
-	switch (type & ~(VIRTIO_BLK_T_OUT | VIRTIO_BLK_T_BARRIER)) {
-	case VIRTIO_BLK_T_IN:
-		handle_rw(blk, &c, type & VIRTIO_BLK_T_OUT, get_le64(hdr + 8));
-		return true;
-	case VIRTIO_BLK_T_FLUSH:
-		handle_flush(blk, &c);
-		return true;
-	case VIRTIO_BLK_T_SCSI_CMD:
-		handle_scsi(blk, &c);
-		return true;
-	case VIRTIO_BLK_T_GET_ID:
-		handle_get_id(blk, &c);
-		return true;
-	case VIRTIO_BLK_T_DISCARD & ~VIRTIO_BLK_T_OUT:
-	case VIRTIO_BLK_T_WRITE_ZEROES & ~VIRTIO_BLK_T_OUT:
-		return handle_dwz(blk, &c, type);
-	default:
-		finish_now(blk, &c, VIRTIO_BLK_S_UNSUPP);
-		return true;
-	}
-}
+/* --- serving the queues --------------------------------------------------- */
 
 /* Polled bdev (device lock held): start what was submitted and run the
  * callbacks of what finished; callbacks may submit again (writethrough
@@ -912,7 +460,7 @@ static int process_ring(struct virtio_blk *blk, struct virtq *vq, unsigned q,
 	while (!pass_full(pass, vq) && (r = virtq_pop(vq, vp->elem)) == 1) {
 		pass->popped++;
 		pass->bytes += vp->elem->out_len + vp->elem->in_len;
-		if (!handle_request(blk, q, vp->elem, notify))
+		if (!virtio_blk_handle_request(blk, q, vp->elem, notify))
 			break;
 	}
 	return r;
@@ -947,7 +495,7 @@ static void process_queue(struct virtio_blk *blk, unsigned q, bool polled)
 	bool fast;
 	int r;
 
-	apply_driver_ok(blk);
+	virtio_blk_apply_driver_ok(blk);
 	begin_processing(blk);
 	for (;;) {
 		unsigned before = pass.popped;
@@ -1046,7 +594,7 @@ static void virtio_blk_reset(struct virtio_pci *vp)
 	}
 	blk->st.wce = blk->original_wce;
 	blk->st.driver_ok_seen = false;
-	refresh_config(blk);
+	virtio_blk_refresh_config(blk);
 }
 
 /* --- setup ---------------------------------------------------------------- */
@@ -1110,165 +658,6 @@ void virtio_blk_exit(struct virtio_blk *blk)
 	blk->done_elem = NULL;
 }
 
-void virtio_blk_conf_init(struct virtio_blk_conf *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->num_queues = 1;
-	c->queue_size = VIRTIO_BLK_QUEUE_SIZE;
-	c->seg_max_adjust = true;
-	c->config_wce = true;
-	c->discard = true;
-	c->write_zeroes = true;
-	c->writeback = true;
-	c->logical_block_size = BDRV_SECTOR_SIZE;
-	c->physical_block_size = BDRV_SECTOR_SIZE;
-	c->discard_granularity = UINT32_MAX;
-	c->max_discard_sectors = VIRTIO_BLK_REQUEST_MAX_SECTORS;
-	c->max_write_zeroes_sectors = VIRTIO_BLK_REQUEST_MAX_SECTORS;
-}
-
-static bool valid_block_size(uint32_t v)
-{
-	return is_pow2(v) && v >= VIRTIO_BLK_MIN_BLOCK_SIZE && v <= VIRTIO_BLK_MAX_BLOCK_SIZE;
-}
-
-static int check_sizes(const struct virtio_blk_conf *c, char *err, size_t errlen)
-{
-	uint32_t lbs = c->logical_block_size;
-
-	if (!valid_block_size(lbs) || !valid_block_size(c->physical_block_size)) {
-		snprintf(err, errlen, "block sizes must be powers of two from 512 to 2M");
-		return -EINVAL;
-	}
-	if (lbs > c->physical_block_size) {
-		snprintf(err, errlen, "logical_block_size > physical_block_size not supported");
-		return -EINVAL;
-	}
-	if (c->min_io_size % lbs) {
-		snprintf(err, errlen, "min_io_size must be a multiple of logical_block_size");
-		return -EINVAL;
-	}
-	if (c->min_io_size / lbs > UINT16_MAX) {
-		snprintf(err, errlen, "min_io_size must not exceed %u logical blocks", UINT16_MAX);
-		return -EINVAL;
-	}
-	if (c->opt_io_size % lbs) {
-		snprintf(err, errlen, "opt_io_size must be a multiple of logical_block_size");
-		return -EINVAL;
-	}
-	if (c->discard_granularity != UINT32_MAX && c->discard_granularity % lbs) {
-		snprintf(err, errlen, "discard_granularity must be a multiple of "
-			 "logical_block_size");
-		return -EINVAL;
-	}
-	return 0;
-}
-
-int virtio_blk_conf_check(const struct virtio_blk_conf *c, char *err, size_t errlen)
-{
-	if (!c->num_queues) {
-		snprintf(err, errlen, "num-queues property must be larger than 0");
-		return -EINVAL;
-	}
-	if (c->num_queues > VIRTIO_BLK_MAX_NUM_QUEUES) {
-		snprintf(err, errlen, "num-queues property must be at most %d",
-			 VIRTIO_BLK_MAX_NUM_QUEUES);
-		return -EINVAL;
-	}
-	if (c->queue_size <= 2) {
-		snprintf(err, errlen, "invalid queue-size property (%u), must be > 2",
-			 c->queue_size);
-		return -EINVAL;
-	}
-	if (!is_pow2(c->queue_size) || c->queue_size > VIRTQ_MAX_SIZE) {
-		snprintf(err, errlen, "invalid queue-size property (%u), must be a power of 2 "
-			 "(max %d)", c->queue_size, VIRTQ_MAX_SIZE);
-		return -EINVAL;
-	}
-	if (c->size_max && c->size_max < VIRTIO_BLK_MIN_SIZE_MAX) {
-		snprintf(err, errlen, "invalid size-max property (%u), must be 0 (not offered) "
-			 "or at least %d", c->size_max, VIRTIO_BLK_MIN_SIZE_MAX);
-		return -EINVAL;
-	}
-	if (c->discard && (!c->max_discard_sectors ||
-			   c->max_discard_sectors > VIRTIO_BLK_REQUEST_MAX_SECTORS)) {
-		snprintf(err, errlen, "invalid max-discard-sectors property (%u), must be "
-			 "between 1 and %d", c->max_discard_sectors,
-			 VIRTIO_BLK_REQUEST_MAX_SECTORS);
-		return -EINVAL;
-	}
-	if (c->write_zeroes && (!c->max_write_zeroes_sectors ||
-				c->max_write_zeroes_sectors > VIRTIO_BLK_REQUEST_MAX_SECTORS)) {
-		snprintf(err, errlen, "invalid max-write-zeroes-sectors property (%u), must be "
-			 "between 1 and %d", c->max_write_zeroes_sectors,
-			 VIRTIO_BLK_REQUEST_MAX_SECTORS);
-		return -EINVAL;
-	}
-	return check_sizes(c, err, errlen);
-}
-
-/* QEMU's CHS guess: from an MBR partition's end (heads <= 16), else
- * 16 heads, 63 sectors and as many cylinders as fit (2..16383). */
-static void guess_geometry(struct virtio_blk *blk)
-{
-	uint8_t mbr[BDRV_SECTOR_SIZE];
-	uint64_t nb = blk->capacity, cyls;
-
-	if (nb >= 1 && bdev_pread(blk->bs, 0, mbr, sizeof(mbr)) == 0 &&
-	    mbr[510] == 0x55 && mbr[511] == 0xaa) {
-		for (int i = 0; i < 4; i++) {
-			const uint8_t *p = mbr + 0x1be + 16 * i;
-			unsigned heads = p[5] + 1, secs = p[6] & 63;
-
-			if (!get_le32(p + 12) || !p[5] || !secs)
-				continue;
-			cyls = nb / (heads * secs);
-			if (cyls < 1 || cyls > 16383)
-				continue;
-			if (heads > 16)
-				break;	/* an LBA-translated layout: use the default */
-			blk->cyls = cyls;
-			blk->heads = heads;
-			blk->secs = secs;
-			return;
-		}
-	}
-	cyls = nb / (16 * 63);
-	blk->cyls = cyls > 16383 ? 16383 : cyls < 2 ? 2 : cyls;
-	blk->heads = 16;
-	blk->secs = 63;
-}
-
-static uint64_t offered_features(const struct virtio_blk *blk)
-{
-	const struct virtio_blk_conf *c = &blk->conf;
-	uint64_t f = 1ull << VIRTIO_BLK_F_SEG_MAX | 1ull << VIRTIO_BLK_F_GEOMETRY |
-		     1ull << VIRTIO_BLK_F_TOPOLOGY | 1ull << VIRTIO_BLK_F_BLK_SIZE;
-
-	if (c->config_wce)
-		f |= 1ull << VIRTIO_BLK_F_CONFIG_WCE;
-	if (c->size_max)
-		f |= 1ull << VIRTIO_BLK_F_SIZE_MAX;
-	if (c->discard)
-		f |= 1ull << VIRTIO_BLK_F_DISCARD;
-	if (c->write_zeroes)
-		f |= 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
-	if (blk->original_wce || c->config_wce)	/* x-enable-wce-if-config-wce */
-		f |= 1ull << VIRTIO_BLK_F_WCE;
-	if (blk->read_only)
-		f |= 1ull << VIRTIO_BLK_F_RO;
-	if (c->num_queues > 1)
-		f |= 1ull << VIRTIO_BLK_F_MQ;
-	return f;
-}
-
-static unsigned config_size(const struct virtio_blk_conf *c)
-{
-	if (c->write_zeroes)
-		return VIRTIO_BLK_CFG_SIZE_WRITE_ZEROES;
-	return c->discard ? VIRTIO_BLK_CFG_SIZE_DISCARD : VIRTIO_BLK_CFG_SIZE_BASE;
-}
-
 static void init_ops(struct virtio_blk *blk)
 {
 	struct virtio_dev_ops *o = &blk->ops;
@@ -1278,12 +667,12 @@ static void init_ops(struct virtio_blk *blk)
 	o->device_type = VIRTIO_ID_BLOCK;
 	o->transitional_id = VIRTIO_BLK_PCI_ID;
 	o->class_code = PCI_CLASS_STORAGE_SCSI;
-	o->features = offered_features(blk);
+	o->features = virtio_blk_offered_features(blk);
 	o->num_queues = blk->conf.num_queues;
 	o->queue_size = blk->conf.queue_size;
-	o->config_size = config_size(&blk->conf);
+	o->config_size = virtio_blk_config_size(&blk->conf);
 	o->queue_notify = virtio_blk_process;
-	o->config_write = blk_config_write;
+	o->config_write = virtio_blk_config_write;
 	o->reset = virtio_blk_reset;
 }
 
@@ -1316,7 +705,7 @@ int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio
 	blk->st.wce = blk->original_wce = conf->writeback;
 	blk->st.num_queues = blk->st.local_num_queues = conf->num_queues;
 	blk->st.queue_size = blk->st.local_queue_size = conf->queue_size;
-	guess_geometry(blk);
+	virtio_blk_guess_geometry(blk);
 	init_ops(blk);
 	pthread_mutex_init(&blk->done_lock, NULL);
 	pthread_cond_init(&blk->idle_cond, NULL);
@@ -1350,7 +739,7 @@ int virtio_blk_init(struct virtio_blk *blk, struct bdev *bs, const struct virtio
 		blk->done_elem = NULL;
 		return r;
 	}
-	refresh_config(blk);
+	virtio_blk_refresh_config(blk);
 	return 0;
 }
 

@@ -3,7 +3,7 @@
  * "-device virtio-blk-pci,drive=ID[,...properties][,bootindex=N]" and
  * "-drive ...,if=virtio" creation, the boot order entries, and the
  * DEVICE_INIT that puts the devices on the VM. The model itself is
- * hw/virtio_blk.c. */
+ * hw/virtio_blk.c (with hw/virtio_blk_req.c and hw/virtio_blk_conf.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
