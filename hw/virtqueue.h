@@ -151,7 +151,9 @@ void virtq_disable_notify(struct virtq *vq);
  * had, so a driver answering completions would kick once more; with this
  * it does not kick at all until notifications are enabled again. */
 void virtq_suppress_kicks(struct virtq *vq);
-uint16_t virtq_enable_notify(struct virtq *vq);	/* returns the avail idx seen */
+/* Ask for kicks again. Returns the avail idx read before the store that
+ * asks: to know nothing came meanwhile, recheck with virtq_has_work. */
+uint16_t virtq_enable_notify(struct virtq *vq);
 /* The ring wrap arithmetic of the spec: should an event fire when the
  * index moved from old to new_idx, given the other side's event index? */
 static inline bool virtq_need_event(uint16_t event, uint16_t new_idx, uint16_t old)
