@@ -107,6 +107,11 @@ static inline int block_engine_submit(struct block_engine *e, int fd, enum engin
  *    one by one). */
 #define BLOCK_ENGINE_BIND_THREAD	1u
 #define BLOCK_ENGINE_SUBMIT_AT_ONCE	2u
+/*  - BLOCK_ENGINE_PAGE_CACHE (buffered files with a device behind them):
+ *    the threads engine reads what the page cache holds on the polling
+ *    thread (preadv2 RWF_NOWAIT) and hands only the rest to the pool, so a
+ *    cached 4 KiB read costs no thread hop at any depth. */
+#define BLOCK_ENGINE_PAGE_CACHE		4u
 
 /* Where the previous request of a polled engine ended: with
  * BLOCK_ENGINE_SUBMIT_AT_ONCE a request that continues it waits for the
@@ -150,7 +155,8 @@ const char *block_engine_name(const struct block_engine *e);
 
 /* Constructors of each engine (shared or polled); NULL with err set when
  * unavailable. */
-struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen);
+struct block_engine *engine_threads_create(bool polled, unsigned flags, char *err,
+					   size_t errlen);
 struct block_engine *engine_aio_create(bool polled, unsigned flags, char *err, size_t errlen);
 struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,
 					 size_t errlen);

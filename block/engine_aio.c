@@ -397,7 +397,7 @@ struct block_engine *engine_aio_create(bool polled, unsigned flags, char *err, s
 		free(ae);
 		return NULL;
 	}
-	ae->fallback = engine_threads_create(false, err, errlen);
+	ae->fallback = engine_threads_create(false, 0, err, errlen);
 	pthread_mutex_init(&ae->lock, NULL);
 	pthread_cond_init(&ae->changed, NULL);
 	if (!ae->fallback || pthread_create(&ae->reaper, NULL, aio_reaper, ae) != 0) {

@@ -3,15 +3,19 @@
  * Also block_engine_create(), which picks an engine and falls back.
  * A polled threads engine keeps submitted requests until threads_poll,
  * which hands them to the pool, except that an owner about to wait runs
- * one itself instead (a depth-1 request then costs no thread hop); pool
- * threads queue finished requests on the ready list, waking the owner if
- * it waits, and the callbacks run in threads_poll on the owner's thread. */
+ * one itself instead (a depth-1 request then costs no thread hop) and, on
+ * a buffered file (BLOCK_ENGINE_PAGE_CACHE), reads what the page cache
+ * holds itself; pool threads queue finished requests on the ready list,
+ * waking the owner if it waits, and the callbacks run in threads_poll on
+ * the owner's thread. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#include "block/block.h"
 #include "block/engine.h"
 
 /* ---- worker pool ---- */
@@ -170,6 +174,7 @@ struct threads_engine {
 	pthread_cond_t drained;		/* polled: also "a request finished" */
 	unsigned inflight;
 	bool polled, owner_waits;
+	bool cached_reads;		/* polled: BLOCK_ENGINE_PAGE_CACHE, until refused */
 	struct threads_req *ready, **ready_tail;	/* polled: done, callback not yet run */
 	struct threads_req *queued, **queued_tail;	/* polled: not yet handed to the pool */
 };
@@ -262,11 +267,29 @@ static int threads_submit(struct block_engine *e, int fd, enum engine_op op, uin
 	return ret;
 }
 
+/* Polled, BLOCK_ENGINE_PAGE_CACHE: a read the page cache holds in full,
+ * done here without blocking; false sends it to the pool (not cached, a
+ * short read, or a file system without RWF_NOWAIT, which turns it off). */
+static bool read_from_cache(struct threads_engine *te, struct threads_req *r)
+{
+	ssize_t n;
+
+	if (!te->cached_reads || r->op != ENGINE_READ)
+		return false;
+	n = preadv2(r->fd, r->iov, r->iovcnt, (off_t)r->off, RWF_NOWAIT);
+	if (n < 0 && errno == EOPNOTSUPP)
+		te->cached_reads = false;
+	if (n < 0 || (size_t)n < iov_size(r->iov, r->iovcnt))
+		return false;
+	r->res = n;
+	return true;
+}
+
 /* Polled: hands the queued requests to the pool but keeps the first one
- * when keep_one (returned, for the caller to run); a request the pool
- * refuses goes to *failed with -ENOMEM. */
+ * when keep_one (returned, for the caller to run); reads the page cache
+ * answers and requests the pool refuses (-ENOMEM) go to *done. */
 static struct threads_req *hand_to_pool(struct threads_engine *te, bool keep_one,
-					struct threads_req **failed)
+					struct threads_req **done)
 {
 	struct threads_req *list = te->queued, *mine = NULL;
 
@@ -282,10 +305,13 @@ static struct threads_req *hand_to_pool(struct threads_engine *te, bool keep_one
 
 		list = r->next;
 		r->next = NULL;
-		if (block_pool_submit(block_io_pool(), threads_run, r) < 0) {
+		if (read_from_cache(te, r)) {
+			r->next = *done;
+			*done = r;
+		} else if (block_pool_submit(block_io_pool(), threads_run, r) < 0) {
 			r->res = -ENOMEM;
-			r->next = *failed;
-			*failed = r;
+			r->next = *done;
+			*done = r;
 		}
 	}
 	return mine;
@@ -360,7 +386,8 @@ static const struct block_engine_ops threads_polled_ops = {
 	.poll = threads_poll,
 };
 
-struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen)
+struct block_engine *engine_threads_create(bool polled, unsigned flags, char *err,
+					   size_t errlen)
 {
 	struct threads_engine *te = calloc(1, sizeof(*te));
 
@@ -372,6 +399,7 @@ struct block_engine *engine_threads_create(bool polled, char *err, size_t errlen
 	te->e.kind = BLOCK_ENGINE_THREADS;
 	te->e.polled = polled;
 	te->polled = polled;
+	te->cached_reads = polled && (flags & BLOCK_ENGINE_PAGE_CACHE);
 	te->ready_tail = &te->ready;
 	te->queued_tail = &te->queued;
 	pthread_mutex_init(&te->lock, NULL);
@@ -430,7 +458,7 @@ struct block_engine *block_engine_create(enum block_engine_kind kind, char *err,
 		break;
 	}
 	if (!e)
-		e = engine_threads_create(false, err, errlen);
+		e = engine_threads_create(false, 0, err, errlen);
 	return e;
 }
 
@@ -456,7 +484,7 @@ struct block_engine *block_engine_create_polled(enum block_engine_kind kind, uns
 		break;
 	}
 	if (!e)
-		e = engine_threads_create(true, err, errlen);
+		e = engine_threads_create(true, flags, err, errlen);
 	return e;
 }
 

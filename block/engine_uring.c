@@ -461,7 +461,7 @@ struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,
 	pthread_mutex_init(&ue->sq_lock, NULL);
 	pthread_mutex_init(&ue->lock, NULL);
 	pthread_cond_init(&ue->changed, NULL);
-	ue->fallback = engine_threads_create(false, err, errlen);
+	ue->fallback = engine_threads_create(false, 0, err, errlen);
 	if (!ue->fallback || pthread_create(&ue->completer, NULL, uring_completer, ue) != 0) {
 		snprintf(err, errlen, "io_uring: cannot start the completion thread");
 		block_engine_destroy(ue->fallback);

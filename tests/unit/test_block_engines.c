@@ -452,6 +452,64 @@ static void test_submit_at_once(void **state)
 	submit_at_once_on(BLOCK_ENGINE_NATIVE, 0);
 }
 
+/* ---- polled threads engine on a buffered file: cached reads here ---- */
+
+struct cached_read {
+	ssize_t res;
+	bool done;
+};
+
+static void cached_read_done(void *opaque, ssize_t res)
+{
+	struct cached_read *c = opaque;
+
+	c->res = res;
+	c->done = true;
+}
+
+/* With BLOCK_ENGINE_PAGE_CACHE reads the page cache holds complete in the
+ * first poll, without waiting for the pool; a read crossing the end of
+ * the file (short) still goes to the pool and returns what is there. */
+static void test_threads_cached_reads(void **state)
+{
+	enum { NREAD = 16, TAIL = 100, LEN = NREAD * 4096 + TAIL };
+	static uint8_t data[LEN], back[NREAD + 1][4096];
+	struct cached_read c[NREAD + 1] = { 0 };
+	struct iovec iov[NREAD + 1];
+	char err[256];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644), now = 0;
+	struct block_engine *e = block_engine_create_polled(BLOCK_ENGINE_THREADS,
+							    BLOCK_ENGINE_PAGE_CACHE,
+							    err, sizeof(err));
+
+	assert_true(fd >= 0);
+	assert_non_null(e);
+	for (int i = 0; i < LEN; i++)
+		data[i] = (uint8_t)(i * 7 + i / 4096);
+	assert_int_equal(pwrite(fd, data, LEN, 0), LEN);
+	assert_int_equal(pread(fd, back[0], 4096, 0), 4096);	/* cached */
+	for (int i = 0; i <= NREAD; i++) {
+		int k = (i * 5) % NREAD;	/* scattered; the last one at the tail */
+
+		iov[i] = (struct iovec){ back[i], 4096 };
+		assert_int_equal(block_engine_submit(e, fd, ENGINE_READ,
+						     i == NREAD ? NREAD * 4096 : k * 4096ull,
+						     &iov[i], 1, cached_read_done, &c[i]), 0);
+	}
+	assert_true(block_engine_poll(e, false) >= NREAD);
+	for (int i = 0; i < NREAD; i++)
+		now += c[i].done && c[i].res == 4096;
+	assert_int_equal(now, NREAD);
+	while (!c[NREAD].done)
+		assert_true(block_engine_poll(e, true) >= 0);
+	assert_int_equal(c[NREAD].res, TAIL);
+	assert_memory_equal(back[NREAD], data + NREAD * 4096, TAIL);
+	for (int i = 0; i < NREAD; i++)
+		assert_memory_equal(back[i], data + (i * 5) % NREAD * 4096, 4096);
+	block_engine_destroy(e);
+	close(fd);
+}
+
 /* ---- polled bdevs opened single_thread ---- */
 
 /* The engine's io_uring_queue_init resolves to this wrapper: it records the
@@ -699,6 +757,7 @@ int main(void)
 		cmocka_unit_test(test_shared_engines),
 		cmocka_unit_test(test_polled_big_io),
 		cmocka_unit_test(test_submit_at_once),
+		cmocka_unit_test(test_threads_cached_reads),
 		cmocka_unit_test(test_single_thread),
 		cmocka_unit_test(test_single_thread_old_kernel),
 	};
