@@ -112,6 +112,10 @@ static inline int block_engine_submit(struct block_engine *e, int fd, enum engin
  *    thread (preadv2 RWF_NOWAIT) and hands only the rest to the pool, so a
  *    cached 4 KiB read costs no thread hop at any depth. */
 #define BLOCK_ENGINE_PAGE_CACHE		4u
+/*  - BLOCK_ENGINE_IN_MEMORY (tmpfs or ramfs files, which have no
+ *    RWF_NOWAIT): the threads engine does reads of up to 64 KiB on the
+ *    polling thread, a copy no device can delay. */
+#define BLOCK_ENGINE_IN_MEMORY		8u
 
 /* Where the previous request of a polled engine ended: with
  * BLOCK_ENGINE_SUBMIT_AT_ONCE a request that continues it waits for the

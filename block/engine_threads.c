@@ -3,11 +3,12 @@
  * Also block_engine_create(), which picks an engine and falls back.
  * A polled threads engine keeps submitted requests until threads_poll,
  * which hands them to the pool, except that an owner about to wait runs
- * one itself instead (a depth-1 request then costs no thread hop) and, on
- * a buffered file (BLOCK_ENGINE_PAGE_CACHE), reads what the page cache
- * holds itself; pool threads queue finished requests on the ready list,
- * waking the owner if it waits, and the callbacks run in threads_poll on
- * the owner's thread. */
+ * one itself instead (a depth-1 request then costs no thread hop), and
+ * it does itself the reads no device can delay: what the page cache
+ * holds (BLOCK_ENGINE_PAGE_CACHE) and small reads of a tmpfs file
+ * (BLOCK_ENGINE_IN_MEMORY); pool threads queue finished requests on the
+ * ready list, waking the owner if it waits, and the callbacks run in
+ * threads_poll on the owner's thread. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -166,6 +167,8 @@ __attribute__((destructor)) static void io_pool_exit(void)
 
 /* ---- threads engine ---- */
 
+#define IN_MEMORY_READ_MAX	(64u << 10)	/* bigger copies share the pool's CPUs */
+
 struct threads_req;
 
 struct threads_engine {
@@ -175,6 +178,7 @@ struct threads_engine {
 	unsigned inflight;
 	bool polled, owner_waits;
 	bool cached_reads;		/* polled: BLOCK_ENGINE_PAGE_CACHE, until refused */
+	bool memory_reads;		/* polled: BLOCK_ENGINE_IN_MEMORY */
 	struct threads_req *ready, **ready_tail;	/* polled: done, callback not yet run */
 	struct threads_req *queued, **queued_tail;	/* polled: not yet handed to the pool */
 };
@@ -267,27 +271,37 @@ static int threads_submit(struct block_engine *e, int fd, enum engine_op op, uin
 	return ret;
 }
 
-/* Polled, BLOCK_ENGINE_PAGE_CACHE: a read the page cache holds in full,
- * done here without blocking; false sends it to the pool (not cached, a
- * short read, or a file system without RWF_NOWAIT, which turns it off). */
-static bool read_from_cache(struct threads_engine *te, struct threads_req *r)
+/* Polled: a read that cannot wait on a device, done here: with
+ * BLOCK_ENGINE_PAGE_CACHE one the page cache holds in full (RWF_NOWAIT; a
+ * file system without it turns this off), with BLOCK_ENGINE_IN_MEMORY one
+ * of up to IN_MEMORY_READ_MAX bytes. False sends it to the pool (also a
+ * short read, which the pool repeats). */
+static bool read_here(struct threads_engine *te, struct threads_req *r)
 {
+	size_t len;
 	ssize_t n;
 
-	if (!te->cached_reads || r->op != ENGINE_READ)
+	if (!(te->cached_reads || te->memory_reads) || r->op != ENGINE_READ)
 		return false;
-	n = preadv2(r->fd, r->iov, r->iovcnt, (off_t)r->off, RWF_NOWAIT);
-	if (n < 0 && errno == EOPNOTSUPP)
-		te->cached_reads = false;
-	if (n < 0 || (size_t)n < iov_size(r->iov, r->iovcnt))
+	len = iov_size(r->iov, r->iovcnt);
+	if (te->memory_reads) {
+		if (len > IN_MEMORY_READ_MAX)
+			return false;
+		n = preadv(r->fd, r->iov, r->iovcnt, (off_t)r->off);
+	} else {
+		n = preadv2(r->fd, r->iov, r->iovcnt, (off_t)r->off, RWF_NOWAIT);
+		if (n < 0 && errno == EOPNOTSUPP)
+			te->cached_reads = false;
+	}
+	if (n < 0 || (size_t)n < len)
 		return false;
 	r->res = n;
 	return true;
 }
 
 /* Polled: hands the queued requests to the pool but keeps the first one
- * when keep_one (returned, for the caller to run); reads the page cache
- * answers and requests the pool refuses (-ENOMEM) go to *done. */
+ * when keep_one (returned, for the caller to run); reads done here
+ * (read_here) and requests the pool refuses (-ENOMEM) go to *done. */
 static struct threads_req *hand_to_pool(struct threads_engine *te, bool keep_one,
 					struct threads_req **done)
 {
@@ -305,7 +319,7 @@ static struct threads_req *hand_to_pool(struct threads_engine *te, bool keep_one
 
 		list = r->next;
 		r->next = NULL;
-		if (read_from_cache(te, r)) {
+		if (read_here(te, r)) {
 			r->next = *done;
 			*done = r;
 		} else if (block_pool_submit(block_io_pool(), threads_run, r) < 0) {
@@ -400,6 +414,7 @@ struct block_engine *engine_threads_create(bool polled, unsigned flags, char *er
 	te->e.polled = polled;
 	te->polled = polled;
 	te->cached_reads = polled && (flags & BLOCK_ENGINE_PAGE_CACHE);
+	te->memory_reads = polled && (flags & BLOCK_ENGINE_IN_MEMORY);
 	te->ready_tail = &te->ready;
 	te->queued_tail = &te->queued;
 	pthread_mutex_init(&te->lock, NULL);

@@ -467,19 +467,20 @@ static void cached_read_done(void *opaque, ssize_t res)
 	c->done = true;
 }
 
-/* With BLOCK_ENGINE_PAGE_CACHE reads the page cache holds complete in the
- * first poll, without waiting for the pool; a read crossing the end of
- * the file (short) still goes to the pool and returns what is there. */
-static void test_threads_cached_reads(void **state)
+/* With BLOCK_ENGINE_PAGE_CACHE (reads the page cache holds) or
+ * BLOCK_ENGINE_IN_MEMORY (small reads of a tmpfs file) the reads complete
+ * in the first poll, without waiting for the pool; a read crossing the
+ * end of the file (short) still goes to the pool and returns what is
+ * there. */
+static void reads_done_in_poll(const char *file, unsigned flag)
 {
 	enum { NREAD = 16, TAIL = 100, LEN = NREAD * 4096 + TAIL };
 	static uint8_t data[LEN], back[NREAD + 1][4096];
 	struct cached_read c[NREAD + 1] = { 0 };
 	struct iovec iov[NREAD + 1];
 	char err[256];
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644), now = 0;
-	struct block_engine *e = block_engine_create_polled(BLOCK_ENGINE_THREADS,
-							    BLOCK_ENGINE_PAGE_CACHE,
+	int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0644), now = 0;
+	struct block_engine *e = block_engine_create_polled(BLOCK_ENGINE_THREADS, flag,
 							    err, sizeof(err));
 
 	assert_true(fd >= 0);
@@ -508,6 +509,18 @@ static void test_threads_cached_reads(void **state)
 		assert_memory_equal(back[i], data + (i * 5) % NREAD * 4096, 4096);
 	block_engine_destroy(e);
 	close(fd);
+}
+
+static void test_threads_reads_in_poll(void **state)
+{
+	char shm[128];
+	struct statfs sfs;
+
+	reads_done_in_poll(path, BLOCK_ENGINE_PAGE_CACHE);
+	assert_true(statfs("/dev/shm", &sfs) == 0 && sfs.f_type == TMPFS_MAGIC);
+	snprintf(shm, sizeof(shm), "/dev/shm/test_block_engines.%d.mem", (int)getpid());
+	reads_done_in_poll(shm, BLOCK_ENGINE_IN_MEMORY);
+	unlink(shm);
 }
 
 /* ---- polled bdevs opened single_thread ---- */
@@ -757,7 +770,7 @@ int main(void)
 		cmocka_unit_test(test_shared_engines),
 		cmocka_unit_test(test_polled_big_io),
 		cmocka_unit_test(test_submit_at_once),
-		cmocka_unit_test(test_threads_cached_reads),
+		cmocka_unit_test(test_threads_reads_in_poll),
 		cmocka_unit_test(test_single_thread),
 		cmocka_unit_test(test_single_thread_old_kernel),
 	};
