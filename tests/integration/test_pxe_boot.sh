@@ -191,8 +191,10 @@ else
 fi
 
 # bootindex on the NIC (no -boot n): the bootorder file names it, SeaBIOS
-# boots its BEV first. Stop at the first boot attempt.
-FIRST='^Booting from '
+# boots its BEV first. Stop at the first boot attempt, once its line is
+# whole: the debug port writes a byte at a time, and stopping on
+# "Booting from " alone once cut the line before "ROM...".
+FIRST='^Booting from [^.]*\.\.\.'
 # shellcheck disable=SC2086
 minikvm m-idx "$FIRST" $NET ${NIC},bootindex=1
 finish m-idx
