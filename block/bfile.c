@@ -153,9 +153,8 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 	f->ready_tail = &f->ready;
 	f->engine = polled ? block_engine_create_polled(engine,
 							(bind_thread ? BLOCK_ENGINE_BIND_THREAD : 0) |
-							(direct ? BLOCK_ENGINE_SUBMIT_AT_ONCE : 0) |
-							(direct ? 0 : f->in_memory ?
-							 BLOCK_ENGINE_IN_MEMORY :
+							(direct ? BLOCK_ENGINE_SUBMIT_AT_ONCE :
+							 f->in_memory ? BLOCK_ENGINE_IN_MEMORY :
 							 BLOCK_ENGINE_PAGE_CACHE),
 							err, errlen) :
 		    block_engine_create(engine, err, errlen);
