@@ -16,8 +16,8 @@ same machine, same run.
     with every cluster allocated against the same data in a raw file;
   - sequential throughput with 1 MiB requests, depth 8;
   - convert wall time qcow2->raw, raw->qcow2 and raw->qcow2 -c.
-Each figure is the best of the runs (3, 5 where a run's luck decides
-more, 1 with --quick), the tools interleaved; which tool goes first
+Each figure is the best of the runs (3, 5 for buffered depth-1 rows where
+a run's luck decides more, 1 with --quick), the tools interleaved; which tool goes first
 alternates from round to round (and row to row), and before a row that
 goes through the page cache of a disk file the file is read once,
 untimed, so no tool starts on a cache the previous row's O_DIRECT writes
@@ -25,10 +25,13 @@ emptied while the other finds it warm. Best, not median: on this shared
 host noise only ever slows a run (a scheduler placement, a slow phase of
 the disk, memory the hypervisor took back), so each tool's fastest run is
 the closest to what it can do, and every tool gets the same number of
-tries. Prints one table: metric, minikvm-img, reference, ratio (>1:
-minikvm-img better) and the issue's target where the row has one. Files are 256 MiB; the whole run stays under about 5 minutes.
+tries. O_DIRECT rows at depth 1 wait on the disk request by request and
+are compared in 9 short back-to-back pairs instead (see paired): their
+ratio is the median of the pairs' ratios, their figures medians. Prints one table: metric, minikvm-img, reference, ratio (>1:
+minikvm-img better) and the issue's target where the row has one. Files are 256
+MiB; the whole run takes about 9 minutes.
 Usage: tests/bench/img.py [--quick]"""
-import argparse, json, os, re, shutil, subprocess, sys, time
+import argparse, json, os, re, shutil, statistics, subprocess, sys, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OURS = os.path.join(ROOT, "build", "minikvm-img")
@@ -67,16 +70,19 @@ def bench_secs(tool, args, path):
     return float(m.group(1))
 
 
-def add(metric, ours, theirs, unit, higher_better=True):
-    if ours is None or theirs is None:
-        ratio = None
+def add(metric, ours, theirs, unit, higher_better=True, ratio=None):
+    """One table row; ratio (ours against theirs, > 1 better) is computed
+    from the figures unless given (paired rows)."""
+    if ratio is not None or ours is None or theirs is None:
+        pass
     elif higher_better:
         ratio = ours / theirs if theirs else None
     else:
         ratio = theirs / ours if ours else None
     rows.append((metric, ours, theirs, unit, ratio))
-    print("  %-58s %10s %10s %s" % (metric, fmt(ours), fmt(theirs), unit), file=sys.stderr,
-          flush=True)
+    print("  %-58s %10s %10s %s%s" % (metric, fmt(ours), fmt(theirs), unit,
+                                      "" if ratio is None else " %.2f" % ratio),
+          file=sys.stderr, flush=True)
 
 
 def fmt(v):
@@ -150,19 +156,62 @@ def fio_secs(path, rw, bs, depth, engine, direct, count):
 def iops_pair(label, path, fmtname, cache, engine, depth, write, count, extra=()):
     args = ["-f", fmtname, "-t", cache, "-i", engine, "-d", str(depth), "-c", str(count),
             "-s", "4096"] + list(extra) + (["-w"] if write else [])
-    secs = best_of(lambda tool: bench_secs(tool, args, path), (OURS, "qemu-img"), REPS,
-                     warm_page_cache([path], cache))
-    add(label, *[count / t if t else None for t in secs], "IOPS")
+    secs, ratio = compare(lambda tool: bench_secs(tool, args, path), (OURS, "qemu-img"),
+                          cache, depth, warm_page_cache([path], cache))
+    add(label, *[count / t if t else None for t in secs], "IOPS", ratio=ratio)
 
 
-def handoff_reps(cache, depth):
-    """Repetitions for a pair of runs. Buffered reads at depth 1 on tmpfs go
-    through an io_uring worker thread (tmpfs cannot read without blocking),
-    and each run lands in one of two states, for fio as for us: submitter
-    and worker on one CPU (10 us a read here) or on two (40-50 us, the
-    wake-ups crossing CPUs); the scheduler picks at the start. More runs
-    make the best run less a matter of that luck."""
-    return REPS + 2 if cache != "none" and depth == 1 and REPS > 1 else REPS
+def depth1_reps(cache, depth):
+    """Repetitions for a buffered depth-1 pair (best_of), where each run is
+    one long chain of single requests and its luck decides more: buffered
+    reads on tmpfs go through an io_uring worker thread (tmpfs cannot read
+    without blocking), and each run lands in one of two states, for fio as
+    for us: submitter and worker on one CPU (10 us a read here) or on two
+    (40-50 us, the wake-ups crossing CPUs), the scheduler picking at the
+    start. More runs make each tool's best run less a matter of that
+    luck."""
+    return REPS + 2 if depth == 1 and REPS > 1 else REPS
+
+
+PAIRS = 9   # paired runs for an O_DIRECT depth-1 row (see paired)
+
+
+def paired(run, tools, pairs):
+    """For O_DIRECT requests at depth 1, which wait on the disk one at a
+    time: the disk's latency here drifts by 10-15% over seconds, for both
+    tools alike (the same qemu-img command repeated took 0.67 to 0.83 s),
+    so a best-of picks whichever tool met the fastest phase. Instead the
+    tools run in short back-to-back pairs (order alternating) and the
+    row's ratio is the median of the pairs' ratios, each pair seeing the
+    same phase of the disk; the figures shown are each tool's median.
+    Returns ([figure per tool as seconds], ratio of tools[1]'s time to
+    tools[0]'s) with None where a tool failed."""
+    times = {t: [] for t in tools}
+    ratios = []
+    for i in range(pairs):
+        order = tuple(tools) if (ROUNDS_RUN[0] + i) % 2 == 0 else tuple(reversed(tools))
+        got = {}
+        for tool in order:
+            try:
+                got[tool] = run(tool)
+            except (subprocess.CalledProcessError, RuntimeError, KeyError, ValueError) as e:
+                err = getattr(e, "stderr", None) or str(e)
+                print("  %s failed: %s" % (os.path.basename(str(tool)), err.strip()[:200]),
+                      file=sys.stderr)
+                return [None, None], None
+        for t in tools:
+            times[t].append(got[t])
+        ratios.append(got[tools[1]] / got[tools[0]])
+    ROUNDS_RUN[0] += pairs
+    return [statistics.median(times[t]) for t in tools], statistics.median(ratios)
+
+
+def compare(run, tools, cache, depth, warm=None):
+    """Times for the tools of one row and the row's ratio (None: from the
+    times): paired runs for O_DIRECT at depth 1, best_of otherwise."""
+    if cache == "none" and depth == 1 and REPS > 1:
+        return paired(run, tools, PAIRS)
+    return best_of(run, tools, depth1_reps(cache, depth), warm), None
 
 
 def fio_pair(label, path, cache, engine, depth, write, count, bs=4096, rnd=False):
@@ -177,10 +226,9 @@ def fio_pair(label, path, cache, engine, depth, write, count, bs=4096, rnd=False
         if tool == "fio":
             return fio_secs(path, rw, bs, depth, engine, direct, count)
         return bench_secs(OURS, args, path)
-    secs = best_of(run, (OURS, "fio"), handoff_reps(cache, depth),
-                     warm_page_cache([path], cache))
+    secs, ratio = compare(run, (OURS, "fio"), cache, depth, warm_page_cache([path], cache))
     scale, unit = (bs / 1048576.0, "MiB/s") if bs >= 1048576 else (1, "IOPS")
-    add(label + " vs fio", *[count * scale / t if t else None for t in secs], unit)
+    add(label + " vs fio", *[count * scale / t if t else None for t in secs], unit, ratio=ratio)
 
 
 def qcow2_vs_raw(label, qcow2_path, raw_path, cache, engine, depth, write, count):
@@ -188,10 +236,10 @@ def qcow2_vs_raw(label, qcow2_path, raw_path, cache, engine, depth, write, count
     data in a raw file."""
     args = ["-t", cache, "-i", engine, "-d", str(depth), "-c", str(count), "-r"] + \
         (["-w"] if write else [])
-    secs = best_of(lambda img: bench_secs(OURS, ["-f", img[0]] + args, img[1]),
-                     (("qcow2", qcow2_path), ("raw", raw_path)), REPS,
-                     warm_page_cache([qcow2_path, raw_path], cache))
-    add(label, *[count / t if t else None for t in secs], "IOPS")
+    secs, ratio = compare(lambda img: bench_secs(OURS, ["-f", img[0]] + args, img[1]),
+                          (("qcow2", qcow2_path), ("raw", raw_path)), cache, depth,
+                          warm_page_cache([qcow2_path, raw_path], cache))
+    add(label, *[count / t if t else None for t in secs], "IOPS", ratio=ratio)
 
 
 def refresh_free_memory(directory, mib):
@@ -251,7 +299,7 @@ def main():
                     for engine in engines:
                         for write in (False, True):
                             for depth in (1, 32):
-                                base = 16000 if cache == "none" and depth == 1 else 50000
+                                base = 8000 if cache == "none" and depth == 1 else 50000
                                 count = max(500, int(base * scale))
                                 label = "4k seq %s %s %s %s/%s d%d" % (
                                     "write" if write else "read", fmtname, where, cache,
@@ -275,7 +323,7 @@ def main():
                         continue
                     for write in (False, True):
                         for depth in (1, 32):
-                            base = 16000 if cache == "none" and depth == 1 else 50000
+                            base = 8000 if cache == "none" and depth == 1 else 50000
                             rcnt = max(500, int(base * scale))
                             label = "4k random (-r) %s %%s %s %s/%s d%d" % (
                                 "write" if write else "read", where, cache, engine, depth)
@@ -318,8 +366,9 @@ def main():
         shutil.rmtree(dirs["disk"], ignore_errors=True)
 
     print("\nminikvm-img vs qemu-img, or vs fio / qcow2 vs raw where the metric says so (same "
-          "files, same run;\nbest of %d, of %d for buffered depth-1 rows against fio; ratio > 1: "
-          "minikvm-img (qcow2) better)" % (REPS, handoff_reps("writeback", 1)))
+          "files, same run;\nbest of %d, of %d for buffered depth-1 rows; cache=none depth-1 "
+          "rows: medians of %d paired runs;\nratio > 1: minikvm-img (qcow2) better)"
+          % (REPS, depth1_reps("writeback", 1), PAIRS))
     print("%-62s %12s %12s %6s %7s  %s" % ("metric", "minikvm-img", "reference", "unit", "ratio",
                                           "target"))
     for metric, ours, theirs, unit, ratio in rows:
