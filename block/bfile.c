@@ -715,8 +715,10 @@ int bfile_aio_poll(struct bfile *f, bool wait)
  *    wait for a device, and with io_uring the worker's wake-up of the owner
  *    per completion tends, on a busy host, to put the owner on the
  *    worker's CPU: 1 MiB writes ran 7-10% slower there than here, and
- *    convert to tmpfs was no faster. (Reads stay with the engine: tmpfs reads of
- *    convert's source overlap the owner's work on an io-wq worker.)
+ *    convert to tmpfs was no faster. (Reads stay with the engine, which
+ *    copies those of up to 64 KiB itself (BLOCK_ENGINE_IN_MEMORY) and lets
+ *    bigger ones, such as convert's, overlap the owner's work on a
+ *    worker.)
  * Writethrough keeps the engine's write+flush. */
 #define WRITE_IN_CALLER_MAX	(128u << 10)
 

@@ -113,9 +113,17 @@ static inline int block_engine_submit(struct block_engine *e, int fd, enum engin
  *    cached 4 KiB read costs no thread hop at any depth. */
 #define BLOCK_ENGINE_PAGE_CACHE		4u
 /*  - BLOCK_ENGINE_IN_MEMORY (tmpfs or ramfs files, which have no
- *    RWF_NOWAIT): the threads engine does reads of up to 64 KiB on the
- *    polling thread, a copy no device can delay. */
+ *    RWF_NOWAIT): the threads and io_uring engines do reads of up to
+ *    IN_MEMORY_READ_MAX bytes on the polling thread, a copy no device can
+ *    delay (io_uring would hand each one to a worker thread). */
 #define BLOCK_ENGINE_IN_MEMORY		8u
+#define IN_MEMORY_READ_MAX	(64u << 10)	/* bigger copies share the pool's CPUs */
+
+/* BLOCK_ENGINE_IN_MEMORY: does a read of up to IN_MEMORY_READ_MAX bytes
+ * on the caller's thread; false (nothing to report) for other requests
+ * and for a failed or short read, which the engine then does its own way. */
+bool engine_read_in_memory(int fd, enum engine_op op, uint64_t off, const struct iovec *iov,
+			   int iovcnt, ssize_t *res);
 
 /* Where the previous request of a polled engine ended: with
  * BLOCK_ENGINE_SUBMIT_AT_ONCE a request that continues it waits for the

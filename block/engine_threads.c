@@ -167,7 +167,6 @@ __attribute__((destructor)) static void io_pool_exit(void)
 
 /* ---- threads engine ---- */
 
-#define IN_MEMORY_READ_MAX	(64u << 10)	/* bigger copies share the pool's CPUs */
 
 struct threads_req;
 
@@ -271,6 +270,21 @@ static int threads_submit(struct block_engine *e, int fd, enum engine_op op, uin
 	return ret;
 }
 
+bool engine_read_in_memory(int fd, enum engine_op op, uint64_t off, const struct iovec *iov,
+			   int iovcnt, ssize_t *res)
+{
+	size_t len = op == ENGINE_READ ? iov_size(iov, iovcnt) : 0;
+	ssize_t n;
+
+	if (!len || len > IN_MEMORY_READ_MAX)
+		return false;
+	n = preadv(fd, iov, iovcnt, (off_t)off);
+	if (n < 0 || (size_t)n < len)
+		return false;
+	*res = n;
+	return true;
+}
+
 /* Polled: a read that cannot wait on a device, done here: with
  * BLOCK_ENGINE_PAGE_CACHE one the page cache holds in full (RWF_NOWAIT; a
  * file system without it turns this off), with BLOCK_ENGINE_IN_MEMORY one
@@ -281,18 +295,14 @@ static bool read_here(struct threads_engine *te, struct threads_req *r)
 	size_t len;
 	ssize_t n;
 
-	if (!(te->cached_reads || te->memory_reads) || r->op != ENGINE_READ)
+	if (te->memory_reads)
+		return engine_read_in_memory(r->fd, r->op, r->off, r->iov, r->iovcnt, &r->res);
+	if (!te->cached_reads || r->op != ENGINE_READ)
 		return false;
 	len = iov_size(r->iov, r->iovcnt);
-	if (te->memory_reads) {
-		if (len > IN_MEMORY_READ_MAX)
-			return false;
-		n = preadv(r->fd, r->iov, r->iovcnt, (off_t)r->off);
-	} else {
-		n = preadv2(r->fd, r->iov, r->iovcnt, (off_t)r->off, RWF_NOWAIT);
-		if (n < 0 && errno == EOPNOTSUPP)
-			te->cached_reads = false;
-	}
+	n = preadv2(r->fd, r->iov, r->iovcnt, (off_t)r->off, RWF_NOWAIT);
+	if (n < 0 && errno == EOPNOTSUPP)
+		te->cached_reads = false;
 	if (n < 0 || (size_t)n < len)
 		return false;
 	r->res = n;

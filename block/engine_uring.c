@@ -20,7 +20,9 @@
  * busy while callbacks run. A polled engine created with
  * BLOCK_ENGINE_BIND_THREAD gets a ring bound to the creating thread
  * (SINGLE_ISSUER | DEFER_TASKRUN, as fio's): completions punted to io-wq
- * cost the owner fewer wake-ups. */
+ * cost the owner fewer wake-ups. With BLOCK_ENGINE_IN_MEMORY (tmpfs) small
+ * reads are copied in submit instead (io_uring would send each to a worker
+ * thread) and their callbacks run in the next poll. */
 #include <errno.h>
 #include <liburing.h>
 #include <pthread.h>
@@ -46,6 +48,7 @@ struct uring_engine {
 	bool polled;
 	unsigned in_kernel;			/* polled: queued or submitted, not reaped */
 	bool submit_at_once;			/* polled: BLOCK_ENGINE_SUBMIT_AT_ONCE */
+	bool memory_reads;			/* polled: BLOCK_ENGINE_IN_MEMORY */
 	struct engine_stream stream;		/* polled: where the last request ended */
 	struct uring_req *ready, **ready_tail;	/* polled: reaped, callback not yet run */
 };
@@ -54,7 +57,7 @@ struct uring_req {
 	engine_cb cb;
 	void *opaque;
 	int published;	/* release/acquire pair: the kernel's hand-off is invisible to TSan */
-	int res;
+	ssize_t res;
 	struct uring_req *next;
 };
 
@@ -202,6 +205,13 @@ static int polled_enter(struct uring_engine *ue, bool wait)
 	return ret < 0 ? ret : 0;
 }
 
+static void polled_ready(struct uring_engine *ue, struct uring_req *r)
+{
+	r->next = NULL;
+	*ue->ready_tail = r;
+	ue->ready_tail = &r->next;
+}
+
 /* Moves every available CQE to the ready list; returns how many. */
 static unsigned polled_reap(struct uring_engine *ue)
 {
@@ -214,9 +224,7 @@ static unsigned polled_reap(struct uring_engine *ue)
 		r->res = cqe->res;
 		io_uring_cqe_seen(&ue->ring, cqe);
 		ue->in_kernel--;
-		r->next = NULL;
-		*ue->ready_tail = r;
-		ue->ready_tail = &r->next;
+		polled_ready(ue, r);
 		n++;
 	}
 	return n;
@@ -266,6 +274,13 @@ static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uin
 	r = malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	r->cb = cb;
+	r->opaque = opaque;
+	if (ue->memory_reads && engine_read_in_memory(fd, op, off, iov, iovcnt, &r->res)) {
+		ue->inflight++;
+		polled_ready(ue, r);	/* its callback runs in the next poll */
+		return 0;
+	}
 	sqe = io_uring_get_sqe(&ue->ring);
 	if (!sqe && polled_enter(ue, false) == 0)
 		sqe = io_uring_get_sqe(&ue->ring);
@@ -273,8 +288,6 @@ static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uin
 		free(r);
 		return -EAGAIN;
 	}
-	r->cb = cb;
-	r->opaque = opaque;
 	prep_sqe(sqe, fd, op, off, iov, iovcnt, r);
 	ue->inflight++;
 	ue->in_kernel++;
@@ -437,6 +450,7 @@ struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,
 	}
 	if (polled) {
 		ue->submit_at_once = flags & BLOCK_ENGINE_SUBMIT_AT_ONCE;
+		ue->memory_reads = flags & BLOCK_ENGINE_IN_MEMORY;
 		return uring_polled_create(ue, flags, err, errlen);
 	}
 	ret = io_uring_queue_init(URING_ENTRIES, &ue->ring, 0);

@@ -452,7 +452,7 @@ static void test_submit_at_once(void **state)
 	submit_at_once_on(BLOCK_ENGINE_NATIVE, 0);
 }
 
-/* ---- polled threads engine on a buffered file: cached reads here ---- */
+/* ---- polled engines on a buffered file: cached reads here ---- */
 
 struct cached_read {
 	ssize_t res;
@@ -469,10 +469,10 @@ static void cached_read_done(void *opaque, ssize_t res)
 
 /* With BLOCK_ENGINE_PAGE_CACHE (reads the page cache holds) or
  * BLOCK_ENGINE_IN_MEMORY (small reads of a tmpfs file) the reads complete
- * in the first poll, without waiting for the pool; a read crossing the
- * end of the file (short) still goes to the pool and returns what is
- * there. */
-static void reads_done_in_poll(const char *file, unsigned flag)
+ * in the first poll, without waiting for the pool or io_uring's workers,
+ * and no callback runs inside submit; a read crossing the end of the file
+ * (short) still goes the engine's usual way and returns what is there. */
+static void reads_done_in_poll(enum block_engine_kind kind, const char *file, unsigned flag)
 {
 	enum { NREAD = 16, TAIL = 100, LEN = NREAD * 4096 + TAIL };
 	static uint8_t data[LEN], back[NREAD + 1][4096];
@@ -480,11 +480,12 @@ static void reads_done_in_poll(const char *file, unsigned flag)
 	struct iovec iov[NREAD + 1];
 	char err[256];
 	int fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0644), now = 0;
-	struct block_engine *e = block_engine_create_polled(BLOCK_ENGINE_THREADS, flag,
-							    err, sizeof(err));
+	struct block_engine *e = block_engine_create_polled(kind, flag, err, sizeof(err));
 
 	assert_true(fd >= 0);
 	assert_non_null(e);
+	assert_string_equal(block_engine_name(e), kind == BLOCK_ENGINE_THREADS ? "threads" :
+			    "io_uring");
 	for (int i = 0; i < LEN; i++)
 		data[i] = (uint8_t)(i * 7 + i / 4096);
 	assert_int_equal(pwrite(fd, data, LEN, 0), LEN);
@@ -497,6 +498,8 @@ static void reads_done_in_poll(const char *file, unsigned flag)
 						     i == NREAD ? NREAD * 4096 : k * 4096ull,
 						     &iov[i], 1, cached_read_done, &c[i]), 0);
 	}
+	for (int i = 0; i <= NREAD; i++)
+		assert_false(c[i].done);
 	assert_true(block_engine_poll(e, false) >= NREAD);
 	for (int i = 0; i < NREAD; i++)
 		now += c[i].done && c[i].res == 4096;
@@ -511,19 +514,21 @@ static void reads_done_in_poll(const char *file, unsigned flag)
 	close(fd);
 }
 
-static void test_threads_reads_in_poll(void **state)
+static void test_reads_in_poll(void **state)
 {
 	char shm[128];
 	struct statfs sfs;
 
-	reads_done_in_poll(path, BLOCK_ENGINE_PAGE_CACHE);
+	reads_done_in_poll(BLOCK_ENGINE_THREADS, path, BLOCK_ENGINE_PAGE_CACHE);
 	assert_true(statfs("/dev/shm", &sfs) == 0 && sfs.f_type == TMPFS_MAGIC);
 	snprintf(shm, sizeof(shm), "/dev/shm/test_block_engines.%d.mem", (int)getpid());
-	reads_done_in_poll(shm, BLOCK_ENGINE_IN_MEMORY);
+	reads_done_in_poll(BLOCK_ENGINE_THREADS, shm, BLOCK_ENGINE_IN_MEMORY);
+	reads_done_in_poll(BLOCK_ENGINE_IO_URING, shm, BLOCK_ENGINE_IN_MEMORY);
 	unlink(shm);
 }
 
 /* ---- polled bdevs opened single_thread ---- */
+
 
 /* The engine's io_uring_queue_init resolves to this wrapper: it records the
  * setup flags asked for and refuses, as an older kernel would with EINVAL,
@@ -546,6 +551,8 @@ int io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags)
 
 #define BIND_FLAGS	(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN)
 #define NPOLLED		64u
+#define BIG_READ	(2 * IN_MEMORY_READ_MAX)
+_Static_assert(BIG_READ <= NPOLLED * SLOT, "BIG_READ past the end of the file");
 
 static struct bdev *open_polled_raw(const char *file, enum block_cache_mode cache,
 				    bool single_thread)
@@ -638,7 +645,9 @@ static void *poll_from_other_thread(void *arg)
 
 /* A ring bound to the opening thread refuses another thread's submit and
  * wait (EEXIST): the poll fails without running the callback, and the
- * owner's next poll completes the request. */
+ * owner's next poll completes the request. A read too big to be copied
+ * in submit from a tmpfs file (BLOCK_ENGINE_IN_MEMORY), so that it
+ * reaches the ring on every file. */
 static void other_thread_is_refused(struct bdev *bs)
 {
 	struct foreign_poll fp = { bs, 0 };
@@ -647,8 +656,8 @@ static void other_thread_is_refused(struct bdev *bs)
 	pthread_t th;
 	int calls = 0;
 
-	assert_int_equal(posix_memalign((void **)&buf, 4096, SLOT), 0);
-	v = (struct iovec){ buf, SLOT };
+	assert_int_equal(posix_memalign((void **)&buf, 4096, BIG_READ), 0);
+	v = (struct iovec){ buf, BIG_READ };
 	assert_int_equal(bdev_aio_readv(bs, 0, &v, 1, count_cb, &calls), 0);
 	assert_int_equal(pthread_create(&th, NULL, poll_from_other_thread, &fp), 0);
 	assert_int_equal(pthread_join(th, NULL), 0);
@@ -670,8 +679,8 @@ static bool kernel_binds_rings(void)
 }
 
 /* On disk with O_DIRECT (writes and reads both reach the ring) and on
- * tmpfs (reads punted to io-wq, whose completions the bound ring defers
- * to the owner). */
+ * tmpfs (big reads punted to io-wq, whose completions the bound ring
+ * defers to the owner; small reads copied in submit). */
 static void single_thread_on(const char *file, enum block_cache_mode cache, bool binds)
 {
 	struct bdev *bs;
@@ -770,7 +779,7 @@ int main(void)
 		cmocka_unit_test(test_shared_engines),
 		cmocka_unit_test(test_polled_big_io),
 		cmocka_unit_test(test_submit_at_once),
-		cmocka_unit_test(test_threads_reads_in_poll),
+		cmocka_unit_test(test_reads_in_poll),
 		cmocka_unit_test(test_single_thread),
 		cmocka_unit_test(test_single_thread_old_kernel),
 	};
