@@ -1,7 +1,8 @@
-/* ACPI table builder: RSDP, RSDT, XSDT, FADT, FACS, MADT and a DSDT in AML,
- * written from the constants of vmm/platform.h (never from device code).
- * Two outputs: tables copied into the BIOS area for direct boot, or the
- * fw_cfg blobs plus BIOS linker/loader script that SeaBIOS and OVMF use.
+/* ACPI table builder: RSDP, RSDT, XSDT, FADT, FACS, MADT and the DSDT's
+ * content, written from the constants of vmm/platform.h (never from device
+ * code). Two outputs: tables copied into the BIOS area for direct boot, or
+ * the fw_cfg blobs plus BIOS linker/loader script that SeaBIOS and OVMF use.
+ * The byte buffer, AML and resource-descriptor encoding is vmm/acpi_aml.c.
  *
  * Choices worth knowing:
  * - Power button: fixed-feature (FADT PWR_BUTTON flag clear, the button is
@@ -23,89 +24,9 @@
 #include <string.h>
 
 #include "vmm/acpi.h"
+#include "vmm/acpi_aml.h"
 #include "vmm/memory.h"
 #include "vmm/platform.h"
-
-/* ---- growable byte buffer ---- */
-
-struct buf {
-	uint8_t *d;
-	size_t len, cap;
-	bool oom;
-};
-
-static bool buf_grow(struct buf *b, size_t more)
-{
-	size_t cap;
-	uint8_t *d;
-
-	if (b->oom)
-		return false;
-	if (b->len + more <= b->cap)
-		return true;
-	cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	d = realloc(b->d, cap);
-	if (!d) {
-		b->oom = true;
-		return false;
-	}
-	memset(d + b->cap, 0, cap - b->cap);
-	b->d = d;
-	b->cap = cap;
-	return true;
-}
-
-static void buf_put(struct buf *b, const void *p, size_t n)
-{
-	if (!buf_grow(b, n))
-		return;
-	memcpy(b->d + b->len, p, n);
-	b->len += n;
-}
-
-static void buf_zero(struct buf *b, size_t n)
-{
-	if (!buf_grow(b, n))
-		return;
-	memset(b->d + b->len, 0, n);
-	b->len += n;
-}
-
-static void buf_align(struct buf *b, size_t align)
-{
-	buf_zero(b, (align - b->len % align) % align);
-}
-
-static void buf_le(struct buf *b, uint64_t v, unsigned bytes)
-{
-	uint8_t tmp[8];
-
-	for (unsigned i = 0; i < bytes; i++)
-		tmp[i] = (uint8_t)(v >> (8 * i));
-	buf_put(b, tmp, bytes);
-}
-
-#define buf_u8(b, v)  buf_le(b, v, 1)
-#define buf_u16(b, v) buf_le(b, v, 2)
-#define buf_u32(b, v) buf_le(b, v, 4)
-#define buf_u64(b, v) buf_le(b, v, 8)
-
-static void put_le(uint8_t *p, uint64_t v, unsigned bytes)
-{
-	for (unsigned i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint8_t checksum(const uint8_t *p, size_t len)
-{
-	uint8_t sum = 0;
-
-	while (len--)
-		sum += *p++;
-	return (uint8_t)-sum;
-}
 
 /* ---- common table header ---- */
 
@@ -115,304 +36,41 @@ static uint8_t checksum(const uint8_t *p, size_t len)
 #define OEM_TABLE_ID	"MINIKVM "
 #define CREATOR_ID	"MKVM"
 
-static size_t table_begin(struct buf *b, const char *sig, uint8_t rev)
+static size_t table_begin(struct acpi_buf *b, const char *sig, uint8_t rev)
 {
 	size_t start = b->len;
 
-	buf_put(b, sig, 4);
-	buf_u32(b, 0);			/* length, set by table_end */
-	buf_u8(b, rev);
-	buf_u8(b, 0);			/* checksum, set by table_end */
-	buf_put(b, OEM_ID, 6);
-	buf_put(b, OEM_TABLE_ID, 8);
-	buf_u32(b, 1);			/* OEM revision */
-	buf_put(b, CREATOR_ID, 4);
-	buf_u32(b, 1);			/* creator revision */
+	acpi_buf_put(b, sig, 4);
+	acpi_buf_u32(b, 0);			/* length, set by table_end */
+	acpi_buf_u8(b, rev);
+	acpi_buf_u8(b, 0);			/* checksum, set by table_end */
+	acpi_buf_put(b, OEM_ID, 6);
+	acpi_buf_put(b, OEM_TABLE_ID, 8);
+	acpi_buf_u32(b, 1);			/* OEM revision */
+	acpi_buf_put(b, CREATOR_ID, 4);
+	acpi_buf_u32(b, 1);			/* creator revision */
 	return start;
 }
 
-static void table_end(struct buf *b, size_t start)
+static void table_end(struct acpi_buf *b, size_t start)
 {
 	if (b->oom)
 		return;
-	put_le(b->d + start + 4, b->len - start, 4);
+	acpi_put_le(b->d + start + 4, b->len - start, 4);
 	b->d[start + HDR_CHECKSUM] = 0;
-	b->d[start + HDR_CHECKSUM] = checksum(b->d + start, b->len - start);
+	b->d[start + HDR_CHECKSUM] = acpi_checksum(b->d + start, b->len - start);
 }
-
-/* ---- AML emitter (ACPI 6.x chapter 20) ---- */
-
-enum {
-	AML_ZERO = 0x00, AML_ONE = 0x01, AML_NAME = 0x08, AML_BYTE = 0x0a,
-	AML_WORD = 0x0b, AML_DWORD = 0x0c, AML_STRING = 0x0d, AML_QWORD = 0x0e,
-	AML_SCOPE = 0x10, AML_BUFFER = 0x11, AML_PACKAGE = 0x12, AML_METHOD = 0x14,
-	AML_DUAL_NAME = 0x2e, AML_MULTI_NAME = 0x2f, AML_EXT = 0x5b,
-	AML_DEVICE = 0x82,	/* after AML_EXT */
-};
-
-/* Opens a PkgLength-prefixed object: 4 bytes are reserved for the length
- * and shrunk to the minimal encoding by aml_close. */
-static size_t aml_open(struct buf *b, uint8_t op)
-{
-	size_t pos;
-
-	if (op == AML_DEVICE)
-		buf_u8(b, AML_EXT);
-	buf_u8(b, op);
-	pos = b->len;
-	buf_zero(b, 4);
-	return pos;
-}
-
-static void aml_close(struct buf *b, size_t pos)
-{
-	size_t body, total;
-	unsigned n;
-
-	if (b->oom)
-		return;
-	body = b->len - (pos + 4);
-	for (n = 1; n <= 4; n++) {
-		total = body + n;
-		if ((n == 1 && total < 0x40) || (n > 1 && total < (1ul << (4 + 8 * (n - 1)))))
-			break;
-	}
-	if (n > 4) {		/* > 256 MiB of AML: cannot happen, refuse */
-		b->oom = true;
-		return;
-	}
-	if (n == 1) {
-		b->d[pos] = (uint8_t)total;
-	} else {
-		b->d[pos] = (uint8_t)(((n - 1) << 6) | (total & 0x0f));
-		for (unsigned i = 1; i < n; i++)
-			b->d[pos + i] = (uint8_t)(total >> (4 + 8 * (i - 1)));
-	}
-	memmove(b->d + pos + n, b->d + pos + 4, body);
-	b->len -= 4 - n;
-}
-
-static void aml_nameseg(struct buf *b, const char *seg, size_t len)
-{
-	char s[4] = { '_', '_', '_', '_' };
-
-	memcpy(s, seg, len < 4 ? len : 4);
-	buf_put(b, s, 4);
-}
-
-/* "\\_SB.PCI0", "^LNKA", "_HID": root/parent prefixes, then segments. */
-static void aml_namestring(struct buf *b, const char *path)
-{
-	const char *segs[16];
-	size_t lens[16];
-	unsigned n = 0;
-
-	while (*path == '\\' || *path == '^')
-		buf_u8(b, *path++);
-	while (*path && n < 16) {
-		const char *dot = strchr(path, '.');
-		size_t len = dot ? (size_t)(dot - path) : strlen(path);
-
-		segs[n] = path;
-		lens[n++] = len;
-		path += len + (dot ? 1 : 0);
-	}
-	if (n == 0) {
-		buf_u8(b, 0);		/* NullName */
-		return;
-	}
-	if (n == 2)
-		buf_u8(b, AML_DUAL_NAME);
-	else if (n > 2) {
-		buf_u8(b, AML_MULTI_NAME);
-		buf_u8(b, n);
-	}
-	for (unsigned i = 0; i < n; i++)
-		aml_nameseg(b, segs[i], lens[i]);
-}
-
-static void aml_int(struct buf *b, uint64_t v)
-{
-	if (v == 0) {
-		buf_u8(b, AML_ZERO);
-	} else if (v == 1) {
-		buf_u8(b, AML_ONE);
-	} else if (v <= 0xff) {
-		buf_u8(b, AML_BYTE);
-		buf_u8(b, v);
-	} else if (v <= 0xffff) {
-		buf_u8(b, AML_WORD);
-		buf_u16(b, v);
-	} else if (v <= 0xffffffffu) {
-		buf_u8(b, AML_DWORD);
-		buf_u32(b, v);
-	} else {
-		buf_u8(b, AML_QWORD);
-		buf_u64(b, v);
-	}
-}
-
-static void aml_string(struct buf *b, const char *s)
-{
-	buf_u8(b, AML_STRING);
-	buf_put(b, s, strlen(s) + 1);
-}
-
-static void aml_buffer(struct buf *b, const uint8_t *data, size_t len)
-{
-	size_t pos = aml_open(b, AML_BUFFER);
-
-	aml_int(b, len);
-	buf_put(b, data, len);
-	aml_close(b, pos);
-}
-
-/* EISAID("PNP0A03"): three 5-bit letters and four hex digits, big-endian. */
-static uint32_t eisaid(const char *id)
-{
-	uint32_t v = ((uint32_t)(id[0] - 0x40) << 26) | ((uint32_t)(id[1] - 0x40) << 21) |
-		     ((uint32_t)(id[2] - 0x40) << 16) |
-		     (uint32_t)strtoul(id + 3, NULL, 16);
-
-	return __builtin_bswap32(v);
-}
-
-static void aml_name_int(struct buf *b, const char *name, uint64_t v)
-{
-	buf_u8(b, AML_NAME);
-	aml_namestring(b, name);
-	aml_int(b, v);
-}
-
-static void aml_name_string(struct buf *b, const char *name, const char *s)
-{
-	buf_u8(b, AML_NAME);
-	aml_namestring(b, name);
-	aml_string(b, s);
-}
-
-static void aml_name_eisaid(struct buf *b, const char *name, const char *id)
-{
-	aml_name_int(b, name, eisaid(id));
-}
-
-static void aml_name_resources(struct buf *b, const char *name, struct buf *res)
-{
-	buf_u8(res, 0x79);		/* End Tag, checksum 0 = not checked */
-	buf_u8(res, 0);
-	buf_u8(b, AML_NAME);
-	aml_namestring(b, name);
-	if (res->oom)
-		b->oom = true;
-	else
-		aml_buffer(b, res->d, res->len);
-	free(res->d);
-	*res = (struct buf){ 0 };
-}
-
-static size_t aml_device_begin(struct buf *b, const char *name)
-{
-	size_t pos = aml_open(b, AML_DEVICE);
-
-	aml_namestring(b, name);
-	return pos;
-}
-
-static void aml_empty_method(struct buf *b, const char *name, unsigned nargs)
-{
-	size_t pos = aml_open(b, AML_METHOD);
-
-	aml_namestring(b, name);
-	buf_u8(b, nargs & 7);		/* NotSerialized, SyncLevel 0 */
-	aml_close(b, pos);
-}
-
-/* ---- resource descriptors (ACPI 6.x 6.4) ---- */
-
-static void res_io(struct buf *r, uint16_t base, uint8_t len)
-{
-	buf_u8(r, 0x47);		/* I/O port, 16-bit decode */
-	buf_u8(r, 0x01);
-	buf_u16(r, base);
-	buf_u16(r, base);
-	buf_u8(r, 1);
-	buf_u8(r, len);
-}
-
-static void res_irq(struct buf *r, unsigned irq)
-{
-	buf_u8(r, 0x22);		/* IRQNoFlags: edge, active-high */
-	buf_u16(r, 1u << irq);
-}
-
-/* Extended interrupt, consumer, level, active-high, shared. */
-static void res_irq_level_shared(struct buf *r, unsigned gsi)
-{
-	buf_u8(r, 0x89);
-	buf_u16(r, 6);
-	buf_u8(r, 0x01 | 0x08);
-	buf_u8(r, 1);
-	buf_u32(r, gsi);
-}
-
-#define RES_PRODUCER_FIXED 0x0c		/* producer, _MIF, _MAF, positive decode */
-
-static void res_word(struct buf *r, uint8_t type, uint8_t tflags, uint16_t min, uint16_t max)
-{
-	buf_u8(r, 0x88);
-	buf_u16(r, 13);
-	buf_u8(r, type);
-	buf_u8(r, RES_PRODUCER_FIXED);
-	buf_u8(r, tflags);
-	buf_u16(r, 0);			/* granularity */
-	buf_u16(r, min);
-	buf_u16(r, max);
-	buf_u16(r, 0);			/* translation */
-	buf_u16(r, max - min + 1);
-}
-
-static void res_dword_mem(struct buf *r, uint8_t tflags, uint32_t min, uint32_t max)
-{
-	buf_u8(r, 0x87);
-	buf_u16(r, 23);
-	buf_u8(r, 0);			/* memory */
-	buf_u8(r, RES_PRODUCER_FIXED);
-	buf_u8(r, tflags);
-	buf_u32(r, 0);
-	buf_u32(r, min);
-	buf_u32(r, max);
-	buf_u32(r, 0);
-	buf_u32(r, max - min + 1);
-}
-
-static void res_qword_mem(struct buf *r, uint8_t tflags, uint64_t min, uint64_t max)
-{
-	buf_u8(r, 0x8a);
-	buf_u16(r, 43);
-	buf_u8(r, 0);
-	buf_u8(r, RES_PRODUCER_FIXED);
-	buf_u8(r, tflags);
-	buf_u64(r, 0);
-	buf_u64(r, min);
-	buf_u64(r, max);
-	buf_u64(r, 0);
-	buf_u64(r, max - min + 1);
-}
-
-#define RES_MEM_RW		0x01
-#define RES_MEM_CACHEABLE	0x02
-#define RES_IO_ENTIRE_RANGE	0x03
 
 /* ---- DSDT ---- */
 
-static void dsdt_pci_crs(struct buf *b, const struct acpi_config *cfg)
+static void dsdt_pci_crs(struct acpi_buf *b, const struct acpi_config *cfg)
 {
-	struct buf r = { 0 };
+	struct acpi_buf r = { 0 };
 
-	res_word(&r, 2, 0, 0, 0xff);				/* buses 0-255 */
+	res_word(&r, RES_TYPE_BUS, 0, 0, 0xff);		/* buses 0-255 */
 	res_io(&r, PCI_CONFIG_ADDR, 8);				/* 0xcf8-0xcff */
-	res_word(&r, 1, RES_IO_ENTIRE_RANGE, 0, PCI_CONFIG_ADDR - 1);
-	res_word(&r, 1, RES_IO_ENTIRE_RANGE, 0xd00, 0xffff);
+	res_word(&r, RES_TYPE_IO, RES_IO_ENTIRE_RANGE, 0, PCI_CONFIG_ADDR - 1);
+	res_word(&r, RES_TYPE_IO, RES_IO_ENTIRE_RANGE, 0xd00, 0xffff);
 	res_dword_mem(&r, RES_MEM_RW | RES_MEM_CACHEABLE, VGA_HOLE_START, 0xbffff);
 	res_dword_mem(&r, RES_MEM_RW, PCI_MMIO_START, PCI_MMIO_END - 1);
 	if (cfg->pci64_size)
@@ -423,19 +81,19 @@ static void dsdt_pci_crs(struct buf *b, const struct acpi_config *cfg)
 
 static const char *const pirq_links[4] = { "LNKA", "LNKB", "LNKC", "LNKD" };
 
-static void dsdt_pci_prt(struct buf *b)
+static void dsdt_pci_prt(struct acpi_buf *b)
 {
 	size_t prt;
 
-	buf_u8(b, AML_NAME);
+	acpi_buf_u8(b, AML_NAME);
 	aml_namestring(b, "_PRT");
 	prt = aml_open(b, AML_PACKAGE);
-	buf_u8(b, 31 * 4);
+	acpi_buf_u8(b, 31 * 4);
 	for (unsigned slot = 1; slot < 32; slot++) {
 		for (unsigned pin = 0; pin < 4; pin++) {
 			size_t e = aml_open(b, AML_PACKAGE);
 
-			buf_u8(b, 4);
+			acpi_buf_u8(b, 4);
 			aml_int(b, (slot << 16) | 0xffff);
 			aml_int(b, pin);
 			if (slot == 1 && pin == 0)
@@ -449,8 +107,8 @@ static void dsdt_pci_prt(struct buf *b)
 	aml_close(b, prt);
 }
 
-static void dsdt_isa_device(struct buf *b, const char *name, const char *hid, int uid,
-			    struct buf *res)
+static void dsdt_isa_device(struct acpi_buf *b, const char *name, const char *hid, int uid,
+			    struct acpi_buf *res)
 {
 	size_t dev = aml_device_begin(b, name);
 
@@ -461,10 +119,10 @@ static void dsdt_isa_device(struct buf *b, const char *name, const char *hid, in
 	aml_close(b, dev);
 }
 
-static void dsdt_isa(struct buf *b, const struct acpi_config *cfg)
+static void dsdt_isa(struct acpi_buf *b, const struct acpi_config *cfg)
 {
 	size_t isa = aml_device_begin(b, "ISA");
-	struct buf r = { 0 };
+	struct acpi_buf r = { 0 };
 
 	aml_name_int(b, "_ADR", 0x00010000);
 
@@ -494,7 +152,7 @@ static void dsdt_isa(struct buf *b, const struct acpi_config *cfg)
 	aml_close(b, isa);
 }
 
-static void dsdt_pci0(struct buf *b, const struct acpi_config *cfg)
+static void dsdt_pci0(struct acpi_buf *b, const struct acpi_config *cfg)
 {
 	size_t dev = aml_device_begin(b, "PCI0");
 
@@ -509,10 +167,10 @@ static void dsdt_pci0(struct buf *b, const struct acpi_config *cfg)
 }
 
 /* A PCI interrupt link with one fixed IRQ (the PIRQ router default). */
-static void dsdt_link(struct buf *b, const char *name, unsigned uid, unsigned gsi)
+static void dsdt_link(struct acpi_buf *b, const char *name, unsigned uid, unsigned gsi)
 {
 	size_t dev = aml_device_begin(b, name);
-	struct buf r = { 0 };
+	struct acpi_buf r = { 0 };
 
 	aml_name_eisaid(b, "_HID", "PNP0C0F");
 	aml_name_int(b, "_UID", uid);
@@ -530,7 +188,7 @@ static void dsdt_link(struct buf *b, const char *name, unsigned uid, unsigned gs
  * direct-boot area. */
 _Static_assert(ACPI_MAX_CPUS <= 0x1000, "CPU device names have 3 hex digits");
 
-static void dsdt_cpus(struct buf *b, unsigned ncpus)
+static void dsdt_cpus(struct acpi_buf *b, unsigned ncpus)
 {
 	for (unsigned i = 0; i < ncpus; i++) {
 		char name[16];
@@ -544,7 +202,7 @@ static void dsdt_cpus(struct buf *b, unsigned ncpus)
 	}
 }
 
-static void build_dsdt(struct buf *b, const struct acpi_config *cfg)
+static void build_dsdt(struct acpi_buf *b, const struct acpi_config *cfg)
 {
 	static const unsigned pirq_irqs[4] = PIRQ_DEFAULT_IRQS;
 	size_t start = table_begin(b, "DSDT", 2);	/* rev 2: 64-bit integers */
@@ -559,10 +217,10 @@ static void build_dsdt(struct buf *b, const struct acpi_config *cfg)
 	dsdt_cpus(b, cfg->ncpus);
 	aml_close(b, sb);
 
-	buf_u8(b, AML_NAME);
+	acpi_buf_u8(b, AML_NAME);
 	aml_namestring(b, "\\_S5");
 	s5 = aml_open(b, AML_PACKAGE);
-	buf_u8(b, 4);
+	acpi_buf_u8(b, 4);
 	aml_int(b, ACPI_S5_SLP_TYP);	/* PM1a_CNT.SLP_TYP */
 	aml_int(b, ACPI_S5_SLP_TYP);	/* PM1b_CNT.SLP_TYP */
 	aml_int(b, 0);
@@ -573,13 +231,13 @@ static void build_dsdt(struct buf *b, const struct acpi_config *cfg)
 
 /* ---- FACS, FADT, MADT, RSDT, XSDT, RSDP ---- */
 
-static void build_facs(struct buf *b)
+static void build_facs(struct acpi_buf *b)
 {
 	size_t start = b->len;
 
-	buf_put(b, "FACS", 4);
-	buf_u32(b, 64);
-	buf_zero(b, 56);		/* hw signature, vectors, lock, flags */
+	acpi_buf_put(b, "FACS", 4);
+	acpi_buf_u32(b, 64);
+	acpi_buf_zero(b, 56);		/* hw signature, vectors, lock, flags */
 	if (!b->oom)
 		b->d[start + 32] = 1;	/* version */
 }
@@ -587,13 +245,13 @@ static void build_facs(struct buf *b)
 enum gas_space { GAS_MEM = 0, GAS_IO = 1 };
 enum gas_access { GAS_BYTE = 1, GAS_WORD = 2, GAS_DWORD = 3 };
 
-static void gas(struct buf *b, uint8_t space, uint8_t bits, uint8_t access, uint64_t addr)
+static void gas(struct acpi_buf *b, uint8_t space, uint8_t bits, uint8_t access, uint64_t addr)
 {
-	buf_u8(b, space);
-	buf_u8(b, bits);
-	buf_u8(b, 0);			/* bit offset */
-	buf_u8(b, access);
-	buf_u64(b, addr);
+	acpi_buf_u8(b, space);
+	acpi_buf_u8(b, bits);
+	acpi_buf_u8(b, 0);			/* bit offset */
+	acpi_buf_u8(b, access);
+	acpi_buf_u64(b, addr);
 }
 
 #define FADT_REV		3
@@ -612,7 +270,8 @@ enum boot_arch { BOOT_ARCH_LEGACY = 1u << 0, BOOT_ARCH_8042 = 1u << 1, BOOT_ARCH
 #define RESET_VALUE 0x06	/* 0xcf9: full reset | reset CPU */
 #define RTC_CENTURY 0x32
 
-static void build_fadt(struct buf *b, const struct acpi_config *cfg, uint64_t facs, uint64_t dsdt)
+static void build_fadt(struct acpi_buf *b, const struct acpi_config *cfg, uint64_t facs,
+		       uint64_t dsdt)
 {
 	size_t start = table_begin(b, "FACP", FADT_REV);
 	uint32_t flags = FADT_WBINVD | FADT_PROC_C1 | FADT_SLP_BUTTON | FADT_RTC_S4 |
@@ -624,50 +283,50 @@ static void build_fadt(struct buf *b, const struct acpi_config *cfg, uint64_t fa
 	if (!cfg->vga_present)
 		boot_arch |= BOOT_ARCH_NO_VGA;
 
-	buf_u32(b, facs);		/* FIRMWARE_CTRL (X_FIRMWARE_CTRL stays 0) */
-	buf_u32(b, dsdt);
-	buf_u8(b, 0);			/* reserved (INT_MODEL) */
-	buf_u8(b, 0);			/* preferred PM profile: unspecified */
-	buf_u16(b, ACPI_SCI_IRQ);
-	buf_u32(b, ACPI_SMI_CMD);
-	buf_u8(b, 0xf1);		/* ACPI_ENABLE */
-	buf_u8(b, 0xf0);		/* ACPI_DISABLE */
-	buf_u8(b, 0);			/* S4BIOS_REQ */
-	buf_u8(b, 0);			/* PSTATE_CNT */
-	buf_u32(b, ACPI_PM1_EVT);
-	buf_u32(b, 0);			/* PM1b_EVT_BLK */
-	buf_u32(b, ACPI_PM1_CNT);
-	buf_u32(b, 0);			/* PM1b_CNT_BLK */
-	buf_u32(b, 0);			/* PM2_CNT_BLK */
-	buf_u32(b, ACPI_PM_TMR);
-	buf_u32(b, ACPI_GPE0_BASE);
-	buf_u32(b, 0);			/* GPE1_BLK */
-	buf_u8(b, 4);			/* PM1_EVT_LEN */
-	buf_u8(b, 2);			/* PM1_CNT_LEN */
-	buf_u8(b, 0);			/* PM2_CNT_LEN */
-	buf_u8(b, 4);			/* PM_TMR_LEN */
-	buf_u8(b, ACPI_GPE0_LEN);
-	buf_u8(b, 0);			/* GPE1_BLK_LEN */
-	buf_u8(b, 0);			/* GPE1_BASE */
-	buf_u8(b, 0);			/* CST_CNT */
-	buf_u16(b, 0xfff);		/* P_LVL2_LAT > 100: no C2 */
-	buf_u16(b, 0x3e9);		/* P_LVL3_LAT > 1000: no C3 */
-	buf_u16(b, 0);			/* FLUSH_SIZE */
-	buf_u16(b, 0);			/* FLUSH_STRIDE */
-	buf_u8(b, 0);			/* DUTY_OFFSET */
-	buf_u8(b, 0);			/* DUTY_WIDTH */
-	buf_u8(b, 0);			/* DAY_ALRM */
-	buf_u8(b, 0);			/* MON_ALRM */
-	buf_u8(b, RTC_CENTURY);
-	buf_u16(b, boot_arch);
-	buf_u8(b, 0);
-	buf_u32(b, flags);
+	acpi_buf_u32(b, facs);		/* FIRMWARE_CTRL (X_FIRMWARE_CTRL stays 0) */
+	acpi_buf_u32(b, dsdt);
+	acpi_buf_u8(b, 0);			/* reserved (INT_MODEL) */
+	acpi_buf_u8(b, 0);			/* preferred PM profile: unspecified */
+	acpi_buf_u16(b, ACPI_SCI_IRQ);
+	acpi_buf_u32(b, ACPI_SMI_CMD);
+	acpi_buf_u8(b, 0xf1);		/* ACPI_ENABLE */
+	acpi_buf_u8(b, 0xf0);		/* ACPI_DISABLE */
+	acpi_buf_u8(b, 0);			/* S4BIOS_REQ */
+	acpi_buf_u8(b, 0);			/* PSTATE_CNT */
+	acpi_buf_u32(b, ACPI_PM1_EVT);
+	acpi_buf_u32(b, 0);			/* PM1b_EVT_BLK */
+	acpi_buf_u32(b, ACPI_PM1_CNT);
+	acpi_buf_u32(b, 0);			/* PM1b_CNT_BLK */
+	acpi_buf_u32(b, 0);			/* PM2_CNT_BLK */
+	acpi_buf_u32(b, ACPI_PM_TMR);
+	acpi_buf_u32(b, ACPI_GPE0_BASE);
+	acpi_buf_u32(b, 0);			/* GPE1_BLK */
+	acpi_buf_u8(b, 4);			/* PM1_EVT_LEN */
+	acpi_buf_u8(b, 2);			/* PM1_CNT_LEN */
+	acpi_buf_u8(b, 0);			/* PM2_CNT_LEN */
+	acpi_buf_u8(b, 4);			/* PM_TMR_LEN */
+	acpi_buf_u8(b, ACPI_GPE0_LEN);
+	acpi_buf_u8(b, 0);			/* GPE1_BLK_LEN */
+	acpi_buf_u8(b, 0);			/* GPE1_BASE */
+	acpi_buf_u8(b, 0);			/* CST_CNT */
+	acpi_buf_u16(b, 0xfff);		/* P_LVL2_LAT > 100: no C2 */
+	acpi_buf_u16(b, 0x3e9);		/* P_LVL3_LAT > 1000: no C3 */
+	acpi_buf_u16(b, 0);			/* FLUSH_SIZE */
+	acpi_buf_u16(b, 0);			/* FLUSH_STRIDE */
+	acpi_buf_u8(b, 0);			/* DUTY_OFFSET */
+	acpi_buf_u8(b, 0);			/* DUTY_WIDTH */
+	acpi_buf_u8(b, 0);			/* DAY_ALRM */
+	acpi_buf_u8(b, 0);			/* MON_ALRM */
+	acpi_buf_u8(b, RTC_CENTURY);
+	acpi_buf_u16(b, boot_arch);
+	acpi_buf_u8(b, 0);
+	acpi_buf_u32(b, flags);
 	gas(b, GAS_IO, 8, GAS_BYTE, RESET_CONTROL_PORT);
-	buf_u8(b, RESET_VALUE);
-	buf_u16(b, 0);			/* ARM_BOOT_ARCH */
-	buf_u8(b, 0);			/* FADT minor version */
-	buf_u64(b, 0);			/* X_FIRMWARE_CTRL */
-	buf_u64(b, dsdt);		/* X_DSDT */
+	acpi_buf_u8(b, RESET_VALUE);
+	acpi_buf_u16(b, 0);			/* ARM_BOOT_ARCH */
+	acpi_buf_u8(b, 0);			/* FADT minor version */
+	acpi_buf_u64(b, 0);			/* X_FIRMWARE_CTRL */
+	acpi_buf_u64(b, dsdt);		/* X_DSDT */
 	gas(b, GAS_IO, 32, GAS_WORD, ACPI_PM1_EVT);
 	gas(b, GAS_MEM, 0, 0, 0);	/* X_PM1b_EVT_BLK */
 	gas(b, GAS_IO, 16, GAS_WORD, ACPI_PM1_CNT);
@@ -687,34 +346,34 @@ enum madt_type {
 #define MPS_LEVEL_HIGH	0x000d		/* polarity 01 active-high, trigger 11 level */
 #define ACPI_IOAPIC_ID	0		/* as QEMU; the KVM IOAPIC's ID register */
 
-static void madt_override(struct buf *b, uint8_t irq, uint32_t gsi, uint16_t flags)
+static void madt_override(struct acpi_buf *b, uint8_t irq, uint32_t gsi, uint16_t flags)
 {
-	buf_u8(b, MADT_ISO);
-	buf_u8(b, 10);
-	buf_u8(b, 0);			/* bus: ISA */
-	buf_u8(b, irq);
-	buf_u32(b, gsi);
-	buf_u16(b, flags);
+	acpi_buf_u8(b, MADT_ISO);
+	acpi_buf_u8(b, 10);
+	acpi_buf_u8(b, 0);			/* bus: ISA */
+	acpi_buf_u8(b, irq);
+	acpi_buf_u32(b, gsi);
+	acpi_buf_u16(b, flags);
 }
 
 /* One processor: xAPIC entry while the ID fits 8 bits (0xff is the
  * broadcast ID), x2APIC entry from 255 on. The ACPI processor UID is the
  * vCPU index, as the DSDT processor device's _UID. */
-static void madt_cpu(struct buf *b, uint32_t uid, uint32_t apic_id)
+static void madt_cpu(struct acpi_buf *b, uint32_t uid, uint32_t apic_id)
 {
 	if (apic_id < XAPIC_ID_LIMIT) {
-		buf_u8(b, MADT_LAPIC);
-		buf_u8(b, 8);
-		buf_u8(b, uid);
-		buf_u8(b, apic_id);
-		buf_u32(b, 1);		/* enabled */
+		acpi_buf_u8(b, MADT_LAPIC);
+		acpi_buf_u8(b, 8);
+		acpi_buf_u8(b, uid);
+		acpi_buf_u8(b, apic_id);
+		acpi_buf_u32(b, 1);		/* enabled */
 	} else {
-		buf_u8(b, MADT_X2APIC);
-		buf_u8(b, 16);
-		buf_u16(b, 0);		/* reserved */
-		buf_u32(b, apic_id);
-		buf_u32(b, 1);		/* enabled */
-		buf_u32(b, uid);
+		acpi_buf_u8(b, MADT_X2APIC);
+		acpi_buf_u8(b, 16);
+		acpi_buf_u16(b, 0);		/* reserved */
+		acpi_buf_u32(b, apic_id);
+		acpi_buf_u32(b, 1);		/* enabled */
+		acpi_buf_u32(b, uid);
 	}
 }
 
@@ -725,38 +384,38 @@ static void madt_cpu(struct buf *b, uint32_t uid, uint32_t apic_id)
 /* NMI on LINT1 of every processor: one entry per kind of processor entry
  * (a Local APIC NMI only covers xAPIC entries, a Local x2APIC NMI only
  * x2APIC entries). */
-static void madt_nmis(struct buf *b, unsigned ncpus)
+static void madt_nmis(struct acpi_buf *b, unsigned ncpus)
 {
-	buf_u8(b, MADT_LAPIC_NMI);
-	buf_u8(b, 6);
-	buf_u8(b, MADT_ALL_XAPIC_UIDS);
-	buf_u16(b, 0);			/* conforming */
-	buf_u8(b, MADT_LINT1);
+	acpi_buf_u8(b, MADT_LAPIC_NMI);
+	acpi_buf_u8(b, 6);
+	acpi_buf_u8(b, MADT_ALL_XAPIC_UIDS);
+	acpi_buf_u16(b, 0);			/* conforming */
+	acpi_buf_u8(b, MADT_LINT1);
 	if (ncpus <= XAPIC_ID_LIMIT)
 		return;
-	buf_u8(b, MADT_X2APIC_NMI);
-	buf_u8(b, 12);
-	buf_u16(b, 0);			/* conforming */
-	buf_u32(b, MADT_ALL_X2APIC_UIDS);
-	buf_u8(b, MADT_LINT1);
-	buf_zero(b, 3);			/* reserved */
+	acpi_buf_u8(b, MADT_X2APIC_NMI);
+	acpi_buf_u8(b, 12);
+	acpi_buf_u16(b, 0);			/* conforming */
+	acpi_buf_u32(b, MADT_ALL_X2APIC_UIDS);
+	acpi_buf_u8(b, MADT_LINT1);
+	acpi_buf_zero(b, 3);			/* reserved */
 }
 
-static void build_madt(struct buf *b, const struct acpi_config *cfg)
+static void build_madt(struct acpi_buf *b, const struct acpi_config *cfg)
 {
 	static const uint8_t level_irqs[] = { 5, ACPI_SCI_IRQ, 10, 11 };
 	size_t start = table_begin(b, "APIC", 1);
 
-	buf_u32(b, LAPIC_BASE);
-	buf_u32(b, MADT_PCAT_COMPAT);
+	acpi_buf_u32(b, LAPIC_BASE);
+	acpi_buf_u32(b, MADT_PCAT_COMPAT);
 	for (unsigned i = 0; i < cfg->ncpus; i++)
 		madt_cpu(b, i, i);	/* APIC ID = vCPU index, as CPUID says */
-	buf_u8(b, MADT_IOAPIC);
-	buf_u8(b, 12);
-	buf_u8(b, ACPI_IOAPIC_ID);
-	buf_u8(b, 0);
-	buf_u32(b, IOAPIC_BASE);
-	buf_u32(b, 0);			/* GSI base */
+	acpi_buf_u8(b, MADT_IOAPIC);
+	acpi_buf_u8(b, 12);
+	acpi_buf_u8(b, ACPI_IOAPIC_ID);
+	acpi_buf_u8(b, 0);
+	acpi_buf_u32(b, IOAPIC_BASE);
+	acpi_buf_u32(b, 0);			/* GSI base */
 
 	madt_override(b, PIT_IRQ, 2, 0);
 	for (size_t i = 0; i < sizeof(level_irqs); i++)
@@ -777,11 +436,11 @@ static void build_rsdp(uint8_t *p, uint64_t rsdt, uint64_t xsdt)
 	memcpy(p, "RSD PTR ", 8);
 	memcpy(p + 9, OEM_ID, 6);
 	p[15] = 2;			/* revision: ACPI 2.0+ */
-	put_le(p + RSDP_RSDT, rsdt, 4);
-	put_le(p + 20, RSDP_LEN, 4);
-	put_le(p + RSDP_XSDT, xsdt, 8);
-	p[RSDP_CHECKSUM] = checksum(p, 20);
-	p[RSDP_EXT_CHECKSUM] = checksum(p, RSDP_LEN);
+	acpi_put_le(p + RSDP_RSDT, rsdt, 4);
+	acpi_put_le(p + 20, RSDP_LEN, 4);
+	acpi_put_le(p + RSDP_XSDT, xsdt, 8);
+	p[RSDP_CHECKSUM] = acpi_checksum(p, 20);
+	p[RSDP_EXT_CHECKSUM] = acpi_checksum(p, RSDP_LEN);
 }
 
 /* Offsets of the tables inside the tables blob. */
@@ -794,7 +453,7 @@ struct layout {
 
 /* Tables at b offset 0 (64-byte aligned); base is the address of that
  * offset as the consumer will see it (0 for the relocatable blob). */
-static int build_tables(struct buf *b, uint64_t base, const struct acpi_config *cfg,
+static int build_tables(struct acpi_buf *b, uint64_t base, const struct acpi_config *cfg,
 			struct layout *lo)
 {
 	size_t entries[N_SDT_ENTRIES];
@@ -805,30 +464,30 @@ static int build_tables(struct buf *b, uint64_t base, const struct acpi_config *
 	lo->dsdt = b->len;
 	build_dsdt(b, cfg);
 	lo->dsdt_len = b->len - lo->dsdt;
-	buf_align(b, 8);
+	acpi_buf_align(b, 8);
 
 	lo->fadt = b->len;
 	build_fadt(b, cfg, base + lo->facs, base + lo->dsdt);
 	lo->fadt_len = b->len - lo->fadt;
-	buf_align(b, 8);
+	acpi_buf_align(b, 8);
 
 	lo->madt = b->len;
 	build_madt(b, cfg);
 	lo->madt_len = b->len - lo->madt;
-	buf_align(b, 8);
+	acpi_buf_align(b, 8);
 
 	entries[0] = lo->fadt;
 	entries[1] = lo->madt;
 	lo->rsdt = start = table_begin(b, "RSDT", 1);
 	for (unsigned i = 0; i < N_SDT_ENTRIES; i++)
-		buf_u32(b, base + entries[i]);
+		acpi_buf_u32(b, base + entries[i]);
 	table_end(b, start);
 	lo->rsdt_len = b->len - lo->rsdt;
-	buf_align(b, 8);
+	acpi_buf_align(b, 8);
 
 	lo->xsdt = start = table_begin(b, "XSDT", 1);
 	for (unsigned i = 0; i < N_SDT_ENTRIES; i++)
-		buf_u64(b, base + entries[i]);
+		acpi_buf_u64(b, base + entries[i]);
 	table_end(b, start);
 	lo->xsdt_len = b->len - lo->xsdt;
 	lo->end = b->len;
@@ -861,7 +520,7 @@ int acpi_install(struct guest_memory *mem, const struct acpi_config *cfg)
 {
 	uint64_t base = ACPI_TABLES_ADDR + ACPI_DIRECT_TABLES_OFF;
 	uint64_t limit = ACPI_TABLES_END - ACPI_TABLES_ADDR;
-	struct buf b = { 0 };
+	struct acpi_buf b = { 0 };
 	struct layout lo;
 	uint64_t span;
 	uint8_t *hva;
@@ -898,58 +557,58 @@ out:
 
 /* ---- firmware boot: fw_cfg blobs and linker/loader script ---- */
 
-static void loader_name(struct buf *l, const char *name)
+static void loader_name(struct acpi_buf *l, const char *name)
 {
 	char f[LOADER_FILESZ] = { 0 };
 
 	strncpy(f, name, LOADER_FILESZ - 1);
-	buf_put(l, f, LOADER_FILESZ);
+	acpi_buf_put(l, f, LOADER_FILESZ);
 }
 
-static void loader_allocate(struct buf *l, const char *file, uint32_t align, uint8_t zone)
+static void loader_allocate(struct acpi_buf *l, const char *file, uint32_t align, uint8_t zone)
 {
 	size_t start = l->len;
 
-	buf_u32(l, LOADER_CMD_ALLOCATE);
+	acpi_buf_u32(l, LOADER_CMD_ALLOCATE);
 	loader_name(l, file);
-	buf_u32(l, align);
-	buf_u8(l, zone);
-	buf_zero(l, LOADER_ENTRY_SIZE - (l->len - start));
+	acpi_buf_u32(l, align);
+	acpi_buf_u8(l, zone);
+	acpi_buf_zero(l, LOADER_ENTRY_SIZE - (l->len - start));
 }
 
-static void loader_add_pointer(struct buf *l, const char *dest, const char *src,
+static void loader_add_pointer(struct acpi_buf *l, const char *dest, const char *src,
 			       uint32_t offset, uint8_t size)
 {
 	size_t start = l->len;
 
-	buf_u32(l, LOADER_CMD_ADD_POINTER);
+	acpi_buf_u32(l, LOADER_CMD_ADD_POINTER);
 	loader_name(l, dest);
 	loader_name(l, src);
-	buf_u32(l, offset);
-	buf_u8(l, size);
-	buf_zero(l, LOADER_ENTRY_SIZE - (l->len - start));
+	acpi_buf_u32(l, offset);
+	acpi_buf_u8(l, size);
+	acpi_buf_zero(l, LOADER_ENTRY_SIZE - (l->len - start));
 }
 
-static void loader_add_checksum(struct buf *l, const char *file, uint32_t offset,
+static void loader_add_checksum(struct acpi_buf *l, const char *file, uint32_t offset,
 				uint32_t start_off, uint32_t length)
 {
 	size_t start = l->len;
 
-	buf_u32(l, LOADER_CMD_ADD_CHECKSUM);
+	acpi_buf_u32(l, LOADER_CMD_ADD_CHECKSUM);
 	loader_name(l, file);
-	buf_u32(l, offset);
-	buf_u32(l, start_off);
-	buf_u32(l, length);
-	buf_zero(l, LOADER_ENTRY_SIZE - (l->len - start));
+	acpi_buf_u32(l, offset);
+	acpi_buf_u32(l, start_off);
+	acpi_buf_u32(l, length);
+	acpi_buf_zero(l, LOADER_ENTRY_SIZE - (l->len - start));
 }
 
-static void loader_table_checksum(struct buf *l, size_t table, size_t len)
+static void loader_table_checksum(struct acpi_buf *l, size_t table, size_t len)
 {
 	loader_add_checksum(l, ACPI_FW_CFG_TABLES, table + HDR_CHECKSUM, table, len);
 }
 
 /* Pointers of a table are patched before its checksum is computed. */
-static void build_loader(struct buf *l, const struct layout *lo)
+static void build_loader(struct acpi_buf *l, const struct layout *lo)
 {
 	const char *t = ACPI_FW_CFG_TABLES, *r = ACPI_FW_CFG_RSDP;
 
@@ -988,7 +647,7 @@ void acpi_fw_cfg_blobs_free(struct acpi_fw_cfg_blobs *blobs)
 
 int acpi_build_fw_cfg(const struct acpi_config *cfg, struct acpi_fw_cfg_blobs *out)
 {
-	struct buf t = { 0 }, l = { 0 };
+	struct acpi_buf t = { 0 }, l = { 0 };
 	struct layout lo;
 	int ret;
 
