@@ -1,67 +1,27 @@
-/* QEMU's qcow version 1 image format: header, two-level cluster tables
- * (L1 in memory, a small L2 cache), zlib-compressed clusters (read, and
- * rewritten uncompressed on write), backing files, creation with
- * qemu-img's defaults, a consistency check (QEMU has none) and commit's
- * make_empty. As in QEMU: no resize, discard is a no-op, no format-specific
- * info. Encrypted images are refused.
- *
- * On-disk layout (all fields big-endian):
- *   0  u32 magic "QFI\xfb"      4  u32 version (1)
- *   8  u64 backing_file_offset  16 u32 backing_file_size
- *   20 u32 mtime                24 u64 size (bytes)
- *   32 u8  cluster_bits         33 u8  l2_bits
- *   34 u16 padding              36 u32 crypt_method
- *   40 u64 l1_table_offset      (48 bytes)
- * L1 entries are L2 table offsets; L2 entries are cluster offsets, with
- * bit 63 marking a compressed cluster whose compressed length is stored
- * in the cluster_bits bits below it. Crash order on write: data, then the
- * L2 entry; a new L2 table is written zeroed before its L1 entry. */
+/* QEMU's qcow version 1 image format: open (header fields checked in
+ * QEMU's order and words, the backing file name, the L1 table kept in
+ * memory), the two-level cluster table walk with a small L2 cache, the
+ * read and write paths (compressed clusters inflated on read and
+ * rewritten uncompressed on write, unallocated ones read from the backing
+ * file), compressed writes (convert -c), block status, commit's
+ * make_empty and the ops table. Creation and the backing file name
+ * rewrite live in qcow_create.c, the consistency check (QEMU has none) in
+ * qcow_check.c, the on-disk layout in qcow.h. As in QEMU: no resize,
+ * discard is a no-op, no format-specific info. Encrypted images are
+ * refused.
+ * Crash order on write: data, then the L2 entry; a new L2 table is
+ * written zeroed before its L1 entry. */
 #include <endian.h>
 #include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <zlib.h>
 
 #include "block/bfile.h"
 #include "block/endian.h"
-#include "block/format.h"
+#include "block/qcow.h"
 #include "vmm/log.h"
-
-#define QCOW_MAGIC		0x514649fbu
-#define QCOW_VERSION		1
-#define QCOW_HEADER_SIZE	48
-#define QCOW_CRYPT_NONE		0
-#define QCOW_CRYPT_AES		1
-#define QCOW_OFLAG_COMPRESSED	(1ull << 63)
-#define QCOW_MAX_BACKING_NAME	1023
-#define QCOW_MAX_L1_BYTES	(256u << 20)
-#define QCOW_L2_CACHE_SIZE	16
-#define QCOW_MAX_ERRORS_LOGGED	8
-
-struct qcow_l2_slot {
-	uint64_t offset;		/* 0 = empty */
-	uint64_t last_use;
-	uint64_t *table;		/* host byte order */
-};
-
-struct qcow_state {
-	unsigned cluster_bits, l2_bits;
-	uint32_t cluster_size, l2_entries;
-	uint64_t cluster_offset_mask;	/* offset bits of a compressed entry */
-	uint64_t l1_table_offset;
-	uint32_t l1_size;
-	uint64_t *l1;			/* host byte order */
-	uint64_t file_end;		/* allocation point (grows) */
-	struct qcow_l2_slot l2[QCOW_L2_CACHE_SIZE];
-	uint64_t use_clock;
-	uint8_t *cluster_buf;		/* one cluster, for COW and decompression */
-	uint8_t *zbuf;			/* one compressed cluster */
-	unsigned errors_logged;
-};
 
 /* A metadata problem found during I/O: logged a few times per image. */
 static int qcow_corrupt(struct bdev *bs, const char *what, uint64_t value)
@@ -315,6 +275,12 @@ static int qcow_l2_get(struct bdev *bs, uint64_t l2_offset, bool fresh, uint64_t
 	victim->last_use = ++s->use_clock;
 	*table = victim->table;
 	return 0;
+}
+
+void qcow_l2_cache_drop(struct qcow_state *s)
+{
+	for (unsigned i = 0; i < QCOW_L2_CACHE_SIZE; i++)
+		s->l2[i].offset = 0;
 }
 
 /* Next allocation point, aligned to a cluster. */
@@ -638,354 +604,6 @@ static int qcow_write_compressed(struct bdev *bs, uint64_t offset, const void *b
 	return 0;
 }
 
-/* ---- create ---- */
-
-
-static int qcow_create(const char *path, const struct block_create_opts *o, char *err,
-		       size_t errlen)
-{
-	uint8_t hdr[QCOW_HEADER_SIZE] = { 0 };
-	unsigned cluster_bits = 12, l2_bits = 9, shift;
-	uint64_t size = o->size & ~(uint64_t)(BDRV_SECTOR_SIZE - 1);
-	uint64_t header_size = QCOW_HEADER_SIZE, l1_size, l1_bytes;
-	size_t blen = 0;
-	struct bfile *f;
-	int ret;
-
-	if (o->backing_file) {
-		blen = strlen(o->backing_file);
-		if (blen == 0 || blen > QCOW_MAX_BACKING_NAME)
-			FAIL("%s: qcow backing file name must be 1..%u bytes", path,
-			     QCOW_MAX_BACKING_NAME);
-		cluster_bits = 9;	/* qemu-img's choice: sector-sized COW */
-		l2_bits = 12;
-	}
-	if (size == 0 && o->backing_file) {
-		ret = block_backing_size_for_create(path, o, &size, err, errlen);
-		if (ret < 0)
-			return ret;
-		size &= ~(uint64_t)(BDRV_SECTOR_SIZE - 1);
-	}
-	if (o->cluster_size) {
-		if (o->cluster_size < 512 || o->cluster_size > 65536 ||
-		    (o->cluster_size & (o->cluster_size - 1)))
-			FAIL("%s: qcow cluster_size %u must be a power of two in 512..65536",
-			     path, o->cluster_size);
-		cluster_bits = __builtin_ctz(o->cluster_size);
-	}
-	if (size < BDRV_SECTOR_SIZE)
-		FAIL("%s: qcow image size must be at least 512 bytes", path);
-	if (o->prealloc != PREALLOC_OFF)
-		FAIL("%s: qcow does not support preallocation", path);
-	shift = cluster_bits + l2_bits;
-	if (size > UINT64_MAX - (1ull << shift))
-		FAIL("%s: qcow image size too large", path);
-	l1_size = (size + (1ull << shift) - 1) >> shift;
-	if (l1_size > QCOW_MAX_L1_BYTES / 8)
-		FAIL("%s: qcow image size too large for its L1 table", path);
-	st_be32(hdr, QCOW_MAGIC);
-	st_be32(hdr + 4, QCOW_VERSION);
-	if (blen) {
-		st_be64(hdr + 8, header_size);
-		st_be32(hdr + 16, blen);
-		header_size += blen;
-	}
-	header_size = (header_size + 7) & ~7ull;
-	st_be64(hdr + 24, size);
-	hdr[32] = cluster_bits;
-	hdr[33] = l2_bits;
-	st_be64(hdr + 40, header_size);
-	l1_bytes = (l1_size * 8 + 511) & ~511ull;
-
-	ret = bfile_open(path, O_RDWR | O_CREAT | O_TRUNC, BLOCK_CACHE_WRITEBACK,
-			 BLOCK_ENGINE_DEFAULT, &f, err, errlen);
-	if (ret < 0)
-		return ret;
-	ret = bfile_pwrite(f, 0, hdr, sizeof(hdr));
-	if (ret == 0 && blen)
-		ret = bfile_pwrite(f, QCOW_HEADER_SIZE, o->backing_file, blen);
-	if (ret == 0)
-		ret = bfile_write_zeroes(f, header_size, l1_bytes);
-	if (ret == 0)
-		ret = bfile_truncate(f, header_size + l1_bytes);
-	if (ret == 0)
-		ret = bfile_flush(f);
-	bfile_close(f);
-	if (ret < 0)
-		snprintf(err, errlen, "%s: cannot write the qcow image: %s", path, strerror(-ret));
-	return ret;
-}
-
-static int qcow_change_backing(struct bdev *bs, const char *file, const char *fmt)
-{
-	struct qcow_state *s = bs->opaque;
-	uint8_t hdr[12];
-	size_t blen = file ? strlen(file) : 0;
-	uint64_t space = s->l1_table_offset - QCOW_HEADER_SIZE;
-	int ret;
-
-	if (blen > QCOW_MAX_BACKING_NAME || blen > space)
-		return -ENOSPC;		/* no room before the L1 table */
-	if (blen) {
-		ret = bfile_pwrite(bs->file, QCOW_HEADER_SIZE, file, blen);
-		if (ret < 0)
-			return ret;
-	}
-	st_be64(hdr, blen ? QCOW_HEADER_SIZE : 0);
-	st_be32(hdr + 8, blen);
-	ret = bfile_pwrite(bs->file, 8, hdr, sizeof(hdr));
-	if (ret < 0)
-		return ret;
-	free(bs->backing_filename);
-	bs->backing_filename = blen ? strdup(file) : NULL;
-	return bfile_flush(bs->file);
-}
-
-/* ---- check ----
- * QEMU's qcow driver has no check; this one finds what the format allows:
- * L2 tables and data (plain or compressed) beyond the end of the file,
- * structures that overlap each other (header, backing name, L1, L2 tables,
- * clusters), and leaks: whole clusters of the file nothing references
- * (e.g. the old copy of a compressed cluster that was rewritten). -r all
- * clears entries pointing beyond the end of the file; -r leaks cuts
- * leaked space at the end of the file (inner leaks need a convert). */
-
-enum qcow_range_kind { QR_HEADER, QR_L1, QR_L2, QR_DATA, QR_COMPRESSED };
-
-struct qcow_range {
-	uint64_t start, len;
-	uint64_t guest;			/* first guest byte (data), L1 index (L2) */
-	enum qcow_range_kind kind;
-};
-
-struct qcow_ranges {
-	struct qcow_range *v;
-	size_t n, cap;
-	bool overflow;
-};
-
-#define QCOW_CHECK_MAX_RANGES	(8u << 20)	/* 256 MiB of ranges at most */
-
-static const char *const qcow_range_names[] = {
-	[QR_HEADER] = "the header", [QR_L1] = "the L1 table", [QR_L2] = "an L2 table",
-	[QR_DATA] = "a data cluster", [QR_COMPRESSED] = "a compressed cluster",
-};
-
-static void qcow_rep(FILE *report, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void qcow_rep(FILE *report, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!report)
-		return;
-	va_start(ap, fmt);
-	vfprintf(report, fmt, ap);
-	va_end(ap);
-	fputc('\n', report);
-}
-
-/* Record a used range; plain clusters continuing the previous one merge. */
-static void qcow_range_add(struct qcow_ranges *r, uint64_t start, uint64_t len,
-			   enum qcow_range_kind kind, uint64_t guest)
-{
-	struct qcow_range *last = r->n ? &r->v[r->n - 1] : NULL;
-
-	if (last && kind == QR_DATA && last->kind == QR_DATA &&
-	    last->start + last->len == start && last->guest + last->len == guest) {
-		last->len += len;
-		return;
-	}
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 256;
-		struct qcow_range *v;
-
-		if (cap > QCOW_CHECK_MAX_RANGES || !(v = realloc(r->v, cap * sizeof(*v)))) {
-			r->overflow = true;
-			return;
-		}
-		r->v = v;
-		r->cap = cap;
-	}
-	r->v[r->n++] = (struct qcow_range){ start, len, guest, kind };
-}
-
-static int qcow_range_cmp(const void *a, const void *b)
-{
-	const struct qcow_range *x = a, *y = b;
-
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Clear one on-disk table entry (repair of an entry beyond the file). */
-static int qcow_clear_entry(struct bdev *bs, uint64_t table_offset, uint32_t index)
-{
-	uint64_t zero = 0;
-
-	return bfile_pwrite(bs->file, table_offset + (uint64_t)index * 8, &zero, 8);
-}
-
-struct qcow_check_ctx {
-	struct bdev *bs;
-	struct block_check_result *res;
-	FILE *report;
-	bool fix_all;
-	uint64_t fsize;
-	struct qcow_ranges used;
-	uint64_t prev_host;		/* host end of the previous guest cluster */
-};
-
-/* One L2 entry: bounds, statistics, and its range. */
-static int qcow_check_entry(struct qcow_check_ctx *c, uint64_t l2_offset, uint32_t index,
-			    uint64_t entry, uint64_t guest)
-{
-	struct qcow_state *s = c->bs->opaque;
-	uint64_t off = entry, len = s->cluster_size;
-	enum qcow_range_kind kind = QR_DATA;
-
-	c->res->allocated_clusters++;
-	if (entry & QCOW_OFLAG_COMPRESSED) {
-		kind = QR_COMPRESSED;
-		off = entry & s->cluster_offset_mask;
-		len = (entry >> (63 - s->cluster_bits)) & (s->cluster_size - 1);
-		c->res->compressed_clusters++;
-	} else if (c->prev_host && off != c->prev_host) {
-		c->res->fragmented_clusters++;
-	}
-	c->prev_host = kind == QR_DATA ? off + len : 0;
-	if (len == 0 || off < QCOW_HEADER_SIZE || off > c->fsize || len > c->fsize - off) {
-		c->res->corruptions++;
-		qcow_rep(c->report, "ERROR %s of guest offset 0x%llx at 0x%llx (%llu bytes) lies "
-			 "outside the file", qcow_range_names[kind], (unsigned long long)guest,
-			 (unsigned long long)off, (unsigned long long)len);
-		if (c->fix_all && qcow_clear_entry(c->bs, l2_offset, index) == 0) {
-			c->res->corruptions_fixed++;
-			c->res->allocated_clusters--;
-		}
-		return 0;
-	}
-	qcow_range_add(&c->used, off, len, kind, guest);
-	return 0;
-}
-
-/* Every L2 table of the L1 table and every entry in it. */
-static int qcow_check_tables(struct qcow_check_ctx *c)
-{
-	struct qcow_state *s = c->bs->opaque;
-	uint64_t l2_bytes = (uint64_t)s->l2_entries * 8, *l2 = malloc(l2_bytes);
-	uint64_t span = (uint64_t)s->cluster_size << s->l2_bits;
-	int ret = 0;
-
-	if (!l2)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < s->l1_size && ret == 0; i++) {
-		uint64_t l2_offset = s->l1[i];
-
-		c->prev_host = 0;
-		if (!l2_offset)
-			continue;
-		if (l2_offset < QCOW_HEADER_SIZE || l2_offset > c->fsize ||
-		    l2_bytes > c->fsize - l2_offset) {
-			c->res->corruptions++;
-			qcow_rep(c->report, "ERROR L2 table %u at 0x%llx lies outside the file", i,
-				 (unsigned long long)l2_offset);
-			if (c->fix_all && qcow_clear_entry(c->bs, s->l1_table_offset, i) == 0) {
-				s->l1[i] = 0;
-				c->res->corruptions_fixed++;
-			}
-			continue;
-		}
-		qcow_range_add(&c->used, l2_offset, l2_bytes, QR_L2, i);
-		ret = bfile_pread(c->bs->file, l2_offset, l2, l2_bytes);
-		for (uint32_t j = 0; j < s->l2_entries && ret == 0; j++) {
-			uint64_t e = be64toh(l2[j]);
-			uint64_t guest = i * span + (uint64_t)j * s->cluster_size;
-
-			if (e && guest < c->bs->size)
-				ret = qcow_check_entry(c, l2_offset, j, e, guest);
-			else if (e)
-				c->prev_host = 0;	/* beyond the disk: harmless, ignored */
-		}
-	}
-	free(l2);
-	return ret;
-}
-
-/* Sorted ranges: overlaps are corruptions, whole unreferenced clusters
- * between them leaks. Returns the end of the last used byte. */
-static uint64_t qcow_check_layout(struct qcow_check_ctx *c)
-{
-	struct qcow_state *s = c->bs->opaque;
-	struct qcow_ranges *r = &c->used;
-	uint64_t end = 0;
-
-	qsort(r->v, r->n, sizeof(*r->v), qcow_range_cmp);
-	for (size_t i = 0; i < r->n; i++) {
-		const struct qcow_range *x = &r->v[i];
-
-		if (i && x->start < end) {
-			c->res->corruptions++;
-			qcow_rep(c->report, "ERROR %s at 0x%llx overlaps %s ending at 0x%llx",
-				 qcow_range_names[x->kind], (unsigned long long)x->start,
-				 qcow_range_names[r->v[i - 1].kind], (unsigned long long)end);
-		} else if (x->start - end >= s->cluster_size) {
-			uint64_t n = (x->start - end) / s->cluster_size;
-
-			c->res->leaks += n;
-			qcow_rep(c->report, "Leaked %llu cluster(s) at 0x%llx",
-				 (unsigned long long)n, (unsigned long long)end);
-		}
-		if (x->start + x->len > end)
-			end = x->start + x->len;
-	}
-	return end;
-}
-
-static int qcow_check(struct bdev *bs, enum block_repair fix, struct block_check_result *res,
-		      FILE *report)
-{
-	struct qcow_state *s = bs->opaque;
-	struct qcow_check_ctx c = { .bs = bs, .res = res, .report = report,
-				    .fix_all = fix == BLOCK_REPAIR_ALL && !bs->read_only };
-	uint64_t end, tail;
-	int64_t fsize = bfile_size(bs->file);
-	int ret;
-
-	if (fsize < 0)
-		return (int)fsize;
-	c.fsize = (uint64_t)fsize;
-	res->total_clusters = (bs->size + s->cluster_size - 1) / s->cluster_size;
-	qcow_range_add(&c.used, 0, s->l1_table_offset, QR_HEADER, 0);
-	/* qemu-img writes the L1 table in whole sectors */
-	qcow_range_add(&c.used, s->l1_table_offset, ((uint64_t)s->l1_size * 8 + 511) & ~511ull,
-		       QR_L1, 0);
-	ret = qcow_check_tables(&c);
-	if (ret == 0 && c.used.overflow) {
-		res->check_errors++;
-		qcow_rep(report, "ERROR the image is too fragmented to check its layout");
-	} else if (ret == 0) {
-		end = qcow_check_layout(&c);
-		tail = c.fsize > end ? (c.fsize - end) / s->cluster_size : 0;
-		if (tail) {
-			res->leaks += tail;
-			qcow_rep(report, "Leaked %llu cluster(s) at the end of the file (0x%llx)",
-				 (unsigned long long)tail, (unsigned long long)end);
-		}
-		if (tail && fix != BLOCK_REPAIR_NONE && !bs->read_only &&
-		    bfile_truncate(bs->file, end) == 0) {
-			res->leaks_fixed += tail;
-			s->file_end = end;
-		}
-		res->image_end_offset = end;
-	}
-	if (res->corruptions_fixed || res->leaks_fixed) {
-		for (unsigned i = 0; i < QCOW_L2_CACHE_SIZE; i++)
-			s->l2[i].offset = 0;
-		if (ret == 0)
-			ret = bfile_flush(bs->file);
-	}
-	free(c.used.v);
-	return ret;
-}
 
 /* Commit's make_empty, as QEMU does it: a zeroed L1 table, the file cut
  * right after it, and no cached L2 table. */
@@ -993,7 +611,6 @@ static int qcow_make_empty(struct bdev *bs)
 {
 	struct qcow_state *s = bs->opaque;
 	uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
-	unsigned i;
 	int ret;
 
 	ret = bfile_write_zeroes(bs->file, s->l1_table_offset, (uint64_t)s->l1_size * 8);
@@ -1002,8 +619,7 @@ static int qcow_make_empty(struct bdev *bs)
 	if (ret < 0)
 		return ret;
 	memset(s->l1, 0, (size_t)s->l1_size * 8);
-	for (i = 0; i < QCOW_L2_CACHE_SIZE; i++)
-		s->l2[i].offset = 0;
+	qcow_l2_cache_drop(s);
 	s->file_end = s->l1_table_offset + l1_bytes;
 	return bfile_truncate(bs->file, s->file_end);
 }
