@@ -1,13 +1,12 @@
 /* virtio-pci transport (virtio 1.x section 4.1): transitional config space,
  * the modern register file in BAR 4 (common config, ISR, device config,
- * notify, MSI-X table and PBA), the legacy register block in I/O BAR 0,
- * device status and feature negotiation, reset, interrupts (MSI-X with
- * masking and pending bits, INTx + ISR otherwise) and queue notification
- * through one ioeventfd per queue served on the event loop thread.
- * An unmasked MSI-X vector is delivered through an irqfd: a GSI routed to
- * its message (updated when the guest reprograms it) and an eventfd the
- * device writes, so an interrupt costs no ioctl; KVM_SIGNAL_MSI remains
- * the fallback when routing fails. Masking stays in userspace (PBA).
+ * notify; the MSI-X table and PBA are served by hw/virtio_pci_irq.c),
+ * device status and feature negotiation, reset, and queue notification
+ * through one ioeventfd per queue served on the event loop thread; the PCI
+ * config hooks (VIRTIO_PCI_CAP_PCI_CFG window, MSI-X control, BAR moves),
+ * the capabilities, init/realize and the migration state.
+ * The legacy register block in I/O BAR 0 is hw/virtio_pci_legacy.c,
+ * interrupt delivery (MSI-X through irqfds, INTx + ISR) hw/virtio_pci_irq.c.
  * All state is guarded by the PCI bus lock (recursive), which the PCI core
  * also holds around config accesses and INTx updates. Last, the -device
  * options every virtio-pci model takes (addr=, packed=). */
@@ -19,7 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <linux/kvm.h>
-#include "hw/virtio_pci.h"
+#include "hw/virtio_pci_int.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
 #include "vmm/opts.h"
@@ -27,10 +26,6 @@
 #include "vmm/vmstate.h"
 
 static const uint8_t vp_cap_len = 16;
-
-/* The PBA is one 32-bit word (msix_pba); the table fits its region. */
-_Static_assert(VIRTIO_MSIX_MAX <= 32, "MSI-X pending bits exceed msix_pba");
-_Static_assert(VIRTIO_MSIX_MAX * PCI_MSIX_ENTRY_SIZE <= VP_REGION_SIZE, "MSI-X table too big");
 
 /* --- locking ------------------------------------------------------------- */
 
@@ -49,7 +44,7 @@ void virtio_pci_unlock(struct virtio_pci *vp)
 	pthread_mutex_unlock(vp->pci.bus ? &vp->pci.bus->lock : &vp->own_lock);
 }
 
-static struct virtq *selected_vq(struct virtio_pci *vp)
+struct virtq *vp_selected_queue(struct virtio_pci *vp)
 {
 	return vp->queue_sel < vp->ops->num_queues ? &vp->vqs[vp->queue_sel] : NULL;
 }
@@ -59,191 +54,9 @@ static bool is_modern(const struct virtio_pci *vp)
 	return vp->guest_features & (1ull << VIRTIO_F_VERSION_1);
 }
 
-/* --- interrupts ---------------------------------------------------------- */
-
-bool virtio_pci_msix_enabled(const struct virtio_pci *vp)
-{
-	return pci_get_word(vp->pci.config, vp->msix_cap + 2) & PCI_MSIX_FLAGS_ENABLE;
-}
-
-static bool msix_function_masked(const struct virtio_pci *vp)
-{
-	return pci_get_word(vp->pci.config, vp->msix_cap + 2) & PCI_MSIX_FLAGS_MASKALL;
-}
-
-static bool msix_vector_masked(const struct virtio_pci *vp, unsigned v)
-{
-	return msix_function_masked(vp) ||
-	       (vp->msix_table[v * 4 + 3] & PCI_MSIX_ENTRY_CTRL_MASKBIT);
-}
-
-static uint64_t msix_addr(const struct virtio_pci *vp, unsigned v)
-{
-	return vp->msix_table[v * 4] | (uint64_t)vp->msix_table[v * 4 + 1] << 32;
-}
-
-static bool msix_route_failed(struct virtio_pci *vp, unsigned v, const char *what, int err)
-{
-	static const char fmt[] = "%s %02x.%x: MSI-X vector %u: %s: %s; using KVM_SIGNAL_MSI";
-
-	vp->msix_routes[v].failed = true;
-	if (!vp->msix_route_warned)
-		log_warn(fmt, vp->ops->name, vp->pci.devfn >> 3, vp->pci.devfn & 7, v, what,
-			 strerror(-err));
-	else
-		log_guest(LOG_GUEST_ERRORS, fmt, vp->ops->name, vp->pci.devfn >> 3,
-			  vp->pci.devfn & 7, v, what, strerror(-err));
-	vp->msix_route_warned = true;
-	return false;
-}
-
-/* Make vector v's irqfd carry the message now in its table entry: an
- * eventfd, a GSI and the irqfd the first time, a route update when the
- * guest changed the message. Returns false when the vector must use
- * send_msi instead. */
-static bool msix_route_sync(struct virtio_pci *vp, unsigned v)
-{
-	const struct virtio_msi_router *r = vp->router;
-	struct vp_msix_route *m = &vp->msix_routes[v];
-	uint64_t addr = msix_addr(vp, v);
-	uint32_t data = vp->msix_table[v * 4 + 2];
-	int ret;
-
-	if (!r || m->failed)
-		return false;
-	if (m->fd < 0) {
-		m->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (m->fd < 0)
-			return msix_route_failed(vp, v, "eventfd", -errno);
-	}
-	if (m->gsi < 0) {
-		ret = r->alloc(vp->router_opaque, addr, data);
-		if (ret < 0)
-			return msix_route_failed(vp, v, "no GSI route", ret);
-		m->gsi = ret;
-		m->addr = addr;
-		m->data = data;
-	} else if (m->addr != addr || m->data != data) {
-		ret = r->update(vp->router_opaque, m->gsi, addr, data);
-		if (ret < 0)
-			return msix_route_failed(vp, v, "route update", ret);
-		m->addr = addr;
-		m->data = data;
-	}
-	if (!m->attached) {
-		ret = r->attach(vp->router_opaque, m->fd, m->gsi);
-		if (ret < 0)
-			return msix_route_failed(vp, v, "KVM_IRQFD", ret);
-		m->attached = true;
-	}
-	return true;
-}
-
-static void msix_send(struct virtio_pci *vp, unsigned v)
-{
-	uint64_t one = 1;
-
-	if (msix_route_sync(vp, v) &&
-	    write(vp->msix_routes[v].fd, &one, sizeof(one)) == sizeof(one))
-		return;
-	if (vp->send_msi)
-		vp->send_msi(vp, msix_addr(vp, v), vp->msix_table[v * 4 + 2]);
-}
-
-/* A vector the guest may use now has its route ready before the first
- * interrupt (the guest unmasks what it has programmed). */
-static void msix_prepare(struct virtio_pci *vp, unsigned v)
-{
-	if (v < vp->msix_vectors && virtio_pci_msix_enabled(vp) && !msix_vector_masked(vp, v))
-		msix_route_sync(vp, v);
-}
-
-static void msix_prepare_all(struct virtio_pci *vp)
-{
-	for (unsigned v = 0; v < vp->msix_vectors; v++)
-		msix_prepare(vp, v);
-}
-
-static void msix_notify(struct virtio_pci *vp, unsigned v)
-{
-	if (v >= vp->msix_vectors)
-		return;
-	if (msix_vector_masked(vp, v)) {
-		vp->msix_pba |= 1u << v;
-		return;
-	}
-	msix_send(vp, v);
-}
-
-/* Deliver what became unmasked while pending. */
-static void msix_flush_pending(struct virtio_pci *vp)
-{
-	if (!virtio_pci_msix_enabled(vp))
-		return;
-	for (unsigned v = 0; v < vp->msix_vectors; v++) {
-		if (!(vp->msix_pba & (1u << v)) || msix_vector_masked(vp, v))
-			continue;
-		vp->msix_pba &= ~(1u << v);
-		msix_send(vp, v);
-	}
-}
-
-static void update_intx(struct virtio_pci *vp)
-{
-	pci_set_irq(&vp->pci, vp->isr && !virtio_pci_msix_enabled(vp));
-}
-
-static void notify_vector(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
-{
-	vp->isr |= isr_bit;
-	if (virtio_pci_msix_enabled(vp)) {
-		if (vector != VIRTIO_MSI_NO_VECTOR)
-			msix_notify(vp, vector);
-	} else {
-		update_intx(vp);
-	}
-}
-
-bool virtio_pci_queue_interrupt(struct virtio_pci *vp, unsigned q)
-{
-	if (q >= vp->ops->num_queues || !virtq_should_notify(&vp->vqs[q]))
-		return false;
-	notify_vector(vp, vp->vqs[q].msix_vector, VIRTIO_ISR_QUEUE);
-	return true;
-}
-
-void virtio_pci_config_changed(struct virtio_pci *vp)
-{
-	vp->config_generation++;
-	if (vp->status & VIRTIO_STATUS_DRIVER_OK)
-		notify_vector(vp, vp->config_vector, VIRTIO_ISR_CONFIG);
-}
-
-void virtio_pci_set_needs_reset(struct virtio_pci *vp, const char *why)
-{
-	if (vp->broken)
-		return;
-	vp->broken = true;
-	log_guest(LOG_GUEST_ERRORS, "%s %02x.%x: %s; device needs reset", vp->ops->name,
-		  vp->pci.devfn >> 3, vp->pci.devfn & 7, why);
-	vp->status |= VIRTIO_STATUS_NEEDS_RESET;
-	/* A driver that is not up yet sees the bit when it reads status. */
-	if (vp->status & VIRTIO_STATUS_DRIVER_OK)
-		notify_vector(vp, vp->config_vector, VIRTIO_ISR_CONFIG);
-}
-
-static uint8_t read_isr(struct virtio_pci *vp)
-{
-	uint8_t v = vp->isr;
-
-	vp->isr = 0;
-	update_intx(vp);
-	return v;
-}
-
 /* --- status, features, reset --------------------------------------------- */
 
-static void apply_features(struct virtio_pci *vp)
+void vp_apply_features(struct virtio_pci *vp)
 {
 	for (unsigned q = 0; q < vp->ops->num_queues; q++) {
 		vp->vqs[q].indirect = vp->guest_features & (1ull << VIRTIO_F_RING_INDIRECT_DESC);
@@ -279,7 +92,7 @@ void virtio_pci_reset(struct virtio_pci *vp)
 		virtq_reset(&vp->vqs[q], q < vp->ops->num_queues ? vp->ops->queue_size : 0);
 		vp->vqs[q].mem = vp->mem;
 	}
-	update_intx(vp);
+	vp_update_intx(vp);
 	if (vp->ops->reset)
 		vp->ops->reset(vp);
 }
@@ -291,7 +104,7 @@ static bool features_acceptable(const struct virtio_pci *vp, bool modern)
 	return !modern || is_modern(vp);
 }
 
-static void write_status(struct virtio_pci *vp, uint8_t v, bool modern)
+void vp_write_status(struct virtio_pci *vp, uint8_t v, bool modern)
 {
 	uint8_t old = vp->status;
 
@@ -301,20 +114,20 @@ static void write_status(struct virtio_pci *vp, uint8_t v, bool modern)
 	}
 	if ((v & VIRTIO_STATUS_FEATURES_OK) && !(old & VIRTIO_STATUS_FEATURES_OK)) {
 		if (features_acceptable(vp, modern))
-			apply_features(vp);
+			vp_apply_features(vp);
 		else
 			v &= ~VIRTIO_STATUS_FEATURES_OK;
 	}
 	vp->status = v | (old & VIRTIO_STATUS_NEEDS_RESET);
 	if ((v & VIRTIO_STATUS_DRIVER_OK) && !(old & VIRTIO_STATUS_DRIVER_OK)) {
 		if (!modern)
-			apply_features(vp);
+			vp_apply_features(vp);
 		for (unsigned q = 0; q < vp->ops->num_queues; q++)
 			virtio_pci_kick(vp, q);
 	}
 }
 
-static void enable_queue(struct virtio_pci *vp, struct virtq *vq)
+void vp_enable_queue(struct virtio_pci *vp, struct virtq *vq)
 {
 	vq->enabled = true;
 	if (virtq_map(vq, vp->mem) < 0)
@@ -323,7 +136,7 @@ static void enable_queue(struct virtio_pci *vp, struct virtq *vq)
 
 /* --- device configuration ------------------------------------------------ */
 
-static uint64_t config_read(struct virtio_pci *vp, uint64_t off, unsigned size)
+uint64_t vp_device_config_read(struct virtio_pci *vp, uint64_t off, unsigned size)
 {
 	uint64_t v = 0;
 
@@ -334,7 +147,7 @@ static uint64_t config_read(struct virtio_pci *vp, uint64_t off, unsigned size)
 	return v;
 }
 
-static void config_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size)
+void vp_device_config_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size)
 {
 	if (off >= vp->ops->config_size || size > vp->ops->config_size - off ||
 	    !vp->ops->config_write)
@@ -346,7 +159,7 @@ static void config_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsign
 
 /* --- notification -------------------------------------------------------- */
 
-static void notify_queue(struct virtio_pci *vp, unsigned q)
+void vp_notify_queue(struct virtio_pci *vp, unsigned q)
 {
 	uint64_t one = 1;
 
@@ -445,14 +258,9 @@ static void set_queue_addr(struct virtq *vq, unsigned which, uint64_t v)
 		vq->used_gpa = v;
 }
 
-static uint16_t valid_vector(const struct virtio_pci *vp, uint16_t v)
-{
-	return v < vp->msix_vectors ? v : VIRTIO_MSI_NO_VECTOR;
-}
-
 static uint64_t common_read(struct virtio_pci *vp, uint64_t off, unsigned size)
 {
-	struct virtq *vq = selected_vq(vp);
+	struct virtq *vq = vp_selected_queue(vp);
 
 	if (off >= VP_COMMON_Q_DESCLO && off < VP_COMMON_SIZE) {
 		unsigned which = (off - VP_COMMON_Q_DESCLO) / 8;
@@ -493,13 +301,12 @@ static uint64_t common_read(struct virtio_pci *vp, uint64_t off, unsigned size)
 
 static void common_write_queue(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size)
 {
-	struct virtq *vq = selected_vq(vp);
+	struct virtq *vq = vp_selected_queue(vp);
 
 	if (!vq)
 		return;
 	if (off == VP_COMMON_Q_MSIX) {
-		vq->msix_vector = valid_vector(vp, v);
-		msix_prepare(vp, vq->msix_vector);
+		vp_set_queue_vector(vp, vq, v);
 		return;
 	}
 	if (vq->enabled) {
@@ -521,7 +328,7 @@ static void common_write_queue(struct virtio_pci *vp, uint64_t off, uint64_t v, 
 	} else if (off == VP_COMMON_Q_SIZE) {
 		vq->size = v;	/* checked when the queue is enabled */
 	} else if (off == VP_COMMON_Q_ENABLE && (v & 1)) {
-		enable_queue(vp, vq);
+		vp_enable_queue(vp, vq);
 	}
 }
 
@@ -541,11 +348,10 @@ static void common_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsign
 		vp->guest_features |= (uint64_t)(uint32_t)v << (32 * vp->gfselect);
 		return;
 	case VP_COMMON_MSIX:
-		vp->config_vector = valid_vector(vp, v);
-		msix_prepare(vp, vp->config_vector);
+		vp_set_config_vector(vp, v);
 		return;
 	case VP_COMMON_STATUS:
-		write_status(vp, v, true);
+		vp_write_status(vp, v, true);
 		return;
 	case VP_COMMON_Q_SELECT:
 		vp->queue_sel = v;
@@ -560,50 +366,17 @@ static void common_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsign
 		common_write_queue(vp, off, v, size);
 }
 
-static uint64_t msix_read(struct virtio_pci *vp, uint64_t off, unsigned size)
-{
-	if (off >= VP_MSIX_PBA_OFF)
-		return off == VP_MSIX_PBA_OFF ? vp->msix_pba : 0;
-	off -= VP_MSIX_TABLE_OFF;
-	if (off >= vp->msix_vectors * PCI_MSIX_ENTRY_SIZE)
-		return 0;
-	if (size == 8 && !(off & 4))
-		return vp->msix_table[off / 4] | (uint64_t)vp->msix_table[off / 4 + 1] << 32;
-	return vp->msix_table[off / 4];
-}
-
-static void msix_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size)
-{
-	if (off >= VP_MSIX_PBA_OFF)
-		return;		/* the PBA is read-only */
-	off -= VP_MSIX_TABLE_OFF;
-	if (off >= vp->msix_vectors * PCI_MSIX_ENTRY_SIZE)
-		return;
-	for (unsigned i = 0; i < (size == 8 ? 2u : 1u) && off / 4 + i < VIRTIO_MSIX_MAX * 4; i++) {
-		unsigned w = off / 4 + i;
-		uint32_t val = v >> (32 * i);
-
-		if (w % 4 == 3)
-			val &= PCI_MSIX_ENTRY_CTRL_MASKBIT;
-		vp->msix_table[w] = val;
-	}
-	/* A reprogrammed vector gets another chance at a route. */
-	vp->msix_routes[off / PCI_MSIX_ENTRY_SIZE].failed = false;
-	msix_prepare(vp, off / PCI_MSIX_ENTRY_SIZE);
-	msix_flush_pending(vp);
-}
-
 static uint64_t modern_read_locked(struct virtio_pci *vp, uint64_t off, unsigned size)
 {
 	if (off < VP_COMMON_SIZE)
 		return common_read(vp, off, size);
 	if (off == VP_ISR_OFF)
-		return read_isr(vp);
+		return vp_read_and_clear_isr(vp);
 	if (off >= VP_DEVICE_OFF && off < VP_DEVICE_OFF + VP_REGION_SIZE)
-		return config_read(vp, off - VP_DEVICE_OFF, size);
+		return vp_device_config_read(vp, off - VP_DEVICE_OFF, size);
 	if (off >= VP_MSIX_TABLE_OFF && off < VP_MSIX_PBA_OFF + VP_REGION_SIZE && size >= 4 &&
 	    !(off & 3))
-		return msix_read(vp, off, size);
+		return vp_msix_region_read(vp, off, size);
 	return 0;
 }
 
@@ -612,12 +385,12 @@ static void modern_write_locked(struct virtio_pci *vp, uint64_t off, uint64_t v,
 	if (off < VP_COMMON_SIZE)
 		common_write(vp, off, v, size);
 	else if (off >= VP_DEVICE_OFF && off < VP_DEVICE_OFF + VP_REGION_SIZE)
-		config_write(vp, off - VP_DEVICE_OFF, v, size);
+		vp_device_config_write(vp, off - VP_DEVICE_OFF, v, size);
 	else if (off >= VP_NOTIFY_OFF && off < VP_NOTIFY_OFF + VP_REGION_SIZE)
-		notify_queue(vp, (off - VP_NOTIFY_OFF) / VP_NOTIFY_MULT);
+		vp_notify_queue(vp, (off - VP_NOTIFY_OFF) / VP_NOTIFY_MULT);
 	else if (off >= VP_MSIX_TABLE_OFF && off < VP_MSIX_PBA_OFF + VP_REGION_SIZE &&
 		 size >= 4 && !(off & 3))
-		msix_write(vp, off, v, size);
+		vp_msix_region_write(vp, off, v, size);
 }
 
 uint64_t virtio_pci_modern_read(struct virtio_pci *vp, uint64_t off, unsigned size)
@@ -637,119 +410,7 @@ void virtio_pci_modern_write(struct virtio_pci *vp, uint64_t off, uint64_t v, un
 	virtio_pci_unlock(vp);
 }
 
-/* --- legacy register block (I/O BAR 0) ----------------------------------- */
-
-static unsigned legacy_config_base(const struct virtio_pci *vp)
-{
-	return virtio_pci_msix_enabled(vp) ? VIRTIO_LEGACY_CONFIG_MSIX
-					   : VIRTIO_LEGACY_CONFIG_NOMSIX;
-}
-
-static uint64_t legacy_read_locked(struct virtio_pci *vp, uint64_t off, unsigned size)
-{
-	struct virtq *vq = selected_vq(vp);
-	unsigned cfg = legacy_config_base(vp);
-
-	if (off >= cfg)
-		return config_read(vp, off - cfg, size);
-	switch (off) {
-	case VIRTIO_LEGACY_HOST_FEATURES:
-		return (uint32_t)vp->host_features;
-	case VIRTIO_LEGACY_GUEST_FEATURES:
-		return (uint32_t)vp->guest_features;
-	case VIRTIO_LEGACY_QUEUE_PFN:
-		return vq ? vq->desc_gpa / VIRTQ_LEGACY_ALIGN : 0;
-	case VIRTIO_LEGACY_QUEUE_NUM:
-		return vq ? vq->max_size : 0;
-	case VIRTIO_LEGACY_QUEUE_SEL:
-		return vp->queue_sel;
-	case VIRTIO_LEGACY_STATUS:
-		return vp->status;
-	case VIRTIO_LEGACY_ISR:
-		return read_isr(vp);
-	case VIRTIO_LEGACY_CONFIG_VECTOR:
-		return vp->config_vector;
-	case VIRTIO_LEGACY_QUEUE_VECTOR:
-		return vq ? vq->msix_vector : VIRTIO_MSI_NO_VECTOR;
-	}
-	return 0;
-}
-
-static void legacy_write_pfn(struct virtio_pci *vp, uint32_t pfn)
-{
-	struct virtq *vq = selected_vq(vp);
-	uint16_t vector;
-
-	if (!vq)
-		return;
-	if (!pfn) {
-		vector = vq->msix_vector;
-		virtq_reset(vq, vq->max_size);
-		vq->msix_vector = vector;
-		vq->mem = vp->mem;
-		return;
-	}
-	vq->size = vq->max_size;
-	virtq_set_legacy_pfn(vq, pfn);
-	apply_features(vp);
-	enable_queue(vp, vq);
-}
-
-static void legacy_write_locked(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size)
-{
-	struct virtq *vq = selected_vq(vp);
-	unsigned cfg = legacy_config_base(vp);
-
-	if (off >= cfg) {
-		config_write(vp, off - cfg, v, size);
-		return;
-	}
-	switch (off) {
-	case VIRTIO_LEGACY_GUEST_FEATURES:
-		if (!(vp->status & VIRTIO_STATUS_DRIVER_OK))
-			vp->guest_features = (uint32_t)v & vp->host_features;
-		break;
-	case VIRTIO_LEGACY_QUEUE_PFN:
-		legacy_write_pfn(vp, v);
-		break;
-	case VIRTIO_LEGACY_QUEUE_SEL:
-		vp->queue_sel = v;
-		break;
-	case VIRTIO_LEGACY_QUEUE_NOTIFY:
-		notify_queue(vp, v & 0xffff);
-		break;
-	case VIRTIO_LEGACY_STATUS:
-		write_status(vp, v, false);
-		break;
-	case VIRTIO_LEGACY_CONFIG_VECTOR:
-		vp->config_vector = valid_vector(vp, v);
-		msix_prepare(vp, vp->config_vector);
-		break;
-	case VIRTIO_LEGACY_QUEUE_VECTOR:
-		if (vq) {
-			vq->msix_vector = valid_vector(vp, v);
-			msix_prepare(vp, vq->msix_vector);
-		}
-		break;
-	}
-}
-
-uint64_t virtio_pci_legacy_read(struct virtio_pci *vp, uint64_t off, unsigned size)
-{
-	uint64_t v;
-
-	virtio_pci_lock(vp);
-	v = legacy_read_locked(vp, off, size);
-	virtio_pci_unlock(vp);
-	return v;
-}
-
-void virtio_pci_legacy_write(struct virtio_pci *vp, uint64_t off, uint64_t v, unsigned size)
-{
-	virtio_pci_lock(vp);
-	legacy_write_locked(vp, off, v, size);
-	virtio_pci_unlock(vp);
-}
+/* --- BAR 4 handlers ------------------------------------------------------ */
 
 static uint64_t bar4_read(void *opaque, uint64_t off, unsigned size)
 {
@@ -761,18 +422,7 @@ static void bar4_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
 	virtio_pci_modern_write(opaque, off, v, size);
 }
 
-static uint64_t bar0_read(void *opaque, uint64_t off, unsigned size)
-{
-	return virtio_pci_legacy_read(opaque, off, size);
-}
-
-static void bar0_write(void *opaque, uint64_t off, uint64_t v, unsigned size)
-{
-	virtio_pci_legacy_write(opaque, off, v, size);
-}
-
 static const struct io_ops bar4_ops = { .read = bar4_read, .write = bar4_write };
-static const struct io_ops bar0_ops = { .read = bar0_read, .write = bar0_write };
 
 /* --- PCI config space hooks ---------------------------------------------- */
 
@@ -824,9 +474,7 @@ static void vp_config_write(struct pci_device *d, unsigned off, unsigned size, u
 
 	if (overlaps(off, size, vp->msix_cap + 2, 2)) {
 		virtio_pci_lock(vp);
-		update_intx(vp);
-		msix_prepare_all(vp);
-		msix_flush_pending(vp);
+		vp_msix_control_changed(vp);
 		virtio_pci_unlock(vp);
 	}
 	if (off != data || !pci_cfg_window(vp, &bar, &boff, &len))
@@ -847,19 +495,11 @@ static void vp_bar_changed(struct pci_device *d, int bar, bool mapped, uint64_t 
 		move_notifiers(vp, true, mapped, addr);
 }
 
-static void msix_reset(struct virtio_pci *vp)
-{
-	memset(vp->msix_table, 0, sizeof(vp->msix_table));
-	for (unsigned v = 0; v < VIRTIO_MSIX_MAX; v++)
-		vp->msix_table[v * 4 + 3] = PCI_MSIX_ENTRY_CTRL_MASKBIT;
-	vp->msix_pba = 0;
-}
-
 static void vp_pci_reset(struct pci_device *d)
 {
 	struct virtio_pci *vp = d->opaque;
 
-	msix_reset(vp);
+	vp_msix_reset(vp);
 	virtio_pci_reset(vp);
 }
 
@@ -923,34 +563,6 @@ static int add_capabilities(struct virtio_pci *vp)
 
 /* --- setup --------------------------------------------------------------- */
 
-static void vm_send_msi(struct virtio_pci *vp, uint64_t addr, uint32_t data)
-{
-	int r = vm_signal_msi(vp->vm, addr, data);
-
-	if (r < 0)
-		log_guest(LOG_GUEST_ERRORS, "%s: MSI 0x%llx/0x%x not delivered: %s",
-			  vp->ops->name, (unsigned long long)addr, data, strerror(-r));
-}
-
-static int vm_route_alloc(void *vm, uint64_t addr, uint32_t data)
-{
-	return vm_msi_route_alloc(vm, addr, data);
-}
-
-static int vm_route_update(void *vm, unsigned gsi, uint64_t addr, uint32_t data)
-{
-	return vm_msi_route_update(vm, gsi, addr, data);
-}
-
-static int vm_route_attach(void *vm, int fd, unsigned gsi)
-{
-	return vm_irqfd_attach(vm, fd, gsi);
-}
-
-static const struct virtio_msi_router vm_router = {
-	.alloc = vm_route_alloc, .update = vm_route_update, .attach = vm_route_attach,
-};
-
 static uint64_t offered_features(const struct virtio_dev_ops *ops)
 {
 	return ops->features | (1ull << VIRTIO_F_VERSION_1) |
@@ -968,15 +580,6 @@ void virtio_pci_offer_packed(struct virtio_pci *vp, bool on)
 {
 	vp->offer_packed = on;
 	vp->host_features = device_features(vp);
-}
-
-static unsigned legacy_bar_size(const struct virtio_pci *vp)
-{
-	unsigned need = VIRTIO_LEGACY_CONFIG_MSIX + vp->ops->config_size, size = 32;
-
-	while (size < need)
-		size <<= 1;
-	return size;
 }
 
 int virtio_pci_init(struct virtio_pci *vp, const struct virtio_dev_ops *ops, void *opaque,
@@ -1018,8 +621,8 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_dev_ops *ops, voi
 	d->config_write = vp_config_write;
 	d->bar_changed = vp_bar_changed;
 	d->reset = vp_pci_reset;
-	r = pci_register_bar(d, VIRTIO_PCI_BAR_LEGACY, PCI_BAR_IO, legacy_bar_size(vp), false,
-			     &bar0_ops, vp);
+	r = pci_register_bar(d, VIRTIO_PCI_BAR_LEGACY, PCI_BAR_IO, vp_legacy_bar_size(vp), false,
+			     &vp_legacy_bar_ops, vp);
 	if (!r)
 		r = pci_register_bar(d, VIRTIO_PCI_BAR_MODERN, PCI_BAR_MEM64, VP_BAR4_SIZE, true,
 				     &bar4_ops, vp);
@@ -1030,7 +633,7 @@ int virtio_pci_init(struct virtio_pci *vp, const struct virtio_dev_ops *ops, voi
 		vp->elem = NULL;
 		return r;
 	}
-	msix_reset(vp);
+	vp_msix_reset(vp);
 	virtio_pci_reset(vp);
 	return 0;
 }
@@ -1057,9 +660,7 @@ int virtio_pci_realize(struct virtio_pci *vp, struct vm *vm, int slot)
 	int r;
 
 	vp->vm = vm;
-	vp->send_msi = vm_send_msi;
-	vp->router = &vm_router;
-	vp->router_opaque = vm;
+	vp_use_vm_interrupts(vp, vm);
 	if (!pci_bus_of(vm)) {
 		log_error("%s: no PCI bus", vp->ops->name);
 		return -ENODEV;

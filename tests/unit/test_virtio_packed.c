@@ -1,5 +1,5 @@
 /* Unit tests for packed virtqueues through the virtio-pci transport
- * (hw/virtio_pci.c + hw/virtqueue.c) with the virtio-rng model, without a
+ * (hw/virtio_pci*.c + hw/virtqueue.c) with the virtio-rng model, without a
  * VM: VIRTIO_F_RING_PACKED offered only with packed=on (and only to modern
  * drivers), the common config's desc/driver/device addresses as the
  * packed layout, a queue size that is no power of two, requests served

@@ -1,4 +1,4 @@
-/* Unit tests for the virtio-pci transport (hw/virtio_pci.c) with the
+/* Unit tests for the virtio-pci transport (hw/virtio_pci*.c) with the
  * virtio-rng model on a PCI bus without a VM: config space identity and
  * capabilities, feature negotiation, the modern and legacy register
  * files, INTx + ISR, MSI-X masking and pending bits, the violation path
