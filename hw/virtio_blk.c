@@ -227,7 +227,11 @@ static void schedule_done(struct virtio_blk *blk)
 
 	pthread_mutex_lock(&blk->done_lock);
 	schedule = blk->done && !blk->done_scheduled;
-	blk->done_scheduled = true;
+	/* Only when arming: the list may already have been taken (take_done),
+	 * and a flag left set with nothing armed would keep every later
+	 * completion waiting for a take_done that may never come. */
+	if (schedule)
+		blk->done_scheduled = true;
 	pthread_mutex_unlock(&blk->done_lock);
 	if (schedule)
 		event_timer_arm(blk->done_timer, 1);	/* a deadline long past */

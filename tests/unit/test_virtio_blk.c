@@ -13,7 +13,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1161,10 +1163,73 @@ static void test_poll_after_busy_pass(void **state)
 	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, 512), 513);	/* a kick works */
 }
 
+/* The device's trylock resolves to this wrapper. While trylock_gate is
+ * set, a trylock that finds the lock taken counts itself in busy_trylocks
+ * and returns only once the test has released that many
+ * (released_trylocks): the test acts while a block thread sits between
+ * its failed trylock and the hand-over to the event loop. */
+static unsigned trylock_gate, busy_trylocks, released_trylocks;
+
+int pthread_mutex_trylock(pthread_mutex_t *m)
+{
+	static int (*real)(pthread_mutex_t *);
+	struct timespec ts = { 0, 100000 };
+	unsigned ticket;
+	int ret;
+
+	if (!real)
+		real = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, "pthread_mutex_trylock");
+	ret = real(m);
+	if (ret != EBUSY || !__atomic_load_n(&trylock_gate, __ATOMIC_ACQUIRE))
+		return ret;
+	ticket = __atomic_add_fetch(&busy_trylocks, 1, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(&released_trylocks, __ATOMIC_ACQUIRE) < ticket)
+		nanosleep(&ts, NULL);
+	return ret;
+}
+
+/* The threads engine's reads resolve to this wrapper: while reads_held is
+ * set, a read waits (the test decides when a request completes). */
+static unsigned reads_held;
+
+ssize_t preadv(int fd, const struct iovec *iov, int iovcnt, off_t off)
+{
+	static ssize_t (*real)(int, const struct iovec *, int, off_t);
+	struct timespec ts = { 0, 100000 };
+
+	if (!real)
+		real = (ssize_t (*)(int, const struct iovec *, int, off_t))dlsym(RTLD_NEXT,
+										 "preadv");
+	while (__atomic_load_n(&reads_held, __ATOMIC_ACQUIRE))
+		nanosleep(&ts, NULL);
+	return real(fd, iov, iovcnt, off);
+}
+
+static void hold_reads(bool on)
+{
+	__atomic_store_n(&reads_held, on, __ATOMIC_RELEASE);
+}
+
+/* Waits (5 s at most) until n block threads wait in the gate. */
+static void wait_busy_trylocks(unsigned n)
+{
+	struct timespec ts = { 0, 100000 };
+
+	for (int i = 0; i < 50000 && __atomic_load_n(&busy_trylocks, __ATOMIC_ACQUIRE) < n; i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(__atomic_load_n(&busy_trylocks, __ATOMIC_ACQUIRE), n);
+}
+
+static void release_trylocks(unsigned n)
+{
+	__atomic_store_n(&released_trylocks, n, __ATOMIC_RELEASE);
+}
+
 /* A request that finishes while someone else holds the device lock (a
  * vCPU, a reset) is completed by the event loop: the block thread never
- * waits for the lock. Holding it across the kick makes that happen for the
- * requests the pass itself did not see finish. */
+ * waits for the lock. The test holds it across the kick, and the reads
+ * finish only after the pass (hold_reads), so every one of them goes
+ * through the loop, published only once the lock is dropped. */
 static void test_completion_while_locked(void **state)
 {
 	struct fixture *f = *state;
@@ -1176,20 +1241,63 @@ static void test_completion_while_locked(void **state)
 
 		publish_reads(f, 4);
 		virtio_pci_lock(&f->blk.vp);
+		hold_reads(true);
 		virtio_pci_kick(&f->blk.vp, 0);
+		hold_reads(false);
 		for (int i = 0; i < 50000 && virtio_blk_inflight(&f->blk); i++)
 			nanosleep(&ts, NULL);
 		seen = used_idx(f, 0);
 		virtio_pci_unlock(&f->blk.vp);
 		assert_int_equal(virtio_blk_inflight(&f->blk), 0);
 		via_loop += (uint16_t)(f->avail_idx[0] - seen);
-		assert_true((uint16_t)(seen - before) <= 4);
+		assert_int_equal(seen, before);
 		wait_used(f, 0);
 		for (unsigned i = 0; i < 4; i++)
 			assert_int_equal(f->mem.host[STATUS_GPA + i], VIRTIO_BLK_S_OK);
 		memset(f->mem.host + STATUS_GPA, 0xff, 4);
 	}
-	assert_true(via_loop > 0);
+	assert_int_equal(via_loop, 20 * 4);
+}
+
+/* A completion handed to the event loop after another thread already took
+ * it from the done list must not keep later hand-overs from being
+ * scheduled. Here: a read completes (after its kick returned) while the
+ * test holds the device lock; while its block thread waits between the
+ * failed trylock and the hand-over, a second kick (lock still held)
+ * completes it through end_processing. Then a second read completes the
+ * same way and must reach the driver through the event loop once the lock
+ * is dropped (it hung: a stale "scheduled" flag left the loop's timer
+ * unarmed). */
+static void test_handover_after_list_taken(void **state)
+{
+	struct fixture *f = *state;
+	struct timespec ts = { 0, 100000 };
+
+	busy_trylocks = released_trylocks = 0;
+	__atomic_store_n(&trylock_gate, 1, __ATOMIC_RELEASE);
+	virtio_pci_lock(&f->blk.vp);
+	hold_reads(true);
+	publish_reads(f, 1);
+	virtio_pci_kick(&f->blk.vp, 0);
+	hold_reads(false);		/* completes outside the pass */
+	wait_busy_trylocks(1);		/* its block thread in the gate */
+	virtio_pci_kick(&f->blk.vp, 0);	/* end_processing completes it */
+	assert_int_equal(used_idx(f, 0), f->avail_idx[0]);
+	release_trylocks(1);		/* its thread hands over an empty list */
+	for (int i = 0; i < 50000 && virtio_blk_inflight(&f->blk); i++)
+		nanosleep(&ts, NULL);
+	assert_int_equal(virtio_blk_inflight(&f->blk), 0);
+	hold_reads(true);
+	publish_reads(f, 1);
+	virtio_pci_kick(&f->blk.vp, 0);
+	hold_reads(false);
+	wait_busy_trylocks(2);
+	__atomic_store_n(&trylock_gate, 0, __ATOMIC_RELEASE);
+	release_trylocks(2);
+	virtio_pci_unlock(&f->blk.vp);
+	wait_used(f, 0);
+	assert_int_equal(f->mem.host[STATUS_GPA], VIRTIO_BLK_S_OK);
+	assert_int_equal(virtio_blk_inflight(&f->blk), 0);
 }
 
 /* --- a polled bdev: submitted and reaped on the device's loop ---------------- */
@@ -1394,6 +1502,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_batch_completion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kicks_reenabled, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_completion_while_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handover_after_list_taken, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_polled_write_read_flush, setup_polled, teardown),
 		cmocka_unit_test_setup_teardown(test_polled_batch, setup_polled, teardown),
 		cmocka_unit_test_setup_teardown(test_polled_drain, setup_polled, teardown),
