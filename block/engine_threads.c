@@ -167,7 +167,6 @@ __attribute__((destructor)) static void io_pool_exit(void)
 
 /* ---- threads engine ---- */
 
-
 struct threads_req;
 
 struct threads_engine {

@@ -264,13 +264,6 @@ static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uin
 	struct io_uring_sqe *sqe;
 	struct uring_req *r;
 
-	/* Room in the CQ: wait for completions (run by the next poll). */
-	while (ue->in_kernel >= ue->max_inflight) {
-		int ret = polled_enter(ue, true);
-
-		if (!polled_reap(ue) && ret < 0)
-			return ret;
-	}
 	r = malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -280,6 +273,15 @@ static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uin
 		ue->inflight++;
 		polled_ready(ue, r);	/* its callback runs in the next poll */
 		return 0;
+	}
+	/* Room in the CQ: wait for completions (run by the next poll). */
+	while (ue->in_kernel >= ue->max_inflight) {
+		int ret = polled_enter(ue, true);
+
+		if (!polled_reap(ue) && ret < 0) {
+			free(r);
+			return ret;
+		}
 	}
 	sqe = io_uring_get_sqe(&ue->ring);
 	if (!sqe && polled_enter(ue, false) == 0)
