@@ -111,6 +111,17 @@ def warm_page_cache(paths, cache):
 ROUNDS_RUN = [0]    # across rows: which tool goes first alternates
 
 
+def timed(run, tool):
+    """run(tool)'s time, or None (with the reason on stderr) when it failed."""
+    try:
+        return run(tool)
+    except (subprocess.CalledProcessError, RuntimeError, KeyError, ValueError) as e:
+        err = getattr(e, "stderr", None) or str(e)
+        print("  %s failed: %s" % (os.path.basename(str(tool)), err.strip()[:200]),
+              file=sys.stderr)
+        return None
+
+
 def best_of(run, tools, reps, warm=None):
     """Interleave the tools, alternating which one goes first each round,
     after warm() (untimed) when given, and keep each tool's shortest time
@@ -125,13 +136,11 @@ def best_of(run, tools, reps, warm=None):
         for tool in order:
             if tool in failed:
                 continue
-            try:
-                times[tool].append(run(tool))
-            except (subprocess.CalledProcessError, RuntimeError, KeyError, ValueError) as e:
-                err = getattr(e, "stderr", None) or str(e)
-                print("  %s failed: %s" % (os.path.basename(str(tool)), err.strip()[:200]),
-                      file=sys.stderr)
+            t = timed(run, tool)
+            if t is None:
                 failed.add(tool)
+            else:
+                times[tool].append(t)
     out = []
     for t in tools:
         v = times[t] if t not in failed else []
@@ -192,12 +201,8 @@ def paired(run, tools, pairs):
         order = tuple(tools) if (ROUNDS_RUN[0] + i) % 2 == 0 else tuple(reversed(tools))
         got = {}
         for tool in order:
-            try:
-                got[tool] = run(tool)
-            except (subprocess.CalledProcessError, RuntimeError, KeyError, ValueError) as e:
-                err = getattr(e, "stderr", None) or str(e)
-                print("  %s failed: %s" % (os.path.basename(str(tool)), err.strip()[:200]),
-                      file=sys.stderr)
+            got[tool] = timed(run, tool)
+            if got[tool] is None:
                 return [None, None], None
         for t in tools:
             times[t].append(got[t])
