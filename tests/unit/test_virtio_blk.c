@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1210,19 +1211,29 @@ static void hold_reads(bool on)
 	__atomic_store_n(&reads_held, on, __ATOMIC_RELEASE);
 }
 
-/* Waits (5 s at most) until n block threads wait in the gate. */
-static void wait_busy_trylocks(unsigned n)
+/* Waits (5 s at most) until n block threads wait in the gate; false if
+ * they never came. No assert: callers hold the device lock. */
+static bool wait_busy_trylocks(unsigned n)
 {
 	struct timespec ts = { 0, 100000 };
 
 	for (int i = 0; i < 50000 && __atomic_load_n(&busy_trylocks, __ATOMIC_ACQUIRE) < n; i++)
 		nanosleep(&ts, NULL);
-	assert_int_equal(__atomic_load_n(&busy_trylocks, __ATOMIC_ACQUIRE), n);
+	return __atomic_load_n(&busy_trylocks, __ATOMIC_ACQUIRE) == n;
 }
 
 static void release_trylocks(unsigned n)
 {
 	__atomic_store_n(&released_trylocks, n, __ATOMIC_RELEASE);
+}
+
+/* Close the gate, let every thread in it go, drop the device lock: what a
+ * test does before it asserts. */
+static void leave_gate(struct fixture *f)
+{
+	__atomic_store_n(&trylock_gate, 0, __ATOMIC_RELEASE);
+	release_trylocks(UINT_MAX);
+	virtio_pci_unlock(&f->blk.vp);
 }
 
 /* A request that finishes while someone else holds the device lock (a
@@ -1272,6 +1283,7 @@ static void test_handover_after_list_taken(void **state)
 {
 	struct fixture *f = *state;
 	struct timespec ts = { 0, 100000 };
+	bool in_gate, completed;
 
 	busy_trylocks = released_trylocks = 0;
 	__atomic_store_n(&trylock_gate, 1, __ATOMIC_RELEASE);
@@ -1280,21 +1292,24 @@ static void test_handover_after_list_taken(void **state)
 	publish_reads(f, 1);
 	virtio_pci_kick(&f->blk.vp, 0);
 	hold_reads(false);		/* completes outside the pass */
-	wait_busy_trylocks(1);		/* its block thread in the gate */
+	in_gate = wait_busy_trylocks(1);	/* its block thread in the gate */
 	virtio_pci_kick(&f->blk.vp, 0);	/* end_processing completes it */
-	assert_int_equal(used_idx(f, 0), f->avail_idx[0]);
+	completed = used_idx(f, 0) == f->avail_idx[0];
+	if (!in_gate || !completed) {
+		leave_gate(f);
+		fail_msg("first read: in the gate %d, completed by the kick %d", in_gate,
+			 completed);
+	}
 	release_trylocks(1);		/* its thread hands over an empty list */
 	for (int i = 0; i < 50000 && virtio_blk_inflight(&f->blk); i++)
 		nanosleep(&ts, NULL);
-	assert_int_equal(virtio_blk_inflight(&f->blk), 0);
 	hold_reads(true);
 	publish_reads(f, 1);
 	virtio_pci_kick(&f->blk.vp, 0);
 	hold_reads(false);
-	wait_busy_trylocks(2);
-	__atomic_store_n(&trylock_gate, 0, __ATOMIC_RELEASE);
-	release_trylocks(2);
-	virtio_pci_unlock(&f->blk.vp);
+	in_gate = wait_busy_trylocks(2);
+	leave_gate(f);
+	assert_true(in_gate);
 	wait_used(f, 0);
 	assert_int_equal(f->mem.host[STATUS_GPA], VIRTIO_BLK_S_OK);
 	assert_int_equal(virtio_blk_inflight(&f->blk), 0);
