@@ -285,44 +285,35 @@ void res_irq_level_shared(struct acpi_buf *r, unsigned gsi)
 
 #define RES_PRODUCER_FIXED 0x0c		/* producer, _MIF, _MAF, positive decode */
 
-void res_word(struct acpi_buf *r, uint8_t type, uint8_t tflags, uint16_t min, uint16_t max)
+/* Word (0x88), DWord (0x87) and QWord (0x8a) address space descriptors
+ * (ACPI 6.x 6.4.3.5): one layout, fields of width bytes; the length
+ * counts the 3 flag bytes and the 5 fields. */
+static void res_address(struct acpi_buf *r, uint8_t tag, unsigned width, uint8_t type,
+			uint8_t tflags, uint64_t min, uint64_t max)
 {
-	acpi_buf_u8(r, 0x88);
-	acpi_buf_u16(r, 13);
+	acpi_buf_u8(r, tag);
+	acpi_buf_u16(r, 3 + 5 * width);
 	acpi_buf_u8(r, type);
 	acpi_buf_u8(r, RES_PRODUCER_FIXED);
 	acpi_buf_u8(r, tflags);
-	acpi_buf_u16(r, 0);			/* granularity */
-	acpi_buf_u16(r, min);
-	acpi_buf_u16(r, max);
-	acpi_buf_u16(r, 0);			/* translation */
-	acpi_buf_u16(r, max - min + 1);
+	acpi_buf_le(r, 0, width);		/* granularity */
+	acpi_buf_le(r, min, width);
+	acpi_buf_le(r, max, width);
+	acpi_buf_le(r, 0, width);		/* translation */
+	acpi_buf_le(r, max - min + 1, width);
+}
+
+void res_word(struct acpi_buf *r, uint8_t type, uint8_t tflags, uint16_t min, uint16_t max)
+{
+	res_address(r, 0x88, 2, type, tflags, min, max);
 }
 
 void res_dword_mem(struct acpi_buf *r, uint8_t tflags, uint32_t min, uint32_t max)
 {
-	acpi_buf_u8(r, 0x87);
-	acpi_buf_u16(r, 23);
-	acpi_buf_u8(r, RES_TYPE_MEM);
-	acpi_buf_u8(r, RES_PRODUCER_FIXED);
-	acpi_buf_u8(r, tflags);
-	acpi_buf_u32(r, 0);
-	acpi_buf_u32(r, min);
-	acpi_buf_u32(r, max);
-	acpi_buf_u32(r, 0);
-	acpi_buf_u32(r, max - min + 1);
+	res_address(r, 0x87, 4, RES_TYPE_MEM, tflags, min, max);
 }
 
 void res_qword_mem(struct acpi_buf *r, uint8_t tflags, uint64_t min, uint64_t max)
 {
-	acpi_buf_u8(r, 0x8a);
-	acpi_buf_u16(r, 43);
-	acpi_buf_u8(r, RES_TYPE_MEM);
-	acpi_buf_u8(r, RES_PRODUCER_FIXED);
-	acpi_buf_u8(r, tflags);
-	acpi_buf_u64(r, 0);
-	acpi_buf_u64(r, min);
-	acpi_buf_u64(r, max);
-	acpi_buf_u64(r, 0);
-	acpi_buf_u64(r, max - min + 1);
+	res_address(r, 0x8a, 8, RES_TYPE_MEM, tflags, min, max);
 }
