@@ -111,7 +111,7 @@ static int open_fd(const char *path, int flags, bool direct, char *err, size_t e
 }
 
 static int open_common(const char *path, int flags, enum block_cache_mode cache,
-		       enum block_engine_kind engine, bool polled, bool bind_thread,
+		       enum block_engine_kind engine, bool polled, unsigned engine_flags,
 		       struct bfile **out, char *err, size_t errlen)
 {
 	bool direct = cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC;
@@ -152,7 +152,7 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 	f->polled = polled;
 	f->ready_tail = &f->ready;
 	f->engine = polled ? block_engine_create_polled(engine,
-							(bind_thread ? BLOCK_ENGINE_BIND_THREAD : 0) |
+							engine_flags |
 							(direct ? BLOCK_ENGINE_SUBMIT_AT_ONCE :
 							 f->in_memory ? BLOCK_ENGINE_IN_MEMORY :
 							 BLOCK_ENGINE_PAGE_CACHE),
@@ -173,14 +173,14 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 int bfile_open(const char *path, int flags, enum block_cache_mode cache,
 	       enum block_engine_kind engine, struct bfile **out, char *err, size_t errlen)
 {
-	return open_common(path, flags, cache, engine, false, false, out, err, errlen);
+	return open_common(path, flags, cache, engine, false, 0, out, err, errlen);
 }
 
 int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
-		      enum block_engine_kind engine, bool bind_thread, struct bfile **out,
+		      enum block_engine_kind engine, unsigned engine_flags, struct bfile **out,
 		      char *err, size_t errlen)
 {
-	return open_common(path, flags, cache, engine, true, bind_thread, out, err, errlen);
+	return open_common(path, flags, cache, engine, true, engine_flags, out, err, errlen);
 }
 
 void bfile_close(struct bfile *f)

@@ -17,9 +17,11 @@ int bfile_open(const char *path, int flags, enum block_cache_mode cache,
 	       enum block_engine_kind engine, struct bfile **out, char *err, size_t errlen);
 /* Like bfile_open, with a private engine whose completions run only in
  * bfile_aio_poll() on the caller's thread: a polled bfile is used by one
- * thread at a time (block_open_opts.poll_completions). */
+ * thread at a time (block_open_opts.poll_completions). engine_flags:
+ * BLOCK_ENGINE_BIND_THREAD, BLOCK_ENGINE_BATCH_WHEN_BUSY (block/engine.h);
+ * the file's kind adds its own. */
 int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
-		      enum block_engine_kind engine, bool bind_thread, struct bfile **out,
+		      enum block_engine_kind engine, unsigned engine_flags, struct bfile **out,
 		      char *err, size_t errlen);
 void bfile_close(struct bfile *f);
 

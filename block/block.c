@@ -244,6 +244,12 @@ static void free_bdev(struct bdev *bs)
 	free(p);
 }
 
+static unsigned polled_engine_flags(const struct block_open_opts *opts)
+{
+	return (opts->single_thread ? BLOCK_ENGINE_BIND_THREAD : 0) |
+	       (opts->batch_when_busy ? BLOCK_ENGINE_BATCH_WHEN_BUSY : 0);
+}
+
 static int open_image(const char *path, const struct block_open_opts *opts, unsigned depth,
 		      const struct chain_link *chain, struct bdev **out, char *err,
 		      size_t errlen)
@@ -276,8 +282,8 @@ static int open_image(const char *path, const struct block_open_opts *opts, unsi
 		ret = -ENOMEM;
 	else if (p->polled)
 		ret = bfile_open_polled(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
-					opts->engine, opts->single_thread, &bs->file, err,
-					errlen);
+					opts->engine, polled_engine_flags(opts), &bs->file,
+					err, errlen);
 	else
 		ret = bfile_open(path, opts->read_only ? O_RDONLY : O_RDWR, opts->cache,
 				 opts->engine, &bs->file, err, errlen);

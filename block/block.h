@@ -60,6 +60,11 @@ struct block_open_opts {
 					 * ever submits, polls and closes. Lets io_uring bind
 					 * its ring to that thread for cheaper completions
 					 * (bdev_aio_poll_fd then gives -ENOTSUP) */
+	bool batch_when_busy;		/* with poll_completions on an O_DIRECT file: the
+					 * caller submits in bursts (a virtqueue pass) and
+					 * polls after each, so once the device holds
+					 * AT_ONCE_DEPTH requests the rest of a burst goes
+					 * in one system call (BLOCK_ENGINE_BATCH_WHEN_BUSY) */
 	bool inline_memory_io;		/* data I/O to a memory-backed image file (tmpfs,
 					 * ramfs: it never waits for a device) runs inside
 					 * the submit call, callback included */

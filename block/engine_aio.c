@@ -38,6 +38,7 @@ struct aio_engine {
 	unsigned in_kernel;		/* polled: submitted, not reaped */
 	unsigned npending;		/* polled: queued for the next io_submit */
 	bool submit_at_once;		/* polled: io_submit in submit (BLOCK_ENGINE_SUBMIT_AT_ONCE) */
+	bool batch_when_busy;		/* polled: BLOCK_ENGINE_BATCH_WHEN_BUSY */
 	struct engine_stream stream;	/* polled: where the last request ended */
 	struct iocb *pending[AIO_MAX_INFLIGHT];
 	struct aio_req *ready, **ready_tail;	/* polled: done, callback not yet run */
@@ -258,8 +259,8 @@ static int polled_submit(struct aio_engine *ae, int fd, enum engine_op op, uint6
 	r->iocb.data = r;
 	ae->pending[ae->npending++] = &r->iocb;
 	ae->inflight++;
-	if (ae->submit_at_once &&
-	    !engine_stream_continues(&ae->stream, fd, op, off, iov, iovcnt))
+	if (ae->submit_at_once && engine_submit_now(&ae->stream, ae->in_kernel + ae->npending,
+						    ae->batch_when_busy, fd, op, off, iov, iovcnt))
 		polled_flush(ae);
 	return 0;
 }
@@ -380,6 +381,7 @@ struct block_engine *engine_aio_create(bool polled, unsigned flags, char *err, s
 	}
 	if (polled) {
 		ae->submit_at_once = flags & BLOCK_ENGINE_SUBMIT_AT_ONCE;
+		ae->batch_when_busy = flags & BLOCK_ENGINE_BATCH_WHEN_BUSY;
 		return aio_polled_create(ae, err, errlen);
 	}
 	ae->e.ops = &aio_ops;

@@ -17,10 +17,11 @@
  * completions into a list that the next poll runs (callbacks never run
  * inside submit). For O_DIRECT files (BLOCK_ENGINE_SUBMIT_AT_ONCE) submit
  * hands each request to the kernel at once instead, so the device stays
- * busy while callbacks run. A polled engine created with
- * BLOCK_ENGINE_BIND_THREAD gets a ring bound to the creating thread
- * (SINGLE_ISSUER | DEFER_TASKRUN, as fio's): completions punted to io-wq
- * cost the owner fewer wake-ups. With BLOCK_ENGINE_IN_MEMORY (tmpfs) small
+ * busy while callbacks run (with BLOCK_ENGINE_BATCH_WHEN_BUSY only until it
+ * holds AT_ONCE_DEPTH). A polled
+ * engine created with BLOCK_ENGINE_BIND_THREAD gets a ring bound to the
+ * creating thread (SINGLE_ISSUER | DEFER_TASKRUN, as fio's): completions
+ * punted to io-wq cost the owner fewer wake-ups. With BLOCK_ENGINE_IN_MEMORY (tmpfs) small
  * reads are copied in submit instead (io_uring would send each to a worker
  * thread) and their callbacks run in the next poll. */
 #include <errno.h>
@@ -48,6 +49,7 @@ struct uring_engine {
 	bool polled;
 	unsigned in_kernel;			/* polled: queued or submitted, not reaped */
 	bool submit_at_once;			/* polled: BLOCK_ENGINE_SUBMIT_AT_ONCE */
+	bool batch_when_busy;			/* polled: BLOCK_ENGINE_BATCH_WHEN_BUSY */
 	bool memory_reads;			/* polled: BLOCK_ENGINE_IN_MEMORY */
 	struct engine_stream stream;		/* polled: where the last request ended */
 	struct uring_req *ready, **ready_tail;	/* polled: reaped, callback not yet run */
@@ -294,7 +296,8 @@ static int polled_submit(struct uring_engine *ue, int fd, enum engine_op op, uin
 	ue->inflight++;
 	ue->in_kernel++;
 	if (ue->submit_at_once &&
-	    !engine_stream_continues(&ue->stream, fd, op, off, iov, iovcnt))
+	    engine_submit_now(&ue->stream, ue->in_kernel, ue->batch_when_busy, fd, op, off, iov,
+			      iovcnt))
 		polled_enter(ue, false);
 	return 0;
 }
@@ -452,6 +455,7 @@ struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,
 	}
 	if (polled) {
 		ue->submit_at_once = flags & BLOCK_ENGINE_SUBMIT_AT_ONCE;
+		ue->batch_when_busy = flags & BLOCK_ENGINE_BATCH_WHEN_BUSY;
 		ue->memory_reads = flags & BLOCK_ENGINE_IN_MEMORY;
 		return uring_polled_create(ue, flags, err, errlen);
 	}

@@ -326,6 +326,7 @@ static int open_drive(const struct drive_spec *d, struct bdev **bs, char *err, s
 
 	o.inline_memory_io = true;
 	o.poll_completions = o.engine == BLOCK_ENGINE_IO_URING || o.engine == BLOCK_ENGINE_DEFAULT;
+	o.batch_when_busy = true;	/* each virtqueue pass ends with a poll */
 	r = bdev_open(d->file, &o, bs, err, errlen);
 	if (r == 0 && o.poll_completions && bdev_aio_poll_fd(*bs) == -ENOTSUP) {
 		bdev_close(*bs);

@@ -355,7 +355,7 @@ static void polled_big_io(const char *file, bool in_memory)
 	for (size_t i = 0; i < NBIG * BIG; i++)
 		data[i] = (uint8_t)(i * 7 + i / 4096);
 	assert_int_equal(bfile_open_polled(file, O_RDWR, BLOCK_CACHE_WRITEBACK,
-					   BLOCK_ENGINE_IO_URING, false, &f, err, sizeof(err)), 0);
+					   BLOCK_ENGINE_IO_URING, 0, &f, err, sizeof(err)), 0);
 	for (unsigned i = 0; i < NBIG; i++) {
 		iov[i][0] = (struct iovec){ data + i * BIG, 4096 };
 		iov[i][1] = (struct iovec){ data + i * BIG + 4096, BIG - 4096 };
@@ -411,7 +411,7 @@ static void count_done(void *opaque, ssize_t res)
 }
 
 /* With BLOCK_ENGINE_SUBMIT_AT_ONCE a request that does not continue the
- * previous one is in the kernel when submit returns; a sequential run
+ * previous one is in the kernel when submit returns (up to AT_ONCE_DEPTH); a sequential run
  * waits for the batch (merged by the block layer); without the flag all
  * wait for the next poll. */
 static void submit_at_once_on(enum block_engine_kind kind, unsigned flags)
@@ -443,9 +443,45 @@ static void submit_at_once_on(enum block_engine_kind kind, unsigned flags)
 	close(fd);
 }
 
+/* With BLOCK_ENGINE_BATCH_WHEN_BUSY, past AT_ONCE_DEPTH requests in the
+ * kernel further ones wait for the poll (one system call for the lot),
+ * even when none continues another; without it every one goes at once. */
+static void at_once_up_to_depth(enum block_engine_kind kind, bool batch)
+{
+	enum { N = AT_ONCE_DEPTH + 4 };
+	struct iovec iov[N];
+	char err[256];
+	uint8_t *buf = NULL;
+	int fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0644), done = 0;
+	unsigned flags = BLOCK_ENGINE_SUBMIT_AT_ONCE | (batch ? BLOCK_ENGINE_BATCH_WHEN_BUSY : 0);
+	struct block_engine *e = block_engine_create_polled(kind, flags, err, sizeof(err));
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 2 << 20), 0);
+	assert_non_null(e);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, N * 4096), 0);
+	for (unsigned i = 0; i < N; i++) {
+		iov[i] = (struct iovec){ buf + i * 4096, 4096 };
+		assert_int_equal(block_engine_submit(e, fd, ENGINE_READ, (N - i) * 8192ull,
+						     &iov[i], 1, count_done, &done), 0);
+		assert_int_equal(block_engine_queued(e),
+				 !batch || i < AT_ONCE_DEPTH ? 0 : i + 1 - AT_ONCE_DEPTH);
+	}
+	while (done < N)
+		assert_true(block_engine_poll(e, true) >= 0);
+	assert_int_equal(block_engine_queued(e), 0);
+	block_engine_destroy(e);
+	free(buf);
+	close(fd);
+}
+
 static void test_submit_at_once(void **state)
 {
 	(void)state;
+	at_once_up_to_depth(BLOCK_ENGINE_IO_URING, true);
+	at_once_up_to_depth(BLOCK_ENGINE_IO_URING, false);
+	at_once_up_to_depth(BLOCK_ENGINE_NATIVE, true);
+	at_once_up_to_depth(BLOCK_ENGINE_NATIVE, false);
 	submit_at_once_on(BLOCK_ENGINE_IO_URING, BLOCK_ENGINE_SUBMIT_AT_ONCE);
 	submit_at_once_on(BLOCK_ENGINE_IO_URING, 0);
 	submit_at_once_on(BLOCK_ENGINE_NATIVE, BLOCK_ENGINE_SUBMIT_AT_ONCE);
