@@ -801,6 +801,6 @@ int bfile_aio_poll_fd(struct bfile *f)
 
 	if (!f->polled)
 		return -EINVAL;
-	fd = engine_uring_poll_fd(f->engine);
+	fd = block_engine_poll_fd(f->engine);
 	return fd >= 0 ? fd : -ENOTSUP;
 }

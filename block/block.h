@@ -126,7 +126,9 @@ int bdev_aio_poll(struct bdev *bs, bool wait);
  * bdev_aio_poll() has callbacks to run for requests already handed to the
  * kernel, for an event loop to wait on. Requests completed inside submit
  * are not signalled: poll once after submitting. -EINVAL for a bdev that
- * is not polled, -ENOTSUP when its engine cannot signal (threads, native). */
+ * is not polled, -ENOTSUP when its engine cannot signal (threads; a ring
+ * bound to its thread). Native engines signal only requests submitted
+ * after the first call: ask before the first request. */
 int bdev_aio_poll_fd(struct bdev *bs);
 
 /* Synchronous wrappers (tools, tests): return 0 or a negative errno. */

@@ -68,6 +68,9 @@ struct block_engine_ops {
 	int (*poll)(struct block_engine *e, bool wait);
 	/* Polled engines: requests queued, not yet handed to the kernel. */
 	unsigned (*queued)(struct block_engine *e);
+	/* Polled engines that can signal: an fd that turns readable when
+	 * completions wait for a poll (see block_engine_poll_fd). */
+	int (*poll_fd)(struct block_engine *e);
 };
 
 struct block_engine {
@@ -189,9 +192,15 @@ static inline unsigned block_engine_queued(struct block_engine *e)
 {
 	return e->ops->queued ? e->ops->queued(e) : 0;
 }
-/* A polled io_uring engine's ring fd (readable when CQEs wait), else -1
- * (also for a ring bound to its thread). */
-int engine_uring_poll_fd(struct block_engine *e);
+/* A polled engine's completion fd, for an event loop: readable when
+ * completions wait for block_engine_poll (which resets it). io_uring: the
+ * ring fd (none for a ring bound to its thread); native: an eventfd every
+ * request signals, created at the first call, so ask before submitting.
+ * -1 when the engine cannot signal (threads, bound rings). */
+static inline int block_engine_poll_fd(struct block_engine *e)
+{
+	return e->ops->poll_fd ? e->ops->poll_fd(e) : -1;
+}
 /* Drops a reference; the caller has no requests in flight on it. */
 void block_engine_destroy(struct block_engine *e);
 const char *block_engine_name(const struct block_engine *e);

@@ -7,10 +7,12 @@
  * and the reaper thread itself (resubmitting a short transfer) hands the
  * request to the threads engine instead of waiting on itself.
  *
- * A polled engine (one thread at a time: no eventfd, no reaper thread)
- * queues iocbs in submit; aio_poll() hands the queued batch to one
- * io_submit and reaps with io_getevents in the caller, waiting for one
- * event when none is ready. */
+ * A polled engine (one thread at a time, no reaper thread) queues iocbs in
+ * submit; aio_poll() hands the queued batch to one io_submit and reaps with
+ * io_getevents in the caller, waiting for one event when none is ready.
+ * It gets an eventfd only when its owner asks for a poll fd (an event
+ * loop): every iocb submitted after that signals it, and each poll resets
+ * it before reaping, so a completion that comes later signals anew. */
 #include <errno.h>
 #include <libaio.h>
 #include <pthread.h>
@@ -210,6 +212,16 @@ static void polled_reap(struct aio_engine *ae, bool wait)
 	}
 }
 
+/* Resets the poll fd's count (nothing to do when it is zero already). */
+static void polled_reset_signal(struct aio_engine *ae)
+{
+	uint64_t count;
+
+	if (ae->efd >= 0 && read(ae->efd, &count, sizeof(count)) < 0) {
+		/* EAGAIN: not signalled since the last reset */
+	}
+}
+
 static int aio_poll(struct block_engine *e, bool wait)
 {
 	struct aio_engine *ae = (struct aio_engine *)e;
@@ -218,6 +230,7 @@ static int aio_poll(struct block_engine *e, bool wait)
 
 	if (ae->npending)
 		polled_flush(ae);
+	polled_reset_signal(ae);
 	polled_reap(ae, wait && !ae->ready);
 	list = ae->ready;
 	ae->ready = NULL;
@@ -256,6 +269,8 @@ static int polled_submit(struct aio_engine *ae, int fd, enum engine_op op, uint6
 	r->cb = cb;
 	r->opaque = opaque;
 	prep(r, fd, op, off, iov, iovcnt);
+	if (ae->efd >= 0)
+		io_set_eventfd(&r->iocb, ae->efd);
 	r->iocb.data = r;
 	ae->pending[ae->npending++] = &r->iocb;
 	ae->inflight++;
@@ -313,6 +328,8 @@ static void aio_destroy(struct block_engine *e)
 		while (ae->inflight && aio_poll(e, true) > 0)
 			;
 		io_destroy(ae->ctx);
+		if (ae->efd >= 0)
+			close(ae->efd);
 		free(ae);
 		return;
 	}
@@ -344,12 +361,22 @@ static unsigned aio_queued(struct block_engine *e)
 	return ((struct aio_engine *)e)->npending;
 }
 
+static int aio_poll_fd(struct block_engine *e)
+{
+	struct aio_engine *ae = (struct aio_engine *)e;
+
+	if (ae->efd < 0)
+		ae->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	return ae->efd;
+}
+
 static const struct block_engine_ops aio_polled_ops = {
 	.name = "native",
 	.submit = aio_submit,
 	.destroy = aio_destroy,
 	.poll = aio_poll,
 	.queued = aio_queued,
+	.poll_fd = aio_poll_fd,
 };
 
 static struct block_engine *aio_polled_create(struct aio_engine *ae, char *err, size_t errlen)

@@ -369,12 +369,23 @@ static unsigned uring_queued(struct block_engine *e)
 	return io_uring_sq_ready(&((struct uring_engine *)e)->ring);
 }
 
+/* A ring bound to its thread (DEFER_TASKRUN) has its completions posted
+ * only when that thread enters the kernel to wait, so its fd never needs
+ * to become readable: it has none to offer. */
+static int uring_poll_fd(struct block_engine *e)
+{
+	struct uring_engine *ue = (struct uring_engine *)e;
+
+	return ue->ring.flags & IORING_SETUP_DEFER_TASKRUN ? -1 : ue->ring.ring_fd;
+}
+
 static const struct block_engine_ops uring_polled_ops = {
 	.name = "io_uring",
 	.submit = uring_submit,
 	.destroy = uring_destroy,
 	.poll = uring_poll,
 	.queued = uring_queued,
+	.poll_fd = uring_poll_fd,
 };
 
 /* Setup flags of a polled ring, best first; a kernel that does not know
@@ -425,22 +436,6 @@ static struct block_engine *uring_polled_create(struct uring_engine *ue, unsigne
 	ue->ready_tail = &ue->ready;
 	ue->max_inflight = ue->ring.cq.ring_entries;
 	return &ue->e;
-}
-
-/* A polled engine whose ring the kernel bound to the creating thread. */
-static bool bound_to_thread(const struct block_engine *e)
-{
-	return e && e->ops == &uring_polled_ops &&
-	       (((const struct uring_engine *)e)->ring.flags & IORING_SETUP_DEFER_TASKRUN);
-}
-
-/* A ring with deferred completions has them posted only when its thread
- * enters the kernel to wait, so its fd need not become readable meanwhile. */
-int engine_uring_poll_fd(struct block_engine *e)
-{
-	if (!e || e->ops != &uring_polled_ops || bound_to_thread(e))
-		return -1;
-	return ((struct uring_engine *)e)->ring.ring_fd;
 }
 
 struct block_engine *engine_uring_create(bool polled, unsigned flags, char *err,

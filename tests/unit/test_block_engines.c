@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -488,6 +489,62 @@ static void test_submit_at_once(void **state)
 	submit_at_once_on(BLOCK_ENGINE_NATIVE, 0);
 }
 
+/* ---- polled engines: the poll fd an event loop waits on ---- */
+
+static bool fd_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+
+/* The fd turns readable when a request completes, stays quiet while
+ * none has, and the poll that runs the callbacks makes it quiet again;
+ * the same for a second round (the reset is not one-shot). */
+static void poll_fd_on(enum block_engine_kind kind)
+{
+	char err[256];
+	uint8_t *buf = NULL;
+	int fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0644), done = 0, efd;
+	struct block_engine *e = block_engine_create_polled(kind, BLOCK_ENGINE_SUBMIT_AT_ONCE,
+							    err, sizeof(err));
+	struct iovec iov;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	assert_non_null(e);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 4096), 0);
+	iov = (struct iovec){ buf, 4096 };
+	efd = block_engine_poll_fd(e);
+	assert_true(efd >= 0);
+	assert_false(fd_readable(efd, 0));
+	for (int round = 1; round <= 2; round++) {
+		assert_int_equal(block_engine_submit(e, fd, ENGINE_READ, round * 65536ull, &iov, 1,
+						     count_done, &done), 0);
+		assert_true(fd_readable(efd, 10000));
+		assert_int_equal(block_engine_poll(e, false), 1);
+		assert_int_equal(done, round);
+		assert_false(fd_readable(efd, 0));
+	}
+	block_engine_destroy(e);
+	free(buf);
+	close(fd);
+}
+
+static void test_poll_fd(void **state)
+{
+	char err[256];
+	struct block_engine *e = block_engine_create_polled(BLOCK_ENGINE_THREADS, 0, err,
+							    sizeof(err));
+
+	(void)state;
+	poll_fd_on(BLOCK_ENGINE_IO_URING);
+	poll_fd_on(BLOCK_ENGINE_NATIVE);
+	assert_non_null(e);
+	assert_int_equal(block_engine_poll_fd(e), -1);	/* threads cannot signal */
+	block_engine_destroy(e);
+}
+
 /* ---- polled engines on a buffered file: cached reads here ---- */
 
 struct cached_read {
@@ -815,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_shared_engines),
 		cmocka_unit_test(test_polled_big_io),
 		cmocka_unit_test(test_submit_at_once),
+		cmocka_unit_test(test_poll_fd),
 		cmocka_unit_test(test_reads_in_poll),
 		cmocka_unit_test(test_single_thread),
 		cmocka_unit_test(test_single_thread_old_kernel),
