@@ -96,11 +96,12 @@ FUZZ_SECONDS ?= 60
 fuzz: $(FUZZ_BINS)
 	@tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_BINS)
 
-# test_net_tap makes tap interfaces: tests/integration/test_net_backends.sh
-# runs it inside a network namespace of its own (and fails if it skips).
-UNIT_IN_NETNS := $(O)/tests/test_net_tap
+# Run only by tests/integration/test_net_backends.sh, which fails if they
+# skip: test_net_tap makes tap interfaces (inside a network namespace of
+# its own there), test_net_qemu needs the QEMU peer that script starts.
+UNIT_BY_INTEGRATION := $(O)/tests/test_net_tap $(O)/tests/test_net_qemu
 unit: $(UNIT_BINS)
-	@tests/run-unit $(filter-out $(UNIT_IN_NETNS),$(UNIT_BINS))
+	@tests/run-unit $(filter-out $(UNIT_BY_INTEGRATION),$(UNIT_BINS))
 
 integration: all
 	@tests/integration/run
