@@ -181,6 +181,8 @@ def main():
             target = (">=1.3x qemu, >=90% fio" + ("  ok" if ok else "  MISS"))
             if not ok and ceil and 1.3 * b > ceil[0] and a >= 0.9 * f:
                 target += " (1.3x qemu > device ceiling)"
+            elif not ok and 1.3 * b > f and a >= 0.9 * f:
+                target += " (1.3x qemu > fio's own d32)"
             if ceil:
                 ceilings.append((name, rw, ceil[0], a, b, near[0]))
         elif bs > 4096:
