@@ -18,10 +18,10 @@
  * inside submit). For O_DIRECT files (BLOCK_ENGINE_SUBMIT_AT_ONCE) submit
  * hands each request to the kernel at once instead, so the device stays
  * busy while callbacks run (with BLOCK_ENGINE_BATCH_WHEN_BUSY only until it
- * holds AT_ONCE_DEPTH). A polled
- * engine created with BLOCK_ENGINE_BIND_THREAD gets a ring bound to the
- * creating thread (SINGLE_ISSUER | DEFER_TASKRUN, as fio's): completions
- * punted to io-wq cost the owner fewer wake-ups. With BLOCK_ENGINE_IN_MEMORY (tmpfs) small
+ * holds AT_ONCE_DEPTH). A polled engine created with
+ * BLOCK_ENGINE_BIND_THREAD gets a ring bound to the creating thread
+ * (SINGLE_ISSUER | DEFER_TASKRUN, as fio's): completions punted to io-wq
+ * cost the owner fewer wake-ups. With BLOCK_ENGINE_IN_MEMORY (tmpfs) small
  * reads are copied in submit instead (io_uring would send each to a worker
  * thread) and their callbacks run in the next poll. */
 #include <errno.h>
