@@ -110,7 +110,9 @@ static int make_image(struct fixture *f, const char *fmt)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static bool fixture_polled;	/* next fixture: a polled io_uring bdev */
+/* next fixture: a polled bdev on this engine (DEFAULT: not polled), with
+ * batch_when_busy as -drive opens it */
+static enum block_engine_kind fixture_polled;
 static bool fixture_direct;	/* next fixture: cache=none (requests stay in flight) */
 
 /* A device over a fresh image; conf NULL: QEMU's defaults. */
@@ -119,9 +121,10 @@ static struct fixture *fixture_new(const char *fmt, const struct virtio_blk_conf
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct block_open_opts o = { .format = fmt, .engine = BLOCK_ENGINE_THREADS };
 
-	if (fixture_polled) {
-		o.engine = BLOCK_ENGINE_IO_URING;
+	if (fixture_polled != BLOCK_ENGINE_DEFAULT) {
+		o.engine = fixture_polled;
 		o.poll_completions = true;
+		o.batch_when_busy = true;
 	}
 	o.inline_memory_io = fixture_in_memory;
 	if (fixture_direct)
@@ -189,9 +192,22 @@ static int setup_polled(void **state)
 	if (io_uring_queue_init(4, &ring, 0) < 0)
 		return 0;
 	io_uring_queue_exit(&ring);
-	fixture_polled = true;
+	fixture_polled = BLOCK_ENGINE_IO_URING;
 	*state = fixture_new("raw", NULL);
-	fixture_polled = false;
+	fixture_polled = BLOCK_ENGINE_DEFAULT;
+	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
+	return 0;
+}
+
+/* A polled native AIO bdev on an O_DIRECT file, as -drive
+ * cache=none,aio=native opens it: its eventfd wakes the loop. */
+static int setup_polled_native(void **state)
+{
+	fixture_direct = true;
+	fixture_polled = BLOCK_ENGINE_NATIVE;
+	*state = fixture_new("raw", NULL);
+	fixture_polled = BLOCK_ENGINE_DEFAULT;
+	fixture_direct = false;
 	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
 	return 0;
 }
@@ -1522,6 +1538,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_polled_batch, setup_polled, teardown),
 		cmocka_unit_test_setup_teardown(test_polled_drain, setup_polled, teardown),
 		cmocka_unit_test_setup_teardown(test_polled_reset_inflight, setup_polled, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_write_read_flush, setup_polled_native,
+						 teardown),
+		cmocka_unit_test_setup_teardown(test_polled_batch, setup_polled_native, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_drain, setup_polled_native, teardown),
+		cmocka_unit_test_setup_teardown(test_polled_reset_inflight, setup_polled_native,
+						 teardown),
+		cmocka_unit_test_setup_teardown(test_polling_driver_answers, setup_polled_native,
+						 teardown),
 		cmocka_unit_test(test_polled_needs_fd),
 		cmocka_unit_test_setup_teardown(test_polling_driver_answers, setup_polled_direct,
 						 teardown),
