@@ -182,6 +182,18 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A device whose bdev is polled on engine kind, on its loop. */
+static struct fixture *polled_fixture(enum block_engine_kind kind)
+{
+	struct fixture *f;
+
+	fixture_polled = kind;
+	f = fixture_new("raw", NULL);
+	fixture_polled = BLOCK_ENGINE_DEFAULT;
+	assert_true(f->blk.poll_fd >= 0);
+	return f;
+}
+
 /* The bdev opened with poll_completions on io_uring: the device polls it
  * on its loop (NULL state, and the tests skip, without io_uring). */
 static int setup_polled(void **state)
@@ -192,10 +204,7 @@ static int setup_polled(void **state)
 	if (io_uring_queue_init(4, &ring, 0) < 0)
 		return 0;
 	io_uring_queue_exit(&ring);
-	fixture_polled = BLOCK_ENGINE_IO_URING;
-	*state = fixture_new("raw", NULL);
-	fixture_polled = BLOCK_ENGINE_DEFAULT;
-	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
+	*state = polled_fixture(BLOCK_ENGINE_IO_URING);
 	return 0;
 }
 
@@ -204,11 +213,8 @@ static int setup_polled(void **state)
 static int setup_polled_native(void **state)
 {
 	fixture_direct = true;
-	fixture_polled = BLOCK_ENGINE_NATIVE;
-	*state = fixture_new("raw", NULL);
-	fixture_polled = BLOCK_ENGINE_DEFAULT;
+	*state = polled_fixture(BLOCK_ENGINE_NATIVE);
 	fixture_direct = false;
-	assert_true(((struct fixture *)*state)->blk.poll_fd >= 0);
 	return 0;
 }
 
