@@ -18,11 +18,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -412,7 +412,7 @@ static void count_done(void *opaque, ssize_t res)
 }
 
 /* With BLOCK_ENGINE_SUBMIT_AT_ONCE a request that does not continue the
- * previous one is in the kernel when submit returns (up to AT_ONCE_DEPTH); a sequential run
+ * previous one is in the kernel when submit returns; a sequential run
  * waits for the batch (merged by the block layer); without the flag all
  * wait for the next poll. */
 static void submit_at_once_on(enum block_engine_kind kind, unsigned flags)
