@@ -4,6 +4,7 @@
  * a frontend has no buffers, MAC addresses, network scripts, cleanup at
  * exit, and the startup hook that creates every configured backend. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -699,6 +700,20 @@ int net_parse_host_port(const char *s, struct sockaddr_in *out, char *err, size_
 		freeaddrinfo(res);
 	}
 	return 0;
+}
+
+int net_parse_fd(const char *s, char *err, size_t errlen)
+{
+	char *end;
+	long fd;
+
+	errno = 0;
+	fd = strtol(s, &end, 10);
+	if (!*s || *end || errno || fd < 0 || fd > INT_MAX || fcntl(fd, F_GETFD) < 0) {
+		snprintf(err, errlen, "fd=%s is not an open file descriptor", s);
+		return -1;
+	}
+	return fd;
 }
 
 /* ---- cleanup ---- */

@@ -104,6 +104,9 @@ int net_run_script(const char *script, const char *ifname, char *err, size_t err
 /* "HOST:PORT" (empty host: INADDR_ANY, names resolved, IPv4 only). */
 struct sockaddr_in;
 int net_parse_host_port(const char *s, struct sockaddr_in *out, char *err, size_t errlen);
+/* fd=N of a -netdev: an inherited descriptor that must be open. Returns
+ * it, or -1 with the reason in err. */
+int net_parse_fd(const char *s, char *err, size_t errlen);
 
 /* The tap interface name of a tap backend, else NULL (tests, monitor). */
 const char *net_tap_ifname(const struct net_backend *nb);

@@ -9,6 +9,17 @@
  *   socket,id=ID,udp=HOST:PORT,localaddr=HOST:PORT
  *                                     one datagram per frame, sent to udp=,
  *                                     received on localaddr= from anyone
+ *   socket,id=ID,mcast=GROUP:PORT[,localaddr=ADDR]
+ *                                     one datagram per frame to a multicast
+ *                                     group that every member receives, the
+ *                                     sender included (as QEMU: guests on
+ *                                     one host share a segment without
+ *                                     root); localaddr= picks the interface
+ *   socket,id=ID,fd=N[,mcast=...]     an inherited connected socket: stream
+ *                                     (TCP or AF_UNIX) as connect=, datagram
+ *                                     one frame per datagram; with mcast= a
+ *                                     datagram fd is replaced by a socket
+ *                                     joined to the group (QEMU's clone)
  * Stream framing is QEMU's: a 4-byte big-endian length, then the frame.
  * The reader takes what the socket has in one recv() (many frames at once)
  * and hands out the complete frames, keeping a partial one for the next
@@ -20,6 +31,7 @@
  * A peer announcing a frame above NET_MAX_FRAME loses its connection.
  * Frames sent while no peer is connected are dropped (-ENOTCONN). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,7 +62,8 @@ struct sock {
 	enum sock_mode mode;
 	int listen_fd, fd;
 	bool connected;			/* stream: frames may flow on fd */
-	struct sockaddr_in peer;	/* connect= target or udp= destination */
+	struct sockaddr_in peer;	/* connect= target, udp= or mcast= destination
+					 * (unset: a connected datagram fd=) */
 	char where[64];			/* for log lines: the address we use */
 	char peer_str[64];		/* the connected peer */
 
@@ -69,7 +82,9 @@ struct sock {
 	uint8_t txbuf[SOCK_TXBUF_SIZE];
 };
 
-static const char *const socket_keys[] = { "listen", "connect", "udp", "localaddr", NULL };
+static const char *const socket_keys[] = {
+	"listen", "connect", "udp", "mcast", "fd", "localaddr", NULL
+};
 
 static void addr_str(const struct sockaddr_in *a, char *buf, size_t len)
 {
@@ -437,8 +452,10 @@ static ssize_t stream_hold(struct sock *s, const struct iovec *iov, int iovcnt, 
 
 static ssize_t udp_send(struct sock *s, const struct iovec *iov, int iovcnt)
 {
+	bool to_peer = s->peer.sin_family == AF_INET;
 	struct msghdr msg = {
-		.msg_name = &s->peer, .msg_namelen = sizeof(s->peer),
+		.msg_name = to_peer ? &s->peer : NULL,
+		.msg_namelen = to_peer ? sizeof(s->peer) : 0,
 		.msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt,
 	};
 	ssize_t n;
@@ -527,6 +544,15 @@ static int sock_socket(int type, const struct sockaddr_in *bind_to, char *err, s
 	return fd;
 }
 
+static int sock_watch(struct sock *s, char *err, size_t errlen)
+{
+	if (event_loop_add_fd(s->nb->loop, s->fd, EPOLLIN, sock_conn_event, s) < 0) {
+		snprintf(err, errlen, "cannot watch the socket");
+		return -1;
+	}
+	return 0;
+}
+
 static int sock_open_listen(struct sock *s, const char *addr, char *err, size_t errlen)
 {
 	struct sockaddr_in sa;
@@ -585,13 +611,99 @@ static int sock_open_udp(struct sock *s, const char *addr, const char *local, ch
 		return -1;
 	addr_str(&s->peer, s->where, sizeof(s->where));
 	s->fd = sock_socket(SOCK_DGRAM, &la, err, errlen);
-	if (s->fd < 0)
-		return -1;
-	if (event_loop_add_fd(s->nb->loop, s->fd, EPOLLIN, sock_conn_event, s) < 0) {
-		snprintf(err, errlen, "cannot watch the socket");
+	return s->fd < 0 ? -1 : sock_watch(s, err, errlen);
+}
+
+/* A datagram socket bound to the group's port and joined to the group,
+ * looping our own datagrams back (other VMMs on this host are members too);
+ * local: the interface's address, else the kernel's choice. */
+static int mcast_socket(const struct sockaddr_in *group, const char *local, char *err,
+			size_t errlen)
+{
+	struct ip_mreq mreq = { .imr_multiaddr = group->sin_addr };
+	char a[64];
+	int fd, one = 1;
+
+	addr_str(group, a, sizeof(a));
+	if (!IN_MULTICAST(ntohl(group->sin_addr.s_addr))) {
+		snprintf(err, errlen, "mcast=%s: not a multicast address (224.0.0.0/4)", a);
 		return -1;
 	}
-	return 0;
+	mreq.imr_interface.s_addr = htonl(INADDR_ANY);
+	if (local && !inet_aton(local, &mreq.imr_interface)) {
+		snprintf(err, errlen, "localaddr=%s: with mcast= an IPv4 address, no port", local);
+		return -1;
+	}
+	fd = sock_socket(SOCK_DGRAM, group, err, errlen);
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) < 0 ||
+	    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &one, sizeof(one)) < 0 ||
+	    (local && setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mreq.imr_interface,
+				 sizeof(mreq.imr_interface)) < 0)) {
+		snprintf(err, errlen, "cannot join the multicast group %s%s%s: %s", a,
+			 local ? " on " : "", local ? local : "", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int sock_open_mcast(struct sock *s, const char *addr, const char *local, char *err,
+			   size_t errlen)
+{
+	if (net_parse_host_port(addr, &s->peer, err, errlen) < 0)
+		return -1;
+	addr_str(&s->peer, s->where, sizeof(s->where));
+	s->fd = mcast_socket(&s->peer, local, err, errlen);
+	return s->fd < 0 ? -1 : sock_watch(s, err, errlen);
+}
+
+/* fd=N: the socket must be connected (a stream is used as connect=, a
+ * datagram socket sends to its peer), unless mcast= replaces it. */
+static int sock_open_fd(struct sock *s, const char *v, const char *mcast, const char *local,
+			char *err, size_t errlen)
+{
+	int fd = net_parse_fd(v, err, errlen), type = 0, one = 1;
+	socklen_t len = sizeof(type);
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+
+	if (fd < 0)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    (type != SOCK_STREAM && type != SOCK_DGRAM)) {
+		snprintf(err, errlen, "fd=%s is not a stream or datagram socket", v);
+		return -1;
+	}
+	if (mcast && type != SOCK_DGRAM) {
+		snprintf(err, errlen, "mcast= with fd= needs a datagram socket");
+		return -1;
+	}
+	if (mcast) {		/* QEMU's clone: a socket of our own in the group */
+		s->mode = SOCK_UDP;
+		close(fd);
+		return sock_open_mcast(s, mcast, local, err, errlen);
+	}
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+		snprintf(err, errlen, "fd=%s: the socket is not connected", v);
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "fd=%s: cannot make it non-blocking: %s", v, strerror(errno));
+		return -1;
+	}
+	s->fd = fd;
+	snprintf(s->where, sizeof(s->where), "fd=%s", v);
+	memcpy(s->peer_str, s->where, sizeof(s->peer_str));
+	if (type == SOCK_DGRAM) {
+		s->mode = SOCK_UDP;
+	} else {
+		s->mode = SOCK_CONNECT;
+		s->connected = true;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));	/* TCP only */
+	}
+	return sock_watch(s, err, errlen);
 }
 
 static void sock_close_fds(struct sock *s)
@@ -613,20 +725,27 @@ static int sock_open(struct net_backend *nb, const struct net_opts *o, char *err
 	struct sock *s = nb->priv;
 	const char *listen_at = net_opt_get(o, "listen"), *conn = net_opt_get(o, "connect");
 	const char *udp = net_opt_get(o, "udp"), *local = net_opt_get(o, "localaddr");
+	const char *mcast = net_opt_get(o, "mcast"), *fd = net_opt_get(o, "fd");
 	int r;
 
 	s->nb = nb;
 	s->fd = s->listen_fd = -1;
 	pthread_mutex_init(&s->lock, NULL);
-	if (!!listen_at + !!conn + !!udp != 1) {
-		snprintf(err, errlen, "exactly one of listen=, connect= and udp= is needed");
+	if (!!listen_at + !!conn + !!udp + !!(mcast || fd) != 1) {
+		snprintf(err, errlen, "exactly one of listen=, connect=, udp=, mcast= and fd= is "
+			 "needed (fd= may come with mcast=)");
 		return -1;
 	}
-	if (local && !udp) {
-		snprintf(err, errlen, "localaddr= is only valid with udp=");
+	if (local && !udp && !mcast) {
+		snprintf(err, errlen, "localaddr= is only valid with udp= or mcast=");
 		return -1;
 	}
-	if (listen_at) {
+	if (fd) {
+		r = sock_open_fd(s, fd, mcast, local, err, errlen);
+	} else if (mcast) {
+		s->mode = SOCK_UDP;
+		r = sock_open_mcast(s, mcast, local, err, errlen);
+	} else if (listen_at) {
 		s->mode = SOCK_LISTEN;
 		r = sock_open_listen(s, listen_at, err, errlen);
 	} else if (conn) {

@@ -227,8 +227,7 @@ static int tap_open_inherited(struct tap *t, const struct net_opts *o, char *err
 {
 	const char *v = net_opt_get(o, "fd");
 	struct ifreq ifr = { 0 };
-	char *end;
-	long fd;
+	int fd;
 
 	if (net_opt_get(o, "ifname") || net_opt_get(o, "script") ||
 	    net_opt_get(o, "downscript") || net_opt_get(o, "vnet_hdr") ||
@@ -237,12 +236,9 @@ static int tap_open_inherited(struct tap *t, const struct net_opts *o, char *err
 			 "invalid with fd=");
 		return -1;
 	}
-	errno = 0;
-	fd = strtol(v, &end, 10);
-	if (!*v || *end || errno || fd < 0 || fd > INT_MAX || fcntl(fd, F_GETFD) < 0) {
-		snprintf(err, errlen, "fd=%s is not an open file descriptor", v);
+	fd = net_parse_fd(v, err, errlen);
+	if (fd < 0)
 		return -1;
-	}
 	if (ioctl(fd, TUNGETIFF, &ifr) < 0 || !(ifr.ifr_flags & IFF_TAP)) {
 		snprintf(err, errlen, "fd=%s is not a tap device", v);
 		return -1;

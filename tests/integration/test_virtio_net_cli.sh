@@ -1,5 +1,6 @@
 #!/bin/bash
-# virtio-net-pci option errors: each bad -device virtio-net-pci / -nic spec
+# virtio-net-pci option errors: each bad -device virtio-net-pci / -nic /
+# -netdev socket spec
 # ends with exit status 1 and exactly one line naming the problem, before
 # the guest runs (no KVM work). MINIKVM=path overrides build/minikvm.
 set -u
@@ -47,6 +48,12 @@ expect_error "host_mtu must be a number from 68 to 65535" "${N[@]}" \
 expect_error "invalid addr" "${N[@]}" -device virtio-net-pci,netdev=n0,addr=40
 expect_error "model e1000 is not supported" -nic user,model=e1000
 expect_error "invalid mac" -nic user,mac=52:54:00:12:34
+# -netdev socket: the mcast= and fd= modes.
+expect_error "not a multicast address" -netdev socket,id=s0,mcast=10.1.1.1:5000
+expect_error "fd=99 is not an open file descriptor" -netdev socket,id=s0,fd=99
+expect_error "fd=0 is not a stream or datagram socket" -netdev socket,id=s0,fd=0 </dev/null
+expect_error "exactly one of listen=, connect=, udp=, mcast= and fd=" \
+	-netdev socket,id=s0,mcast=239.255.77.1:5000,connect=127.0.0.1:1
 
 [ $fails -eq 0 ] && echo "virtio-net-pci options: all checks passed"
 [ $fails -eq 0 ]
