@@ -8,7 +8,8 @@
  *                       through a socket backend; order and content are
  *                       checked; the control queue turns promiscuous mode
  *                       off and loads a MAC table (frames to a foreign MAC
- *                       are dropped, frames to a listed one pass)
+ *                       are dropped, frames to a listed one pass);
+ *                       gap=US paces the data frames (datagram backends)
  *   net-user            DHCP, ARP and a hand-rolled TCP client against
  *                       slirp (QEMU/libslirp user networking)
  *   net-tap             ARP and ICMP echo both ways with a host address
@@ -436,6 +437,9 @@ struct peer {
 	u32 count, strays, sent, recv, peer_count, peer_strays;
 	u32 stray_drop_seen, stray_pass_seen;
 	u32 stall_ms;		/* stall=MS: stop taking frames once, half way */
+	u32 gap_us;		/* gap=US between data frames (datagram backends,
+				 * which drop what a full socket cannot hold) */
+	u64 next_send, next_done;
 	bool filtering;
 	u8 frame[ETH_MAX];
 };
@@ -588,6 +592,9 @@ static int peer_step(u64 *next_hello)
 		return 0;
 	}
 	if (pr.sent < pr.count) {
+		if (now < pr.next_send)
+			return 0;
+		pr.next_send = now + pr.gap_us * 1000ull;
 		if (pr.stall_ms && pr.sent == pr.count / 2) {
 			info("not taking frames for %u ms (rx ring fills up)", pr.stall_ms);
 			delay_ns(pr.stall_ms * 1000000ull);
@@ -603,8 +610,10 @@ static int peer_step(u64 *next_hello)
 		}
 		return peer_send_data(pr.sent++);
 	}
-	if (!pr.done_sent) {
+	/* DONE again every 50 ms until the peer has all: a datagram may be lost. */
+	if (!pr.peer_gotall && now >= pr.next_done) {
 		pr.done_sent = true;
+		pr.next_done = now + 50000000ull;
 		return peer_send_ctl(pr.mac, PK_DONE, 0, pr.count, pr.strays / 2);
 	}
 	if (pr.peer_done && pr.recv == pr.peer_count && !pr.gotall_sent) {
@@ -625,6 +634,7 @@ int case_net_peer(void)
 	pr.role = role[0];
 	pr.count = arg_num("count", 500);
 	pr.stall_ms = arg_num("stall", 0);
+	pr.gap_us = arg_num("gap", 0);
 	if (nic_open(false) < 0 || (nic.has_ctrl && peer_filter_setup() < 0))
 		return -1;
 	u64 irqs = irq_counts[VEC_NET_RX];

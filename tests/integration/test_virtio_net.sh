@@ -8,6 +8,8 @@
 #    pass. minikvm <-> minikvm, minikvm <-> QEMU both ways (interop), the
 #    legacy interface, the 10-byte header, a header in its own descriptor,
 #    frames merged over small rx buffers (MRG_RXBUF) and a full rx ring.
+#    The same exchange over UDP (udp=/localaddr=) and through a multicast
+#    group on 127.0.0.1 (mcast=), minikvm <-> minikvm and with QEMU.
 #  - user (slirp): DHCP must give 10.0.2.15, ARP for 10.0.2.2, then a TCP
 #    client in the guest talks to a python server on the host's 127.0.0.1
 #    through 10.0.2.2. net-robust: odd tx chains (header only, a runt, a
@@ -46,6 +48,9 @@ nicopt() { [ "$1" = qemu ] && echo ",romfile="; }
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+free_udp_port() {
+	python3 -c 'import socket; s=socket.socket(type=socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 wait_listen() {	# wait_listen PORT: until something listens on 127.0.0.1:PORT (10 s)
 	for _ in $(seq 100); do
 		ss -Hltn "sport = :$1" | grep -q . && return 0
@@ -77,6 +82,38 @@ peer() {
 	rc_a=$?
 	cat "$TMP/a.out" "$TMP/b.out"
 	[ $rc_a = 0 ] && [ $rc_b = 0 ] || fails=$((fails + 1))
+}
+
+# dgram NAME VMM_A VMM_B NETDEV_A NETDEV_B: the net-peer exchange over a
+# datagram socket backend (udp= or mcast=); both must pass. UDP has no
+# flow control, so data frames go 200 us apart. In a multicast group each
+# side also hears its own frames, which the kit ignores.
+dgram() {
+	local name=$1 a=$2 b=$3 rc_a rc_b
+	(KIT_TAG="$name-a-" run_kit "$(vmm "$a") -netdev socket,id=n0,$4 \
+		-device virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0a$(nicopt "$a")" \
+		net-peer role=a timeout=60 gap=200) >"$TMP/a.out" 2>&1 &
+	local pa=$!
+	KIT_TAG="$name-b-" run_kit "$(vmm "$b") -netdev socket,id=n0,$5 \
+		-device virtio-net-pci,netdev=n0,mac=52:54:00:00:00:0b$(nicopt "$b")" \
+		net-peer role=b timeout=60 gap=200 >"$TMP/b.out" 2>&1
+	rc_b=$?
+	wait $pa
+	rc_a=$?
+	cat "$TMP/a.out" "$TMP/b.out"
+	[ $rc_a = 0 ] && [ $rc_b = 0 ] || fails=$((fails + 1))
+}
+udp_pair() {	# udp_pair NAME VMM_A VMM_B
+	local pa pb
+	pa=$(free_udp_port)
+	pb=$(free_udp_port)
+	dgram "$1" "$2" "$3" "udp=127.0.0.1:$pb,localaddr=127.0.0.1:$pa" \
+		"udp=127.0.0.1:$pa,localaddr=127.0.0.1:$pb"
+}
+mcast_pair() {	# mcast_pair NAME VMM_A VMM_B
+	local nd="mcast=239.255.77.$((RANDOM % 250 + 1)):$(free_udp_port),localaddr=127.0.0.1"
+
+	dgram "$1" "$2" "$3" "$nd" "$nd"
 }
 
 # user NAME VMM [KIT_ARGS]: slirp with a TCP server on the host's loopback.
@@ -171,6 +208,12 @@ peer mk-mk-merge minikvm minikvm "count=2000 rxbuf=256" "stall=1000"
 peer qemu-mk-stall qemu minikvm "count=2000" "stall=1000 rxbuf=400"
 grep -ah 'after the stall' "$LOGS/mk-mk-merge-b-net-peer.log" "$LOGS/qemu-mk-stall-b-net-peer.log" |
 	sed 's/^.*testkit:/  minikvm: testkit:/'
+
+echo "== socket backend, udp= and mcast=: two VMM processes"
+udp_pair mk-mk-udp minikvm minikvm
+udp_pair mk-qemu-udp minikvm qemu
+mcast_pair mk-mk-mcast minikvm minikvm
+mcast_pair qemu-mk-mcast qemu minikvm
 
 echo "== user backend (slirp)"
 user mk-user minikvm
