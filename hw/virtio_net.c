@@ -495,7 +495,7 @@ static ssize_t receive_locked(struct virtio_net *n, const struct iovec *iov, int
 	}
 	frame = size - be_hdr;
 	hlen = virtio_net_iov_read(iov, iovcnt, be_hdr, head, sizeof(head));
-	if (!virtio_net_rx_filter(n, head))
+	if (!virtio_net_rx_filter(n, head, hlen))
 		return size;	/* not for this guest: consumed */
 	q = pick_rx_queue(n, head, hlen);
 	if (q < 0 && rx_dry(n))

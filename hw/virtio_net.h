@@ -74,6 +74,9 @@ struct event_loop;
 #define VIRTIO_NET_CTRL_MAC		1
 #define VIRTIO_NET_CTRL_MAC_TABLE_SET	0
 #define VIRTIO_NET_CTRL_MAC_ADDR_SET	1
+#define VIRTIO_NET_CTRL_VLAN		2
+#define VIRTIO_NET_CTRL_VLAN_ADD	0	/* data: le16 VLAN id, below 4096 */
+#define VIRTIO_NET_CTRL_VLAN_DEL	1
 #define VIRTIO_NET_CTRL_MQ		4
 #define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET	0
 #define VIRTIO_NET_CTRL_GUEST_OFFLOADS	5
@@ -82,6 +85,7 @@ struct event_loop;
 #define VIRTIO_NET_QUEUE_SIZE		256	/* QEMU's rx/tx default */
 #define VIRTIO_NET_CTRL_QUEUE_SIZE	64
 #define VIRTIO_NET_MAC_TABLE_ENTRIES	64	/* unicast + multicast, like QEMU */
+#define VIRTIO_NET_MAX_VLAN		4096	/* VLAN ids 0..4095 */
 #define VIRTIO_NET_MIN_MTU		68	/* host_mtu= bounds, as in QEMU */
 #define VIRTIO_NET_MAX_MTU		65535
 /* The receive offloads CTRL_GUEST_OFFLOADS_SET may switch (feature bits). */
@@ -118,7 +122,7 @@ struct virtio_net_opts {
 	int vectors;			/* MSI-X vectors: -1 one per queue + config,
 					 * 0 none (INTx only) */
 	uint16_t rx_queue_size, tx_queue_size;
-	bool mq, ctrl_vq, mrg_rxbuf;
+	bool mq, ctrl_vq, ctrl_vlan, mrg_rxbuf;
 	bool csum, guest_csum, gso;
 	bool host_tso4, host_tso6, guest_tso4, guest_tso6;
 	bool packed;			/* offer packed rings (QEMU's default: off) */
@@ -132,6 +136,9 @@ struct virtio_net_state {
 	uint32_t uni_count, multi_count;	/* table: unicast first */
 	bool uni_overflow, multi_overflow;
 	uint8_t mac_table[VIRTIO_NET_MAC_TABLE_ENTRIES * 6];
+	uint8_t vlans[VIRTIO_NET_MAX_VLAN / 8];	/* CTRL_VLAN: tagged frames pass for
+						 * the ids set here (bit id % 8 of
+						 * byte id / 8) */
 	uint16_t curr_pairs;
 	uint64_t guest_offloads;	/* receive offloads on (GUEST_* feature bits) */
 	bool guest_offloads_set;	/* guest_offloads follows this negotiation */

@@ -34,6 +34,7 @@ void virtio_net_default_opts(struct virtio_net_opts *o)
 		.tx_queue_size = VIRTIO_NET_QUEUE_SIZE,
 		.mq = false,
 		.ctrl_vq = true,
+		.ctrl_vlan = true,
 		.mrg_rxbuf = true,
 		.csum = true,
 		.guest_csum = true,
@@ -87,6 +88,8 @@ uint64_t virtio_net_device_features(const struct virtio_net_opts *o, bool vnet_h
 	if (o->ctrl_vq) {
 		f |= bit(VIRTIO_NET_F_CTRL_VQ) | bit(VIRTIO_NET_F_CTRL_RX) |
 		     bit(VIRTIO_NET_F_CTRL_RX_EXTRA) | bit(VIRTIO_NET_F_CTRL_MAC_ADDR);
+		if (o->ctrl_vlan)
+			f |= bit(VIRTIO_NET_F_CTRL_VLAN);
 		if (pairs > 1)
 			f |= bit(VIRTIO_NET_F_MQ);
 	}
@@ -247,24 +250,24 @@ static int backend_pairs(const struct vm_config *cfg, const char *id, const char
 
 static const char *const bool_keys[] = {
 	"mq", "ctrl_vq", "mrg_rxbuf", "csum", "guest_csum", "gso", "host_tso4", "host_tso6",
-	"guest_tso4", "guest_tso6", "packed",
+	"guest_tso4", "guest_tso6", "packed", "ctrl_vlan",
 };
 
 static const char *const device_keys[] = {
 	"netdev", "mac", "mq", "vectors", "csum", "guest_csum", "gso", "host_tso4", "host_tso6",
 	"guest_tso4", "guest_tso6", "mrg_rxbuf", "ctrl_vq", "rx_queue_size", "tx_queue_size",
-	"packed", "bootindex", "romfile", "bus", "host_mtu", NULL,
+	"packed", "bootindex", "romfile", "bus", "host_mtu", "ctrl_vlan", NULL,
 };
 DEVICE_MODEL(virtio_net_model, .name = DEV_NAME, .keys = device_keys,
 	     .usage = DEV_NAME ",netdev=ID[,addr=SLOT,mac=MAC,mq=on,vectors=N,bootindex=N,"
 		      "romfile=FILE,host_mtu=N,csum=,guest_csum=,host_tso4=,guest_tso4=,mrg_rxbuf=,"
-		      "ctrl_vq=,rx_queue_size=N,tx_queue_size=N,packed=on]")
+		      "ctrl_vq=,ctrl_vlan=,rx_queue_size=N,tx_queue_size=N,packed=on]")
 
 static bool *bool_opt(struct virtio_net_opts *o, unsigned i)
 {
 	bool *fields[] = { &o->mq, &o->ctrl_vq, &o->mrg_rxbuf, &o->csum, &o->guest_csum, &o->gso,
 			   &o->host_tso4, &o->host_tso6, &o->guest_tso4, &o->guest_tso6,
-			   &o->packed };
+			   &o->packed, &o->ctrl_vlan };
 
 	return fields[i];
 }

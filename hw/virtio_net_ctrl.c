@@ -1,6 +1,6 @@
 /* The control queue of virtio-net-pci (virtio 1.x section 5.1.6.5) and
- * the device state it sets: rx modes and MAC tables (the receive filter
- * every frame passes), the MAC address, the queue pairs in use (MQ) and
+ * the device state it sets: rx modes, MAC tables and VLAN ids (the receive
+ * filter every frame passes), the MAC address, the queue pairs in use (MQ) and
  * the guest offloads command. Also that state's reset values and its
  * migration section ("virtio-net"). The rest of the model is
  * hw/virtio_net.c. */
@@ -20,14 +20,32 @@ static bool mac_in(const uint8_t *table, unsigned count, const uint8_t *mac)
 	return false;
 }
 
-/* Does the guest want a frame for dst? (QEMU's order of checks) */
-bool virtio_net_rx_filter(const struct virtio_net *n, const uint8_t *dst)
+static bool vlan_set(const struct virtio_net_state *s, unsigned vid)
+{
+	return s->vlans[vid / 8] & (1u << (vid % 8));
+}
+
+/* With CTRL_VLAN, an 802.1Q-tagged frame passes only for a VLAN id the
+ * driver added (a tag cut short passes for none). */
+static bool vlan_wanted(const struct virtio_net *n, const uint8_t *head, size_t len)
+{
+	if (!has(n, VIRTIO_NET_F_CTRL_VLAN) || head[12] != 0x81 || head[13] != 0)
+		return true;
+	return len >= ETH_HLEN + 2 &&
+	       vlan_set(&n->st, ((head[14] & 0x0f) << 8 | head[15]));
+}
+
+/* Does the guest want a frame? (QEMU's order of checks) */
+bool virtio_net_rx_filter(const struct virtio_net *n, const uint8_t *head, size_t len)
 {
 	static const uint8_t bcast[ETH_ALEN] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
 	const struct virtio_net_state *s = &n->st;
+	const uint8_t *dst = head;
 
 	if (s->promisc)
 		return true;
+	if (!vlan_wanted(n, head, len))
+		return false;
 	if (!memcmp(dst, bcast, ETH_ALEN))
 		return !s->nobcast;
 	if (dst[0] & 1) {
@@ -138,6 +156,30 @@ static uint8_t ctrl_mac(struct virtio_net *n, uint8_t cmd, const struct virtq_el
 	return VIRTIO_NET_ERR;
 }
 
+static uint8_t ctrl_vlan(struct virtio_net *n, uint8_t cmd, const struct virtq_elem *e,
+			 uint64_t dlen)
+{
+	uint8_t b[2];
+	unsigned vid;
+
+	if (cmd > VIRTIO_NET_CTRL_VLAN_DEL || !has(n, VIRTIO_NET_F_CTRL_VLAN) || dlen != 2) {
+		log_guest(LOG_GUEST_ERRORS, "virtio-net: VLAN command %u (%llu bytes) refused", cmd,
+			  (unsigned long long)dlen);
+		return VIRTIO_NET_ERR;
+	}
+	virtio_net_iov_read(e->iov, e->n_out, 2, b, 2);
+	vid = b[0] | b[1] << 8;
+	if (vid >= VIRTIO_NET_MAX_VLAN) {
+		log_guest(LOG_GUEST_ERRORS, "virtio-net: VLAN id %u out of range", vid);
+		return VIRTIO_NET_ERR;
+	}
+	if (cmd == VIRTIO_NET_CTRL_VLAN_ADD)
+		n->st.vlans[vid / 8] |= 1u << (vid % 8);
+	else
+		n->st.vlans[vid / 8] &= ~(1u << (vid % 8));
+	return VIRTIO_NET_OK;
+}
+
 static uint8_t ctrl_mq(struct virtio_net *n, uint8_t cmd, const struct virtq_elem *e,
 		       uint64_t dlen)
 {
@@ -203,6 +245,8 @@ static uint8_t ctrl_command(struct virtio_net *n, const struct virtq_elem *e)
 		return ctrl_rx(n, cmd[1], e, dlen);
 	case VIRTIO_NET_CTRL_MAC:
 		return ctrl_mac(n, cmd[1], e, dlen);
+	case VIRTIO_NET_CTRL_VLAN:
+		return ctrl_vlan(n, cmd[1], e, dlen);
 	case VIRTIO_NET_CTRL_MQ:
 		return ctrl_mq(n, cmd[1], e, dlen);
 	case VIRTIO_NET_CTRL_GUEST_OFFLOADS:
@@ -253,6 +297,7 @@ void virtio_net_state_reset(struct virtio_net *n)
 	s->uni_count = s->multi_count = 0;
 	s->uni_overflow = s->multi_overflow = false;
 	memset(s->mac_table, 0, sizeof(s->mac_table));
+	memset(s->vlans, 0, sizeof(s->vlans));	/* with CTRL_VLAN tagged frames wait for an ADD */
 	s->curr_pairs = 1;
 	s->guest_offloads = 0;		/* the negotiated set once features are known */
 	s->guest_offloads_set = false;
@@ -284,9 +329,10 @@ static const struct vmstate_field virtio_net_fields[] = {
 	VMSTATE_BOOL(struct virtio_net_state, uni_overflow),
 	VMSTATE_BOOL(struct virtio_net_state, multi_overflow),
 	VMSTATE_U8_ARRAY(struct virtio_net_state, mac_table),
+	VMSTATE_U8_ARRAY(struct virtio_net_state, vlans),
 	VMSTATE_U16_MAX(struct virtio_net_state, curr_pairs, VIRTIO_NET_MAX_PAIRS),
 	VMSTATE_U64(struct virtio_net_state, guest_offloads),
 	VMSTATE_BOOL(struct virtio_net_state, guest_offloads_set),
 };
 const struct vmstate_desc virtio_net_vmstate =
-	VMSTATE_DESC("virtio-net", 2, virtio_net_fields, virtio_net_post_load);
+	VMSTATE_DESC("virtio-net", 3, virtio_net_fields, virtio_net_post_load);

@@ -39,8 +39,9 @@ int virtio_net_apply_guest_offloads(struct virtio_net *n, uint64_t offloads);
 void virtio_net_write_config(struct virtio_net *n);
 
 /* hw/virtio_net_ctrl.c */
-/* Does the guest want a frame for destination address dst? */
-bool virtio_net_rx_filter(const struct virtio_net *n, const uint8_t *dst);
+/* Does the guest want a frame? head: its first len bytes (at least the
+ * Ethernet header). */
+bool virtio_net_rx_filter(const struct virtio_net *n, const uint8_t *head, size_t len);
 /* Serve the control queue q. */
 void virtio_net_process_ctrl(struct virtio_net *n, unsigned q);
 /* The state the control queue sets, as at device reset. */

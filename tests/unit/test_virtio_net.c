@@ -772,6 +772,93 @@ static void test_ctrl_rx_mode_and_filter(void **state)
 #undef RX_FILTERED
 }
 
+/* A 64-byte frame for dev_mac tagged with VLAN id vid. */
+static void make_tagged(uint8_t *frame, unsigned vid)
+{
+	make_frame(frame, dev_mac, 64, 0);
+	frame[12] = 0x81;
+	frame[13] = 0x00;
+	frame[14] = 0x20 | vid >> 8;	/* priority 1 is not part of the id */
+	frame[15] = vid & 0xff;
+}
+
+/* Deliver its first len bytes (15: the tag cut short); did it reach the
+ * rx queue? */
+static bool vlan_frame_passes(struct fixture *f, unsigned vid, size_t len)
+{
+	uint8_t frame[64];
+	uint16_t used = used_idx(f, 0);
+
+	make_tagged(frame, vid);
+	assert_int_equal(deliver(f, NULL, 0, frame, len), len);
+	return used_idx(f, 0) != used;
+}
+
+static uint8_t vlan_cmd(struct fixture *f, uint8_t cmd, unsigned vid)
+{
+	uint8_t b[2] = { vid & 0xff, vid >> 8 };
+
+	return ctrl(f, 2, VIRTIO_NET_CTRL_VLAN, cmd, b, 2);
+}
+
+/* CTRL_VLAN (offered by default with the control queue, as by QEMU): a
+ * tagged frame passes only for an added id, unless promiscuous; untagged
+ * frames are not affected; without the feature there is no VLAN filter. */
+static void test_ctrl_vlan(void **state)
+{
+	struct fixture *f = *state;
+	struct virtio_net_opts o;
+	uint8_t frame[64];
+	uint16_t used;
+
+	create(f, false, 1);
+	assert_true(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_CTRL_VLAN));
+	start(f, CTRL_FEATURES | F(VIRTIO_NET_F_CTRL_VLAN));
+	for (int i = 0; i < 12; i++)
+		post_rx(f, 0, 1600);
+	assert_true(vlan_frame_passes(f, 5, 64));	/* promiscuous after reset */
+	assert_int_equal(rx_mode(f, VIRTIO_NET_CTRL_RX_PROMISC, 0), VIRTIO_NET_OK);
+	assert_false(vlan_frame_passes(f, 5, 64));
+	assert_int_equal(vlan_cmd(f, VIRTIO_NET_CTRL_VLAN_ADD, 5), VIRTIO_NET_OK);
+	assert_int_equal(vlan_cmd(f, VIRTIO_NET_CTRL_VLAN_ADD, 4095), VIRTIO_NET_OK);
+	assert_true(vlan_frame_passes(f, 5, 64));
+	assert_true(vlan_frame_passes(f, 4095, 64));
+	assert_false(vlan_frame_passes(f, 6, 64));
+	assert_false(vlan_frame_passes(f, 5, 15));	/* the tag cut short */
+	used = used_idx(f, 0);
+	make_frame(frame, dev_mac, 64, 0);		/* untagged */
+	assert_int_equal(deliver(f, NULL, 0, frame, 64), 64);
+	assert_int_equal(used_idx(f, 0), (uint16_t)(used + 1));
+	assert_int_equal(vlan_cmd(f, VIRTIO_NET_CTRL_VLAN_DEL, 5), VIRTIO_NET_OK);
+	assert_false(vlan_frame_passes(f, 5, 64));
+	assert_true(vlan_frame_passes(f, 4095, 64));
+	/* bad ids, lengths and commands: VIRTIO_NET_ERR, nothing changes */
+	assert_int_equal(vlan_cmd(f, VIRTIO_NET_CTRL_VLAN_ADD, 4096), VIRTIO_NET_ERR);
+	assert_int_equal(vlan_cmd(f, 2, 5), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl(f, 2, VIRTIO_NET_CTRL_VLAN, VIRTIO_NET_CTRL_VLAN_ADD, "", 1),
+			 VIRTIO_NET_ERR);
+	assert_false(vlan_frame_passes(f, 5, 64));
+	assert_false(needs_reset(f));
+	/* a device reset forgets the ids */
+	start(f, CTRL_FEATURES | F(VIRTIO_NET_F_CTRL_VLAN));
+	for (int i = 0; i < 4; i++)
+		post_rx(f, 0, 1600);
+	assert_int_equal(rx_mode(f, VIRTIO_NET_CTRL_RX_PROMISC, 0), VIRTIO_NET_OK);
+	assert_false(vlan_frame_passes(f, 4095, 64));
+	/* not negotiated: every VLAN passes, the command is refused */
+	start(f, CTRL_FEATURES);
+	for (int i = 0; i < 4; i++)
+		post_rx(f, 0, 1600);
+	assert_int_equal(rx_mode(f, VIRTIO_NET_CTRL_RX_PROMISC, 0), VIRTIO_NET_OK);
+	assert_true(vlan_frame_passes(f, 77, 64));
+	assert_int_equal(vlan_cmd(f, VIRTIO_NET_CTRL_VLAN_ADD, 77), VIRTIO_NET_ERR);
+	destroy(f);
+	virtio_net_default_opts(&o);
+	o.ctrl_vlan = false;				/* ctrl_vlan=off */
+	create_opts(f, false, &o);
+	assert_false(vt_offered(&f->n.vp) & F(VIRTIO_NET_F_CTRL_VLAN));
+}
+
 static void test_mac_table_overflow(void **state)
 {
 	struct fixture *f = *state;
@@ -1175,6 +1262,7 @@ int main(void)
 		T(test_rx_no_buffers_then_resume),
 		T(test_rx_vnet_hdr_from_backend),
 		T(test_ctrl_rx_mode_and_filter),
+		T(test_ctrl_vlan),
 		T(test_mac_table_overflow),
 		T(test_mq_pairs),
 		T(test_legacy_header),
