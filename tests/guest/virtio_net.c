@@ -9,7 +9,9 @@
  *                       checked; the control queue turns promiscuous mode
  *                       off and loads a MAC table (frames to a foreign MAC
  *                       are dropped, frames to a listed one pass);
- *                       gap=US paces the data frames (datagram backends)
+ *                       gap=US paces the data frames (datagram backends);
+ *                       with CTRL_VLAN one VLAN is added and tagged frames
+ *                       for it pass, for another are dropped
  *   net-user            DHCP, ARP and a hand-rolled TCP client against
  *                       slirp (QEMU/libslirp user networking)
  *   net-tap             ARP and ICMP echo both ways with a host address
@@ -26,6 +28,7 @@
 #define NET_F_STATUS		(1ull << 16)
 #define NET_F_CTRL_VQ		(1ull << 17)
 #define NET_F_CTRL_RX		(1ull << 18)
+#define NET_F_CTRL_VLAN		(1ull << 19)
 #define NET_F_MQ		(1ull << 22)
 #define NET_F_ANY_LAYOUT	(1ull << 27)
 
@@ -33,6 +36,8 @@
 #define CTRL_RX_PROMISC		0
 #define CTRL_MAC		1
 #define CTRL_MAC_TABLE_SET	0
+#define CTRL_VLAN		2
+#define CTRL_VLAN_ADD		0
 #define CTRL_MQ			4
 #define CTRL_MQ_VQ_PAIRS_SET	0
 
@@ -157,7 +162,7 @@ static int ctrl_cmd(u8 cls, u8 cmd, const void *data, u32 len)
 static int nic_open(bool want_mq)
 {
 	u64 want = VIRTIO_F_VERSION_1 | VIRTIO_F_EVENT_IDX | NET_F_MAC | NET_F_STATUS |
-		   NET_F_MRG_RXBUF | NET_F_CTRL_VQ | NET_F_CTRL_RX;
+		   NET_F_MRG_RXBUF | NET_F_CTRL_VQ | NET_F_CTRL_RX | NET_F_CTRL_VLAN;
 	bool legacy = arg_is("mode", "legacy");
 
 	if (legacy && !arg_is("anylayout", "0"))	/* implied by VERSION_1 */
@@ -168,7 +173,9 @@ static int nic_open(bool want_mq)
 	if (arg_is("evidx", "0"))
 		want &= ~VIRTIO_F_EVENT_IDX;
 	if (arg_is("ctrl", "0"))
-		want &= ~(NET_F_CTRL_VQ | NET_F_CTRL_RX);
+		want &= ~(NET_F_CTRL_VQ | NET_F_CTRL_RX | NET_F_CTRL_VLAN);
+	if (arg_is("vlan", "0"))
+		want &= ~NET_F_CTRL_VLAN;
 	if (want_mq && !legacy)
 		want |= NET_F_MQ;
 	if (vdev_find(&nic.d, VIRTIO_ID_NET, 0) < 0)
@@ -429,6 +436,7 @@ enum { PK_HELLO = 1, PK_DATA, PK_DONE, PK_GOTALL, PK_STRAY, PK_READY, PK_END };
 
 static const u8 stray_drop[6] = { 0x02, 0, 0, 0, 0, 0x99 };	/* never listed */
 static const u8 stray_pass[6] = { 0x02, 0, 0, 0, 0, 0x98 };	/* in the MAC table */
+#define VLAN_LISTED	100	/* added with CTRL_VLAN; tagged strays use it and 200 */
 
 struct peer {
 	char role;
@@ -436,11 +444,12 @@ struct peer {
 	bool seen, seen_us, started, done_sent, peer_done, gotall_sent, peer_gotall;
 	u32 count, strays, sent, recv, peer_count, peer_strays;
 	u32 stray_drop_seen, stray_pass_seen;
+	u32 vlan_drop_seen, vlan_pass_seen;	/* tagged strays to our MAC */
 	u32 stall_ms;		/* stall=MS: stop taking frames once, half way */
 	u32 gap_us;		/* gap=US between data frames (datagram backends,
 				 * which drop what a full socket cannot hold) */
 	u64 next_send, next_done;
-	bool filtering;
+	bool filtering, vlan_filtering;
 	u8 frame[ETH_MAX];
 };
 
@@ -476,6 +485,21 @@ static int peer_send_ctl(const u8 *dst, u8 kind, u8 flag, u32 seq, u32 len)
 	return nic_send(f, KIT_HDR);
 }
 
+/* A control frame to dst behind an 802.1Q tag with VLAN id vid. */
+static int peer_send_tagged(const u8 *dst, u16 vid, u8 kind, u32 seq)
+{
+	u8 f[ETH_MIN + 4], k[ETH_MIN];
+
+	kit_frame(k, dst, kind, 0, seq, 0);
+	memcpy(f, k, 12);
+	f[12] = 0x81;
+	f[13] = 0x00;
+	f[14] = vid >> 8;
+	f[15] = vid & 0xff;
+	memcpy(f + 16, k + 12, KIT_HDR - 12);
+	return nic_send(f, KIT_HDR + 4);
+}
+
 static int peer_send_data(u32 seq)
 {
 	u32 len = peer_size(seq, pr.role);
@@ -506,6 +530,14 @@ static int peer_check_data(const u8 *f, u32 len, char role)
 
 static int peer_receive(const u8 *f, u32 len)
 {
+	if (len >= KIT_HDR + 4 && be16(f + 12) == 0x8100 && be16(f + 16) == ETH_P_KIT &&
+	    f[19] != (u8)pr.role) {
+		if ((be16(f + 14) & 0xfff) == VLAN_LISTED)
+			pr.vlan_pass_seen++;
+		else
+			pr.vlan_drop_seen++;
+		return 0;
+	}
 	if (len < KIT_HDR || be16(f + 12) != ETH_P_KIT || f[15] == (u8)pr.role)
 		return 0;	/* not ours (or our own frame looped back) */
 	switch (f[14]) {
@@ -571,6 +603,14 @@ static int peer_filter_setup(void)
 		return fail("MAC_TABLE_SET refused");
 	pr.filtering = true;
 	info("control queue: promiscuous off, MAC table {02:00:00:00:00:98}");
+	if (nic.d.features & NET_F_CTRL_VLAN) {
+		u16 vid = VLAN_LISTED;
+
+		if (ctrl_cmd(CTRL_VLAN, CTRL_VLAN_ADD, &vid, 2) < 0)
+			return fail("VLAN_ADD refused");
+		pr.vlan_filtering = true;
+		info("control queue: VLAN %u added", VLAN_LISTED);
+	}
 	return 0;
 }
 
@@ -604,9 +644,12 @@ static int peer_step(u64 *next_hello)
 			pr.stall_ms = 0;
 		}
 		if (pr.sent % 50 == 25) {	/* a pair of strays now and then */
-			if (peer_send_ctl(stray_drop, PK_STRAY, 0, pr.strays++, 0) < 0 ||
-			    peer_send_ctl(stray_pass, PK_STRAY, 0, pr.strays++, 0) < 0)
+			if (peer_send_ctl(stray_drop, PK_STRAY, 0, pr.strays, 0) < 0 ||
+			    peer_send_ctl(stray_pass, PK_STRAY, 0, pr.strays + 1, 0) < 0 ||
+			    peer_send_tagged(pr.mac, VLAN_LISTED, PK_STRAY, pr.strays) < 0 ||
+			    peer_send_tagged(pr.mac, 200, PK_STRAY, pr.strays + 1) < 0)
 				return -1;
+			pr.strays += 2;
 		}
 		return peer_send_data(pr.sent++);
 	}
@@ -669,6 +712,12 @@ int case_net_peer(void)
 	if (pr.filtering && pr.stray_pass_seen != pr.peer_strays)
 		return fail("%u of %u frames to a MAC-table address arrived",
 			    pr.stray_pass_seen, pr.peer_strays);
+	info("tagged strays: VLAN %u %u of %u, VLAN 200 %u of %u (filter %s)", VLAN_LISTED,
+	     pr.vlan_pass_seen, pr.peer_strays, pr.vlan_drop_seen, pr.peer_strays,
+	     pr.vlan_filtering ? "on" : "off");
+	if (pr.vlan_filtering && (pr.vlan_drop_seen || pr.vlan_pass_seen != pr.peer_strays))
+		return fail("VLAN filter: %u of %u frames for an added VLAN and %u for another "
+			    "arrived", pr.vlan_pass_seen, pr.peer_strays, pr.vlan_drop_seen);
 	if (nic.rx_bad)
 		return fail("%lu rx buffers with a bad length or num_buffers", nic.rx_bad);
 	if (nic.msix && irq_counts[VEC_NET_RX] == irqs)
