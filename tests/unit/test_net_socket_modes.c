@@ -128,21 +128,29 @@ static void test_mcast_pair(void **state)
 	sink_reset(&s2);
 }
 
+/* A backend id on one end of a new AF_UNIX socketpair of type (fd=), with
+ * a sink; sp[1] is the test's end. */
+static void open_fd_backend(int type, const char *id, struct sink *s, int sp[2])
+{
+	char spec[64];
+
+	assert_int_equal(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sp), 0);
+	snprintf(spec, sizeof(spec), "socket,id=%s,fd=%d", id, sp[0]);
+	if (init_one(spec) < 0)
+		fail_msg("%s", err);
+	sink_init(s);
+	sink_attach(s, net_find(id));
+}
+
 /* An inherited AF_UNIX stream: QEMU's framing (4-byte big-endian length). */
 static void test_fd_stream(void **state)
 {
 	static struct sink s;
 	static uint8_t buf[2048];
 	uint8_t got[4 + 300];
-	char spec[64];
 	int sp[2];
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
-	snprintf(spec, sizeof(spec), "socket,id=fs,fd=%d", sp[0]);
-	if (init_one(spec) < 0)
-		fail_msg("%s", err);
-	sink_init(&s);
-	sink_attach(&s, net_find("fs"));
+	open_fd_backend(SOCK_STREAM, "fs", &s, sp);
 	fill(buf + 4, 1000, 3);
 	buf[0] = 0, buf[1] = 0, buf[2] = 1000 >> 8, buf[3] = 1000 & 0xff;
 	assert_int_equal(write(sp[1], buf, 1004), 1004);
@@ -165,15 +173,9 @@ static void test_fd_dgram(void **state)
 	static struct sink s;
 	static uint8_t buf[2048];
 	uint8_t got[2048];
-	char spec[64];
 	int sp[2];
 
-	assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp), 0);
-	snprintf(spec, sizeof(spec), "socket,id=fd,fd=%d", sp[0]);
-	if (init_one(spec) < 0)
-		fail_msg("%s", err);
-	sink_init(&s);
-	sink_attach(&s, net_find("fd"));
+	open_fd_backend(SOCK_DGRAM, "fd", &s, sp);
 	fill(buf, 64, 5);
 	assert_int_equal(send(sp[1], buf, 64, 0), 64);
 	fill(buf, 1514, 6);
