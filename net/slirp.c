@@ -1,10 +1,13 @@
 /* -netdev user: user-mode networking on libslirp (4.7), QEMU's options:
  *   user,id=ID[,net=ADDR[/MASK]][,host=][,dhcpstart=][,dns=][,hostname=]
  *        [,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+ *        [,guestfwd=[tcp]:[ADDR]:PORT-cmd:COMMAND]...
  *        [,tftp=DIR][,bootfile=FILE][,restrict=on|off][,ipv4=][,ipv6=]
  * Defaults as QEMU: 10.0.2.0/24, host 10.0.2.2, DNS 10.0.2.3, first DHCP
  * lease 10.0.2.15, IPv6 on (fec0::/64). An empty HOSTADDR binds every
- * address (INADDR_ANY), as QEMU does.
+ * address (INADDR_ANY), as QEMU does. guestfwd= runs COMMAND (slirp
+ * spawns it) for each guest connection to ADDR:PORT, the connection on its
+ * stdin and stdout; QEMU's other guestfwd targets (chardevs) are refused.
  *
  * Threading and polling. libslirp is not thread-safe, so every slirp call
  * happens on the event loop thread: net_send() copies the guest's frame
@@ -79,9 +82,9 @@ struct user {
 
 static const char *const user_keys[] = {
 	"net", "host", "dhcpstart", "dns", "hostname", "hostfwd", "tftp", "bootfile",
-	"restrict", "ipv4", "ipv6", NULL
+	"restrict", "ipv4", "ipv6", "guestfwd", NULL
 };
-static const char *const user_repeatable[] = { "hostfwd", NULL };
+static const char *const user_repeatable[] = { "hostfwd", "guestfwd", NULL };
 
 /* ---- poll bridge ---- */
 
@@ -580,10 +583,52 @@ static int parse_hostfwd(const char *rule, bool *udp, struct in_addr *haddr, int
 	return 0;
 }
 
+/* "[tcp]:[ADDR]:PORT-cmd:COMMAND"; an empty ADDR is slirp's default. */
+static int parse_guestfwd(const char *rule, struct in_addr *addr, int *port, const char **cmd,
+			  const char **why)
+{
+	const char *p = rule, *colon, *dash;
+	char host[INET_ADDRSTRLEN], *end;
+	long v;
+
+	if (!strncmp(p, "tcp:", 4))
+		p += 4;
+	else if (*p++ != ':') {
+		*why = "bad protocol (tcp only)";
+		return -1;
+	}
+	colon = strchr(p, ':');
+	if (!colon || (size_t)(colon - p) >= sizeof(host)) {
+		*why = "missing ':' before the port";
+		return -1;
+	}
+	memcpy(host, p, colon - p);
+	host[colon - p] = '\0';
+	addr->s_addr = 0;
+	if (*host && !inet_aton(host, addr)) {
+		*why = "bad address";
+		return -1;
+	}
+	dash = strchr(colon, '-');
+	errno = 0;
+	v = strtol(colon + 1, &end, 10);
+	if (!dash || end != dash || dash == colon + 1 || errno || v < 1 || v > 65535) {
+		*why = "bad port";
+		return -1;
+	}
+	*port = v;
+	if (strncmp(dash + 1, "cmd:", 4) || !dash[5]) {
+		*why = "the target must be cmd:COMMAND; chardev targets are not supported";
+		return -1;
+	}
+	*cmd = dash + 5;
+	return 0;
+}
+
 /* Check every rule before slirp exists, so errors come first. */
 static int check_hostfwds(const struct net_opts *o, char *err, size_t errlen)
 {
-	const char *rule, *why;
+	const char *rule, *why, *cmd;
 	unsigned pos = 0;
 	struct in_addr ha, ga;
 	int hp, gp;
@@ -592,6 +637,13 @@ static int check_hostfwds(const struct net_opts *o, char *err, size_t errlen)
 	while ((rule = net_opt_next(o, "hostfwd", &pos))) {
 		if (parse_hostfwd(rule, &udp, &ha, &hp, &ga, &gp, &why) < 0) {
 			snprintf(err, errlen, "invalid host forwarding rule '%s' (%s)", rule, why);
+			return -1;
+		}
+	}
+	pos = 0;
+	while ((rule = net_opt_next(o, "guestfwd", &pos))) {
+		if (parse_guestfwd(rule, &ga, &gp, &cmd, &why) < 0) {
+			snprintf(err, errlen, "invalid guest forwarding rule '%s' (%s)", rule, why);
 			return -1;
 		}
 	}
@@ -612,6 +664,17 @@ static int add_hostfwds(struct user *u, const struct net_opts *o, char *err, siz
 		if (slirp_add_hostfwd(u->slirp, udp, ha, hp, ga, gp) < 0) {
 			snprintf(err, errlen, "could not set up host forwarding rule '%s'%s%s",
 				 rule, errno ? ": " : "", errno ? strerror(errno) : "");
+			return -1;
+		}
+	}
+	pos = 0;
+	while ((rule = net_opt_next(o, "guestfwd", &pos))) {
+		const char *cmd;
+
+		parse_guestfwd(rule, &ga, &gp, &cmd, &why);
+		if (slirp_add_exec(u->slirp, cmd, &ga, gp) < 0) {
+			snprintf(err, errlen, "could not set up guest forwarding rule '%s' (the address "
+				 "must be a free one of the virtual network, used once)", rule);
 			return -1;
 		}
 	}

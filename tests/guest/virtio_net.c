@@ -1254,7 +1254,9 @@ int case_net_user(void)
 		info("ICMP echo to the gateway answered");
 	}
 	if (port) {
-		ips.peer = ips.gw;
+		u32 peer = arg_ip("peer", "0.0.0.0");	/* e.g. a guestfwd= address */
+
+		ips.peer = peer ? peer : ips.gw;
 		if (tcp_session(port, "hello from the minikvm kit\n", reply, sizeof(reply)) < 0)
 			return -1;
 		memcpy(expect, "echo: hello from the minikvm kit\n", 34);

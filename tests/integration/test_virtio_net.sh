@@ -12,7 +12,7 @@
 #    group on 127.0.0.1 (mcast=), minikvm <-> minikvm and with QEMU.
 #  - user (slirp): DHCP must give 10.0.2.15, ARP for 10.0.2.2, then a TCP
 #    client in the guest talks to a python server on the host's 127.0.0.1
-#    through 10.0.2.2. net-robust: odd tx chains (header only, a runt, a
+#    through 10.0.2.2, and to a command run by guestfwd=...-cmd:. net-robust: odd tx chains (header only, a runt, a
 #    70,000-byte frame, a split header) must not break the device (QEMU
 #    sets NEEDS_RESET for the first; a reset must then bring it back).
 #  - tap: inside a network namespace made here (root needed), the guest
@@ -222,6 +222,15 @@ user qemu-user qemu
 # packed virtqueues (packed=on, off by default as in QEMU)
 NIC_EXTRA=,packed=on user mk-user-packed minikvm packed=1
 NIC_EXTRA=,packed=on user qemu-user-packed qemu packed=1
+# guestfwd= with a cmd: target: the guest's TCP connection to 10.0.2.100
+# runs a command (here a line echo) with the connection on stdin/stdout.
+printf '#!/bin/sh\nexec sed -u "s/^/echo: /"\n' >"$TMP/echo.sh"
+chmod +x "$TMP/echo.sh"
+for v in minikvm qemu; do
+	KIT_TAG="$v-guestfwd-" run_kit "$(vmm $v) -netdev user,id=n0,guestfwd=tcp:10.0.2.100:4321-cmd:$TMP/echo.sh \
+		-device virtio-net-pci,netdev=n0$(nicopt $v)" net-user port=4321 peer=10.0.2.100 ||
+		fails=$((fails + 1))
+done
 # -nic: backend and NIC in one option.
 port=$(free_port)
 python3 -c 'import socket,sys

@@ -1,6 +1,6 @@
 #!/bin/bash
 # virtio-net-pci option errors: each bad -device virtio-net-pci / -nic /
-# -netdev socket spec
+# -netdev socket / -netdev user,guestfwd= spec
 # ends with exit status 1 and exactly one line naming the problem, before
 # the guest runs (no KVM work). MINIKVM=path overrides build/minikvm.
 set -u
@@ -48,6 +48,14 @@ expect_error "host_mtu must be a number from 68 to 65535" "${N[@]}" \
 expect_error "invalid addr" "${N[@]}" -device virtio-net-pci,netdev=n0,addr=40
 expect_error "model e1000 is not supported" -nic user,model=e1000
 expect_error "invalid mac" -nic user,mac=52:54:00:12:34
+# -netdev user,guestfwd=: only cmd: targets.
+expect_error "chardev targets are not supported" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:80
+expect_error "guest forwarding rule 'udp:10.0.2.100:80-cmd:cat' (bad protocol" \
+	-netdev user,id=u0,guestfwd=udp:10.0.2.100:80-cmd:cat
+expect_error "(bad port)" -netdev user,id=u0,guestfwd=tcp:10.0.2.100:x-cmd:cat
+expect_error "could not set up guest forwarding rule 'tcp:10.0.2.2:80-cmd:cat'" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.2:80-cmd:cat
 # -netdev socket: the mcast= and fd= modes.
 expect_error "not a multicast address" -netdev socket,id=s0,mcast=10.1.1.1:5000
 expect_error "fd=99 is not an open file descriptor" -netdev socket,id=s0,fd=99
