@@ -625,8 +625,8 @@ static int parse_guestfwd(const char *rule, struct in_addr *addr, int *port, con
 	return 0;
 }
 
-/* Check every rule before slirp exists, so errors come first. */
-static int check_hostfwds(const struct net_opts *o, char *err, size_t errlen)
+/* Check every hostfwd= and guestfwd= rule before slirp exists, so errors come first. */
+static int check_forwards(const struct net_opts *o, char *err, size_t errlen)
 {
 	const char *rule, *why, *cmd;
 	unsigned pos = 0;
@@ -650,7 +650,7 @@ static int check_hostfwds(const struct net_opts *o, char *err, size_t errlen)
 	return 0;
 }
 
-static int add_hostfwds(struct user *u, const struct net_opts *o, char *err, size_t errlen)
+static int add_forwards(struct user *u, const struct net_opts *o, char *err, size_t errlen)
 {
 	const char *rule, *why;
 	unsigned pos = 0;
@@ -737,7 +737,7 @@ static int user_config(const struct net_opts *o, SlirpConfig *cfg, char *err, si
 	}
 	cfg->tftp_path = net_opt_get(o, "tftp");
 	cfg->bootfile = net_opt_get(o, "bootfile");
-	return check_hostfwds(o, err, errlen);
+	return check_forwards(o, err, errlen);
 }
 
 /* ---- open / close ---- */
@@ -810,7 +810,7 @@ static int user_open(struct net_backend *nb, const struct net_opts *o, char *err
 		snprintf(err, errlen, "cannot create the slirp stack");
 		goto fail;
 	}
-	if (add_hostfwds(u, o, err, errlen) < 0 ||
+	if (add_forwards(u, o, err, errlen) < 0 ||
 	    event_loop_call(nb->loop, user_first_sync, u) < 0)
 		goto fail;
 	return 0;

@@ -436,12 +436,13 @@ enum { PK_HELLO = 1, PK_DATA, PK_DONE, PK_GOTALL, PK_STRAY, PK_READY, PK_END };
 
 static const u8 stray_drop[6] = { 0x02, 0, 0, 0, 0, 0x99 };	/* never listed */
 static const u8 stray_pass[6] = { 0x02, 0, 0, 0, 0, 0x98 };	/* in the MAC table */
-#define VLAN_LISTED	100	/* added with CTRL_VLAN; tagged strays use it and 200 */
+#define VLAN_LISTED	100	/* added with CTRL_VLAN */
+#define VLAN_OTHER	200	/* never added: tagged strays for it must be dropped */
 
 struct peer {
 	char role;
 	u8 mac[6];
-	bool seen, seen_us, started, done_sent, peer_done, gotall_sent, peer_gotall;
+	bool seen, seen_us, started, peer_done, gotall_sent, peer_gotall;
 	u32 count, strays, sent, recv, peer_count, peer_strays;
 	u32 stray_drop_seen, stray_pass_seen;
 	u32 vlan_drop_seen, vlan_pass_seen;	/* tagged strays to our MAC */
@@ -647,7 +648,7 @@ static int peer_step(u64 *next_hello)
 			if (peer_send_ctl(stray_drop, PK_STRAY, 0, pr.strays, 0) < 0 ||
 			    peer_send_ctl(stray_pass, PK_STRAY, 0, pr.strays + 1, 0) < 0 ||
 			    peer_send_tagged(pr.mac, VLAN_LISTED, PK_STRAY, pr.strays) < 0 ||
-			    peer_send_tagged(pr.mac, 200, PK_STRAY, pr.strays + 1) < 0)
+			    peer_send_tagged(pr.mac, VLAN_OTHER, PK_STRAY, pr.strays + 1) < 0)
 				return -1;
 			pr.strays += 2;
 		}
@@ -655,7 +656,6 @@ static int peer_step(u64 *next_hello)
 	}
 	/* DONE again every 50 ms until the peer has all: a datagram may be lost. */
 	if (!pr.peer_gotall && now >= pr.next_done) {
-		pr.done_sent = true;
 		pr.next_done = now + 50000000ull;
 		return peer_send_ctl(pr.mac, PK_DONE, 0, pr.count, pr.strays / 2);
 	}
@@ -712,8 +712,8 @@ int case_net_peer(void)
 	if (pr.filtering && pr.stray_pass_seen != pr.peer_strays)
 		return fail("%u of %u frames to a MAC-table address arrived",
 			    pr.stray_pass_seen, pr.peer_strays);
-	info("tagged strays: VLAN %u %u of %u, VLAN 200 %u of %u (filter %s)", VLAN_LISTED,
-	     pr.vlan_pass_seen, pr.peer_strays, pr.vlan_drop_seen, pr.peer_strays,
+	info("tagged strays: VLAN %u %u of %u, VLAN %u %u of %u (filter %s)", VLAN_LISTED,
+	     pr.vlan_pass_seen, pr.peer_strays, VLAN_OTHER, pr.vlan_drop_seen, pr.peer_strays,
 	     pr.vlan_filtering ? "on" : "off");
 	if (pr.vlan_filtering && (pr.vlan_drop_seen || pr.vlan_pass_seen != pr.peer_strays))
 		return fail("VLAN filter: %u of %u frames for an added VLAN and %u for another "
