@@ -1,13 +1,12 @@
 /* -netdev user: user-mode networking on libslirp (4.7), QEMU's options:
  *   user,id=ID[,net=ADDR[/MASK]][,host=][,dhcpstart=][,dns=][,hostname=]
  *        [,hostfwd=tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
- *        [,guestfwd=[tcp]:[ADDR]:PORT-cmd:COMMAND]...
+ *        [,guestfwd=[tcp]:[ADDR]:PORT-cmd:COMMAND|tcp:HOST:PORT|unix:PATH]...
  *        [,tftp=DIR][,bootfile=FILE][,restrict=on|off][,ipv4=][,ipv6=]
  * Defaults as QEMU: 10.0.2.0/24, host 10.0.2.2, DNS 10.0.2.3, first DHCP
  * lease 10.0.2.15, IPv6 on (fec0::/64). An empty HOSTADDR binds every
- * address (INADDR_ANY), as QEMU does. guestfwd= runs COMMAND (slirp
- * spawns it) for each guest connection to ADDR:PORT, the connection on its
- * stdin and stdout; QEMU's other guestfwd targets (chardevs) are refused.
+ * address (INADDR_ANY), as QEMU does. The forwarding rules live in
+ * net/slirp_fwd.c.
  *
  * Threading and polling. libslirp is not thread-safe, so every slirp call
  * happens on the event loop thread: net_send() copies the guest's frame
@@ -38,6 +37,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include "net/net_priv.h"
+#include "net/slirp_fwd.h"
 #include "vmm/event_loop.h"
 #include "vmm/log.h"
 
@@ -78,6 +78,7 @@ struct user {
 	unsigned nwatch, watch_cap;
 	struct event_timer *poll_timer;
 	struct user_timer timers[USER_MAX_TIMERS];
+	struct slirp_fwds *fwds;	/* hostfwd= and guestfwd= */
 };
 
 static const char *const user_keys[] = {
@@ -203,6 +204,7 @@ static void user_run(struct user *u)
 		r = poll(u->pfds, u->npfds, 0);
 	} while (r < 0 && errno == EINTR);
 	slirp_pollfds_poll(u->slirp, r < 0, get_revents_cb, u);
+	slirp_fwd_resume(u->fwds);
 	user_sync(u);
 }
 
@@ -211,7 +213,8 @@ static void user_fd_event(void *opaque, uint32_t events)
 	user_run(opaque);
 }
 
-static void user_poll_timer(void *opaque)
+/* The poll timer, and guestfwd after handing host data to slirp. */
+static void user_run_cb(void *opaque)
 {
 	user_run(opaque);
 }
@@ -406,9 +409,12 @@ static void cb_unregister_poll_fd(int fd, void *opaque)
 	}
 }
 
+/* A guestfwd connection can take host data again. */
 static void cb_notify(void *opaque)
 {
-	/* Only guestfwd sockets use this; none are configured. */
+	struct user *u = opaque;
+
+	slirp_fwd_resume(u->fwds);
 }
 
 static void cb_init_completed(Slirp *slirp, void *opaque)
@@ -509,178 +515,6 @@ static int check_in_net(const char *what, struct in_addr a, struct in_addr net,
 	return 0;
 }
 
-/* "tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT" */
-static int parse_hostfwd(const char *rule, bool *udp, struct in_addr *haddr, int *hport,
-			 struct in_addr *gaddr, int *gport, const char **why)
-{
-	char buf[256], *p = buf, *host, *guest, *colon, *end;
-	long port;
-
-	if (strlen(rule) >= sizeof(buf)) {
-		*why = "too long";
-		return -1;
-	}
-	strcpy(buf, rule);
-	colon = strchr(p, ':');
-	if (!colon) {
-		*why = "missing ':' after the protocol";
-		return -1;
-	}
-	*colon = '\0';
-	if (!strcmp(p, "udp")) {
-		*udp = true;
-	} else if (!strcmp(p, "tcp") || !*p) {
-		*udp = false;
-	} else {
-		*why = "bad protocol (tcp or udp)";
-		return -1;
-	}
-	host = colon + 1;
-	guest = strchr(host, '-');
-	if (!guest) {
-		*why = "missing '-' between host and guest";
-		return -1;
-	}
-	*guest++ = '\0';
-
-	colon = strchr(host, ':');
-	if (!colon) {
-		*why = "missing ':' before the host port";
-		return -1;
-	}
-	*colon = '\0';
-	haddr->s_addr = htonl(INADDR_ANY);
-	if (*host && !inet_aton(host, haddr)) {
-		*why = "bad host address";
-		return -1;
-	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || port < 0 || port > 65535) {
-		*why = "bad host port";
-		return -1;
-	}
-	*hport = port;
-
-	colon = strchr(guest, ':');
-	if (!colon) {
-		*why = "missing ':' before the guest port";
-		return -1;
-	}
-	*colon = '\0';
-	gaddr->s_addr = 0;	/* slirp: the first DHCP address */
-	if (*guest && !inet_aton(guest, gaddr)) {
-		*why = "bad guest address";
-		return -1;
-	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || port < 1 || port > 65535) {
-		*why = "bad guest port";
-		return -1;
-	}
-	*gport = port;
-	return 0;
-}
-
-/* "[tcp]:[ADDR]:PORT-cmd:COMMAND"; an empty ADDR is slirp's default. */
-static int parse_guestfwd(const char *rule, struct in_addr *addr, int *port, const char **cmd,
-			  const char **why)
-{
-	const char *p = rule, *colon, *dash;
-	char host[INET_ADDRSTRLEN], *end;
-	long v;
-
-	if (!strncmp(p, "tcp:", 4))
-		p += 4;
-	else if (*p++ != ':') {
-		*why = "bad protocol (tcp only)";
-		return -1;
-	}
-	colon = strchr(p, ':');
-	if (!colon || (size_t)(colon - p) >= sizeof(host)) {
-		*why = "missing ':' before the port";
-		return -1;
-	}
-	memcpy(host, p, colon - p);
-	host[colon - p] = '\0';
-	addr->s_addr = 0;
-	if (*host && !inet_aton(host, addr)) {
-		*why = "bad address";
-		return -1;
-	}
-	dash = strchr(colon, '-');
-	errno = 0;
-	v = strtol(colon + 1, &end, 10);
-	if (!dash || end != dash || dash == colon + 1 || errno || v < 1 || v > 65535) {
-		*why = "bad port";
-		return -1;
-	}
-	*port = v;
-	if (strncmp(dash + 1, "cmd:", 4) || !dash[5]) {
-		*why = "the target must be cmd:COMMAND; chardev targets are not supported";
-		return -1;
-	}
-	*cmd = dash + 5;
-	return 0;
-}
-
-/* Check every hostfwd= and guestfwd= rule before slirp exists, so errors come first. */
-static int check_forwards(const struct net_opts *o, char *err, size_t errlen)
-{
-	const char *rule, *why, *cmd;
-	unsigned pos = 0;
-	struct in_addr ha, ga;
-	int hp, gp;
-	bool udp;
-
-	while ((rule = net_opt_next(o, "hostfwd", &pos))) {
-		if (parse_hostfwd(rule, &udp, &ha, &hp, &ga, &gp, &why) < 0) {
-			snprintf(err, errlen, "invalid host forwarding rule '%s' (%s)", rule, why);
-			return -1;
-		}
-	}
-	pos = 0;
-	while ((rule = net_opt_next(o, "guestfwd", &pos))) {
-		if (parse_guestfwd(rule, &ga, &gp, &cmd, &why) < 0) {
-			snprintf(err, errlen, "invalid guest forwarding rule '%s' (%s)", rule, why);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int add_forwards(struct user *u, const struct net_opts *o, char *err, size_t errlen)
-{
-	const char *rule, *why;
-	unsigned pos = 0;
-	struct in_addr ha, ga;
-	int hp, gp;
-	bool udp;
-
-	while ((rule = net_opt_next(o, "hostfwd", &pos))) {
-		parse_hostfwd(rule, &udp, &ha, &hp, &ga, &gp, &why);
-		errno = 0;
-		if (slirp_add_hostfwd(u->slirp, udp, ha, hp, ga, gp) < 0) {
-			snprintf(err, errlen, "could not set up host forwarding rule '%s'%s%s",
-				 rule, errno ? ": " : "", errno ? strerror(errno) : "");
-			return -1;
-		}
-	}
-	pos = 0;
-	while ((rule = net_opt_next(o, "guestfwd", &pos))) {
-		const char *cmd;
-
-		parse_guestfwd(rule, &ga, &gp, &cmd, &why);
-		if (slirp_add_exec(u->slirp, cmd, &ga, gp) < 0) {
-			snprintf(err, errlen, "could not set up guest forwarding rule '%s' (the address "
-				 "must be a free one of the virtual network, used once)", rule);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Fill cfg from the options, QEMU's defaults and checks. */
 static int user_config(const struct net_opts *o, SlirpConfig *cfg, char *err, size_t errlen)
 {
@@ -737,7 +571,7 @@ static int user_config(const struct net_opts *o, SlirpConfig *cfg, char *err, si
 	}
 	cfg->tftp_path = net_opt_get(o, "tftp");
 	cfg->bootfile = net_opt_get(o, "bootfile");
-	return check_forwards(o, err, errlen);
+	return slirp_fwd_check(o, err, errlen);
 }
 
 /* ---- open / close ---- */
@@ -765,6 +599,8 @@ static void user_teardown(struct user *u)
 	if (u->slirp)
 		slirp_cleanup(u->slirp);
 	u->slirp = NULL;
+	slirp_fwd_free(u->fwds);
+	u->fwds = NULL;
 	for (unsigned i = 0; i < USER_MAX_TIMERS; i++) {
 		if (u->timers[i].t)
 			event_timer_disarm(u->timers[i].t);
@@ -799,7 +635,7 @@ static int user_open(struct net_backend *nb, const struct net_opts *o, char *err
 	if (user_config(o, &cfg, err, errlen) < 0)
 		return -1;
 	u->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	u->poll_timer = event_timer_new(nb->loop, user_poll_timer, u);
+	u->poll_timer = event_timer_new(nb->loop, user_run_cb, u);
 	if (u->kick_fd < 0 || !u->poll_timer ||
 	    event_loop_add_fd(nb->loop, u->kick_fd, EPOLLIN, user_kick, u) < 0) {
 		snprintf(err, errlen, "cannot set up the event loop: %s", strerror(errno));
@@ -810,8 +646,8 @@ static int user_open(struct net_backend *nb, const struct net_opts *o, char *err
 		snprintf(err, errlen, "cannot create the slirp stack");
 		goto fail;
 	}
-	if (add_forwards(u, o, err, errlen) < 0 ||
-	    event_loop_call(nb->loop, user_first_sync, u) < 0)
+	u->fwds = slirp_fwd_add(u->slirp, nb->loop, nb->id, user_run_cb, u, o, err, errlen);
+	if (!u->fwds || event_loop_call(nb->loop, user_first_sync, u) < 0)
 		goto fail;
 	return 0;
 fail:

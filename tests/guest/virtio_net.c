@@ -1189,8 +1189,11 @@ static bool tcp_line(void)
 static bool tcp_all_acked(void) { tcp_segment(); return tc.snd_una == tc.snd_nxt; }
 static bool tcp_closed(void) { tcp_segment(); return tc.peer_fin && tc.snd_una == tc.snd_nxt; }
 
-/* Connect to ips.peer:port, send a line, read the reply line, close. */
-static int tcp_session(u16 port, const char *line, char *reply, u32 rlen)
+/* Connect to ips.peer:port, send a line, read the reply line, close.
+ * With peer_closes false the peer is not expected to close its side (a
+ * guestfwd= socket target is one host stream that outlives the guest's
+ * connections): done once our FIN is acked. */
+static int tcp_session(u16 port, const char *line, char *reply, u32 rlen, bool peer_closes)
 {
 	u32 iss = 0x1000000 + (u32)(now_ns() & 0xffffff), len = strlen(line);
 
@@ -1221,6 +1224,8 @@ static int tcp_session(u16 port, const char *line, char *reply, u32 rlen)
 	memcpy(reply, tc.rx, tc.rx_len < rlen ? tc.rx_len + 1 : rlen);
 	reply[rlen - 1] = 0;
 	tc.snd_nxt++;			/* our FIN */
+	if (!peer_closes)
+		tc.peer_fin = true;
 	for (int tries = 0; !(tc.peer_fin && tc.snd_una == tc.snd_nxt); tries++) {
 		if (tries == 5)
 			return fail("TCP: close not completed (peer FIN %d, una %u nxt %u)",
@@ -1230,7 +1235,7 @@ static int tcp_session(u16 port, const char *line, char *reply, u32 rlen)
 		ip_wait(tcp_closed, 1000);
 	}
 	ip_wait(tcp_any, 100);		/* let a last retransmission be acked */
-	info("TCP: closed");
+	info(peer_closes ? "TCP: closed" : "TCP: our side closed (the peer stays open)");
 	return 0;
 }
 
@@ -1257,7 +1262,8 @@ int case_net_user(void)
 		u32 peer = arg_ip("peer", "0.0.0.0");	/* e.g. a guestfwd= address */
 
 		ips.peer = peer ? peer : ips.gw;
-		if (tcp_session(port, "hello from the minikvm kit\n", reply, sizeof(reply)) < 0)
+		if (tcp_session(port, "hello from the minikvm kit\n", reply, sizeof(reply),
+				!arg_is("fin", "0")) < 0)
 			return -1;
 		memcpy(expect, "echo: hello from the minikvm kit\n", 34);
 		if (memcmp(reply, expect, 34))

@@ -12,7 +12,8 @@
 #    group on 127.0.0.1 (mcast=), minikvm <-> minikvm and with QEMU.
 #  - user (slirp): DHCP must give 10.0.2.15, ARP for 10.0.2.2, then a TCP
 #    client in the guest talks to a python server on the host's 127.0.0.1
-#    through 10.0.2.2, and to a command run by guestfwd=...-cmd:. net-robust: odd tx chains (header only, a runt, a
+#    through 10.0.2.2, to a command run by guestfwd=...-cmd: and to host
+#    servers behind guestfwd=...-tcp: and -unix:. net-robust: odd tx chains (header only, a runt, a
 #    70,000-byte frame, a split header) must not break the device (QEMU
 #    sets NEEDS_RESET for the first; a reset must then bring it back).
 #  - tap: inside a network namespace made here (root needed), the guest
@@ -116,18 +117,33 @@ mcast_pair() {	# mcast_pair NAME VMM_A VMM_B
 	dgram "$1" "$2" "$3" "$nd" "$nd"
 }
 
+# echo_server tcp PORT | unix PATH: in the background, accepts one
+# connection on 127.0.0.1:PORT or at PATH and answers its first line with
+# "echo: LINE"; returns once it listens.
+echo_server() {
+	python3 -c 'import socket,sys
+if sys.argv[1] == "tcp":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(sys.argv[2])))
+else:
+    s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[2])
+s.listen(1); s.settimeout(60)
+c, _ = s.accept(); line = c.makefile("rb").readline(); c.sendall(b"echo: " + line); c.close()' \
+		"$1" "$2" &
+	if [ "$1" = tcp ]; then
+		wait_listen "$2"
+	else
+		for _ in $(seq 100); do [ -S "$2" ] && break; sleep 0.1; done
+	fi
+}
+
 # user NAME VMM [KIT_ARGS]: slirp with a TCP server on the host's loopback.
 user() {
 	local name=$1 v=$2 port srv
 	shift 2
 	port=$(free_port)
-	python3 -c 'import socket,sys
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); line = c.makefile("rb").readline(); c.sendall(b"echo: " + line); c.close()' \
-		"$port" &
+	echo_server tcp "$port"
 	srv=$!
-	wait_listen "$port"
 	KIT_TAG="$name-" run_kit "$(vmm "$v") -netdev user,id=n0 \
 		-device virtio-net-pci,netdev=n0$(nicopt "$v")${NIC_EXTRA:-}" net-user port="$port" "$@" ||
 		fails=$((fails + 1))
@@ -231,12 +247,25 @@ for v in minikvm qemu; do
 		-device virtio-net-pci,netdev=n0$(nicopt $v)" net-user port=4321 peer=10.0.2.100 ||
 		fails=$((fails + 1))
 done
+# guestfwd= with a socket target (QEMU's chardev): the VMM connects to a
+# host server at startup and carries the guest's connection to
+# 10.0.2.100:4321 over it, for a tcp: and a unix: target. The host stream
+# outlives the guest's connection (no FIN back to the guest): fin=0.
+for v in minikvm qemu; do
+	port=$(free_port)
+	echo_server tcp "$port"
+	KIT_TAG="$v-guestfwd-tcp-" run_kit "$(vmm $v) -netdev user,id=n0,guestfwd=tcp:10.0.2.100:4321-tcp:127.0.0.1:$port \
+		-device virtio-net-pci,netdev=n0$(nicopt $v)" net-user port=4321 peer=10.0.2.100 fin=0 ||
+		fails=$((fails + 1))
+	rm -f "$TMP/fwd.sock"
+	echo_server unix "$TMP/fwd.sock"
+	KIT_TAG="$v-guestfwd-unix-" run_kit "$(vmm $v) -netdev user,id=n0,guestfwd=tcp:10.0.2.100:4321-unix:$TMP/fwd.sock \
+		-device virtio-net-pci,netdev=n0$(nicopt $v)" net-user port=4321 peer=10.0.2.100 fin=0 ||
+		fails=$((fails + 1))
+done
 # -nic: backend and NIC in one option.
 port=$(free_port)
-python3 -c 'import socket,sys
-s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); s.settimeout(60)
-c, _ = s.accept(); c.sendall(b"echo: " + c.makefile("rb").readline()); c.close()' "$port" &
-wait_listen "$port"
+echo_server tcp "$port"
 KIT_TAG=mk-nic- run_kit "$MK -nic user,model=virtio-net-pci,mac=52:54:00:aa:bb:cc" \
 	net-user port="$port" || fails=$((fails + 1))
 check() {	# check NAME COMMAND...: the command must succeed

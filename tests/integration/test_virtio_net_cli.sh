@@ -48,9 +48,19 @@ expect_error "host_mtu must be a number from 68 to 65535" "${N[@]}" \
 expect_error "invalid addr" "${N[@]}" -device virtio-net-pci,netdev=n0,addr=40
 expect_error "model e1000 is not supported" -nic user,model=e1000
 expect_error "invalid mac" -nic user,mac=52:54:00:12:34
-# -netdev user,guestfwd=: only cmd: targets.
-expect_error "chardev targets are not supported" \
-	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:80
+# -netdev user,guestfwd=: cmd:, tcp: and unix: targets; a socket target
+# must be reachable at startup (QEMU's chardev).
+expect_error "the target must be cmd:COMMAND, tcp:HOST:PORT or unix:PATH" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-udp:127.0.0.1:80
+expect_error "(bad port in the tcp: target)" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:x
+expect_error "(the tcp: target needs HOST:PORT)" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-tcp:80
+expect_error "(bad unix socket path)" -netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-unix:
+expect_error "guest forwarding rule 'tcp:10.0.2.100:80-tcp:127.0.0.1:1': cannot connect to 127.0.0.1:1: Connection refused" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:1
+expect_error "cannot connect to /nonexistent/fwd.sock: No such file or directory" \
+	-netdev user,id=u0,guestfwd=tcp:10.0.2.100:80-unix:/nonexistent/fwd.sock
 expect_error "guest forwarding rule 'udp:10.0.2.100:80-cmd:cat' (bad protocol" \
 	-netdev user,id=u0,guestfwd=udp:10.0.2.100:80-cmd:cat
 expect_error "(bad port)" -netdev user,id=u0,guestfwd=tcp:10.0.2.100:x-cmd:cat
