@@ -5,6 +5,8 @@
  * asynchronous data I/O through the file's engine (block/engine.h) with
  * short transfers completed and unaligned requests bounced on a pool
  * thread. Regular files and block devices (BLKGETSIZE64).
+ * Writes to a memory-backed file (tmpfs, ramfs) opened for writing go
+ * through a shared mapping of it where they can (block/bfile_map.h).
  * A polled bfile (bfile_open_polled) has a private polled engine: its
  * asynchronous requests complete only in bfile_aio_poll() on the owner's
  * thread, and the bounce and no-op cases and page-cache writes (see
@@ -25,6 +27,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 #include "block/bfile.h"
+#include "block/bfile_map.h"
 #include "block/engine.h"
 #include "block/format.h"
 
@@ -39,6 +42,7 @@ struct bfile {
 	bool no_flush;		/* cache=unsafe */
 	bool is_blockdev;
 	bool in_memory;		/* a tmpfs or ramfs file: no device behind the page cache */
+	struct bfile_map map;	/* in_memory and writable: where writes go */
 	unsigned align;		/* offset/length/buffer alignment for O_DIRECT, else 1 */
 	struct block_engine *engine;
 	pthread_mutex_t rmw_lock;	/* serialises bounced (read-modify-write) writes */
@@ -143,6 +147,8 @@ static int open_common(const char *path, int flags, enum block_cache_mode cache,
 	f->no_flush = cache == BLOCK_CACHE_UNSAFE;
 	f->is_blockdev = S_ISBLK(st.st_mode);
 	f->in_memory = !f->is_blockdev && file_in_memory(fd);
+	if (f->in_memory && (flags & O_ACCMODE) == O_RDWR)
+		bfile_map_open(&f->map, fd, (uint64_t)st.st_size);	/* else: system calls */
 	pthread_mutex_init(&f->rmw_lock, NULL);
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->drained, NULL);
@@ -183,6 +189,18 @@ int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
 	return open_common(path, flags, cache, engine, true, engine_flags, out, err, errlen);
 }
 
+/* Writes through the mapping leave the file's times alone (tmpfs has no
+ * page_mkwrite): flushes and closing set them, as the writes' system
+ * calls would have. */
+static void touch_if_mapped_writes(struct bfile *f)
+{
+	static const struct timespec now[2] = { { .tv_nsec = UTIME_OMIT },
+						{ .tv_nsec = UTIME_NOW } };
+
+	if (bfile_map_take_wrote(&f->map))
+		futimens(f->fd, now);
+}
+
 void bfile_close(struct bfile *f)
 {
 	if (!f)
@@ -194,6 +212,8 @@ void bfile_close(struct bfile *f)
 		pthread_cond_wait(&f->drained, &f->lock);
 	pthread_mutex_unlock(&f->lock);
 	block_engine_destroy(f->engine);
+	touch_if_mapped_writes(f);
+	bfile_map_close(&f->map);
 	close(f->fd);
 	pthread_cond_destroy(&f->drained);
 	pthread_mutex_destroy(&f->lock);
@@ -429,7 +449,9 @@ int bfile_pwritev(struct bfile *f, uint64_t off, const struct iovec *iov, int io
 
 	if (off > INT64_MAX || iov_size(iov, iovcnt) > INT64_MAX - off)
 		return -EINVAL;
-	if (request_aligned(f, off, iov, iovcnt))
+	if (bfile_map_write(&f->map, off, iov, iovcnt))
+		ret = 0;
+	else if (request_aligned(f, off, iov, iovcnt))
 		ret = rw_full(f, true, off, iov, iovcnt);
 	else
 		ret = bounce_write(f, off, iov, iovcnt);
@@ -452,6 +474,7 @@ int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len)
 
 int bfile_flush(struct bfile *f)
 {
+	touch_if_mapped_writes(f);
 	if (f->no_flush)
 		return 0;
 	return fdatasync(f->fd) < 0 ? -errno : 0;
@@ -484,6 +507,7 @@ int bfile_truncate(struct bfile *f, uint64_t size)
 			return (int)cur;
 		return size > (uint64_t)cur ? -EINVAL : 0;	/* cannot grow a device */
 	}
+	bfile_map_shrink(&f->map, size);
 	return ftruncate(f->fd, (off_t)size) < 0 ? -errno : 0;
 }
 
@@ -760,6 +784,8 @@ static int aio_start(struct bfile *f, enum engine_op op, uint64_t off, const str
 	r->total = iov_size(iov, iovcnt);
 	r->cb = cb;
 	r->opaque = opaque;
+	if (op == ENGINE_FLUSH)
+		touch_if_mapped_writes(f);
 	pthread_mutex_lock(&f->lock);
 	f->inflight++;
 	pthread_mutex_unlock(&f->lock);
