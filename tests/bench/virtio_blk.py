@@ -20,7 +20,8 @@ measured in --pairs short back-to-back rounds instead (one boot per VMM
 and job, then fio; order rotating): a round's three runs see the same
 phase of the disk, the row's ratios are the medians of the rounds'
 ratios and its figures each tool's median, so a tool that met a fast
-phase once cannot decide the row. Prints IOPS (4 KiB) or MiB/s (1 MiB)
+phase once cannot decide the row; the lowest and highest round's ratios
+follow the verdict, to show how far the disk's phases spread them. Prints IOPS (4 KiB) or MiB/s (1 MiB)
 with the ratio to QEMU and to fio."""
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -87,8 +88,9 @@ def fio_beside_guest(guest_cmd, fio_file, engine, ms):
 def paired_rounds(runners, pairs):
     """Runs each tool of runners (name: function returning (IOPS, MiB/s))
     once per round, the order rotating, for pairs rounds. Returns each
-    tool's median figures and the medians of the rounds' ratios of the
-    first tool to each other one."""
+    tool's median figures, the medians of the rounds' ratios of the first
+    tool to each other one, and each such ratio's lowest and highest
+    round."""
     names = list(runners)
     got = {n: [] for n in names}
     for i in range(pairs):
@@ -96,9 +98,11 @@ def paired_rounds(runners, pairs):
             got[n].append(runners[n]())
     first = names[0]
     med = {n: tuple(statistics.median(v[k] for v in got[n]) for k in (0, 1)) for n in names}
-    ratios = {n: statistics.median(a[0] / b[0] if b[0] else float("nan")
-                                   for a, b in zip(got[first], got[n])) for n in names[1:]}
-    return med, ratios
+    per_round = {n: [a[0] / b[0] if b[0] else float("nan") for a, b in zip(got[first], got[n])]
+                 for n in names[1:]}
+    ratios = {n: statistics.median(v) for n, v in per_round.items()}
+    spread = {n: (min(v), max(v)) for n, v in per_round.items()}
+    return med, ratios, spread
 
 
 def keep_best(best, new):
@@ -132,7 +136,7 @@ def main():
     ap.add_argument("--kit", default="build/guest/testkit.elf")
     ap.add_argument("--ms", type=int, default=700, help="milliseconds per job")
     ap.add_argument("--reps", type=int, default=3, help="runs per VMM and backend (best kept)")
-    ap.add_argument("--pairs", type=int, default=7, help="rounds for each depth-32 job")
+    ap.add_argument("--pairs", type=int, default=11, help="rounds for each depth-32 job")
     ap.add_argument("--disk-dir", default="build/bench", help="directory on a real disk")
     ap.add_argument("--only", default="", help="comma-separated backend names")
     args = ap.parse_args()
@@ -185,17 +189,17 @@ def main():
                                                        engine, args.ms))
             for job in JOBS:
                 d32 = job[2] == 32
-                ratios = None
+                ratios = spread = None
                 if d32:
                     runners = {v: (lambda c=cmd, j=job: run_kit(c + common + drive, args.ms,
                                                                  timeout, [j])[j])
                                for v, cmd in vmms.items()}
                     runners["fio"] = lambda j=job: run_fio(fio_file, direct, engine, *j, args.ms)
-                    med, ratios = paired_rounds(runners, args.pairs)
+                    med, ratios, spread = paired_rounds(runners, args.pairs)
                     res["minikvm"][job], res["qemu-7.2"][job], fio[job] = (
                         med["minikvm"], med["qemu-7.2"], med["fio"])
                 rows.append((name, job, res["minikvm"][job], res["qemu-7.2"][job], fio[job],
-                             ratios, ceiling.get(job[0]) if d32 else None,
+                             ratios, spread, ceiling.get(job[0]) if d32 else None,
                              beside.get(job[0]) if d32 else None))
     finally:
         shutil.rmtree(disk_dir, ignore_errors=True)
@@ -207,7 +211,7 @@ def main():
     print(f"{'backend':26} {'job':17} {'minikvm':>9} {'qemu-7.2':>9} {'ratio':>6} {'fio':>9} "
           f"{'mk/fio':>6}  target")
     ceilings = []
-    for name, (rw, bs, depth), mk, qe, fio, ratios, ceil, near in rows:
+    for name, (rw, bs, depth), mk, qe, fio, ratios, spread, ceil, near in rows:
         k = 0 if bs == 4096 else 1
         a, b, f = mk[k], qe[k], fio[k]
         r_qemu, r_fio = (ratios["qemu-7.2"], ratios["fio"]) if ratios else (
@@ -218,6 +222,9 @@ def main():
             target = (">=1.3x qemu, >=90% fio" + ("  ok" if ok else "  MISS"))
             if not ok and 1.3 * b > f and r_fio >= 0.9:
                 target += " (1.3x qemu > fio's own d32)"
+            lo_q, hi_q = spread["qemu-7.2"]
+            lo_f, hi_f = spread["fio"]
+            target += f"  [rounds: {lo_q:.2f}-{hi_q:.2f}x qemu, {lo_f:.2f}-{hi_f:.2f} fio]"
             if ceil:
                 ceilings.append((name, rw, ceil[0], a, b, near[0]))
         elif bs > 4096:
