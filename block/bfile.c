@@ -189,9 +189,9 @@ int bfile_open_polled(const char *path, int flags, enum block_cache_mode cache,
 	return open_common(path, flags, cache, engine, true, engine_flags, out, err, errlen);
 }
 
-/* Writes through the mapping leave the file's times alone (tmpfs has no
- * page_mkwrite): flushes and closing set them, as the writes' system
- * calls would have. */
+/* Writes through the mapping leave the file's mtime alone once a page is
+ * mapped (tmpfs has no page_mkwrite; only the first write fault sets it):
+ * flushes and closing set it, as the writes' system calls would have. */
 static void touch_if_mapped_writes(struct bfile *f)
 {
 	static const struct timespec now[2] = { { .tv_nsec = UTIME_OMIT },

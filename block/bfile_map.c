@@ -12,9 +12,10 @@ static __thread sigjmp_buf *copy_guard;	/* set while this thread copies */
 static struct sigaction previous_sigbus;
 static pthread_mutex_t sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* A fault inside a guarded copy abandons the copy; any other SIGBUS gets
- * the disposition that was there before: a fault re-executed under the
- * default action ends the process as it would have, a sent signal is
+/* A fault inside a guarded copy (on either side of it) abandons the
+ * copy; any other SIGBUS gets the disposition that was there before: a
+ * program's handler is called, a fault re-executed under the default
+ * action ends the process as it would have, a sent signal is ignored or
  * raised again. */
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
@@ -32,6 +33,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 		previous_sigbus.sa_handler(sig);
 		return;
 	}
+	if (previous_sigbus.sa_handler == SIG_IGN && si->si_code <= 0)
+		return;
 	signal(SIGBUS, SIG_DFL);
 	if (si->si_code <= 0)
 		raise(SIGBUS);
@@ -126,7 +129,7 @@ bool bfile_map_write(struct bfile_map *m, uint64_t off, const struct iovec *iov,
 		return false;
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
-	if (off > usable || len > usable - off)
+	if (len > BFILE_MAP_WRITE_MAX || off > usable || len > usable - off)
 		return false;
 	if (!guarded_copy(m->base + off, iov, iovcnt))
 		return false;

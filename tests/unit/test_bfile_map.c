@@ -103,10 +103,13 @@ static void test_map_write_ranges_and_faults(void **state)
 /* Through bfile: several iovecs land in order; a write crossing the
  * mapped size (the file grew) still lands. A write into pages already
  * mapped leaves the mtime alone (only the first write fault of a page
- * sets it): the flush sets it. */
+ * sets it): the flush sets it. A write over BFILE_MAP_WRITE_MAX takes
+ * pwritev. */
 static void test_bfile_writes_and_mtime(void **state)
 {
+	static uint8_t large[BFILE_MAP_WRITE_MAX + 1];
 	struct iovec v[3] = { { wbuf, 100 }, { wbuf + 100, 5000 }, { wbuf + 5100, 3000 } };
+	struct iovec big = { large, 0 };
 	struct timespec old[2] = { { 1000, 0 }, { 1000, 0 } };
 	struct stat st;
 	struct bfile *f;
@@ -124,6 +127,16 @@ static void test_bfile_writes_and_mtime(void **state)
 	assert_int_equal(fstat(fd, &st), 0);
 	assert_int_equal(st.st_mtim.tv_sec, 1000);	/* the mapping wrote it */
 	assert_int_equal(bfile_flush(f), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_mtim.tv_sec > 1000);
+
+	big.iov_len = 4096;		/* map every page of the range below first */
+	for (uint64_t off = 4096; off < 4096 + BFILE_MAP_WRITE_MAX + 4096; off += 4096)
+		assert_int_equal(bfile_pwritev(f, off, &big, 1), 0);
+	assert_int_equal(bfile_flush(f), 0);
+	big.iov_len = BFILE_MAP_WRITE_MAX + 1;		/* larger: pwritev, which sets it */
+	assert_int_equal(futimens(fd, old), 0);
+	assert_int_equal(bfile_pwritev(f, 4096, &big, 1), 0);
 	assert_int_equal(fstat(fd, &st), 0);
 	assert_true(st.st_mtim.tv_sec > 1000);
 
@@ -174,16 +187,17 @@ static void test_read_only_not_mapped(void **state)
 }
 
 /* In a child with a private mount namespace (a user namespace too when
- * not root): a 64 KiB tmpfs that fills up. The write that finds it full
- * faults in the mapping and returns ENOSPC from the system call. */
+ * not root): a 64 KiB tmpfs filled page by page. The write that finds it
+ * full faults in the mapping and returns ENOSPC from the system call. */
 static int full_tmpfs_child(void)
 {
-	static uint8_t big[128 << 10];
+	static uint8_t page[4096];
 	char dir[] = "/tmp/test_bfile_map.XXXXXX", path[64];
-	struct iovec v = { big, sizeof(big) };
+	struct iovec v = { page, sizeof(page) };
 	struct bfile *f = NULL;
 	char err[256];
-	int fd;
+	int fd, ret;
+	unsigned n = 0;
 
 	if (unshare(geteuid() == 0 ? CLONE_NEWNS : CLONE_NEWUSER | CLONE_NEWNS) < 0 ||
 	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 || !mkdtemp(dir) ||
@@ -196,11 +210,12 @@ static int full_tmpfs_child(void)
 	if (bfile_open(path, O_RDWR, BLOCK_CACHE_WRITEBACK, BLOCK_ENGINE_THREADS, &f, err,
 		       sizeof(err)) < 0 || !bfile_in_memory(f))
 		return 12;
-	memset(big, 0x5a, sizeof(big));
-	if (bfile_pwritev(f, 0, &v, 1) != -ENOSPC)
+	memset(page, 0x5a, sizeof(page));
+	while ((ret = bfile_pwritev(f, (uint64_t)n * sizeof(page), &v, 1)) == 0 && n < 64)
+		n++;
+	if (ret != -ENOSPC || n < 8)
 		return 13;
-	v.iov_len = 4096;
-	if (bfile_pwritev(f, 0, &v, 1) != 0)	/* what fits still goes */
+	if (bfile_pwritev(f, 0, &v, 1) != 0)	/* pages it has still take writes */
 		return 14;
 	bfile_close(f);
 	return 0;
@@ -226,14 +241,15 @@ static void exit_42(int sig)
 
 /* A fault outside a guarded copy and a SIGBUS sent by kill get what was
  * there before the mapping's handler: the default action (the process
- * ends with SIGBUS), or a handler of the program's. */
-static int foreign_sigbus_child(bool sent, bool own_handler)
+ * ends with SIGBUS), a handler of the program's, or SIG_IGN (a sent
+ * signal is ignored; a fault cannot be, the process ends with SIGBUS). */
+static int foreign_sigbus_child(bool sent, void (*before)(int))
 {
 	struct bfile_map m;
 	volatile char *p;
 	int fd = open(SHM_FILE, O_RDWR);
 
-	signal(SIGBUS, own_handler ? exit_42 : SIG_DFL);	/* not cmocka's */
+	signal(SIGBUS, before);		/* in place of cmocka's */
 	if (fd < 0 || bfile_map_open(&m, fd, FILE_SIZE) < 0)	/* installs the handler */
 		return 1;
 	if (sent) {
@@ -247,23 +263,32 @@ static int foreign_sigbus_child(bool sent, bool own_handler)
 	return 4;
 }
 
-static void test_foreign_sigbus_fatal(void **state)
+static void test_foreign_sigbus_keeps_disposition(void **state)
 {
-	for (int i = 0; i < 4; i++) {
-		bool sent = i & 1, own_handler = i & 2;
+	static const struct {
+		bool sent;
+		void (*before)(int);
+		int exit_status;	/* -1: ends with SIGBUS */
+	} cases[] = {
+		{ false, SIG_DFL, -1 }, { true, SIG_DFL, -1 },
+		{ false, exit_42, 42 }, { true, exit_42, 42 },
+		{ false, SIG_IGN, -1 }, { true, SIG_IGN, 2 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int status, fd = make_file(SHM_FILE, FILE_SIZE);
 		pid_t pid = fork();
 
 		assert_true(pid >= 0);
 		if (pid == 0)
-			_exit(foreign_sigbus_child(sent, own_handler));
+			_exit(foreign_sigbus_child(cases[i].sent, cases[i].before));
 		assert_int_equal(waitpid(pid, &status, 0), pid);
-		if (own_handler) {
-			assert_true(WIFEXITED(status));
-			assert_int_equal(WEXITSTATUS(status), 42);
-		} else {
+		if (cases[i].exit_status < 0) {
 			assert_true(WIFSIGNALED(status));
 			assert_int_equal(WTERMSIG(status), SIGBUS);
+		} else {
+			assert_true(WIFEXITED(status));
+			assert_int_equal(WEXITSTATUS(status), cases[i].exit_status);
 		}
 		close(fd);
 	}
@@ -277,7 +302,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_bfile_truncated, teardown),
 		cmocka_unit_test_teardown(test_read_only_not_mapped, teardown),
 		cmocka_unit_test(test_full_tmpfs_enospc),
-		cmocka_unit_test_teardown(test_foreign_sigbus_fatal, teardown),
+		cmocka_unit_test_teardown(test_foreign_sigbus_keeps_disposition, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
