@@ -21,8 +21,8 @@ and job, then fio; order rotating): a round's three runs see the same
 phase of the disk, the row's ratios are the medians of the rounds'
 ratios and its figures each tool's median, so a tool that met a fast
 phase once cannot decide the row; the lowest and highest round's ratios
-follow the verdict, to show how far the disk's phases spread them. Prints IOPS (4 KiB) or MiB/s (1 MiB)
-with the ratio to QEMU and to fio."""
+follow the verdict, to show how far the disk's phases spread them.
+Prints IOPS (4 KiB) or MiB/s (1 MiB) with the ratio to QEMU and to fio."""
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
 
 JOBS = [("randread", 4096, 1), ("randread", 4096, 32), ("randwrite", 4096, 1),
