@@ -4,9 +4,9 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <string.h>
 #include <sys/mman.h>
 #include "block/bfile_map.h"
+#include "block/block.h"
 
 static __thread sigjmp_buf *copy_guard;	/* set while this thread copies */
 static struct sigaction previous_sigbus;
@@ -97,17 +97,9 @@ void bfile_map_shrink(struct bfile_map *m, uint64_t size)
 		__atomic_store_n(&m->usable, size, __ATOMIC_RELEASE);
 }
 
-static __attribute__((noinline)) void copy_iov(char *dst, const struct iovec *iov, int iovcnt)
-{
-	for (int i = 0; i < iovcnt; i++) {
-		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
-		dst += iov[i].iov_len;
-	}
-}
-
 /* The copy under the guard; false when it faulted. Nothing changes in
  * this frame between sigsetjmp and the end of the copy. */
-static bool guarded_copy(char *dst, const struct iovec *iov, int iovcnt)
+static bool guarded_copy(char *dst, const struct iovec *iov, int iovcnt, size_t len)
 {
 	sigjmp_buf env;
 
@@ -115,7 +107,7 @@ static bool guarded_copy(char *dst, const struct iovec *iov, int iovcnt)
 		return false;
 	copy_guard = &env;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	copy_iov(dst, iov, iovcnt);
+	iov_to_buf(iov, iovcnt, 0, dst, len);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	copy_guard = NULL;
 	return true;
@@ -123,15 +115,14 @@ static bool guarded_copy(char *dst, const struct iovec *iov, int iovcnt)
 
 bool bfile_map_write(struct bfile_map *m, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-	uint64_t usable = __atomic_load_n(&m->usable, __ATOMIC_ACQUIRE), len = 0;
+	uint64_t usable = __atomic_load_n(&m->usable, __ATOMIC_ACQUIRE), len;
 
 	if (!m->base)
 		return false;
-	for (int i = 0; i < iovcnt; i++)
-		len += iov[i].iov_len;
+	len = iov_size(iov, iovcnt);
 	if (len > BFILE_MAP_WRITE_MAX || off > usable || len > usable - off)
 		return false;
-	if (!guarded_copy(m->base + off, iov, iovcnt))
+	if (!guarded_copy(m->base + off, iov, iovcnt, (size_t)len))
 		return false;
 	if (!__atomic_load_n(&m->wrote, __ATOMIC_RELAXED))
 		__atomic_store_n(&m->wrote, true, __ATOMIC_RELAXED);
